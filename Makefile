@@ -1,0 +1,93 @@
+# reqctx: request correlation for unmodified servers (LD_PRELOAD).
+#
+#   make            build/libreqctx.so, build/reqctx-demo, build/reqctx
+#   make test       every Criterion suite (installs or names missing packages)
+#   make demo       the demo server on :3000 under the library
+#   make bench      benchmarks (ratios, never assertions)
+
+CC       ?= cc
+CFLAGS   ?= -O2 -g
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+SANITIZE ?=
+B        ?= build
+
+VERSION  := 0.1.0
+SOVER    := 0
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+BASE     := -std=gnu11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -Iinclude -Isrc $(WARN)
+ifneq ($(SANITIZE),)
+SANFLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
+endif
+
+SRC      := $(wildcard src/*.c)
+PRE      := $(wildcard preload/*.c)
+TESTS    := $(wildcard tests/test_*.c)
+PROGS    := $(wildcard tests/progs/*.c)
+CLI      := $(wildcard tools/cli/*.c)
+
+SRC_O    := $(SRC:%.c=$(B)/obj/%.o)
+SRC_T    := $(SRC:%.c=$(B)/tobj/%.o)
+PRE_O    := $(PRE:%.c=$(B)/obj/%.o)
+LIB      := $(B)/libreqctx.so
+TEST_BIN := $(TESTS:tests/%.c=$(B)/tests/%)
+PROG_O0  := $(PROGS:tests/progs/%.c=$(B)/progs/O0/%)
+PROG_O2  := $(PROGS:tests/progs/%.c=$(B)/progs/O2/%)
+
+LIBS     := -ldl -lpthread
+
+.PHONY: all test demo bench clean install uninstall deps-test deps-demo check-exports
+all: $(LIB) $(B)/reqctx-demo $(B)/reqctx
+
+$(B)/obj/%.o: %.c $(wildcard src/*.h preload/*.h include/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) $(CFLAGS) -ftls-model=initial-exec -c $< -o $@
+
+# src/ compiled again for direct linking into the test binaries (sanitizers apply here).
+$(B)/tobj/%.o: %.c $(wildcard src/*.h include/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) $(CFLAGS) $(SANFLAGS) -c $< -o $@
+
+$(LIB): $(SRC_O) $(PRE_O)
+	$(CC) -shared -Wl,-soname,libreqctx.so.$(SOVER) -Wl,-z,now -Wl,-z,relro \
+	    $(CFLAGS) -o $@ $^ $(LIBS)
+
+$(B)/reqctx-demo: tools/demo.c
+	@mkdir -p $(B)
+	$(CC) -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -o $@ $< -lpthread -lrt
+
+$(B)/reqctx: $(CLI) $(wildcard tools/cli/*.h)
+	@mkdir -p $(B)
+	$(CC) -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -DREQCTX_VERSION='"$(VERSION)"' \
+	    -Itools/cli -o $@ $(CLI)
+
+$(B)/progs/O0/%: tests/progs/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -D_GNU_SOURCE -Iinclude $(WARN) -Wno-format-security -O0 -g -o $@ $< -lpthread -lrt
+
+$(B)/progs/O2/%: tests/progs/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -D_GNU_SOURCE -Iinclude $(WARN) -Wno-format-security -O2 -D_FORTIFY_SOURCE=2 -g -o $@ $< -lpthread -lrt
+
+$(B)/tests/%: tests/%.c $(SRC_T) $(wildcard tests/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) $(CFLAGS) $(SANFLAGS) -Itests -o $@ $< $(SRC_T) -lcriterion $(LIBS)
+
+deps-test:
+	@tools/deps.sh test
+
+deps-demo:
+	@tools/deps.sh demo
+
+test: deps-test all $(TEST_BIN) $(PROG_O0) $(PROG_O2)
+	@REQCTX_BUILD=$(abspath $(B)) tools/run-tests.sh $(TEST_BIN)
+
+demo: deps-demo all
+	LD_PRELOAD=$(abspath $(LIB)) $(B)/reqctx-demo --port 3000
+
+check-exports: $(LIB)
+	@nm -D --defined-only $(LIB)
+
+clean:
+	rm -rf $(B)

@@ -1,0 +1,62 @@
+/*
+ * reqctx: request correlation for unmodified servers.
+ *
+ * libreqctx.so is normally loaded with LD_PRELOAD. It gives every HTTP/1.x
+ * request on an accepted connection an ID (the client's X-Request-Id when it
+ * is valid, otherwise a fresh UUIDv4), keeps that ID as the calling thread's
+ * current context while the connection is being served, prefixes every line
+ * written to a log stream with "[req:<id>] " and echoes the ID in the
+ * response head.
+ *
+ * The functions below let a program that knows about reqctx read and set the
+ * context itself. They work the same when the library is preloaded and when
+ * the program links it with -lreqctx.
+ */
+#ifndef REQCTX_H
+#define REQCTX_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Longest request ID accepted, in bytes (not counting the NUL). */
+#define REQCTX_ID_MAX 128
+
+/* The ID reported outside any request. */
+#define REQCTX_UNKNOWN "unknown"
+
+/* Defaults of the environment variables read at start-up. */
+#define REQCTX_DEFAULT_HEADER    "X-Request-Id"
+#define REQCTX_DEFAULT_PREFIX    "[req:%s] "
+#define REQCTX_DEFAULT_LOG_FDS   "1,2"
+#define REQCTX_DEFAULT_LOG_FILES "*.log:*_log:*.log.[0-9]*:/var/log/*"
+
+/*
+ * The calling thread's current request ID, or "unknown" outside any request.
+ * The string lives in thread-local storage: it stays valid until this thread's
+ * context next changes (its next I/O on a connection, or the end of the
+ * enclosing reqctx_run). Copy it to keep it longer.
+ */
+const char *reqctx_id(void);
+
+/*
+ * Runs fn(arg) with `id` as the calling thread's context, then restores the
+ * context that was current before, whatever fn did to it. Calls nest: an inner
+ * run overrides the ID, and the outer one is back when it returns.
+ *
+ * `id` must be 1 to REQCTX_ID_MAX characters from the set A-Z a-z 0-9 and
+ * - _ . : @ + = / ~ (see reqctx_id_valid).
+ *
+ * Returns 0 after fn has run, or -EINVAL without calling fn if `id` is NULL or
+ * invalid, or if fn is NULL.
+ */
+int reqctx_run(const char *id, void (*fn)(void *), void *arg);
+
+/* Returns 1 if `id` is a valid request ID (see reqctx_run), 0 otherwise. */
+int reqctx_id_valid(const char *id);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* REQCTX_H */

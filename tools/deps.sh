@@ -1,0 +1,29 @@
+#!/bin/sh
+# Checks the Debian packages a make target needs. As root it installs the
+# missing ones; otherwise it prints the exact apt-get line and fails.
+set -eu
+what=${1:-test}
+need=""
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+want() { have_pkg "$1" || need="$need $1"; }
+
+want gcc
+want make
+want libc6-dev
+case "$what" in
+test)  want libcriterion-dev; want libunwind-dev; want curl; want python3; want nginx-light ;;
+demo)  want curl ;;
+bench) want valgrind; want strace; want wrk; want nginx-light; want python3 ;;
+esac
+[ -z "$need" ] && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+	echo "reqctx: installing:$need" >&2
+	if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q $need >/dev/null; then
+		apt-get update -q >/dev/null
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $need >/dev/null
+	fi
+	exit 0
+fi
+echo "reqctx: missing packages; run as root:" >&2
+echo "  apt-get install -y$need" >&2
+exit 1
