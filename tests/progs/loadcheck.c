@@ -625,8 +625,12 @@ static int find_tokens(const char *line, size_t len, long *idx)
 	return k;
 }
 
+/* Longest part of a log line quoted in a diagnostic. */
+#define QUOTE_MAX 400
+
 static void check_line(const char *line, size_t len)
 {
+	int q = len > QUOTE_MAX ? QUOTE_MAX : (int)len;
 	long idx[LINE_TOKENS];
 	int k = find_tokens(line, len, idx);
 	const char *id, *want;
@@ -641,13 +645,13 @@ static void check_line(const char *line, size_t len)
 	want = expected_id(idx[0], buf, sizeof(buf));
 	idn = prefixed_id(line, len, &id);
 	if (idn == 0)
-		bad(C_UNPREFIXED, "expected %s: %.*s", want ? want : "(no echo)", (int)len, line);
+		bad(C_UNPREFIXED, "expected %s: %.*s", want ? want : "(no echo)", q, line);
 	else if (idn == strlen("unknown") && memcmp(id, "unknown", idn) == 0)
-		bad(C_UNKNOWN, "expected %s: %.*s", want ? want : "(no echo)", (int)len, line);
+		bad(C_UNKNOWN, "expected %s: %.*s", want ? want : "(no echo)", q, line);
 	else if (want && strlen(want) == idn && memcmp(id, want, idn) == 0)
 		n_ok++;
 	else
-		bad(C_WRONG, "expected %s: %.*s", want ? want : "(no echo)", (int)len, line);
+		bad(C_WRONG, "expected %s: %.*s", want ? want : "(no echo)", q, line);
 }
 
 /* Reads one log file line by line. Returns 0, or -1 if it cannot be read. */
