@@ -1,0 +1,67 @@
+/*
+ * reqctx doctor: explain whether a command can be preloaded.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "inspect.h"
+
+static const char help[] =
+	"Usage: reqctx doctor CMD\n"
+	"\n"
+	"Explains whether libreqctx.so can be preloaded into CMD (a path, or a name\n"
+	"looked up in $PATH). Prints one line per check, \"ok\" or \"FAIL\":\n"
+	"  library     libreqctx.so is found (as 'reqctx run' finds it)\n"
+	"  format      CMD is an ELF executable of the library's class and machine,\n"
+	"              or a #! script (then its interpreter is checked, and for\n"
+	"              #!/usr/bin/env NAME, NAME too)\n"
+	"  linking     it has a program interpreter (PT_INTERP): not static\n"
+	"  runtime     it is not a Go program (Go makes raw system calls)\n"
+	"  privileges  it is not setuid, setgid or setcap (secure-execution mode)\n"
+	"then a last line \"verdict: ...\".\n"
+	"\n"
+	"Exit status: 0 if preloading will work, 1 if not, 2 for a usage error,\n"
+	"126 if CMD exists but cannot be executed, 127 if it is not found.\n";
+
+int rc_cmd_doctor(int argc, char **argv)
+{
+	char lib[RC_PATH_MAX], tried[2 * RC_PATH_MAX], path[RC_PATH_MAX];
+	struct rc_report rep;
+	int r, lib_ok, ok;
+
+	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		fputs(help, stdout);
+		return RC_EXIT_OK;
+	}
+	if (argc != 2 || (argv[1][0] == '-' && argv[1][1]))
+		return rc_usage_err("doctor", argc == 2 ? "unknown option '%s'"
+					      : "expects exactly one command", argv[1]);
+	r = rc_resolve_cmd(argv[1], path, sizeof(path));
+	if (r == -ENOENT) {
+		rc_err("%s: command not found", argv[1]);
+		return RC_EXIT_NOTFOUND;
+	}
+	if (r < 0) {
+		rc_err("%s: cannot execute: %s", argv[1], strerror(-r));
+		return RC_EXIT_NOEXEC;
+	}
+	lib_ok = rc_find_library(lib, sizeof(lib), tried, sizeof(tried)) == 0;
+	printf("reqctx doctor: %s\n", path);
+	if (lib_ok)
+		printf("  ok    library     %s\n", lib);
+	else
+		printf("  FAIL  library     libreqctx.so not found (tried %s); "
+		       "set REQCTX_LIBRARY\n", tried);
+	rc_inspect(path, lib_ok ? lib : "/proc/self/exe", &rep);
+	for (int i = 0; i < rep.n; i++)
+		printf("  %-4s  %-10s  %s\n", rep.c[i].ok ? "ok" : "FAIL", rep.c[i].name,
+		       rep.c[i].msg);
+	ok = lib_ok && rep.first_fail < 0;
+	if (ok)
+		printf("verdict: %s can be preloaded\n", path);
+	else
+		printf("verdict: %s cannot be preloaded\n", path);
+	return ok ? RC_EXIT_OK : RC_EXIT_FAIL;
+}

@@ -1,0 +1,276 @@
+/*
+ * reqctx run: exec a command with libreqctx.so preloaded.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "inspect.h"
+
+#define GLOBS_MAX   16   /* log-file globs the library accepts */
+#define GLOBS_BYTES 1024 /* their total length, as the library */
+#define HDR_MAX     64   /* longest header name the library accepts */
+#define FDS_MAX     16   /* fds the library accepts in REQCTX_LOG_FDS */
+
+static const char help[] =
+	"Usage: reqctx run [OPTIONS] [--] CMD [ARGS...]\n"
+	"\n"
+	"Runs CMD with libreqctx.so preloaded: the library's absolute path is appended\n"
+	"to LD_PRELOAD (existing entries are kept; it is not added twice).\n"
+	"\n"
+	"Options (each sets one of the library's environment variables):\n"
+	"  --header NAME     request/response header with the ID      (REQCTX_HEADER,\n"
+	"                    default " REQCTX_DEFAULT_HEADER ")\n"
+	"  --prefix FMT      log prefix, exactly one %s, %% for a %    (REQCTX_PREFIX,\n"
+	"                    default \"" REQCTX_DEFAULT_PREFIX "\")\n"
+	"  --log-file GLOB   files opened for append whose name matches GLOB are logs;\n"
+	"                    repeatable, added to the existing list    (REQCTX_LOG_FILES,\n"
+	"                    default " REQCTX_DEFAULT_LOG_FILES ")\n"
+	"  --log-fds LIST    comma-separated fds that are log streams  (REQCTX_LOG_FDS,\n"
+	"                    default " REQCTX_DEFAULT_LOG_FDS ")\n"
+	"  --no-echo         do not add the header to responses        (REQCTX_ECHO=0)\n"
+	"  --bare            leave lines outside requests unprefixed   (REQCTX_UNKNOWN=bare)\n"
+	"  --force           run CMD even if it cannot be preloaded\n"
+	"  -h, --help        this text\n"
+	"\n"
+	"The library is $REQCTX_LIBRARY if set, else libreqctx.so next to this program,\n"
+	"else ../lib, ../lib64 or ../lib/x86_64-linux-gnu relative to it.\n"
+	"Before exec, CMD is checked as 'reqctx doctor' does: a static, setuid, setgid,\n"
+	"setcap, Go or foreign-architecture program is refused (exit 1) unless --force.\n"
+	"\n"
+	"Exit status: that of CMD; 1 if the library is missing or CMD cannot be\n"
+	"preloaded, 2 for a usage error, 126 if CMD cannot be executed, 127 if it is\n"
+	"not found.\n";
+
+struct run_opts {
+	const char *header, *prefix, *log_fds;
+	int no_echo, bare, force;
+	char globs[GLOBS_BYTES];
+	int nglobs;
+};
+
+static int header_ok(const char *v)
+{
+	size_t n = strlen(v);
+
+	if (n == 0 || n > HDR_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)v[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || strchr("!#$%&'*+-.^_`|~", c)))
+			return 0;
+	}
+	return 1;
+}
+
+static int fds_ok(const char *v)
+{
+	int count = 0;
+
+	for (const char *p = v; *p;) {
+		char *end;
+		long fd;
+
+		if (*p < '0' || *p > '9')
+			return 0;
+		fd = strtol(p, &end, 10);
+		if (fd > 1 << 20 || ++count > FDS_MAX)
+			return 0;
+		if (*end == ',' && end[1])
+			end++;
+		else if (*end)
+			return 0;
+		p = end;
+	}
+	return count > 0;
+}
+
+static int count_globs(const char *list)
+{
+	int n = 0;
+
+	for (const char *p = list; *p; p++)
+		if (*p != ':' && (p == list || p[-1] == ':'))
+			n++;
+	return n;
+}
+
+static int add_glob(struct run_opts *o, const char *glob)
+{
+	const char *base = getenv("REQCTX_LOG_FILES");
+	size_t used;
+
+	if (!*glob || strchr(glob, ':'))
+		return rc_usage_err("run", "--log-file '%s': a glob must be non-empty and "
+				    "contain no ':'", glob);
+	if (!o->nglobs)
+		snprintf(o->globs, sizeof(o->globs), "%s",
+			 base ? base : REQCTX_DEFAULT_LOG_FILES);
+	used = strlen(o->globs);
+	if (used + 1 + strlen(glob) >= sizeof(o->globs) || count_globs(o->globs) >= GLOBS_MAX)
+		return rc_usage_err("run", "too many --log-file globs (the library takes at "
+				    "most %d, %d bytes in all)", GLOBS_MAX, GLOBS_BYTES - 1);
+	snprintf(o->globs + used, sizeof(o->globs) - used, "%s%s", used ? ":" : "", glob);
+	o->nglobs++;
+	return 0;
+}
+
+static int parse(int argc, char **argv, struct run_opts *o)
+{
+	static const struct option longs[] = {
+		{ "header", required_argument, NULL, 'H' },
+		{ "prefix", required_argument, NULL, 'p' },
+		{ "log-file", required_argument, NULL, 'l' },
+		{ "log-fds", required_argument, NULL, 'f' },
+		{ "no-echo", no_argument, NULL, 'E' },
+		{ "bare", no_argument, NULL, 'b' },
+		{ "force", no_argument, NULL, 'F' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct rc_prefix pfx;
+	int c;
+
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+h", longs, NULL)) != -1) {
+		switch (c) {
+		case 'H':
+			if (!header_ok(optarg))
+				return rc_usage_err("run", "--header '%s' is not a header name "
+						    "(1-%d token characters)", optarg, HDR_MAX);
+			o->header = optarg;
+			break;
+		case 'p':
+			if (rc_prefix_parse(optarg, &pfx) < 0)
+				return rc_usage_err("run", "--prefix '%s' needs exactly one %%s, "
+						    "printable characters, %%%% for a literal %%, "
+						    "and at most %d characters on each side",
+						    optarg, RC_PFX_PART);
+			o->prefix = optarg;
+			break;
+		case 'l':
+			if (add_glob(o, optarg))
+				return RC_EXIT_USAGE;
+			break;
+		case 'f':
+			if (!fds_ok(optarg))
+				return rc_usage_err("run", "--log-fds '%s' is not a comma-separated "
+						    "list of at most %d fds", optarg, FDS_MAX);
+			o->log_fds = optarg;
+			break;
+		case 'E': o->no_echo = 1; break;
+		case 'b': o->bare = 1; break;
+		case 'F': o->force = 1; break;
+		case 'h':
+			fputs(help, stdout);
+			return -1;
+		default:
+			return rc_usage_err("run", "unknown or incomplete option '%s'",
+					    argv[optind - 1]);
+		}
+	}
+	if (optind >= argc)
+		return rc_usage_err("run", "no command given");
+	return 0;
+}
+
+static int same_file(const char *a, const char *b)
+{
+	struct stat sa, sb;
+
+	return !strcmp(a, b) || (stat(a, &sa) == 0 && stat(b, &sb) == 0 &&
+				 sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino);
+}
+
+/* Sets LD_PRELOAD to its old entries plus lib, unless lib is already one. */
+static int set_preload(const char *lib)
+{
+	const char *old = getenv("LD_PRELOAD");
+	char *copy, *tok, *save = NULL, *val;
+	int present = 0, r;
+	size_t len;
+
+	if (!old || !old[strspn(old, " :")])
+		return setenv("LD_PRELOAD", lib, 1);
+	copy = strdup(old);
+	if (!copy)
+		return -1;
+	for (tok = strtok_r(copy, " :", &save); tok; tok = strtok_r(NULL, " :", &save))
+		present |= same_file(tok, lib);
+	free(copy);
+	if (present)
+		return 0;
+	len = strlen(old);
+	while (len && (old[len - 1] == ' ' || old[len - 1] == ':'))
+		len--;
+	if (asprintf(&val, "%.*s:%s", (int)len, old, lib) < 0)
+		return -1;
+	r = setenv("LD_PRELOAD", val, 1);
+	free(val);
+	return r;
+}
+
+static int set_env(const struct run_opts *o, const char *lib)
+{
+	if ((o->header && setenv("REQCTX_HEADER", o->header, 1)) ||
+	    (o->prefix && setenv("REQCTX_PREFIX", o->prefix, 1)) ||
+	    (o->nglobs && setenv("REQCTX_LOG_FILES", o->globs, 1)) ||
+	    (o->log_fds && setenv("REQCTX_LOG_FDS", o->log_fds, 1)) ||
+	    (o->no_echo && setenv("REQCTX_ECHO", "0", 1)) ||
+	    (o->bare && setenv("REQCTX_UNKNOWN", "bare", 1)))
+		return -1;
+	return set_preload(lib);
+}
+
+int rc_cmd_run(int argc, char **argv)
+{
+	struct run_opts o = { 0 };
+	char lib[RC_PATH_MAX], tried[2 * RC_PATH_MAX], path[RC_PATH_MAX];
+	struct rc_report rep;
+	const char *cmd;
+	int r = parse(argc, argv, &o);
+
+	if (r)
+		return r < 0 ? RC_EXIT_OK : r;
+	cmd = argv[optind];
+	r = rc_resolve_cmd(cmd, path, sizeof(path));
+	if (r == -ENOENT) {
+		rc_err("%s: command not found", cmd);
+		return RC_EXIT_NOTFOUND;
+	}
+	if (r < 0) {
+		rc_err("%s: cannot execute: %s", cmd, strerror(-r));
+		return RC_EXIT_NOEXEC;
+	}
+	r = rc_find_library(lib, sizeof(lib), tried, sizeof(tried));
+	if (r < 0) {
+		rc_err("cannot find libreqctx.so (tried %s); set REQCTX_LIBRARY", tried);
+		return RC_EXIT_FAIL;
+	}
+	if (strpbrk(lib, " :")) {
+		rc_err("%s: LD_PRELOAD cannot hold a path with a space or ':'", lib);
+		return RC_EXIT_FAIL;
+	}
+	rc_inspect(path, lib, &rep);
+	if (rep.first_fail >= 0 && !o.force) {
+		rc_err("%s", rep.c[rep.first_fail].msg);
+		rc_err("not running it without the library; --force runs it anyway");
+		return RC_EXIT_FAIL;
+	}
+	if (set_env(&o, lib) < 0) {
+		rc_err("cannot set the environment: %s", strerror(errno));
+		return RC_EXIT_FAIL;
+	}
+	execv(path, argv + optind);
+	r = errno;
+	rc_err("%s: cannot execute: %s", path, strerror(r));
+	return r == ENOENT ? RC_EXIT_NOTFOUND : RC_EXIT_NOEXEC;
+}
