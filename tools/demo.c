@@ -112,6 +112,7 @@ struct conn {
 	timer_t timers[2];	/* timer mode: POSIX timers of the current request */
 	int ntimers;
 	bool want_close;	/* pool/timer: the event loop must close it */
+	unsigned handoff;	/* pool/timer: bumped when a thread hands c back to the loop */
 	const char *out;	/* epoll mode: unsent rest of the response */
 	size_t outlen;
 	struct conn *next;	/* pool queue link */
@@ -645,6 +646,8 @@ static void respond_and_release(struct conn *c)
 	free(c->req);
 	c->req = NULL;
 	c->want_close = !ka;
+	/* epoll_ctl orders this in practice; the atomic makes it explicit (and TSan-visible). */
+	__atomic_fetch_add(&c->handoff, 1, __ATOMIC_RELEASE);
 	if (conn_arm(c, EPOLLIN | EPOLLOUT) < 0) {
 		/* Cannot happen while c->fd is registered; nothing sane to do. */
 		fprintf(stderr, "reqctx-demo: epoll_ctl: %s\n", strerror(errno));
@@ -789,6 +792,7 @@ static void on_accept(void)
 
 static void on_conn(struct conn *c)
 {
+	(void)__atomic_load_n(&c->handoff, __ATOMIC_ACQUIRE);
 	if (c->outlen) {
 		flush_out(c);
 		return;
