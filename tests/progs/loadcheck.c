@@ -60,6 +60,7 @@ struct rq {
 	bool has_cid;
 	bool done;	/* response received or failure recorded */
 	bool failed;
+	bool retried;	/* resent once after a reused connection closed under it */
 };
 
 enum cstate { S_FREE, S_CONNECTING, S_SENDING, S_RECEIVING };
@@ -79,6 +80,8 @@ struct conn {
 	uint64_t left;
 	bool close_after;
 	int status;
+	bool reused;	/* a response already came back on this fd */
+	size_t got;	/* response bytes received for the current request */
 };
 
 static struct {
@@ -204,6 +207,7 @@ static void build_request(struct conn *c, long i)
 	c->rs = R_HEAD;
 	c->close_after = false;
 	c->status = 0;
+	c->got = 0;
 }
 
 /* Starts a non-blocking connect; returns 0 or -errno. */
@@ -221,6 +225,7 @@ static int conn_open(struct conn *c)
 	}
 	c->fd = fd;
 	c->st = S_CONNECTING;
+	c->reused = false;
 	if (watch(c, EPOLLOUT, EPOLL_CTL_ADD) < 0) {
 		int err = -errno;
 
@@ -251,6 +256,30 @@ static void conn_next(struct conn *c)
 		fail_req(c, strerror(-err));
 	}
 	conn_drop(c);
+}
+
+/*
+ * Ends c's connection after an I/O failure. A request that got no response
+ * byte on a reused keep-alive connection (the server may have closed it while
+ * idle) is resent once on a fresh one; anything else fails the request.
+ */
+static void conn_failed(struct conn *c, const char *why)
+{
+	long i = c->req;
+
+	conn_drop(c);
+	if (i >= 0 && c->reused && c->got == 0 && !rqs[i].retried) {
+		int err;
+
+		rqs[i].retried = true;
+		build_request(c, i);
+		err = conn_open(c);
+		if (err == 0)
+			return;
+		why = strerror(-err);
+	}
+	fail_req(c, why);
+	conn_next(c);
 }
 
 /* Finds the end of a line at s[0, n): returns its length with the newline, or 0. */
@@ -452,6 +481,7 @@ static void response_done(struct conn *c)
 		finished++;
 		c->req = -1;
 	}
+	c->reused = true;
 	if (c->close_after || c->inlen)
 		conn_drop(c);	/* the server closes, or sent more than asked for */
 	conn_next(c);
@@ -473,12 +503,11 @@ static void on_readable(struct conn *c)
 				response_done(c);
 				return;
 			}
-			fail_req(c, n == 0 ? "connection closed by server" : strerror(errno));
-			conn_drop(c);
-			conn_next(c);
+			conn_failed(c, n == 0 ? "connection closed by server" : strerror(errno));
 			return;
 		}
 		c->inlen += (size_t)n;
+		c->got += (size_t)n;
 		if (parse_response(c) < 0) {
 			fail_req(c, "malformed response");
 			conn_drop(c);
@@ -516,9 +545,7 @@ static void on_event(struct conn *c, uint32_t events)
 			if (n < 0 && errno == EAGAIN)
 				return;
 			if (n <= 0) {
-				fail_req(c, strerror(errno));
-				conn_drop(c);
-				conn_next(c);
+				conn_failed(c, strerror(errno));
 				return;
 			}
 			c->outoff += (size_t)n;
