@@ -91,3 +91,35 @@ check-exports: $(LIB)
 
 clean:
 	rm -rf $(B)
+
+# BEGIN install (cli)
+# make install [PREFIX=/usr/local] [DESTDIR=...]; make uninstall removes the same files.
+BINDIR     ?= $(PREFIX)/bin
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PCDIR      ?= $(LIBDIR)/pkgconfig
+MANDIR     ?= $(PREFIX)/share/man
+INSTALL    ?= install
+
+INSTALLED := $(BINDIR)/reqctx $(LIBDIR)/libreqctx.so.$(VERSION) \
+	$(LIBDIR)/libreqctx.so.$(SOVER) $(LIBDIR)/libreqctx.so $(INCLUDEDIR)/reqctx.h \
+	$(PCDIR)/reqctx.pc $(MANDIR)/man1/reqctx.1 $(MANDIR)/man7/libreqctx.7
+
+install: $(LIB) $(B)/reqctx
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) \
+	    $(DESTDIR)$(PCDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7
+	$(INSTALL) -m 755 $(B)/reqctx $(DESTDIR)$(BINDIR)/reqctx
+	$(INSTALL) -m 755 $(LIB) $(DESTDIR)$(LIBDIR)/libreqctx.so.$(VERSION)
+	ln -sf libreqctx.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libreqctx.so.$(SOVER)
+	ln -sf libreqctx.so.$(SOVER) $(DESTDIR)$(LIBDIR)/libreqctx.so
+	$(INSTALL) -m 644 include/reqctx.h $(DESTDIR)$(INCLUDEDIR)/reqctx.h
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	    reqctx.pc.in >$(DESTDIR)$(PCDIR)/reqctx.pc
+	chmod 644 $(DESTDIR)$(PCDIR)/reqctx.pc
+	$(INSTALL) -m 644 man/reqctx.1 $(DESTDIR)$(MANDIR)/man1/reqctx.1
+	$(INSTALL) -m 644 man/libreqctx.7 $(DESTDIR)$(MANDIR)/man7/libreqctx.7
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+# END install (cli)

@@ -1,0 +1,136 @@
+/*
+ * Private to preload/: the real functions behind each wrapper, and the
+ * bootstrap that resolves them.
+ *
+ * Every wrapper has the same shape: if reqctx is not ready (still resolving,
+ * or disabled by a failure), pass straight through; else call the real
+ * function and hand the outcome to src/.
+ */
+#ifndef RQ_PRELOAD_H
+#define RQ_PRELOAD_H
+
+#include <dirent.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define RQ_REAL_FUNCS(X)                                                                   \
+	X(ssize_t, read, (int, void *, size_t))                                            \
+	X(ssize_t, readv, (int, const struct iovec *, int))                                \
+	X(ssize_t, recv, (int, void *, size_t, int))                                       \
+	X(ssize_t, recvfrom, (int, void *, size_t, int, struct sockaddr *, socklen_t *))   \
+	X(ssize_t, recvmsg, (int, struct msghdr *, int))                                   \
+	X(int, recvmmsg, (int, struct mmsghdr *, unsigned int, int, struct timespec *))    \
+	X(ssize_t, __read_chk, (int, void *, size_t, size_t))                              \
+	X(ssize_t, __recv_chk, (int, void *, size_t, size_t, int))                         \
+	X(ssize_t, __recvfrom_chk, (int, void *, size_t, size_t, int, struct sockaddr *,   \
+				    socklen_t *))                                          \
+	X(ssize_t, write, (int, const void *, size_t))                                     \
+	X(ssize_t, writev, (int, const struct iovec *, int))                               \
+	X(ssize_t, send, (int, const void *, size_t, int))                                 \
+	X(ssize_t, sendto, (int, const void *, size_t, int, const struct sockaddr *,       \
+			    socklen_t))                                                    \
+	X(ssize_t, sendmsg, (int, const struct msghdr *, int))                             \
+	X(ssize_t, sendfile, (int, int, off_t *, size_t))                                  \
+	X(ssize_t, sendfile64, (int, int, off64_t *, size_t))                              \
+	X(int, accept, (int, struct sockaddr *, socklen_t *))                              \
+	X(int, accept4, (int, struct sockaddr *, socklen_t *, int))                        \
+	X(int, close, (int))                                                               \
+	X(int, close_range, (unsigned int, unsigned int, int))                             \
+	X(void, closefrom, (int))                                                          \
+	X(int, dup, (int))                                                                 \
+	X(int, dup2, (int, int))                                                           \
+	X(int, dup3, (int, int, int))                                                      \
+	X(int, fcntl, (int, int, ...))                                                     \
+	X(int, fcntl64, (int, int, ...))                                                   \
+	X(int, open, (const char *, int, ...))                                             \
+	X(int, open64, (const char *, int, ...))                                           \
+	X(int, openat, (int, const char *, int, ...))                                      \
+	X(int, openat64, (int, const char *, int, ...))                                    \
+	X(int, __open_2, (const char *, int))                                              \
+	X(int, __open64_2, (const char *, int))                                            \
+	X(int, __openat_2, (int, const char *, int))                                       \
+	X(int, __openat64_2, (int, const char *, int))                                     \
+	X(int, creat, (const char *, mode_t))                                              \
+	X(int, creat64, (const char *, mode_t))                                            \
+	X(FILE *, fopen, (const char *, const char *))                                     \
+	X(FILE *, fopen64, (const char *, const char *))                                   \
+	X(FILE *, freopen, (const char *, const char *, FILE *))                           \
+	X(FILE *, freopen64, (const char *, const char *, FILE *))                         \
+	X(int, fclose, (FILE *))                                                           \
+	X(int, vfprintf, (FILE *, const char *, va_list))                                  \
+	X(int, __vfprintf_chk, (FILE *, int, const char *, va_list))                       \
+	X(int, vdprintf, (int, const char *, va_list))                                     \
+	X(int, __vdprintf_chk, (int, int, const char *, va_list))                          \
+	X(size_t, fwrite, (const void *, size_t, size_t, FILE *))                          \
+	X(size_t, fwrite_unlocked, (const void *, size_t, size_t, FILE *))                 \
+	X(int, fputs, (const char *, FILE *))                                              \
+	X(int, fputs_unlocked, (const char *, FILE *))                                     \
+	X(int, puts, (const char *))                                                       \
+	X(int, fputc, (int, FILE *))                                                       \
+	X(int, fputc_unlocked, (int, FILE *))                                              \
+	X(int, putc, (int, FILE *))                                                        \
+	X(int, putc_unlocked, (int, FILE *))                                               \
+	X(int, _IO_putc, (int, FILE *))                                                    \
+	X(int, putchar, (int))                                                             \
+	X(int, putchar_unlocked, (int))                                                    \
+	X(void, perror, (const char *))                                                    \
+	X(void, psignal, (int, const char *))                                              \
+	X(void, psiginfo, (const siginfo_t *, const char *))                               \
+	X(void, verr, (int, const char *, va_list))                                        \
+	X(void, verrx, (int, const char *, va_list))                                       \
+	X(void, vwarn, (const char *, va_list))                                            \
+	X(void, vwarnx, (const char *, va_list))                                           \
+	X(void, error, (int, int, const char *, ...))                                      \
+	X(void, error_at_line, (int, int, const char *, unsigned int, const char *, ...))  \
+	X(void, __assert_fail, (const char *, const char *, unsigned int, const char *))
+
+#define RQ_REAL_FIELD(ret, name, args) ret(*name) args;
+struct rq_real {
+	RQ_REAL_FUNCS(RQ_REAL_FIELD)
+};
+#undef RQ_REAL_FIELD
+
+extern struct rq_real rq_real;
+
+/* glibc's internal entry points that compilers emit calls to; no header declares them all. */
+int __open_2(const char *, int);
+int __open64_2(const char *, int);
+int __openat_2(int, const char *, int);
+int __openat64_2(int, const char *, int);
+ssize_t __read_chk(int, void *, size_t, size_t);
+ssize_t __recv_chk(int, void *, size_t, size_t, int);
+ssize_t __recvfrom_chk(int, void *, size_t, size_t, int, struct sockaddr *, socklen_t *);
+int __printf_chk(int, const char *, ...);
+int __fprintf_chk(FILE *, int, const char *, ...);
+int __vprintf_chk(int, const char *, va_list);
+int __vfprintf_chk(FILE *, int, const char *, va_list);
+int __dprintf_chk(int, int, const char *, ...);
+int __vdprintf_chk(int, int, const char *, va_list);
+int _IO_putc(int, FILE *);
+int fcntl64(int, int, ...);
+extern _Atomic int rq_state;
+
+#define RQ_READY 2
+
+int rq_init_slow(void);
+
+/* 1 once the real functions are resolved and reqctx is active. */
+static inline int rq_ready(void)
+{
+	if (likely(__atomic_load_n(&rq_state, __ATOMIC_ACQUIRE) == RQ_READY))
+		return 1;
+	return rq_init_slow();
+}
+
+/* Raw system calls for the few moments before the real functions are known. */
+#define RQ_RAW(name, ...) ((long)syscall(SYS_##name, __VA_ARGS__))
+
+#endif

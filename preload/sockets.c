@@ -1,0 +1,130 @@
+/*
+ * The fd lifecycle: accepted connections, closes and duplicates keep the fd
+ * table true to the kernel's.
+ */
+#include <fcntl.h>
+#include <linux/close_range.h>
+
+#include "config.h"
+#include "fdtab.h"
+#include "preload.h"
+
+static int accepted(int fd)
+{
+	if (fd >= 0 && !rq_cfg.disabled)
+		RQ_SAVE_ERRNO(rq_fd_set_conn(fd));
+	return fd;
+}
+
+RQ_EXPORT int accept(int s, struct sockaddr *addr, socklen_t *len)
+{
+	if (unlikely(!rq_ready()))
+		return (int)RQ_RAW(accept, s, addr, len);
+	return accepted(rq_real.accept(s, addr, len));
+}
+
+RQ_EXPORT int accept4(int s, struct sockaddr *addr, socklen_t *len, int flags)
+{
+	if (unlikely(!rq_ready()))
+		return (int)RQ_RAW(accept4, s, addr, len, flags);
+	return accepted(rq_real.accept4(s, addr, len, flags));
+}
+
+/* The entry is dropped before the fd is: once closed, its number may be reused at once. */
+RQ_EXPORT int close(int fd)
+{
+	if (unlikely(!rq_ready()))
+		return (int)RQ_RAW(close, fd);
+	rq_fd_forget(fd);
+	return rq_real.close(fd);
+}
+
+RQ_EXPORT int close_range(unsigned int first, unsigned int last, int flags)
+{
+	int r;
+
+	if (unlikely(!rq_ready() || !rq_real.close_range))
+		return (int)RQ_RAW(close_range, first, last, flags);
+	r = rq_real.close_range(first, last, flags);
+	if (r == 0 && !(flags & CLOSE_RANGE_CLOEXEC))
+		RQ_SAVE_ERRNO(rq_fd_forget_range(first, last));
+	return r;
+}
+
+RQ_EXPORT void closefrom(int lowfd)
+{
+	if (unlikely(!rq_ready() || !rq_real.closefrom)) {
+		RQ_RAW(close_range, lowfd, ~0u, 0);
+		return;
+	}
+	rq_real.closefrom(lowfd);
+	if (lowfd >= 0)
+		RQ_SAVE_ERRNO(rq_fd_forget_range((unsigned)lowfd, ~0u));
+}
+
+static int duplicated(int from, int to)
+{
+	if (to >= 0)
+		RQ_SAVE_ERRNO(rq_fd_copy(from, to));
+	return to;
+}
+
+RQ_EXPORT int dup(int fd)
+{
+	if (unlikely(!rq_ready()))
+		return (int)RQ_RAW(dup, fd);
+	return duplicated(fd, rq_real.dup(fd));
+}
+
+RQ_EXPORT int dup2(int fd, int to)
+{
+	if (unlikely(!rq_ready()))
+		return (int)RQ_RAW(dup2, fd, to);
+	return duplicated(fd, rq_real.dup2(fd, to));
+}
+
+RQ_EXPORT int dup3(int fd, int to, int flags)
+{
+	if (unlikely(!rq_ready()))
+		return (int)RQ_RAW(dup3, fd, to, flags);
+	return duplicated(fd, rq_real.dup3(fd, to, flags));
+}
+
+/*
+ * fcntl's third argument is an int or a pointer depending on cmd; on the
+ * x86-64 and aarch64 ABIs either travels in the same register, so it is
+ * passed on as a pointer-sized value, as other preload libraries do.
+ */
+static int do_fcntl(int (*real)(int, int, ...), int fd, int cmd, void *arg)
+{
+	int r;
+
+	if (unlikely(!rq_ready() || !real))
+		return (int)RQ_RAW(fcntl, fd, cmd, arg);
+	r = real(fd, cmd, arg);
+	if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)
+		duplicated(fd, r);
+	return r;
+}
+
+RQ_EXPORT int fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	void *arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	return do_fcntl(rq_ready() ? rq_real.fcntl : NULL, fd, cmd, arg);
+}
+
+RQ_EXPORT int fcntl64(int fd, int cmd, ...)
+{
+	va_list ap;
+	void *arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	return do_fcntl(rq_ready() ? rq_real.fcntl64 : NULL, fd, cmd, arg);
+}

@@ -1,0 +1,198 @@
+#include "config.h"
+
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "reqctx.h"
+
+struct rq_config rq_cfg;
+
+static const char *(*env)(const char *);
+static void (*complain)(const char *);
+
+static void bad(const char *var, const char *val, const char *why, const char *dflt)
+{
+	char line[512];
+
+	snprintf(line, sizeof(line), "reqctx: %s=\"%.64s%s\" %s; using \"%s\"",
+		 var, val, strlen(val) > 64 ? "..." : "", why, dflt);
+	complain(line);
+}
+
+static int is_tchar(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9') || (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static int set_header(const char *v)
+{
+	size_t n = strlen(v);
+
+	if (n == 0 || n > RQ_HDR_MAX)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (!is_tchar((unsigned char)v[i]))
+			return -1;
+	memcpy(rq_cfg.hdr, v, n + 1);
+	for (size_t i = 0; i <= n; i++)
+		rq_cfg.hdr_lc[i] = (v[i] >= 'A' && v[i] <= 'Z') ? v[i] + 32 : v[i];
+	rq_cfg.hdr_len = n;
+	return 0;
+}
+
+/* Splits a prefix format at its one %s; %% stands for a literal %. */
+static int set_prefix(const char *v)
+{
+	char part[2][RQ_PFX_PART + 1];
+	size_t len[2] = { 0, 0 };
+	int side = 0;
+
+	for (const char *p = v; *p; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c < 0x20 || c == 0x7f)
+			return -1;
+		if (c == '%') {
+			p++;
+			if (*p == 's' && side == 0) {
+				side = 1;
+				continue;
+			}
+			if (*p != '%')
+				return -1;
+		}
+		if (len[side] == RQ_PFX_PART)
+			return -1;
+		part[side][len[side]++] = *p;
+	}
+	if (side != 1)
+		return -1;
+	memcpy(rq_cfg.pfx_head, part[0], len[0]);
+	memcpy(rq_cfg.pfx_tail, part[1], len[1]);
+	rq_cfg.pfx_head[len[0]] = rq_cfg.pfx_tail[len[1]] = '\0';
+	rq_cfg.pfx_head_len = len[0];
+	rq_cfg.pfx_tail_len = len[1];
+	return 0;
+}
+
+static int set_globs(const char *v)
+{
+	size_t n = strlen(v);
+	int count = 0;
+
+	if (n >= RQ_GLOBS_BYTES)
+		return -1;
+	memcpy(rq_cfg.glob_buf, v, n + 1);
+	for (char *p = rq_cfg.glob_buf, *next; p && *p; p = next) {
+		next = strchr(p, ':');
+		if (next)
+			*next++ = '\0';
+		if (!*p)
+			continue;
+		if (count == RQ_GLOBS_MAX)
+			return -1;
+		rq_cfg.globs[count++] = p;
+	}
+	rq_cfg.nglobs = count;
+	return 0;
+}
+
+static int parse_fds(const char *v, int *fds, int *nfds)
+{
+	int count = 0;
+
+	for (const char *p = v; *p;) {
+		char *end;
+		long fd = strtol(p, &end, 10);
+
+		if (end == p || fd < 0 || fd > 1 << 20 || count == RQ_LOGFDS_MAX)
+			return -1;
+		fds[count++] = (int)fd;
+		if (*end == ',' && end[1])
+			end++;
+		else if (*end)
+			return -1;
+		p = end;
+	}
+	*nfds = count;
+	return 0;
+}
+
+static int set_logfds(const char *v)
+{
+	return parse_fds(v, rq_cfg.logfds, &rq_cfg.nlogfds);
+}
+
+static int set_childfds(const char *v)
+{
+	return parse_fds(v, rq_cfg.childfds, &rq_cfg.nchildfds);
+}
+
+static int set_flag(const char *v, const char *off, const char *on)
+{
+	if (!strcmp(v, on))
+		return 1;
+	if (!strcmp(v, off))
+		return 0;
+	return -1;
+}
+
+/* Applies one variable: the environment's value, or the default if unset or bad. */
+static void apply(const char *var, const char *dflt, int (*set)(const char *),
+		  const char *why)
+{
+	const char *v = env(var);
+
+	if (v && set(v) == 0)
+		return;
+	if (v)
+		bad(var, v, why, dflt);
+	set(dflt);
+}
+
+static int set_disable(const char *v)
+{
+	return (rq_cfg.disabled = set_flag(v, "0", "1")) < 0 ? -1 : 0;
+}
+
+static int set_echo(const char *v)
+{
+	return (rq_cfg.echo = set_flag(v, "0", "1")) < 0 ? -1 : 0;
+}
+
+static int set_unknown(const char *v)
+{
+	return (rq_cfg.bare_unknown = set_flag(v, "prefix", "bare")) < 0 ? -1 : 0;
+}
+
+void rq_config_load(const char *(*getenv_fn)(const char *),
+		    void (*report)(const char *line))
+{
+	env = getenv_fn;
+	complain = report;
+	apply("REQCTX_DISABLE", "0", set_disable, "is not 0 or 1");
+	apply("REQCTX_HEADER", REQCTX_DEFAULT_HEADER, set_header,
+	      "is not a header name of 1-64 token characters");
+	apply("REQCTX_PREFIX", REQCTX_DEFAULT_PREFIX, set_prefix,
+	      "needs exactly one %s, printable characters, %% for a literal %, "
+	      "and at most 64 characters on each side");
+	apply("REQCTX_LOG_FDS", REQCTX_DEFAULT_LOG_FDS, set_logfds,
+	      "is not a comma-separated list of at most 16 fds");
+	apply("REQCTX_CHILD_LOG_FDS", "2", set_childfds,
+	      "is not a comma-separated list of at most 16 fds");
+	apply("REQCTX_LOG_FILES", REQCTX_DEFAULT_LOG_FILES, set_globs,
+	      "is not a colon-separated list of at most 16 globs");
+	apply("REQCTX_ECHO", "1", set_echo, "is not 0 or 1");
+	apply("REQCTX_UNKNOWN", "prefix", set_unknown, "is not \"prefix\" or \"bare\"");
+}
+
+int rq_config_is_log_path(const char *path)
+{
+	for (int i = 0; i < rq_cfg.nglobs; i++)
+		if (fnmatch(rq_cfg.globs[i], path, 0) == 0)
+			return 1;
+	return 0;
+}

@@ -1,0 +1,61 @@
+/*
+ * Start-up configuration, read once from the environment.
+ *
+ *   REQCTX_DISABLE    1: pass everything through untouched (default 0)
+ *   REQCTX_HEADER     request/response header carrying the ID (X-Request-Id)
+ *   REQCTX_PREFIX     log prefix format, exactly one %s ("[req:%s] ")
+ *   REQCTX_LOG_FDS    comma-separated fds that are log streams ("1,2")
+ *   REQCTX_CHILD_LOG_FDS  the same for programs started by a preloaded
+ *                     process ("2"): their stdout is usually data that the
+ *                     parent reads (CGI, $(...)), not a log
+ *   REQCTX_LOG_FILES  colon-separated globs: files opened for append whose
+ *                     name matches are log streams
+ *   REQCTX_ECHO       1: add the header to responses (default), 0: don't
+ *   REQCTX_UNKNOWN    "prefix": lines outside requests get [req:unknown]
+ *                     (default); "bare": they are left as they are
+ *
+ * A bad value is reported in one line on stderr and its default is used.
+ */
+#ifndef RQ_CONFIG_H
+#define RQ_CONFIG_H
+
+#include <stddef.h>
+
+#define RQ_HDR_MAX     64   /* longest header name */
+#define RQ_PFX_PART    64   /* longest text before or after %s in the prefix */
+#define RQ_GLOBS_MAX   16   /* log-file patterns */
+#define RQ_GLOBS_BYTES 1024 /* their total length */
+#define RQ_LOGFDS_MAX  16   /* fds named in REQCTX_LOG_FDS */
+
+struct rq_config {
+	int disabled;
+	int echo;
+	int bare_unknown;
+	size_t hdr_len;
+	char hdr[RQ_HDR_MAX + 1];    /* as configured, for the response */
+	char hdr_lc[RQ_HDR_MAX + 1]; /* lower case, for matching */
+	size_t pfx_head_len, pfx_tail_len;
+	char pfx_head[RQ_PFX_PART + 1];
+	char pfx_tail[RQ_PFX_PART + 1];
+	int nglobs;
+	const char *globs[RQ_GLOBS_MAX];
+	char glob_buf[RQ_GLOBS_BYTES];
+	int nlogfds, nchildfds;
+	int logfds[RQ_LOGFDS_MAX];
+	int childfds[RQ_LOGFDS_MAX];
+};
+
+extern struct rq_config rq_cfg;
+
+/*
+ * Sets rq_cfg from `getenv_fn` (getenv in production, a table in tests).
+ * Each bad value is reported through `report` as one line (without the
+ * newline) and replaced by its default. Never fails.
+ */
+void rq_config_load(const char *(*getenv_fn)(const char *),
+		    void (*report)(const char *line));
+
+/* Returns 1 if `path` names a log file by the configured globs, 0 if not. */
+int rq_config_is_log_path(const char *path);
+
+#endif

@@ -1,0 +1,72 @@
+/*
+ * The calling thread's current request context.
+ *
+ * Each thread holds two context buffers in initial-exec TLS and an index to
+ * the active one. A switch fills the inactive buffer and then flips the index
+ * with one store, so a signal handler that logs in the middle of a switch sees
+ * either the old or the new ID, never a mix.
+ *
+ * A request record (struct rq_slot) lives in a connection and may be read by
+ * one thread while the connection's reader fills it for the next request: it
+ * is guarded by a seqlock, and every byte ever stored in it is a valid ID
+ * character, so even a torn copy can only name a wrong request, not forge text.
+ */
+#ifndef RQ_CTX_H
+#define RQ_CTX_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "internal.h"
+#include "reqctx.h"
+
+struct rq_ctx {
+	uint64_t serial; /* unique per request in this process; 0: unknown */
+	uint32_t len;
+	char id[REQCTX_ID_MAX + 1]; /* NUL-terminated */
+};
+
+struct rq_tls {
+	struct rq_ctx buf[2];
+	unsigned active;
+};
+
+extern RQ_TLS struct rq_tls rq_tls;
+
+#define RQ_SLOT_WORDS (REQCTX_ID_MAX / 8)
+
+/* One request as seen on a connection. */
+struct rq_slot {
+	_Atomic uint32_t seq;   /* seqlock: odd while being written */
+	_Atomic uint32_t len;
+	_Atomic uint64_t serial;
+	_Atomic uint32_t flags; /* RQ_SLOT_* */
+	_Atomic uint64_t w[RQ_SLOT_WORDS];
+};
+
+#define RQ_SLOT_HEAD 1u /* the request's method was HEAD: its response has no body */
+
+static inline const struct rq_ctx *rq_ctx_cur(void)
+{
+	return &rq_tls.buf[rq_tls.active];
+}
+
+/* Makes `c` the current context. */
+void rq_ctx_set(const struct rq_ctx *c);
+
+/* Makes the request in `s` the current context (no copy if already current). */
+void rq_ctx_set_slot(struct rq_slot *s);
+
+/* Back to "unknown". */
+void rq_ctx_clear(void);
+
+/* Fills `s` with a new request: a fresh serial, the id and the flags. */
+void rq_slot_fill(struct rq_slot *s, const char *id, uint32_t len, uint32_t flags);
+
+/* Copies `s` into `out` consistently. Returns 0, or -EAGAIN if it kept changing. */
+int rq_slot_read(struct rq_slot *s, struct rq_ctx *out, uint32_t *flags);
+
+/* A new process-unique serial. */
+uint64_t rq_serial_next(void);
+
+#endif

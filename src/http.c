@@ -1,0 +1,652 @@
+#include "http.h"
+
+#include <string.h>
+
+#include "config.h"
+#include "id.h"
+
+enum {
+	S_START, /* between messages */
+	S_METHOD,
+	S_TARGET,
+	S_VERSION,  /* request line: "HTTP/1.x" */
+	S_RL_LF,    /* request line: CR seen */
+	S_RVERSION, /* status line: "HTTP/1.x " */
+	S_RSTATUS,
+	S_RREASON,
+	S_LINE,     /* start of a header line */
+	S_NAME,
+	S_VALUE,
+	S_VALUE_LF,
+	S_END_LF,   /* CR of the blank line seen */
+	S_BODY,
+	S_DEAD,
+};
+
+enum { B_LEN = 1, B_CSIZE, B_CEXT, B_CSIZE_LF, B_CDATA, B_CDATA_CR, B_CDATA_LF,
+       B_TRAILER, B_TLINE, B_TEND_LF };
+
+#define H_XR 1u
+#define H_CL 2u
+#define H_TE 4u
+
+static const char cl_name[] = "content-length";
+static const char te_name[] = "transfer-encoding";
+
+static int is_tchar(unsigned char c)
+{
+	static const uint8_t t[256] = {
+		['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1,
+		['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1,
+		['`'] = 1, ['|'] = 1, ['~'] = 1,
+		['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1,
+		['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+		['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
+		['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1,
+		['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
+		['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+		['y'] = 1, ['z'] = 1,
+		['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1,
+		['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1,
+		['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
+		['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+		['Y'] = 1, ['Z'] = 1,
+	};
+	return t[c];
+}
+
+static unsigned char lower(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') ? c + 32 : c;
+}
+
+static int hexval(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = lower(c);
+	return (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+}
+
+/*
+ * Skips body bytes. Returns the bytes consumed; *res is 1 when the body
+ * ended, -1 on a framing error, 0 when it needs more.
+ */
+static size_t body_feed(struct rq_body *b, const char *buf, size_t n, int *res)
+{
+	size_t i = 0;
+
+	*res = 0;
+	while (i < n) {
+		unsigned char c = (unsigned char)buf[i];
+		int v;
+
+		switch (b->st) {
+		case B_LEN:
+		case B_CDATA: {
+			size_t take = n - i < b->left ? n - i : (size_t)b->left;
+
+			b->left -= take;
+			i += take;
+			if (b->left)
+				return i;
+			if (b->st == B_LEN) {
+				*res = 1;
+				return i;
+			}
+			b->st = B_CDATA_CR;
+			continue;
+		}
+		case B_CSIZE:
+			if ((v = hexval(c)) >= 0) {
+				if (++b->digits > 15)
+					goto bad;
+				b->left = b->left * 16 + (unsigned)v;
+			} else if (c == ';' || c == ' ' || c == '\t') {
+				b->st = B_CEXT;
+			} else if (c == '\r') {
+				b->st = B_CSIZE_LF;
+			} else if (c == '\n') {
+				goto size_done;
+			} else {
+				goto bad;
+			}
+			break;
+		case B_CEXT:
+			if (c == '\r')
+				b->st = B_CSIZE_LF;
+			else if (c == '\n')
+				goto size_done;
+			break;
+		case B_CSIZE_LF:
+			if (c != '\n')
+				goto bad;
+		size_done:
+			if (!b->digits)
+				goto bad;
+			b->st = b->left ? B_CDATA : B_TRAILER;
+			break;
+		case B_CDATA_CR:
+			if (c == '\r') {
+				b->st = B_CDATA_LF;
+				break;
+			}
+			/* a bare LF ends the chunk too */
+			__attribute__((fallthrough));
+		case B_CDATA_LF:
+			if (c != '\n')
+				goto bad;
+			b->st = B_CSIZE;
+			b->digits = 0;
+			b->left = 0;
+			break;
+		case B_TRAILER:
+			if (c == '\r')
+				b->st = B_TEND_LF;
+			else if (c == '\n')
+				goto done;
+			else
+				b->st = B_TLINE;
+			break;
+		case B_TLINE:
+			if (c == '\n')
+				b->st = B_TRAILER;
+			break;
+		case B_TEND_LF:
+			if (c != '\n')
+				goto bad;
+		done:
+			*res = 1;
+			return i + 1;
+		}
+		i++;
+	}
+	return i;
+bad:
+	*res = -1;
+	return i;
+}
+
+/* Clears the per-message fields. */
+static void msg_reset(struct rq_hdrs *p)
+{
+	p->st = S_START;
+	p->idx = 0;
+	p->xr_have = p->xr_seen = 0;
+	p->te_seen = p->te_chunked = 0;
+	p->cl_seen = 0;
+	p->cl = 0;
+	p->method = 0;
+	p->status = 0;
+	p->xr_len = 0;
+	p->cur = 0;
+}
+
+int rq_hdrs_dead(const struct rq_hdrs *p)
+{
+	return p->st == S_DEAD;
+}
+
+int rq_resp_at_start(const struct rq_hdrs *p)
+{
+	return p->st == S_START && p->idx == 0;
+}
+
+void rq_conn_init(struct rq_conn *c)
+{
+	msg_reset(&c->rp);
+	msg_reset(&c->ws);
+	c->seen = 0;
+	atomic_store_explicit(&c->head, 0, memory_order_relaxed);
+	atomic_store_explicit(&c->tail, 0, memory_order_relaxed);
+	atomic_store_explicit(&c->cur, 0, memory_order_relaxed);
+	atomic_store_explicit(&c->has_cur, 0, memory_order_relaxed);
+	c->ins_state = 0;
+	c->ins_sent = 0;
+	if (!rq_cfg.echo)
+		c->ws.st = S_DEAD;
+}
+
+static void name_start(struct rq_hdrs *p)
+{
+	p->st = S_NAME;
+	p->idx = 0;
+	p->match = H_XR | H_CL | H_TE;
+	p->cur = 0;
+}
+
+/* Feeds one header-name byte; returns -1 if it cannot be part of a name. */
+static int name_byte(struct rq_hdrs *p, unsigned char c)
+{
+	unsigned i = p->idx;
+
+	if (c == ':') {
+		if (i == 0)
+			return -1;
+		if ((p->match & H_XR) && i == rq_cfg.hdr_len)
+			p->cur = H_XR;
+		else if ((p->match & H_CL) && i == sizeof(cl_name) - 1)
+			p->cur = H_CL;
+		else if ((p->match & H_TE) && i == sizeof(te_name) - 1)
+			p->cur = H_TE;
+		p->st = S_VALUE;
+		if (p->cur == H_XR) {
+			p->xr_st = 0;
+			p->xr_bad = 0;
+			p->xr_seen = 1;
+			if (!p->xr_have)
+				p->xr_len = 0;
+		} else if (p->cur == H_CL) {
+			p->cl_cur = 0;
+			p->cl_digits = 0;
+			p->cl_bad = 0;
+		} else if (p->cur == H_TE) {
+			p->te_seen = 1;
+			p->te_idx = 0;
+			p->te_ok = 1;
+			p->te_end = 0;
+		}
+		return 0;
+	}
+	if (!is_tchar(c))
+		return -1;
+	c = lower(c);
+	if (p->match) {
+		if ((p->match & H_XR) && (i >= rq_cfg.hdr_len || rq_cfg.hdr_lc[i] != c))
+			p->match &= ~H_XR;
+		if ((p->match & H_CL) && (i >= sizeof(cl_name) - 1 || cl_name[i] != c))
+			p->match &= ~H_CL;
+		if ((p->match & H_TE) && (i >= sizeof(te_name) - 1 || te_name[i] != c))
+			p->match &= ~H_TE;
+	}
+	if (p->idx < 255)
+		p->idx++;
+	else
+		p->match = 0;
+	return 0;
+}
+
+/* Feeds one header-value byte (not CR or LF). */
+static void value_byte(struct rq_hdrs *p, unsigned char c)
+{
+	int ows = c == ' ' || c == '\t';
+
+	switch (p->cur) {
+	case H_XR:
+		if (p->xr_have)
+			break; /* the first valid value wins */
+		if (ows) {
+			if (p->xr_st == 1)
+				p->xr_st = 2;
+		} else if (p->xr_st == 2 || !rq_id_char(c) || p->xr_len == REQCTX_ID_MAX) {
+			p->xr_bad = 1;
+		} else {
+			p->xr_st = 1;
+			p->xr[p->xr_len++] = (char)c;
+		}
+		break;
+	case H_CL:
+		if (ows) {
+			if (p->cl_digits)
+				p->cl_digits = 0xff; /* digits ended */
+		} else if (c >= '0' && c <= '9' && p->cl_digits != 0xff && p->cl_digits < 18) {
+			p->cl_cur = p->cl_cur * 10 + (c - '0');
+			p->cl_digits++;
+		} else {
+			p->cl_bad = 1;
+		}
+		break;
+	case H_TE:
+		if (c == ',') {
+			p->te_idx = 0;
+			p->te_ok = 1;
+			p->te_end = 0;
+		} else if (ows) {
+			if (p->te_idx)
+				p->te_end = 1;
+		} else if (p->te_end || p->te_idx >= 7 || "chunked"[p->te_idx] != lower(c)) {
+			p->te_ok = 0;
+			p->te_idx = 7;
+		} else {
+			p->te_idx++;
+		}
+		break;
+	}
+}
+
+/* Ends a header value. Returns -1 if the value makes the message invalid. */
+static int value_end(struct rq_hdrs *p)
+{
+	switch (p->cur) {
+	case H_XR:
+		if (!p->xr_have) {
+			if (!p->xr_bad && p->xr_len > 0)
+				p->xr_have = 1;
+			else
+				p->xr_len = 0;
+		}
+		break;
+	case H_CL:
+		if (p->cl_bad || !p->cl_digits || (p->cl_seen && p->cl != p->cl_cur))
+			return -1;
+		p->cl = p->cl_cur;
+		p->cl_seen = 1;
+		break;
+	case H_TE:
+		p->te_chunked = p->te_ok && p->te_idx == 7;
+		break;
+	}
+	p->st = S_LINE;
+	return 0;
+}
+
+/* Handles a byte at the start of a header line other than CR/LF. */
+static int line_byte(struct rq_hdrs *p, unsigned char c)
+{
+	if (c == ' ' || c == '\t') { /* obsolete line folding */
+		if (p->cur == H_CL || p->cur == H_TE)
+			return -1;
+		if (p->cur == H_XR && !p->xr_have)
+			p->xr_bad = 1;
+		p->st = S_VALUE;
+		return 0;
+	}
+	name_start(p);
+	return name_byte(p, c);
+}
+
+static size_t dead(struct rq_hdrs *p, size_t n, enum rq_ev *ev)
+{
+	p->st = S_DEAD;
+	*ev = RQ_EV_DEAD;
+	return n;
+}
+
+size_t rq_req_feed(struct rq_hdrs *p, const char *buf, size_t n, enum rq_ev *ev)
+{
+	static const char version[] = "HTTP/1.";
+	size_t i = 0;
+
+	*ev = RQ_EV_NONE;
+	while (i < n) {
+		unsigned char c = (unsigned char)buf[i];
+
+		switch (p->st) {
+		case S_DEAD:
+			return n;
+		case S_BODY: {
+			int res;
+
+			i += body_feed(&p->body, buf + i, n - i, &res);
+			if (res < 0)
+				return dead(p, n, ev);
+			if (res > 0)
+				msg_reset(p);
+			continue;
+		}
+		case S_START:
+			if (c == '\r' || c == '\n')
+				break; /* empty lines before a request are allowed */
+			if (c < 'A' || c > 'Z')
+				return dead(p, n, ev);
+			msg_reset(p);
+			p->st = S_METHOD;
+			p->idx = 1;
+			p->method = c == 'H' ? RQ_M_HEAD : c == 'C' ? RQ_M_CONNECT : 0;
+			break;
+		case S_METHOD:
+			if (c == ' ') {
+				if ((p->method == RQ_M_HEAD && p->idx != 4) ||
+				    (p->method == RQ_M_CONNECT && p->idx != 7))
+					p->method = 0;
+				p->st = S_TARGET;
+				p->idx = 0;
+				break;
+			}
+			if (!((c >= 'A' && c <= 'Z') || c == '-' || c == '_') || p->idx >= 32)
+				return dead(p, n, ev);
+			if ((p->method == RQ_M_HEAD && (p->idx >= 4 || "HEAD"[p->idx] != c)) ||
+			    (p->method == RQ_M_CONNECT && (p->idx >= 7 || "CONNECT"[p->idx] != c)))
+				p->method = 0;
+			p->idx++;
+			break;
+		case S_TARGET:
+			if (c == ' ') {
+				if (!p->idx)
+					return dead(p, n, ev);
+				p->st = S_VERSION;
+				p->idx = 0;
+			} else if (c <= 0x20 || c == 0x7f) {
+				return dead(p, n, ev);
+			} else {
+				p->idx = 1;
+			}
+			break;
+		case S_VERSION:
+			if (p->idx < 7) {
+				if (c != (unsigned char)version[p->idx])
+					return dead(p, n, ev);
+			} else if (p->idx == 7) {
+				if (c < '0' || c > '9')
+					return dead(p, n, ev);
+			} else if (c == '\r') {
+				p->st = S_RL_LF;
+				break;
+			} else if (c == '\n') {
+				p->st = S_LINE;
+				break;
+			} else {
+				return dead(p, n, ev);
+			}
+			p->idx++;
+			break;
+		case S_RL_LF:
+			if (c != '\n')
+				return dead(p, n, ev);
+			p->st = S_LINE;
+			p->cur = 0;
+			break;
+		case S_LINE:
+			if (c == '\r') {
+				p->st = S_END_LF;
+				break;
+			}
+			if (c == '\n')
+				goto head_end;
+			if (line_byte(p, c) < 0)
+				return dead(p, n, ev);
+			break;
+		case S_NAME:
+			if (name_byte(p, c) < 0)
+				return dead(p, n, ev);
+			break;
+		case S_VALUE:
+			if (c == '\r') {
+				p->st = S_VALUE_LF;
+			} else if (c == '\n') {
+				if (value_end(p) < 0)
+					return dead(p, n, ev);
+			} else if (c == 0 || (c < 0x20 && c != '\t') || c == 0x7f) {
+				return dead(p, n, ev);
+			} else {
+				value_byte(p, c);
+			}
+			break;
+		case S_VALUE_LF:
+			if (c != '\n' || value_end(p) < 0)
+				return dead(p, n, ev);
+			break;
+		case S_END_LF:
+			if (c != '\n')
+				return dead(p, n, ev);
+		head_end:
+			*ev = RQ_EV_HEAD;
+			if (p->method == RQ_M_CONNECT) {
+				p->st = S_DEAD; /* a tunnel follows */
+			} else if (p->te_seen) {
+				if (!p->te_chunked)
+					return dead(p, i + 1, ev);
+				p->st = S_BODY;
+				p->body = (struct rq_body){ .st = B_CSIZE };
+			} else if (p->cl) {
+				p->st = S_BODY;
+				p->body = (struct rq_body){ .st = B_LEN, .left = p->cl };
+			} else {
+				p->st = S_START;
+			}
+			return i + 1;
+		}
+		i++;
+	}
+	return n;
+}
+
+size_t rq_resp_feed(struct rq_hdrs *p, const char *buf, size_t n, int method,
+		    enum rq_ev *ev)
+{
+	static const char version[] = "HTTP/1.";
+	size_t i = 0;
+
+	*ev = RQ_EV_NONE;
+	while (i < n) {
+		unsigned char c = (unsigned char)buf[i];
+
+		switch (p->st) {
+		case S_DEAD:
+			return n;
+		case S_BODY: {
+			int res;
+
+			i += body_feed(&p->body, buf + i, n - i, &res);
+			if (res < 0)
+				return dead(p, n, ev);
+			if (res > 0)
+				msg_reset(p);
+			continue;
+		}
+		case S_START:
+			msg_reset(p);
+			p->st = S_RVERSION;
+			/* fall through */
+		case S_RVERSION:
+			if (p->idx < 7 ? c != (unsigned char)version[p->idx]
+			    : p->idx == 7 ? (c < '0' || c > '9') : c != ' ')
+				return dead(p, n, ev);
+			if (++p->idx == 9) {
+				p->st = S_RSTATUS;
+				p->idx = 0;
+			}
+			break;
+		case S_RSTATUS:
+			if (p->idx < 3) {
+				if (c < '0' || c > '9')
+					return dead(p, n, ev);
+				p->status = (uint16_t)(p->status * 10 + (c - '0'));
+				p->idx++;
+				break;
+			}
+			if (c == ' ') {
+				p->st = S_RREASON;
+				break;
+			}
+			if (c != '\r' && c != '\n')
+				return dead(p, n, ev);
+			p->st = S_RREASON;
+			continue; /* the line ends here: let S_RREASON see it */
+		case S_RREASON:
+			if (c == '\n') {
+				p->st = S_LINE;
+				p->cur = 0;
+				p->idx = 0;
+				*ev = RQ_EV_STATUS;
+				return i + 1;
+			}
+			if ((c < 0x20 && c != '\t' && c != '\r') || c == 0x7f)
+				return dead(p, n, ev);
+			break;
+		case S_LINE:
+			if (c == '\r' || c == '\n') {
+				if (!p->idx) { /* report the blank line once, before it */
+					p->idx = 1;
+					*ev = RQ_EV_BLANK;
+					return i;
+				}
+				if (c == '\r') {
+					p->st = S_END_LF;
+					break;
+				}
+				goto head_end;
+			}
+			if (line_byte(p, c) < 0)
+				return dead(p, n, ev);
+			break;
+		case S_NAME:
+			if (name_byte(p, c) < 0)
+				return dead(p, n, ev);
+			break;
+		case S_VALUE:
+			if (c == '\r') {
+				p->st = S_VALUE_LF;
+			} else if (c == '\n') {
+				if (value_end(p) < 0)
+					return dead(p, n, ev);
+				p->idx = 0;
+			} else if (c == 0 || (c < 0x20 && c != '\t') || c == 0x7f) {
+				return dead(p, n, ev);
+			} else {
+				value_byte(p, c);
+			}
+			break;
+		case S_VALUE_LF:
+			if (c != '\n' || value_end(p) < 0)
+				return dead(p, n, ev);
+			p->idx = 0;
+			break;
+		case S_END_LF:
+			if (c != '\n')
+				return dead(p, n, ev);
+		head_end:
+			*ev = RQ_EV_END;
+			if (p->status < 200) {
+				p->st = p->status == 101 ? S_DEAD : S_START;
+				p->idx = 0;
+			} else if (method == RQ_M_HEAD || p->status == 204 || p->status == 304) {
+				p->st = S_START;
+				p->idx = 0;
+			} else if (method == RQ_M_CONNECT && p->status < 300) {
+				p->st = S_DEAD;
+			} else if (p->te_seen) {
+				p->st = p->te_chunked ? S_BODY : S_DEAD;
+				p->body = (struct rq_body){ .st = B_CSIZE };
+			} else if (p->cl_seen) {
+				p->st = p->cl ? S_BODY : S_START;
+				p->idx = 0;
+				p->body = (struct rq_body){ .st = B_LEN, .left = p->cl };
+			} else {
+				p->st = S_DEAD; /* delimited by close */
+			}
+			return i + 1;
+		}
+		i++;
+	}
+	return n;
+}
+
+void rq_resp_opaque(struct rq_hdrs *p, uint64_t n)
+{
+	struct rq_body *b = &p->body;
+
+	if (n == 0 || p->st == S_DEAD)
+		return;
+	if (p->st != S_BODY || (b->st != B_LEN && b->st != B_CDATA) || b->left < n) {
+		p->st = S_DEAD;
+		return;
+	}
+	b->left -= n;
+	if (b->left == 0) {
+		if (b->st == B_LEN)
+			msg_reset(p);
+		else
+			b->st = B_CDATA_CR;
+	}
+}

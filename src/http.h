@@ -1,0 +1,111 @@
+/*
+ * HTTP/1.x message boundaries, found by streaming scanners that never buffer
+ * more than the request ID itself.
+ *
+ * The request scanner (rq_req_feed) sees the bytes a server reads from a
+ * connection and reports each complete request head with its X-Request-Id.
+ * The response scanner (rq_resp_feed) sees the bytes a server writes and
+ * reports where a response's status line and head end, so that the ID can be
+ * inserted there and nowhere else. Both skip bodies by Content-Length or by
+ * chunked framing. Anything that is not well-formed HTTP/1.x stops the scanner
+ * for the rest of the connection ("dead"): the bytes pass through untouched.
+ */
+#ifndef RQ_HTTP_H
+#define RQ_HTTP_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ctx.h"
+
+#define RQ_PIPE 4 /* requests remembered per connection for their responses */
+
+/* Body framing, shared by both scanners. */
+struct rq_body {
+	uint8_t st;
+	uint8_t digits;
+	uint64_t left;
+};
+
+struct rq_hdrs {
+	uint8_t st;
+	uint8_t idx;     /* bytes matched so far of a literal or header name */
+	uint8_t match;   /* header names still matching (bit per RQ_H_*) */
+	uint8_t cur;     /* header whose value is being read */
+	uint8_t xr_st;   /* request-ID value: 0 before, 1 inside, 2 after the text */
+	uint8_t xr_bad;  /* the value being read is invalid */
+	uint8_t xr_have; /* a valid ID has been kept for this message */
+	uint8_t xr_seen; /* the header was present at all */
+	uint8_t te_seen, te_chunked, te_idx, te_ok, te_end;
+	uint8_t cl_seen, cl_digits, cl_bad;
+	uint8_t method;  /* request: RQ_M_*; response: unused */
+	uint16_t status;
+	uint64_t cl, cl_cur;
+	struct rq_body body;
+	uint32_t xr_len;
+	char xr[REQCTX_ID_MAX];
+};
+
+/* What a scanner stopped for. */
+enum rq_ev {
+	RQ_EV_NONE,   /* consumed everything it was given */
+	RQ_EV_HEAD,   /* a request head ended (request scanner) */
+	RQ_EV_STATUS, /* a response status line ended (response scanner) */
+	RQ_EV_BLANK,  /* the blank line ending a response head starts here */
+	RQ_EV_END,    /* a response head ended (response scanner) */
+	RQ_EV_DEAD,   /* not HTTP/1.x: the scanner stopped for good */
+};
+
+#define RQ_M_HEAD    1
+#define RQ_M_CONNECT 2
+
+struct rq_conn {
+	struct rq_hdrs rp;        /* request scanner */
+	struct rq_hdrs ws;        /* response scanner */
+	uint32_t seen;            /* request heads completed */
+	_Atomic uint32_t head;    /* next request to answer */
+	_Atomic uint32_t tail;    /* next free slot */
+	_Atomic uint32_t cur;     /* slot of the connection's current request */
+	_Atomic uint32_t has_cur; /* cur is valid */
+	uint32_t ins_state;       /* 0: no ID header out for the open response head,
+				     1: one cut short (ins_sent bytes out), 2: one out */
+	uint32_t ins_sent;        /* bytes already written of a cut header insertion */
+	uint32_t ins_slot;        /* slot whose ID that insertion carries */
+	struct rq_slot slots[RQ_PIPE];
+};
+
+/* Resets c for a newly accepted connection. */
+void rq_conn_init(struct rq_conn *c);
+
+/*
+ * Scans n bytes a server read. Stops after a request head (RQ_EV_HEAD: the ID
+ * is in p->xr, p->xr_len, valid if p->xr_have) or when the stream turns out
+ * not to be HTTP (RQ_EV_DEAD, once). Returns the bytes consumed.
+ */
+size_t rq_req_feed(struct rq_hdrs *p, const char *buf, size_t n, enum rq_ev *ev);
+
+/*
+ * Scans n bytes a server wrote. `method` is the RQ_M_* of the request being
+ * answered. Stops after a status line (RQ_EV_STATUS), at the start of the blank
+ * line ending a head (RQ_EV_BLANK, nothing consumed), after that head
+ * (RQ_EV_END: p->status, p->xr_seen), or on a stream that is not HTTP
+ * (RQ_EV_DEAD, once). Returns the bytes consumed.
+ */
+size_t rq_resp_feed(struct rq_hdrs *p, const char *buf, size_t n, int method,
+		    enum rq_ev *ev);
+
+/*
+ * Accounts for n bytes a server wrote without showing them (sendfile). They
+ * can only be body bytes of a Content-Length or chunk; anywhere else the
+ * response scanner stops for good.
+ */
+void rq_resp_opaque(struct rq_hdrs *p, uint64_t n);
+
+/* 1 once the scanner has stopped for good. */
+int rq_hdrs_dead(const struct rq_hdrs *p);
+
+/* 1 if the response scanner is between messages (the next byte starts a head). */
+int rq_resp_at_start(const struct rq_hdrs *p);
+
+#endif

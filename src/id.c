@@ -1,0 +1,130 @@
+#include "id.h"
+
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define R(c) [c] = 1
+const uint8_t rq_id_chars[256] = {
+	R('-'), R('_'), R('.'), R(':'), R('@'), R('+'), R('='), R('/'), R('~'),
+	R('0'), R('1'), R('2'), R('3'), R('4'), R('5'), R('6'), R('7'), R('8'), R('9'),
+	R('a'), R('b'), R('c'), R('d'), R('e'), R('f'), R('g'), R('h'), R('i'), R('j'),
+	R('k'), R('l'), R('m'), R('n'), R('o'), R('p'), R('q'), R('r'), R('s'), R('t'),
+	R('u'), R('v'), R('w'), R('x'), R('y'), R('z'),
+	R('A'), R('B'), R('C'), R('D'), R('E'), R('F'), R('G'), R('H'), R('I'), R('J'),
+	R('K'), R('L'), R('M'), R('N'), R('O'), R('P'), R('Q'), R('R'), R('S'), R('T'),
+	R('U'), R('V'), R('W'), R('X'), R('Y'), R('Z'),
+};
+#undef R
+
+int rq_id_valid(const char *s, size_t n)
+{
+	if (n == 0 || n > 128)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!rq_id_char((unsigned char)s[i]))
+			return 0;
+	return 1;
+}
+
+/* xoshiro256**, one state per thread. */
+struct rng {
+	uint64_t s[4];
+	unsigned gen; /* fork generation the state was seeded in */
+	int seeded;
+};
+
+static RQ_TLS struct rng rng;
+static _Atomic unsigned fork_gen;
+
+void rq_id_after_fork(void)
+{
+	atomic_fetch_add_explicit(&fork_gen, 1, memory_order_relaxed);
+}
+
+static uint64_t rotl(uint64_t x, int k)
+{
+	return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t next(struct rng *r)
+{
+	uint64_t *s = r->s;
+	uint64_t out = rotl(s[1] * 5, 7) * 9;
+	uint64_t t = s[1] << 17;
+
+	s[2] ^= s[0];
+	s[3] ^= s[1];
+	s[1] ^= s[2];
+	s[0] ^= s[3];
+	s[2] ^= t;
+	s[3] = rotl(s[3], 45);
+	return out;
+}
+
+static uint64_t splitmix(uint64_t *x)
+{
+	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/*
+ * Seeds from getrandom. If the kernel refuses (seccomp, very old kernel), mixes
+ * the clock, pid, tid and addresses instead: unpredictable enough for
+ * correlation IDs, and still distinct across threads and forks.
+ */
+static void seed(struct rng *r, unsigned gen)
+{
+	uint64_t key[4] = { 0, 0, 0, 0 };
+	long got = syscall(SYS_getrandom, key, sizeof(key), 0x0001 /* GRND_NONBLOCK */);
+
+	if (got != (long)sizeof(key)) {
+		struct timespec ts;
+		uint64_t x;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^
+		    ((uint64_t)syscall(SYS_gettid) << 16) ^ (uint64_t)(uintptr_t)&ts ^
+		    ((uint64_t)getpid() << 40) ^ key[0];
+		for (int i = 0; i < 4; i++)
+			key[i] ^= splitmix(&x);
+	}
+	if (!(key[0] | key[1] | key[2] | key[3]))
+		key[0] = 1; /* xoshiro's one forbidden state */
+	memcpy(r->s, key, sizeof(key));
+	r->gen = gen;
+	r->seeded = 1;
+}
+
+void rq_uuid4(char out[RQ_UUID_LEN])
+{
+	static const char hex[16] = "0123456789abcdef";
+	struct rng *r = &rng;
+	unsigned gen = atomic_load_explicit(&fork_gen, memory_order_relaxed);
+	uint8_t b[16];
+	uint64_t lo, hi;
+	int e = errno;
+
+	if (unlikely(!r->seeded || r->gen != gen))
+		seed(r, gen);
+	lo = next(r);
+	hi = next(r);
+	memcpy(b, &lo, 8);
+	memcpy(b + 8, &hi, 8);
+	b[6] = (b[6] & 0x0f) | 0x40; /* version 4 */
+	b[8] = (b[8] & 0x3f) | 0x80; /* variant 10 */
+	for (int i = 0, o = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[o++] = '-';
+		out[o++] = hex[b[i] >> 4];
+		out[o++] = hex[b[i] & 15];
+	}
+	errno = e;
+}
