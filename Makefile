@@ -37,6 +37,7 @@ PROG_O2  := $(PROGS:tests/progs/%.c=$(B)/progs/O2/%)
 
 LIBS     := -ldl -lpthread
 
+.SECONDARY:
 .PHONY: all test demo bench clean install uninstall deps-test deps-demo check-exports
 all: $(LIB) $(B)/reqctx-demo $(B)/reqctx
 

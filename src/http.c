@@ -234,6 +234,7 @@ static int name_byte(struct rq_hdrs *p, unsigned char c)
 			p->xr_st = 0;
 			p->xr_bad = 0;
 			p->xr_seen = 1;
+			p->xr_mine = 0;
 			if (!p->xr_have)
 				p->xr_len = 0;
 		} else if (p->cur == H_CL) {
@@ -321,7 +322,7 @@ static int value_end(struct rq_hdrs *p)
 	case H_XR:
 		if (!p->xr_have) {
 			if (!p->xr_bad && p->xr_len > 0)
-				p->xr_have = 1;
+				p->xr_have = p->xr_mine = 1;
 			else
 				p->xr_len = 0;
 		}
@@ -346,7 +347,12 @@ static int line_byte(struct rq_hdrs *p, unsigned char c)
 	if (c == ' ' || c == '\t') { /* obsolete line folding */
 		if (p->cur == H_CL || p->cur == H_TE)
 			return -1;
-		if (p->cur == H_XR && !p->xr_have)
+		if (p->cur == H_XR && p->xr_mine) { /* the kept value was folded: drop it */
+			p->xr_have = 0;
+			p->xr_len = 0;
+			p->xr_mine = 0;
+		}
+		if (p->cur == H_XR)
 			p->xr_bad = 1;
 		p->st = S_VALUE;
 		return 0;
@@ -484,9 +490,8 @@ size_t rq_req_feed(struct rq_hdrs *p, const char *buf, size_t n, enum rq_ev *ev)
 			if (p->method == RQ_M_CONNECT) {
 				p->st = S_DEAD; /* a tunnel follows */
 			} else if (p->te_seen) {
-				if (!p->te_chunked)
-					return dead(p, i + 1, ev);
-				p->st = S_BODY;
+				/* a body not chunked last cannot be delimited: stop after this head */
+				p->st = p->te_chunked ? S_BODY : S_DEAD;
 				p->body = (struct rq_body){ .st = B_CSIZE };
 			} else if (p->cl) {
 				p->st = S_BODY;

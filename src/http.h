@@ -37,6 +37,7 @@ struct rq_hdrs {
 	uint8_t xr_bad;  /* the value being read is invalid */
 	uint8_t xr_have; /* a valid ID has been kept for this message */
 	uint8_t xr_seen; /* the header was present at all */
+	uint8_t xr_mine; /* the kept ID came from the header being read */
 	uint8_t te_seen, te_chunked, te_idx, te_ok, te_end;
 	uint8_t cl_seen, cl_digits, cl_bad;
 	uint8_t method;  /* request: RQ_M_*; response: unused */

@@ -1,0 +1,198 @@
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ctx.h"
+#include "id.h"
+#include "reqctx.h"
+
+struct hostile {
+	const char *name;
+	char value[200];
+	size_t len;
+};
+
+ParameterizedTestParameters(id, hostile_values_are_refused)
+{
+	static struct hostile cases[] = {
+		{ "empty", "", 0 },
+		{ "CR", "abc\rdef", 7 },
+		{ "LF", "abc\ndef", 7 },
+		{ "CRLF forged line", "x\r\n[req:evil] forged", 21 },
+		{ "space", "abc def", 7 },
+		{ "tab", "abc\tdef", 7 },
+		{ "closing bracket", "abc]def", 7 },
+		{ "opening bracket", "abc[def", 7 },
+		{ "NUL", "abc\0def", 7 },
+		{ "DEL", "abc\x7f", 4 },
+		{ "escape", "\x1b[31mred", 8 },
+		{ "quote", "a\"b", 3 },
+		{ "percent", "100%", 4 },
+		{ "non-ASCII", "caf\xc3\xa9", 5 },
+		{ "129 bytes", "", 129 },
+	};
+	memset(cases[14].value, 'a', 129);
+	return cr_make_param_array(struct hostile, cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+ParameterizedTest(struct hostile *h, id, hostile_values_are_refused)
+{
+	cr_assert_eq(rq_id_valid(h->value, h->len), 0, "%s accepted", h->name);
+}
+
+Test(id, every_documented_character_is_accepted)
+{
+	const char *ok = "AZaz09-_.:@+=/~";
+
+	cr_assert_eq(rq_id_valid(ok, strlen(ok)), 1);
+	cr_assert_eq(reqctx_id_valid(ok), 1);
+	for (int c = 0; c < 256; c++) {
+		char s[1] = { (char)c };
+		int expect = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			     (c >= '0' && c <= '9') || (c && strchr("-_.:@+=/~", c));
+
+		cr_expect_eq(rq_id_valid(s, 1), expect, "byte %d", c);
+	}
+}
+
+Test(id, length_limit_is_128)
+{
+	char s[129];
+
+	memset(s, 'x', sizeof(s));
+	cr_assert_eq(rq_id_valid(s, 128), 1);
+	cr_assert_eq(rq_id_valid(s, 129), 0);
+	cr_assert_eq(rq_id_valid(s, 1), 1);
+}
+
+static int is_uuid4(const char *u)
+{
+	for (int i = 0; i < 36; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (u[i] != '-')
+				return 0;
+		} else if (!strchr("0123456789abcdef", u[i]) || !u[i]) {
+			return 0;
+		}
+	}
+	return u[14] == '4' && strchr("89ab", u[19]) != NULL;
+}
+
+Test(id, uuids_are_lowercase_v4_8_4_4_4_12)
+{
+	for (int i = 0; i < 1000; i++) {
+		char u[37] = { 0 };
+
+		rq_uuid4(u);
+		cr_assert(is_uuid4(u), "bad uuid %s", u);
+	}
+}
+
+Test(id, uuids_do_not_repeat)
+{
+	enum { N = 20000 };
+	static char seen[N][37];
+
+	for (int i = 0; i < N; i++)
+		rq_uuid4(seen[i]);
+	qsort(seen, N, 37, (int (*)(const void *, const void *))strcmp);
+	for (int i = 1; i < N; i++)
+		cr_assert_neq(strcmp(seen[i - 1], seen[i]), 0, "repeat %s", seen[i]);
+}
+
+Test(id, forked_children_do_not_repeat_the_parent_or_each_other)
+{
+	char ids[3][37] = { { 0 } };
+	int p[2];
+
+	rq_uuid4(ids[0]); /* seeds the parent */
+	cr_assert_eq(pipe(p), 0);
+	for (int k = 0; k < 2; k++) {
+		pid_t pid = fork();
+
+		if (pid == 0) {
+			char u[36];
+
+			rq_id_after_fork(); /* what the pthread_atfork hook does */
+			rq_uuid4(u);
+			_exit(write(p[1], u, 36) == 36 ? 0 : 1);
+		}
+		cr_assert_gt(pid, 0);
+		cr_assert_eq(read(p[0], ids[k + 1], 36), 36);
+		waitpid(pid, NULL, 0);
+	}
+	cr_assert(is_uuid4(ids[1]) && is_uuid4(ids[2]));
+	cr_assert_neq(strcmp(ids[1], ids[2]), 0, "two workers made %s", ids[1]);
+	rq_uuid4(ids[0]);
+	cr_assert_neq(strcmp(ids[0], ids[1]), 0);
+	cr_assert_neq(strcmp(ids[0], ids[2]), 0);
+}
+
+/* reqctx_run: the seed's nested-run demo. */
+static char trail[256];
+
+static void note(void *tag)
+{
+	strcat(trail, (const char *)tag);
+	strcat(trail, "=");
+	strcat(trail, reqctx_id());
+	strcat(trail, " ");
+}
+
+static void inner(void *arg)
+{
+	(void)arg;
+	note("B");
+}
+
+static void outer(void *arg)
+{
+	(void)arg;
+	note("A");
+	cr_assert_eq(reqctx_run("inner", inner, NULL), 0);
+	note("C");
+}
+
+Test(ctx, nested_runs_override_then_restore)
+{
+	trail[0] = '\0';
+	note("before");
+	cr_assert_eq(reqctx_run("outer", outer, NULL), 0);
+	note("after");
+	cr_assert_str_eq(trail, "before=unknown A=outer B=inner C=outer after=unknown ");
+}
+
+Test(ctx, invalid_ids_are_refused_without_running)
+{
+	trail[0] = '\0';
+	cr_assert_eq(reqctx_run("bad id", inner, NULL), -EINVAL);
+	cr_assert_eq(reqctx_run("x]", inner, NULL), -EINVAL);
+	cr_assert_eq(reqctx_run("", inner, NULL), -EINVAL);
+	cr_assert_eq(reqctx_run(NULL, inner, NULL), -EINVAL);
+	cr_assert_eq(reqctx_run("ok", NULL, NULL), -EINVAL);
+	cr_assert_str_eq(trail, "");
+	cr_assert_str_eq(reqctx_id(), "unknown");
+}
+
+Test(ctx, slots_copy_into_the_thread_context)
+{
+	struct rq_slot s = { 0 };
+	struct rq_ctx c;
+
+	rq_slot_fill(&s, "req-1", 5, RQ_SLOT_HEAD);
+	cr_assert_eq(rq_slot_read(&s, &c, NULL), 0);
+	cr_assert_str_eq(c.id, "req-1");
+	rq_ctx_set_slot(&s);
+	cr_assert_str_eq(reqctx_id(), "req-1");
+	rq_slot_fill(&s, "a-much-longer-request-id-0123456789", 35, 0);
+	rq_ctx_set_slot(&s);
+	cr_assert_str_eq(reqctx_id(), "a-much-longer-request-id-0123456789");
+	rq_slot_fill(&s, "xy", 2, 0);
+	rq_ctx_set_slot(&s);
+	cr_assert_str_eq(reqctx_id(), "xy");
+	rq_ctx_clear();
+	cr_assert_str_eq(reqctx_id(), "unknown");
+}
