@@ -201,7 +201,10 @@ static char *wait_lines(int n)
 			lines += text[i] == '\n';
 		if (lines >= n || now_ms() > deadline) {
 			cr_assert_eq(lines, n, "stderr has %d lines, expected %d:\n%s", lines, n, len > 0 ? text : "");
-			return len > 0 ? text : strdup("");
+			if (len > 0)
+				return text;
+			free(text);
+			return strdup("");
 		}
 		free(text);
 		sleep_ms(10);
