@@ -180,6 +180,12 @@ static void msg_reset(struct rq_hdrs *p)
 	p->status = 0;
 	p->xr_len = 0;
 	p->cur = 0;
+	p->lines = 0;
+}
+
+int rq_resp_after_status(const struct rq_hdrs *p)
+{
+	return p->st == S_LINE && p->lines == 0 && p->idx == 0;
 }
 
 int rq_hdrs_dead(const struct rq_hdrs *p)
@@ -211,6 +217,8 @@ static void name_start(struct rq_hdrs *p)
 {
 	p->st = S_NAME;
 	p->idx = 0;
+	if (p->lines < 255)
+		p->lines++;
 	p->match = H_XR | H_CL | H_TE;
 	p->cur = 0;
 }

@@ -41,6 +41,7 @@ struct rq_hdrs {
 	uint8_t te_seen, te_chunked, te_idx, te_ok, te_end;
 	uint8_t cl_seen, cl_digits, cl_bad;
 	uint8_t method;  /* request: RQ_M_*; response: unused */
+	uint8_t lines;   /* header lines begun in this message (saturates) */
 	uint16_t status;
 	uint64_t cl, cl_cur;
 	struct rq_body body;
@@ -105,6 +106,9 @@ void rq_resp_opaque(struct rq_hdrs *p, uint64_t n);
 
 /* 1 once the scanner has stopped for good. */
 int rq_hdrs_dead(const struct rq_hdrs *p);
+
+/* 1 if the response scanner is right after a status line, before any header. */
+int rq_resp_after_status(const struct rq_hdrs *p);
 
 /* 1 if the response scanner is between messages (the next byte starts a head). */
 int rq_resp_at_start(const struct rq_hdrs *p);

@@ -325,17 +325,18 @@ static int answered(struct rq_conn *c, uint32_t h, uint32_t *slot)
 
 /*
  * Scans the bytes about to be written, on a copy of the response scanner, and
- * plans where the ID header goes: after the status line when the whole head is
- * in this write, else before the blank line ending the head. A head that
- * already has the header gets none. Returns the number of insertions.
+ * plans where the ID header goes: right after the status line when the rest
+ * of the head is in this write, else before the blank line ending the head
+ * (only there is it known that the head has no such header already). A head
+ * that already has the header gets none. Returns the number of insertions.
  */
 static int prescan(struct rq_conn *c, const struct iovec *iov, int iovcnt, struct ins *ins)
 {
 	struct rq_hdrs s = c->ws;
 	uint32_t h = atomic_load_explicit(&c->head, memory_order_acquire);
-	int n = 0, state = c->ins_state, started = 0;
+	int n = 0, state = c->ins_state;
 	size_t pos = 0, status_at = 0, blank_at = 0;
-	int have_status = 0, have_blank = 0;
+	int have_status = rq_resp_after_status(&s), have_blank = 0;
 
 	if (state == 1) {
 		if (render_header(c, c->ins_slot, &ins[0]) < 0 || c->ins_sent > ins[0].len)
@@ -353,10 +354,6 @@ static int prescan(struct rq_conn *c, const struct iovec *iov, int iovcnt, struc
 			enum rq_ev ev;
 			uint32_t slot;
 
-			if (rq_resp_at_start(&s)) {
-				started = 1;
-				have_status = have_blank = 0;
-			}
 			off += rq_resp_feed(&s, b + off, len - off, method_of(c, h), &ev);
 			if (ev == RQ_EV_DEAD || ev == RQ_EV_NONE) {
 				if (ev == RQ_EV_DEAD)
@@ -365,7 +362,8 @@ static int prescan(struct rq_conn *c, const struct iovec *iov, int iovcnt, struc
 			}
 			if (ev == RQ_EV_STATUS) {
 				status_at = pos + off;
-				have_status = started;
+				have_status = 1;
+				have_blank = 0;
 			} else if (ev == RQ_EV_BLANK) {
 				blank_at = pos + off;
 				have_blank = 1;
@@ -380,7 +378,7 @@ static int prescan(struct rq_conn *c, const struct iovec *iov, int iovcnt, struc
 					h++;
 				}
 				state = 0;
-				started = have_status = have_blank = 0;
+				have_status = have_blank = 0;
 			}
 		}
 		pos += len;
