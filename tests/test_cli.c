@@ -183,8 +183,7 @@ static void append(const char *path, const char *data)
 }
 
 /* Child side of spawning: environment, stdio, cwd, exec. Never returns. */
-static void child(char *const argv[], const struct spawn *sp, const char *out,
-		  const char *err)
+static void child(char *const argv[], const struct spawn *sp, int o, int e)
 {
 	static const char *const scrub[] = {
 		"LD_PRELOAD", "REQCTX_LIBRARY", "REQCTX_HEADER", "REQCTX_PREFIX",
@@ -192,8 +191,6 @@ static void child(char *const argv[], const struct spawn *sp, const char *out,
 		"REQCTX_DISABLE", "MAKEFLAGS", "MFLAGS", "MAKELEVEL",
 	};
 	int in = open(sp && sp->in ? sp->in : "/dev/null", O_RDONLY);
-	int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	for (size_t i = 0; i < sizeof(scrub) / sizeof(scrub[0]); i++)
@@ -218,11 +215,17 @@ static void child(char *const argv[], const struct spawn *sp, const char *out,
 static pid_t start(char *const argv[], const struct spawn *sp, const char *out,
 		   const char *err)
 {
-	pid_t pid = fork();
+	int o = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int e = open(err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	pid_t pid;
 
+	cr_assert(o >= 0 && e >= 0);
+	pid = fork();
 	cr_assert_neq(pid, -1);
 	if (pid == 0)
-		child(argv, sp, out, err);
+		child(argv, sp, o, e);
+	close(o);
+	close(e);
 	return pid;
 }
 
