@@ -29,18 +29,19 @@ static int open_fd(struct rc_reader *r)
 	r->dev = st.st_dev;
 	r->ino = st.st_ino;
 	r->size = 0;
-	if (!r->follow && S_ISREG(st.st_mode) && st.st_size >= RC_PROGRESS_MIN && isatty(2))
+	if (r->show && !r->follow && S_ISREG(st.st_mode) && st.st_size >= RC_PROGRESS_MIN)
 		r->size = st.st_size;
 	return 0;
 }
 
-int rc_reader_open(struct rc_reader *r, const char *path, int follow)
+int rc_reader_open(struct rc_reader *r, const char *path, int follow, int progress)
 {
 	int e;
 
 	memset(r, 0, sizeof(*r));
 	r->path = path;
 	r->follow = follow;
+	r->show = progress;
 	r->progress = -1;
 	r->buf = malloc(RC_READ_BUF);
 	if (!r->buf)

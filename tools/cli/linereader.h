@@ -21,12 +21,17 @@ struct rc_reader {
 	off_t size;        /* file size for progress, or 0 for none */
 	int progress;      /* last percent shown, -1 before the first */
 	int follow;        /* 1: keep a final partial line until its '\n' arrives */
+	int show;          /* 1: progress may be shown */
 	dev_t dev;
 	ino_t ino;
 };
 
-/* Opens path ("-": stdin). Returns 0 or -errno. */
-int rc_reader_open(struct rc_reader *r, const char *path, int follow);
+/*
+ * Opens path ("-": stdin). With `progress`, a regular file of RC_PROGRESS_MIN
+ * bytes or more shows the percentage read on stderr (the caller checks that
+ * stderr is a terminal). Returns 0 or -errno.
+ */
+int rc_reader_open(struct rc_reader *r, const char *path, int follow, int progress);
 
 /*
  * Returns 1 and sets *p, *len to the next block of whole lines (it ends in

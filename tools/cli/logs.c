@@ -56,7 +56,8 @@ static const char help[] =
 	"                   again from its start\n"
 	"  -h, --help       this text\n"
 	"\n"
-	"On a terminal, reading a file of 16 MiB or more shows its progress on stderr.\n"
+	"When stderr is a terminal, reading a file of 16 MiB or more shows its progress\n"
+	"there (unless lines are being printed to the same terminal).\n"
 	"Exit status: 0 on success, 1 if --id matched no line or a file could not be\n"
 	"read, 2 for a usage error.\n";
 
@@ -187,13 +188,15 @@ static int read_all(struct logs *L, char **files, int nfiles)
 	struct rc_reader *rd = calloc((size_t)nfiles, sizeof(*rd));
 	unsigned long long *lineno = calloc((size_t)nfiles, sizeof(*lineno));
 	int failed = 0, open = 0;
+	/* Progress on a terminal, unless lines go to that terminal meanwhile. */
+	int progress = isatty(2) && (!isatty(1) || L->mode == M_GROUP || L->mode == M_STATS);
 
 	if (!rd || !lineno) {
 		rc_err("out of memory");
 		return RC_EXIT_FAIL;
 	}
 	for (int i = 0; i < nfiles; i++) {
-		int e = rc_reader_open(&rd[i], files[i], L->follow);
+		int e = rc_reader_open(&rd[i], files[i], L->follow, progress);
 
 		if (e < 0) {
 			rc_err("%s: %s", files[i], strerror(-e));
