@@ -461,33 +461,17 @@ static void client_gone_mid_request_leaves_the_server_serving(const char *mode)
 	free(text);
 }
 
-/* Runs loadcheck against the demo and checks its exact summary and status. */
-static void loadcheck_sees_every_line_unprefixed(const char *mode)
+/*
+ * Runs argv (stderr to /dev/null), collects its stdout into out (NUL
+ * terminated) and returns its wait status. Kills it after timeout_ms.
+ */
+static int run_capture(const char *const argv[], char *out, size_t cap, long timeout_ms)
 {
-	char lc[512], port[16], out[1024];
-	const char *argv[32];
+	long deadline = now_ms() + timeout_ms;
 	size_t len = 0;
-	long deadline;
-	int p[2], st, i = 0;
+	int p[2], st;
 	pid_t pid;
 
-	demo_start(mode);
-	snprintf(lc, sizeof(lc), "%s/progs/O0/loadcheck", build_dir());
-	snprintf(port, sizeof(port), "%d", demo_port);
-	argv[i++] = lc;
-	argv[i++] = "--port";
-	argv[i++] = port;
-	argv[i++] = "--requests";
-	argv[i++] = "400";
-	argv[i++] = "--conns";
-	argv[i++] = "16";
-	argv[i++] = "--log";
-	argv[i++] = errpath;
-	argv[i++] = "--lines-per-request";
-	argv[i++] = "4";
-	argv[i++] = "--timeout-ms";
-	argv[i++] = "40000";
-	argv[i] = NULL;
 	cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
 	pid = fork();
 	cr_assert_neq(pid, -1);
@@ -497,20 +481,20 @@ static void loadcheck_sees_every_line_unprefixed(const char *mode)
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		dup2(p[1], 1);
 		dup2(null, 2);
-		execv(lc, (char **)argv);
+		execv(argv[0], (char **)argv);
 		_exit(127);
 	}
 	close(p[1]);
-	deadline = now_ms() + 50000;
 	for (;;) {
 		struct pollfd pfd = { .fd = p[0], .events = POLLIN };
+		long left = deadline - now_ms();
 		ssize_t n;
 
-		if (poll(&pfd, 1, (int)(deadline - now_ms())) <= 0) {
+		if (left <= 0 || poll(&pfd, 1, (int)left) <= 0) {
 			kill(pid, SIGKILL);
 			break;
 		}
-		n = read(p[0], out + len, sizeof(out) - 1 - len);
+		n = read(p[0], out + len, cap - 1 - len);
 		if (n <= 0)
 			break;
 		len += (size_t)n;
@@ -518,11 +502,86 @@ static void loadcheck_sees_every_line_unprefixed(const char *mode)
 	out[len] = '\0';
 	close(p[0]);
 	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	return st;
+}
+
+static const char *loadcheck_path(void)
+{
+	static char lc[512];
+
+	snprintf(lc, sizeof(lc), "%s/progs/O0/loadcheck", build_dir());
+	return lc;
+}
+
+/* Runs loadcheck against the demo and checks its exact summary and status. */
+static void loadcheck_sees_every_line_unprefixed(const char *mode)
+{
+	char port[16], out[1024];
+	int st;
+
+	demo_start(mode);
+	snprintf(port, sizeof(port), "%d", demo_port);
+	const char *const argv[] = {
+		loadcheck_path(), "--port", port, "--requests", "400", "--conns", "16", "--log", errpath,
+		"--lines-per-request", "4", "--timeout-ms", "40000", NULL,
+	};
+	st = run_capture(argv, out, sizeof(out), 50000);
 	cr_assert_str_eq(out, "requests=400 lines=1600 ok=0 wrong=0 unknown=0 unprefixed=1600 unlogged=0 "
 			      "miscounted=0 no_echo=200 echo_mismatch=0 failed=0\n");
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "loadcheck status %#x", st);
 	st = demo_stop_status();
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "demo status %#x", st);
+}
+
+Test(cli, demo_help_names_every_mode_and_the_chunked_policy)
+{
+	char path[512], out[4096];
+	int st;
+
+	snprintf(path, sizeof(path), "%s/reqctx-demo", build_dir());
+	st = run_capture((const char *const[]){ path, "--help", NULL }, out, sizeof(out), WAIT_MS);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x", st);
+	cr_assert_not_null(strstr(out, "usage: reqctx-demo [--port N] [--mode epoll|threads|pool|timer]"));
+	cr_assert_not_null(strstr(out, "get 411"), "%s", out);
+	st = run_capture((const char *const[]){ path, "--mode", "fibers", NULL }, out, sizeof(out), WAIT_MS);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2, "status %#x", st);
+	st = run_capture((const char *const[]){ path, "--port", "70000", NULL }, out, sizeof(out), WAIT_MS);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2, "status %#x", st);
+}
+
+Test(cli, loadcheck_rejects_bad_usage_with_status_2)
+{
+	char out[1024];
+	int st;
+
+	st = run_capture((const char *const[]){ loadcheck_path(), NULL }, out, sizeof(out), WAIT_MS);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2, "status %#x", st);
+	st = run_capture((const char *const[]){ loadcheck_path(), "--port", "1", "--requests", "1", "--conns", "1",
+						"--log", "/dev/null", "--prefix", "[req] ", NULL },
+			 out, sizeof(out), WAIT_MS);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2, "status %#x", st);
+	cr_assert_str_eq(out, "");
+}
+
+Test(cli, loadcheck_counts_refused_connections_as_failed)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t sl = sizeof(sa);
+	char port[16], out[1024];
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), st;
+
+	/* Bound but not listening: every connect is refused. */
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+	snprintf(port, sizeof(port), "%d", ntohs(sa.sin_port));
+	st = run_capture((const char *const[]){ loadcheck_path(), "--port", port, "--requests", "5", "--conns", "2",
+						"--log", "/dev/null", "--settle-ms", "0", NULL },
+			 out, sizeof(out), WAIT_MS);
+	close(fd);
+	cr_assert_str_eq(out, "requests=5 lines=0 ok=0 wrong=0 unknown=0 unprefixed=0 unlogged=0 miscounted=0 "
+			      "no_echo=0 echo_mismatch=0 failed=5\n");
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %#x", st);
 }
 
 #define MODE_TESTS(m, tmo)                                                                           \
