@@ -974,7 +974,8 @@ static void usage(FILE *f)
 		"           log, and the last one writes the response\n"
 		"\n"
 		"HTTP: keep-alive and pipelining; Connection: close and HTTP/1.0 without\n"
-		"keep-alive close after the response. Content-Length bodies are read and\n"
+		"keep-alive close after the response (an HTTP/1.0 keep-alive request gets\n"
+		"Connection: keep-alive). Content-Length bodies are read and\n"
 		"ignored; Expect: 100-continue is answered. Chunked request bodies are not\n"
 		"decoded: they get 411 and the connection is closed. A request head over\n"
 		"%d bytes gets 431. Runs until SIGINT or SIGTERM, then exits 0.\n",
