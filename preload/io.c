@@ -108,9 +108,10 @@ RQ_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 	if (unlikely(!rq_ready()))
 		return RQ_RAW(recvmsg, fd, msg, flags);
 	r = rq_real.recvmsg(fd, msg, flags);
-	if (unlikely(!msg))
-		return r;
-	after_recv(fd, msg->msg_iov, (int)msg->msg_iovlen, r, flags);
+	if (unlikely(r < 0 || (uintptr_t)msg < 4096))
+		after_recv(fd, NULL, 0, 0, 0);
+	else
+		after_recv(fd, msg->msg_iov, (int)msg->msg_iovlen, r, flags);
 	return r;
 }
 
@@ -176,7 +177,7 @@ RQ_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 
 	if (unlikely(!rq_ready()))
 		return RQ_RAW(sendmsg, fd, msg, flags);
-	if (unlikely(!msg))
+	if (unlikely((uintptr_t)msg < 4096))
 		return rq_real.sendmsg(fd, msg, flags);
 	return rq_io_write(fd, msg->msg_iov, (int)msg->msg_iovlen, &k);
 }

@@ -188,6 +188,11 @@ int rq_resp_after_status(const struct rq_hdrs *p)
 	return p->st == S_LINE && p->lines == 0 && p->idx == 0;
 }
 
+void rq_hdrs_kill(struct rq_hdrs *p)
+{
+	p->st = S_DEAD;
+}
+
 int rq_hdrs_dead(const struct rq_hdrs *p)
 {
 	return p->st == S_DEAD;

@@ -104,6 +104,9 @@ size_t rq_resp_feed(struct rq_hdrs *p, const char *buf, size_t n, int method,
  */
 void rq_resp_opaque(struct rq_hdrs *p, uint64_t n);
 
+/* Stops a scanner for good. */
+void rq_hdrs_kill(struct rq_hdrs *p);
+
 /* 1 once the scanner has stopped for good. */
 int rq_hdrs_dead(const struct rq_hdrs *p);
 

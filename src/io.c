@@ -104,14 +104,29 @@ static struct cut map(const struct plan *pl, size_t r)
 	return c;
 }
 
-static size_t iov_total(const struct iovec *iov, int iovcnt, int *overflow)
+/*
+ * reqctx reads the caller's bytes before the kernel has checked them. A
+ * pointer into the first page or outside the user half of the address space
+ * would crash us where libc returns EFAULT: such calls go to the kernel as
+ * they are. (A pointer to other unmapped memory is not caught; see README.)
+ */
+static int plausible(const void *p, size_t n)
+{
+	uintptr_t a = (uintptr_t)p;
+
+	return n == 0 || (a >= 4096 && a + n >= a && a + n <= ((uintptr_t)1 << 47));
+}
+
+/* The caller's byte count; *bad is set if the call is one to leave to the kernel. */
+static size_t iov_total(const struct iovec *iov, int iovcnt, int *bad)
 {
 	size_t t = 0;
 
-	*overflow = 0;
-	for (int i = 0; i < iovcnt; i++) {
-		if (iov[i].iov_len > SSIZE_MAX - t)
-			*overflow = 1;
+	*bad = iovcnt < 0 || iovcnt > 1024 ||
+	       !plausible(iov, (size_t)(iovcnt > 0 ? iovcnt : 0) * sizeof(*iov));
+	for (int i = 0; i < iovcnt && !*bad; i++) {
+		if (iov[i].iov_len > SSIZE_MAX - t || !plausible(iov[i].iov_base, iov[i].iov_len))
+			*bad = 1;
 		t += iov[i].iov_len;
 	}
 	return t;
@@ -309,18 +324,15 @@ static int render_header(struct rq_conn *c, uint32_t i, struct ins *in)
 	return 0;
 }
 
-/* Which request a response ending now answers: the oldest unanswered, else the current. */
+/*
+ * Which request a response ending now answers: the oldest unanswered one.
+ * With none (the server answers before a head is complete, or the bytes only
+ * look like a response) nothing is inserted.
+ */
 static int answered(struct rq_conn *c, uint32_t h, uint32_t *slot)
 {
-	if (h < atomic_load_explicit(&c->tail, memory_order_acquire)) {
-		*slot = h;
-		return 1;
-	}
-	if (atomic_load_explicit(&c->has_cur, memory_order_acquire)) {
-		*slot = atomic_load_explicit(&c->cur, memory_order_relaxed);
-		return 1;
-	}
-	return 0;
+	*slot = h;
+	return h < atomic_load_explicit(&c->tail, memory_order_acquire);
 }
 
 /*
@@ -519,19 +531,20 @@ ssize_t rq_io_write_slow(int fd, struct rq_fd *e, const struct iovec *iov, int i
 			 const struct rq_call *k)
 {
 	uint32_t fl = rq_fd_flags(e);
-	int overflow;
-	size_t total = iov_total(iov, iovcnt, &overflow);
+	int bad;
+	size_t total = iov_total(iov, iovcnt, &bad);
 
-	if (overflow || iovcnt < 0 || iovcnt > 1024 ||
-	    (k->how == RQ_SENDMSG && k->msg->msg_controllen))
-		fl &= RQ_FD_CONN; /* let the kernel judge it; still set the context */
+	if (k->how == RQ_SENDMSG && !plausible(k->msg, sizeof(*k->msg)))
+		bad = 1;
 	if (fl & RQ_FD_CONN) {
-		if (overflow || iovcnt < 0 || iovcnt > 1024) {
+		if (bad) { /* let the kernel judge it; still set the context */
 			conn_ctx(rq_conn_peek(fd));
 			return rq_io_plain(fd, iov, iovcnt, k);
 		}
 		return conn_write(fd, iov, iovcnt, k, total);
 	}
+	if (bad || (k->how == RQ_SENDMSG && k->msg->msg_controllen))
+		return rq_io_plain(fd, iov, iovcnt, k);
 	if ((fl & RQ_FD_LOG) && total)
 		return log_write(fd, e, iov, iovcnt, k, total);
 	return rq_io_plain(fd, iov, iovcnt, k);
@@ -577,8 +590,12 @@ void rq_conn_read(int fd, const struct iovec *iov, int iovcnt, ssize_t r)
 			if (ev == RQ_EV_HEAD)
 				push(c, c->rp.xr, c->rp.xr_have ? c->rp.xr_len : 0,
 				     c->rp.method == RQ_M_HEAD ? RQ_SLOT_HEAD : 0);
-			else if (ev == RQ_EV_DEAD && !c->seen)
+			else if (ev == RQ_EV_DEAD && !c->seen) {
 				push(c, NULL, 0, 0); /* not HTTP: one ID for the connection */
+				atomic_store_explicit(&c->head, atomic_load(&c->tail),
+						      memory_order_release);
+				rq_hdrs_kill(&c->ws); /* and no response heads to look for */
+			}
 		}
 	}
 	if (atomic_load_explicit(&c->has_cur, memory_order_acquire))

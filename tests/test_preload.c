@@ -1,0 +1,487 @@
+/*
+ * Interposition: small helper programs run with LD_PRELOAD in their own
+ * environment, and their output is checked byte for byte.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include "proc.h"
+
+static char *out_path, *err_path;
+static const char *dir;
+
+static void setup(void)
+{
+	static char o[128], e[128];
+
+	dir = tmpdir_new();
+	snprintf(o, sizeof(o), "%s/out", dir);
+	snprintf(e, sizeof(e), "%s/err", dir);
+	out_path = o;
+	err_path = e;
+}
+
+static void teardown(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		cr_log_warn("could not remove %s", dir);
+}
+
+TestSuite(preload, .init = setup, .fini = teardown, .timeout = 60);
+
+/* ---- exports ---- */
+
+Test(preload, exports_only_libc_names_and_the_api)
+{
+	static const char *const want[] = {
+		"_IO_putc", "__assert_fail", "__dprintf_chk", "__fprintf_chk", "__open64_2",
+		"__open_2", "__openat64_2", "__openat_2", "__printf_chk", "__read_chk",
+		"__recv_chk", "__recvfrom_chk", "__vdprintf_chk", "__vfprintf_chk",
+		"__vprintf_chk", "accept", "accept4", "close", "close_range", "closefrom",
+		"creat", "creat64", "dprintf", "dup", "dup2", "dup3", "err", "error",
+		"error_at_line", "errx", "fclose", "fcntl", "fcntl64", "fopen", "fopen64",
+		"fprintf", "fputc", "fputc_unlocked", "fputs", "fputs_unlocked", "freopen",
+		"freopen64", "fwrite", "fwrite_unlocked", "open", "open64", "openat",
+		"openat64", "perror", "printf", "psiginfo", "psignal", "putc", "putc_unlocked",
+		"putchar", "putchar_unlocked", "puts", "read", "readv", "recv", "recvfrom",
+		"recvmmsg", "recvmsg", "reqctx_id", "reqctx_id_valid", "reqctx_run", "send",
+		"sendfile", "sendfile64", "sendmsg", "sendto", "vdprintf", "verr", "verrx",
+		"vfprintf", "vprintf", "vwarn", "vwarnx", "warn", "warnx", "write", "writev",
+		NULL,
+	};
+	char cmd[600], names[8192] = "", expect[8192] = "";
+	FILE *p;
+	char line[256];
+
+	snprintf(cmd, sizeof(cmd),
+		 "nm -D --defined-only %s/libreqctx.so | awk '{print $3}' | sed 's/@.*//' | sort",
+		 bdir());
+	p = popen(cmd, "r");
+	cr_assert_not_null(p);
+	while (fgets(line, sizeof(line), p))
+		strcat(names, line);
+	cr_assert_eq(pclose(p), 0);
+	for (const char *const *w = want; *w; w++) {
+		strcat(expect, *w);
+		strcat(expect, "\n");
+	}
+	cr_assert_str_eq(names, expect);
+}
+
+/* ---- stdio ---- */
+
+/*
+ * Runs a helper with and without the library. Without it, the output is the
+ * program's own bytes; with it, each line must be those bytes behind the
+ * prefix `want_prefix(line)` returns.
+ */
+static void expect_prefixed(const char *plain, const char *got,
+			    const char *(*want_prefix)(const char *line, void *), void *arg)
+{
+	char *expect = malloc(strlen(plain) * 4 + 64);
+	size_t n = 0;
+
+	for (const char *l = plain; *l;) {
+		const char *nl = strchr(l, '\n');
+		size_t len = nl ? (size_t)(nl - l) + 1 : strlen(l);
+		char line[4096];
+		const char *pfx;
+
+		snprintf(line, sizeof(line), "%.*s", (int)len, l);
+		pfx = want_prefix(line, arg);
+		n += (size_t)sprintf(expect + n, "%s%s", pfx, line);
+		l += len;
+	}
+	cr_assert_str_eq(got, expect, "\n--- got ---\n%s--- want ---\n%s", got, expect);
+	free(expect);
+}
+
+static const char *stdio_prefix(const char *line, void *opt)
+{
+	static const char *const inlined[] = { "u\n", "q\n", "s\n" };
+
+	if (!strcmp(line, "outside\n"))
+		return "[req:unknown] ";
+	/* glibc's headers inline the _unlocked character functions at -O2. */
+	for (int i = 0; i < 3 && *(int *)opt; i++)
+		if (!strcmp(line, inlined[i]))
+			return "";
+	return "[req:abc] ";
+}
+
+static void stdio_case(const char *variant, int o2)
+{
+	char prog[256], o0[160], e0[160];
+	char *argv[] = { prog, NULL };
+	char *plain_out, *plain_err, *out, *err;
+
+	snprintf(prog, sizeof(prog), "%s/progs/%s/stdio_all", bdir(), variant);
+	snprintf(o0, sizeof(o0), "%s/plain.out", dir);
+	snprintf(e0, sizeof(e0), "%s/plain.err", dir);
+	cr_assert_eq(proc_run(argv, NULL, 0, o0, e0), 0);
+	cr_assert_eq(proc_run(argv, NULL, 1, out_path, err_path), 0);
+	plain_out = slurp(o0, NULL);
+	plain_err = slurp(e0, NULL);
+	out = slurp(out_path, NULL);
+	err = slurp(err_path, NULL);
+	cr_assert(strstr(plain_out, "printf-literal\n") && strstr(plain_err, "psignal: Terminated\n"));
+	expect_prefixed(plain_out, out, stdio_prefix, &o2);
+	expect_prefixed(plain_err, err, stdio_prefix, &o2);
+}
+
+Test(preload, every_stdio_entry_point_at_O0)
+{
+	stdio_case("O0", 0);
+}
+
+Test(preload, every_stdio_entry_point_at_O2_fortified)
+{
+	stdio_case("O2", 1);
+}
+
+/* ---- write(2) ---- */
+
+static const char *unknown_prefix(const char *line, void *arg)
+{
+	(void)line;
+	(void)arg;
+	return "[req:unknown] ";
+}
+
+Test(preload, write_returns_and_errno_are_libc_s)
+{
+	char rep0[160], rep1[160], o0[160];
+	char prog[256];
+	char *argv0[] = { prog, rep0, NULL }, *argv1[] = { prog, rep1, NULL };
+	char *a, *b;
+
+	snprintf(prog, sizeof(prog), "%s/progs/O0/wr", bdir());
+	snprintf(rep0, sizeof(rep0), "%s/rep0", dir);
+	snprintf(rep1, sizeof(rep1), "%s/rep1", dir);
+	snprintf(o0, sizeof(o0), "%s/o0", dir);
+	cr_assert_eq(proc_run(argv0, NULL, 0, o0, NULL), 0);
+	cr_assert_eq(proc_run(argv1, NULL, 1, out_path, err_path), 0);
+	a = slurp(rep0, NULL);
+	b = slurp(rep1, NULL);
+	cr_assert_str_eq(b, a);
+	cr_assert(strstr(a, "efault: r=-1 errno=Bad address\n"));
+	cr_assert(strstr(a, "zero: r=0 errno=untouched\n"));
+	cr_assert_str_eq(slurp(out_path, NULL),
+			 "[req:unknown] hello\n[req:unknown] no newline yet\n[req:unknown] ab\n");
+	cr_assert_str_eq(slurp(err_path, NULL), "[req:unknown] err line\n");
+}
+
+Test(preload, seq_200000_strips_back_to_the_same_bytes)
+{
+	char *argv[] = { "/usr/bin/seq", "1", "200000", NULL };
+	char o0[160];
+	size_t n0, n1;
+	char *plain, *got;
+
+	snprintf(o0, sizeof(o0), "%s/plain", dir);
+	cr_assert_eq(proc_run(argv, NULL, 0, o0, NULL), 0);
+	cr_assert_eq(proc_run(argv, NULL, 1, out_path, NULL), 0);
+	plain = slurp(o0, &n0);
+	got = slurp(out_path, &n1);
+	cr_assert_eq(n1, n0 + 200000 * strlen("[req:unknown] "));
+	expect_prefixed(plain, got, unknown_prefix, NULL);
+}
+
+Test(preload, nonblocking_log_writes_through_eagain_lose_nothing)
+{
+	char prog[256], fifo[160], copy[160];
+	char *argv[] = { prog, fifo, copy, "3000", NULL };
+	char *got, *p;
+	int lines = 0;
+
+	snprintf(prog, sizeof(prog), "%s/progs/O0/nbfifo", bdir());
+	snprintf(fifo, sizeof(fifo), "%s/pipe.log", dir);
+	snprintf(copy, sizeof(copy), "%s/copy", dir);
+	cr_assert_eq(proc_run(argv, NULL, 1, NULL, err_path), 0);
+	cr_assert_str_eq(slurp(err_path, NULL), "[req:unknown] eagain=1 short=1\n");
+	got = slurp(copy, NULL);
+	for (p = got; *p; lines++) {
+		char want[128];
+
+		snprintf(want, sizeof(want), "[req:unknown] line %06d", lines);
+		cr_assert_eq(strncmp(p, want, strlen(want)), 0, "line %d: %.40s", lines, p);
+		p += strlen(want);
+		for (int i = 0; i < 88; i++, p++)
+			cr_assert_eq(*p, '.', "line %d byte %d", lines, i);
+		cr_assert_eq(*p++, '\n');
+	}
+	cr_assert_eq(lines, 3000);
+}
+
+/* ---- files ---- */
+
+static void file_is(const char *name, const char *want)
+{
+	char p[256];
+
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	cr_assert_str_eq(slurp(p, NULL), want, "%s", name);
+}
+
+Test(preload, only_append_mode_log_names_are_logs)
+{
+	char prog[256];
+	char *argv[] = { prog, (char *)dir, NULL };
+
+	snprintf(prog, sizeof(prog), "%s/progs/O0/files", bdir());
+	cr_assert_eq(proc_run(argv, NULL, 1, NULL, NULL), 0);
+	file_is("appendonly.aof", "SET k v\n*3\r\n$3\r\nSET\r\n");
+	file_is("data.txt", "data line\n");
+	file_is("trunc.log", "not appended\n");
+	file_is("w.log", "w mode\n");
+	file_is("reused.bin", "binary\n");
+	file_is("app.log", "[req:f1] log line\n[req:f1] via dup\n");
+	file_is("app.log.1", "[req:f1] rotated\n");
+	file_is("svc_log", "[req:f1] stdio log 1\n");
+}
+
+Test(preload, log_patterns_come_from_the_environment)
+{
+	static const char *const env[] = { "REQCTX_LOG_FILES=*.aof", NULL };
+	char prog[256];
+	char *argv[] = { prog, (char *)dir, NULL };
+
+	snprintf(prog, sizeof(prog), "%s/progs/O0/files", bdir());
+	cr_assert_eq(proc_run(argv, env, 1, NULL, NULL), 0);
+	file_is("appendonly.aof", "[req:f1] SET k v\n[req:f1] *3\r\n[req:f1] $3\r\n[req:f1] SET\r\n");
+	file_is("app.log", "log line\nvia dup\n");
+}
+
+Test(preload, bad_configuration_is_reported_once_and_defaults_apply)
+{
+	static const char *const env[] = { "REQCTX_PREFIX=no-placeholder", "REQCTX_ECHO=yes", NULL };
+	char *argv[] = { "/bin/echo", "hi", NULL };
+
+	cr_assert_eq(proc_run(argv, env, 1, out_path, err_path), 0);
+	cr_assert_str_eq(slurp(out_path, NULL), "[req:unknown] hi\n");
+	cr_assert_str_eq(slurp(err_path, NULL),
+			 "reqctx: REQCTX_PREFIX=\"no-placeholder\" needs exactly one %s, printable "
+			 "characters, %% for a literal %, and at most 64 characters on each side; "
+			 "using \"[req:%s] \"\n"
+			 "reqctx: REQCTX_ECHO=\"yes\" is not 0 or 1; using \"1\"\n");
+}
+
+Test(preload, disabled_passes_everything_through)
+{
+	static const char *const env[] = { "REQCTX_DISABLE=1", NULL };
+	char *argv[] = { "/bin/echo", "hi", NULL };
+
+	cr_assert_eq(proc_run(argv, env, 1, out_path, err_path), 0);
+	cr_assert_str_eq(slurp(out_path, NULL), "hi\n");
+	cr_assert_str_eq(slurp(err_path, NULL), "");
+}
+
+Test(preload, children_of_a_preloaded_process_log_only_on_stderr)
+{
+	char *argv[] = { "/bin/sh", "-c", "x=$(echo captured); echo \"$x\"; echo e >&2; "
+			 "sh -c 'echo child-out; echo child-err >&2'", NULL };
+
+	cr_assert_eq(proc_run(argv, NULL, 1, out_path, err_path), 0);
+	cr_assert_str_eq(slurp(out_path, NULL), "[req:unknown] captured\nchild-out\n");
+	cr_assert_str_eq(slurp(err_path, NULL), "[req:unknown] e\n[req:unknown] child-err\n");
+}
+
+/* ---- sockets ---- */
+
+static pid_t srv_start(const char *mode, int *port)
+{
+	char prog[256], pf[160];
+	char *argv[] = { prog, (char *)mode, pf, NULL };
+	long end = proc_now_ms() + 10000;
+	pid_t pid;
+
+	snprintf(prog, sizeof(prog), "%s/progs/O0/srv", bdir());
+	snprintf(pf, sizeof(pf), "%s/port", dir);
+	unlink(pf);
+	pid = proc_start(argv, NULL, 1, out_path, err_path);
+	for (;;) {
+		FILE *f = fopen(pf, "r");
+
+		if (f && fscanf(f, "%d", port) == 1) {
+			fclose(f);
+			return pid;
+		}
+		if (f)
+			fclose(f);
+		cr_assert_lt(proc_now_ms(), end, "server did not start");
+		usleep(5000);
+	}
+}
+
+static int dial(int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+
+	cr_assert_eq(connect(s, (struct sockaddr *)&a, sizeof(a)), 0);
+	return s;
+}
+
+static void send_str(int s, const char *p)
+{
+	cr_assert_eq(send(s, p, strlen(p), MSG_NOSIGNAL), (ssize_t)strlen(p));
+}
+
+/* Reads one response (head + Content-Length body) into buf; returns its length. */
+static size_t recv_response(int s, char *buf, size_t cap, int slow)
+{
+	size_t have = 0, need = (size_t)-1;
+
+	while (have < need) {
+		struct pollfd p = { s, POLLIN, 0 };
+		ssize_t r;
+		char *end;
+
+		cr_assert_gt(poll(&p, 1, 10000), 0, "no response");
+		r = recv(s, buf + have, slow ? 1000 : cap - have - 1, 0);
+		cr_assert_gt(r, 0, "connection closed after %zu bytes", have);
+		have += (size_t)r;
+		buf[have] = '\0';
+		if (need == (size_t)-1 && (end = strstr(buf, "\r\n\r\n"))) {
+			char *cl = strcasestr(buf, "\r\nContent-Length: ");
+
+			cr_assert_not_null(cl);
+			need = (size_t)(end + 4 - buf) + strtoul(cl + 18, NULL, 10);
+		}
+		if (slow)
+			usleep(200);
+	}
+	cr_assert_eq(have, need);
+	return have;
+}
+
+static void header_value(const char *resp, char *out)
+{
+	const char *h = strcasestr(resp, "\r\nX-Request-Id: ");
+
+	cr_assert_not_null(h, "no X-Request-Id in %s", resp);
+	sscanf(h + 16, "%128[^\r]", out);
+}
+
+Test(preload, keep_alive_requests_each_get_an_id)
+{
+	char buf[4096], uuid[130], want[1024];
+	int port, s;
+	pid_t pid = srv_start("http", &port);
+
+	s = dial(port);
+	send_str(s, "GET /1 HTTP/1.1\r\nHost: x\r\nX-Request-Id: a1\r\n\r\n");
+	recv_response(s, buf, sizeof(buf), 0);
+	cr_assert_str_eq(buf, "HTTP/1.1 200 OK\r\nX-Request-Id: a1\r\nContent-Length: 2\r\n\r\n/1");
+	send_str(s, "GET /2 HTTP/1.1\r\nHost: x\r\n\r\n");
+	recv_response(s, buf, sizeof(buf), 0);
+	header_value(buf, uuid);
+	cr_assert_eq(strlen(uuid), 36);
+	send_str(s, "GET /3 HTTP/1.1\r\nx-request-id: a3\r\n\r\n");
+	recv_response(s, buf, sizeof(buf), 0);
+	cr_assert_str_eq(buf, "HTTP/1.1 200 OK\r\nX-Request-Id: a3\r\nContent-Length: 2\r\n\r\n/3");
+	close(s);
+	cr_assert_eq(proc_wait(pid, 10000), 0);
+	snprintf(want, sizeof(want),
+		 "[req:a1] handling /1\n[req:a1] done /1\n[req:%s] handling /2\n"
+		 "[req:%s] done /2\n[req:a3] handling /3\n[req:a3] done /3\n", uuid, uuid);
+	cr_assert_str_eq(slurp(err_path, NULL), want);
+}
+
+Test(preload, header_split_across_reads)
+{
+	char buf[4096];
+	int port, s;
+	pid_t pid = srv_start("http", &port);
+
+	s = dial(port);
+	send_str(s, "GET /split HTTP/1.1\r\nHost: x\r\nX-Req");
+	usleep(100000);
+	send_str(s, "uest-Id: sp");
+	usleep(100000);
+	send_str(s, "lit1\r\n\r\n");
+	recv_response(s, buf, sizeof(buf), 0);
+	cr_assert_str_eq(buf, "HTTP/1.1 200 OK\r\nX-Request-Id: split1\r\nContent-Length: 6\r\n\r\n/split");
+	close(s);
+	cr_assert_eq(proc_wait(pid, 10000), 0);
+	cr_assert_str_eq(slurp(err_path, NULL), "[req:split1] handling /split\n[req:split1] done /split\n");
+}
+
+Test(preload, hostile_ids_never_reach_logs_or_headers)
+{
+	char buf[4096], id[130], *req = malloc(20000);
+	int port, s;
+	pid_t pid = srv_start("http", &port);
+
+	s = dial(port);
+	strcpy(req, "GET /h HTTP/1.1\r\nX-Request-Id: ");
+	memset(req + strlen(req), 'A', 10240);
+	strcpy(req + 31 + 10240, "\r\n\r\n");
+	send_str(s, req);
+	recv_response(s, buf, sizeof(buf), 0);
+	header_value(buf, id);
+	cr_assert_eq(strlen(id), 36, "a 10 KB ID was not replaced: %s", id);
+	send_str(s, "GET /j HTTP/1.1\r\nX-Request-Id: x]\x01 [req:forged]\r\n\r\n");
+	recv_response(s, buf, sizeof(buf), 0);
+	cr_assert_null(strstr(buf, "forged"));
+	close(s);
+	cr_assert_eq(proc_wait(pid, 10000), 0);
+	cr_assert_null(strstr(slurp(err_path, NULL), "forged"));
+	cr_assert_null(strstr(slurp(err_path, NULL), "AAAA"));
+	free(req);
+}
+
+Test(preload, nonblocking_partial_writes_of_a_response_head)
+{
+	static char buf[400000], want[400000];
+	int port, s;
+	size_t n, w;
+	pid_t pid = srv_start("big", &port);
+
+	s = dial(port);
+	send_str(s, "GET /big HTTP/1.1\r\nX-Request-Id: big1\r\n\r\n");
+	n = recv_response(s, buf, sizeof(buf), 1);
+	w = (size_t)sprintf(want, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\nX-Pad: ");
+	memset(want + w, 'p', 200000);
+	w += 200000;
+	w += (size_t)sprintf(want + w, "\r\nX-Request-Id: big1\r\n\r\n");
+	for (size_t i = 0; i < 100000; i++)
+		want[w++] = (char)('a' + i % 26);
+	cr_assert_eq(n, w);
+	cr_assert_eq(memcmp(buf, want, w), 0);
+	close(s);
+	cr_assert_eq(proc_wait(pid, 10000), 0);
+}
+
+Test(preload, binary_data_through_a_socket_is_unchanged)
+{
+	static unsigned char sent[1 << 20], got[1 << 20];
+	int port, s;
+	size_t back = 0;
+	pid_t pid = srv_start("echo", &port);
+
+	for (size_t i = 0; i < sizeof(sent); i++)
+		sent[i] = (unsigned char)((i * 2654435761u) >> 13);
+	memcpy(sent, "HTTP/1.1 200 OK\r\n\r\n", 19); /* looks like a head: still untouched */
+	s = dial(port);
+	for (size_t off = 0; off < sizeof(sent); off += 65536) {
+		size_t want = off + 65536;
+
+		cr_assert_eq(send(s, sent + off, 65536, MSG_NOSIGNAL), 65536);
+		while (back < want) {
+			ssize_t r = recv(s, got + back, want - back, 0);
+
+			cr_assert_gt(r, 0);
+			back += (size_t)r;
+		}
+	}
+	cr_assert_eq(memcmp(sent, got, sizeof(sent)), 0);
+	close(s);
+	cr_assert_eq(proc_wait(pid, 10000), 0);
+}
