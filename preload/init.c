@@ -62,6 +62,8 @@ static int resolve(void)
 		missing = 1;
 	RQ_REAL_FUNCS(RQ_RESOLVE)
 #undef RQ_RESOLVE
+	if (rq_resolve_epoll() < 0 || rq_resolve_timers() < 0 || rq_resolve_threads() < 0)
+		missing = 1;
 	rq_sys.write = rq_real.write;
 	rq_sys.writev = rq_real.writev;
 	rq_sys.send = rq_real.send;

@@ -41,6 +41,11 @@
 	X(ssize_t, sendfile, (int, int, off_t *, size_t))                                  \
 	X(ssize_t, sendfile64, (int, int, off64_t *, size_t))                              \
 	X(int, accept, (int, struct sockaddr *, socklen_t *))                              \
+	X(int, socket, (int, int, int))                                                    \
+	X(int, socketpair, (int, int, int, int *))                                         \
+	X(int, pipe, (int *))                                                              \
+	X(int, pipe2, (int *, int))                                                        \
+	X(int, eventfd, (unsigned int, int))                                               \
 	X(int, accept4, (int, struct sockaddr *, socklen_t *, int))                        \
 	X(int, close, (int))                                                               \
 	X(int, close_range, (unsigned int, unsigned int, int))                             \
@@ -121,6 +126,14 @@ extern _Atomic int rq_state;
 #define RQ_READY 2
 
 int rq_init_slow(void);
+
+/*
+ * Each family with functions of its own resolves them here, once, from
+ * rq_init_slow (each in its file). Returns 0, or -1 if one it needs is missing.
+ */
+int rq_resolve_epoll(void);
+int rq_resolve_timers(void);
+int rq_resolve_threads(void);
 
 /* 1 once the real functions are resolved and reqctx is active. */
 static inline int rq_ready(void)

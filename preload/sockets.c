@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <linux/close_range.h>
 
+#include "carry.h"
 #include "config.h"
 #include "fdtab.h"
 #include "preload.h"
@@ -28,6 +29,32 @@ RQ_EXPORT int accept4(int s, struct sockaddr *addr, socklen_t *len, int flags)
 	if (unlikely(!rq_ready()))
 		return (int)RQ_RAW(accept4, s, addr, len, flags);
 	return accepted(rq_real.accept4(s, addr, len, flags));
+}
+
+/* Sockets a process makes itself (upstreams, listeners) carry contexts. */
+RQ_EXPORT int socket(int domain, int type, int proto)
+{
+	int fd;
+
+	if (unlikely(!rq_ready()))
+		return (int)RQ_RAW(socket, domain, type, proto);
+	fd = rq_real.socket(domain, type, proto);
+	rq_carry_new(fd, -1);
+	return fd;
+}
+
+RQ_EXPORT int socketpair(int domain, int type, int proto, int sv[2])
+{
+	int r;
+
+	if (unlikely(!rq_ready()))
+		return (int)RQ_RAW(socketpair, domain, type, proto, sv);
+	r = rq_real.socketpair(domain, type, proto, sv);
+	if (r == 0) {
+		rq_carry_new(sv[0], -1);
+		rq_carry_new(sv[1], -1);
+	}
+	return r;
 }
 
 /* The entry is dropped before the fd is: once closed, its number may be reused at once. */

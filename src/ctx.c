@@ -35,7 +35,8 @@ void rq_ctx_clear(void)
 		rq_ctx_set(&unknown);
 }
 
-void rq_slot_fill(struct rq_slot *s, const char *id, uint32_t len, uint32_t flags)
+static void store(struct rq_slot *s, uint64_t serial, const char *id, uint32_t len,
+		  uint32_t flags)
 {
 	uint64_t w[RQ_SLOT_WORDS] = { 0 };
 	uint32_t q = atomic_load_explicit(&s->seq, memory_order_relaxed);
@@ -43,12 +44,23 @@ void rq_slot_fill(struct rq_slot *s, const char *id, uint32_t len, uint32_t flag
 	memcpy(w, id, len);
 	atomic_store_explicit(&s->seq, q + 1, memory_order_relaxed);
 	atomic_thread_fence(memory_order_release);
-	atomic_store_explicit(&s->serial, rq_serial_next(), memory_order_relaxed);
+	atomic_store_explicit(&s->serial, serial, memory_order_relaxed);
 	atomic_store_explicit(&s->len, len, memory_order_relaxed);
 	atomic_store_explicit(&s->flags, flags, memory_order_relaxed);
 	for (unsigned i = 0; i < (len + 7) / 8; i++)
 		atomic_store_explicit(&s->w[i], w[i], memory_order_relaxed);
 	atomic_store_explicit(&s->seq, q + 2, memory_order_release);
+}
+
+void rq_slot_fill(struct rq_slot *s, const char *id, uint32_t len, uint32_t flags)
+{
+	store(s, rq_serial_next(), id, len, flags);
+}
+
+void rq_slot_store(struct rq_slot *s, const struct rq_ctx *c)
+{
+	if (atomic_load_explicit(&s->serial, memory_order_relaxed) != c->serial)
+		store(s, c->serial, c->id, c->len, 0);
 }
 
 int rq_slot_read(struct rq_slot *s, struct rq_ctx *out, uint32_t *flags)
@@ -85,7 +97,9 @@ void rq_ctx_set_slot(struct rq_slot *s)
 
 	if (atomic_load_explicit(&s->serial, memory_order_relaxed) == rq_ctx_cur()->serial)
 		return;
-	if (rq_slot_read(s, &c, NULL) == 0 && c.serial != 0)
+	if (rq_slot_read(s, &c, NULL) < 0 || c.serial == 0)
+		rq_ctx_clear(); /* a slot that holds no request means "unknown" */
+	else
 		rq_ctx_set(&c);
 }
 

@@ -63,6 +63,9 @@ void rq_ctx_clear(void);
 /* Fills `s` with a new request: a fresh serial, the id and the flags. */
 void rq_slot_fill(struct rq_slot *s, const char *id, uint32_t len, uint32_t flags);
 
+/* Stores context c in s, keeping its serial (serial 0: "unknown"). */
+void rq_slot_store(struct rq_slot *s, const struct rq_ctx *c);
+
 /* Copies `s` into `out` consistently. Returns 0, or -EAGAIN if it kept changing. */
 int rq_slot_read(struct rq_slot *s, struct rq_ctx *out, uint32_t *flags);
 

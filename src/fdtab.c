@@ -49,7 +49,7 @@ static struct rq_fd *fd_get(int fd)
 	return c ? &c[fd & ((1u << RQ_FD_SHIFT) - 1)] : NULL;
 }
 
-static struct rq_conn *conn_get(int fd)
+struct rq_conn *rq_conn_get(int fd)
 {
 	struct rq_conn *c;
 
@@ -60,6 +60,7 @@ static struct rq_conn *conn_get(int fd)
 
 static void reset_lines(struct rq_fd *e)
 {
+	atomic_fetch_add_explicit(&e->gen, 1, memory_order_release);
 	atomic_store_explicit(&e->wmid, 0, memory_order_relaxed);
 	atomic_store_explicit(&e->wpend, 0, memory_order_relaxed);
 	atomic_store_explicit(&e->smid, 0, memory_order_relaxed);
@@ -84,11 +85,27 @@ int rq_fd_set_conn(int fd)
 	if (!e)
 		return -ENOMEM;
 	atomic_store_explicit(&e->flags, 0, memory_order_relaxed);
-	c = conn_get(fd);
+	c = rq_conn_get(fd);
 	if (!c)
 		return -ENOMEM;
 	rq_conn_init(c);
+	reset_lines(e);
 	atomic_store_explicit(&e->flags, RQ_FD_CONN, memory_order_release);
+	return 0;
+}
+
+int rq_fd_set_carry(int fd, int peer)
+{
+	struct rq_fd *e = fd_get(fd);
+
+	if (!e)
+		return -ENOMEM;
+	atomic_store_explicit(&e->flags, 0, memory_order_relaxed);
+	if (!rq_conn_get(fd))
+		return -ENOMEM;
+	reset_lines(e);
+	atomic_store_explicit(&e->peer, peer, memory_order_relaxed);
+	atomic_store_explicit(&e->flags, RQ_FD_CARRY, memory_order_release);
 	return 0;
 }
 
@@ -96,8 +113,10 @@ void rq_fd_forget(int fd)
 {
 	struct rq_fd *e = rq_fd_peek(fd);
 
-	if (e && atomic_load_explicit(&e->flags, memory_order_relaxed))
+	if (e && atomic_load_explicit(&e->flags, memory_order_relaxed)) {
 		atomic_store_explicit(&e->flags, 0, memory_order_release);
+		atomic_fetch_add_explicit(&e->gen, 1, memory_order_release);
+	}
 }
 
 void rq_fd_forget_range(unsigned lo, unsigned hi)
@@ -128,8 +147,10 @@ void rq_fd_copy(int from, int to)
 	atomic_store_explicit(&dst->wmid, atomic_load(&src->wmid), memory_order_relaxed);
 	atomic_store_explicit(&dst->wpend, atomic_load(&src->wpend), memory_order_relaxed);
 	atomic_store_explicit(&dst->smid, atomic_load(&src->smid), memory_order_relaxed);
-	if (fl & RQ_FD_CONN) {
-		if (!(c = conn_get(to)))
+	atomic_store_explicit(&dst->peer, atomic_load(&src->peer), memory_order_relaxed);
+	atomic_fetch_add_explicit(&dst->gen, 1, memory_order_release);
+	if (fl & (RQ_FD_CONN | RQ_FD_CARRY)) {
+		if (!(c = rq_conn_get(to)))
 			return;
 		memcpy(c, rq_conn_peek(from), sizeof(*c));
 	}

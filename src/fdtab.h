@@ -21,14 +21,17 @@
 #define RQ_FD_SHIFT 8          /* 256 small entries per chunk */
 #define RQ_CN_SHIFT 6          /* 64 connections per chunk */
 
-#define RQ_FD_LOG  1u /* a log stream: lines get the prefix */
-#define RQ_FD_CONN 2u /* an accepted connection: has a struct rq_conn */
+#define RQ_FD_LOG   1u /* a log stream: lines get the prefix */
+#define RQ_FD_CONN  2u /* an accepted connection: has a struct rq_conn */
+#define RQ_FD_CARRY 4u /* carries a context from writers to readers (struct rq_conn slot 0) */
 
 struct rq_fd {
 	_Atomic uint32_t flags;
 	_Atomic uint32_t wmid;  /* write(): 1 inside a line, 0 at a line start */
 	_Atomic uint32_t wpend; /* write(): bytes of this line's prefix already out */
 	_Atomic uint32_t smid;  /* stdio: 1 inside a line, 0 at a line start */
+	_Atomic uint32_t gen;   /* bumped whenever the fd's entry is reset */
+	_Atomic int32_t peer;   /* RQ_FD_CARRY: fd whose reads see this fd's writes, or -1 */
 };
 
 extern struct rq_fd *_Atomic rq_fd_chunks[RQ_FD_MAX >> RQ_FD_SHIFT];
@@ -77,5 +80,19 @@ void rq_fd_forget_range(unsigned lo, unsigned hi);
 
 /* Makes `to` what `from` is (dup, dup2, dup3, F_DUPFD). */
 void rq_fd_copy(int from, int to);
+
+/* The entry's generation: it changes whenever the fd is closed, reused or copied onto. */
+static inline uint32_t rq_fd_gen(int fd)
+{
+	struct rq_fd *e = rq_fd_peek(fd);
+
+	return e ? atomic_load_explicit(&e->gen, memory_order_acquire) : 0;
+}
+
+/* Makes fd a context carrier (see carry.h). Returns 0 or -errno. */
+int rq_fd_set_carry(int fd, int peer);
+
+/* The connection state of fd, mapped if missing (NULL if it cannot be). */
+struct rq_conn *rq_conn_get(int fd);
 
 #endif

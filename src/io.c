@@ -3,6 +3,7 @@
 #include <limits.h>
 #include <string.h>
 
+#include "carry.h"
 #include "config.h"
 #include "ctx.h"
 #include "id.h"
@@ -536,6 +537,10 @@ ssize_t rq_io_write_slow(int fd, struct rq_fd *e, const struct iovec *iov, int i
 
 	if (k->how == RQ_SENDMSG && !plausible(k->msg, sizeof(*k->msg)))
 		bad = 1;
+	if (fl & RQ_FD_CARRY) {
+		RQ_SAVE_ERRNO(rq_carry_put(fd, e));
+		return rq_io_plain(fd, iov, iovcnt, k);
+	}
 	if (fl & RQ_FD_CONN) {
 		if (bad) { /* let the kernel judge it; still set the context */
 			conn_ctx(rq_conn_peek(fd));
@@ -605,12 +610,19 @@ void rq_conn_read(int fd, const struct iovec *iov, int iovcnt, ssize_t r)
 	errno = saved;
 }
 
+void rq_carry_read(int fd)
+{
+	RQ_SAVE_ERRNO(rq_fd_enter(fd));
+}
+
 void rq_conn_opaque(int fd, ssize_t r)
 {
 	struct rq_fd *e = rq_fd_peek(fd);
 	struct rq_conn *c;
 	int saved = errno;
 
+	if (rq_fd_flags(e) & RQ_FD_CARRY)
+		rq_carry_put(fd, e);
 	if (!(rq_fd_flags(e) & RQ_FD_CONN))
 		return;
 	c = rq_conn_peek(fd);

@@ -57,11 +57,20 @@ void rq_conn_read(int fd, const struct iovec *iov, int iovcnt, ssize_t r);
 /* After sendfile on a connection: r opaque bytes were written. */
 void rq_conn_opaque(int fd, ssize_t r);
 
-/* Called after any read-family call: cheap unless fd is a connection. */
+/* After a read on a carrier: the carried context becomes the thread's. */
+void rq_carry_read(int fd);
+
+/* Called after any read-family call: cheap unless fd is a connection or carrier. */
 static inline void rq_io_read(int fd, const struct iovec *iov, int iovcnt, ssize_t r)
 {
-	if (unlikely(rq_fd_flags(rq_fd_peek(fd)) & RQ_FD_CONN))
+	uint32_t fl = rq_fd_flags(rq_fd_peek(fd));
+
+	if (likely(!fl))
+		return;
+	if (fl & RQ_FD_CONN)
 		rq_conn_read(fd, iov, iovcnt, r);
+	else if (fl & RQ_FD_CARRY)
+		rq_carry_read(fd);
 }
 
 /* Renders the current context's prefix into buf; returns its length. */
