@@ -13,7 +13,11 @@
  *   requests=N lines=L ok=.. wrong=.. unknown=.. unprefixed=.. unlogged=..
  *   miscounted=.. no_echo=.. echo_mismatch=.. failed=..
  * Exit status: 0 if only ok lines and no bad request, 1 otherwise, 2 on a
- * usage error.
+ * usage error or when the --echo-ids file cannot be written.
+ *
+ * --echo-ids FILE also writes the ID echoed to every request that sent none
+ * of its own, one per line in request order, so that a caller can check the
+ * generated IDs (for instance that none repeats across a server's workers).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -98,6 +102,7 @@ static struct {
 	const char *path_prefix;
 	long timeout_ms;
 	long settle_ms;
+	const char *echo_ids;	/* file for the generated echoed IDs, or NULL */
 } opt = {
 	.host = "127.0.0.1", .cid_share = 0.5, .path_prefix = "/t/", .timeout_ms = 20000, .settle_ms = 300,
 };
@@ -730,6 +735,30 @@ static void check_requests(void)
 	}
 }
 
+/*
+ * Writes the echoed ID of each request that sent no ID of its own to
+ * opt.echo_ids. Returns 0, or -1 if the file cannot be written.
+ */
+static int dump_echo_ids(void)
+{
+	FILE *f = fopen(opt.echo_ids, "w");
+	int err;
+
+	if (!f) {
+		fprintf(stderr, "loadcheck: %s: %s\n", opt.echo_ids, strerror(errno));
+		return -1;
+	}
+	for (long i = 0; i < opt.requests; i++)
+		if (!rqs[i].has_cid && rqs[i].echo)
+			fprintf(f, "%s\n", rqs[i].echo);
+	err = ferror(f);
+	if (fclose(f) != 0 || err) {
+		fprintf(stderr, "loadcheck: %s: write failed\n", opt.echo_ids);
+		return -1;
+	}
+	return 0;
+}
+
 /* ---- start-up ----------------------------------------------------------- */
 
 static void usage(void)
@@ -738,7 +767,8 @@ static void usage(void)
 		"usage: loadcheck --port P [--host 127.0.0.1] --requests N --conns C\n"
 		"                 --log FILE [--log FILE ...] [--lines-per-request K]\n"
 		"                 [--client-id-share 0.5] [--prefix '[req:%%s] ']\n"
-		"                 [--path-prefix /t/] [--timeout-ms 20000] [--settle-ms 300]\n");
+		"                 [--path-prefix /t/] [--timeout-ms 20000] [--settle-ms 300]\n"
+		"                 [--echo-ids FILE]\n");
 }
 
 static int num(const char *s, long lo, long hi, long *out)
@@ -800,6 +830,7 @@ static int parse_args(int argc, char **argv)
 		{ "path-prefix", required_argument, NULL, 'x' },
 		{ "timeout-ms", required_argument, NULL, 't' },
 		{ "settle-ms", required_argument, NULL, 'w' },
+		{ "echo-ids", required_argument, NULL, 'e' },
 		{ NULL, 0, NULL, 0 },
 	};
 	long port = -1;
@@ -835,6 +866,7 @@ static int parse_args(int argc, char **argv)
 			break;
 		case 't': bad_arg = num(optarg, 1, 86400000, &opt.timeout_ms); break;
 		case 'w': bad_arg = num(optarg, 0, 600000, &opt.settle_ms); break;
+		case 'e': opt.echo_ids = optarg; break;
 		default: return -1;
 		}
 		if (bad_arg) {
@@ -921,11 +953,13 @@ int main(int argc, char **argv)
 	for (int i = 0; i < opt.nlogs; i++)
 		check_log(opt.logs[i]);
 	check_requests();
+	if (opt.echo_ids && dump_echo_ids() < 0)
+		rc = 2;
 
 	printf("requests=%ld lines=%ld ok=%ld", opt.requests, n_lines, n_ok);
 	for (int c = 0; c < C_N; c++) {
 		printf(" %s=%ld", cat_names[c], counts[c]);
-		if (counts[c])
+		if (counts[c] && rc == 0)
 			rc = 1;
 	}
 	printf("\n");
