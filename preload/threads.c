@@ -1,7 +1,165 @@
-/* Filled in by the threads family work (issue 3). */
+/*
+ * Threads: a new thread starts in its creator's context, and work handed
+ * through a mutex+condvar queue carries the producer's context to the
+ * consumer (src/handoff.h). The pthread functions have several symbol
+ * versions; the current ones are resolved with dlvsym. Binaries built
+ * against the pre-2003 condvar ABI (GLIBC_2.2.5 pthread_cond_*) are not
+ * supported under the library.
+ */
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "config.h"
+#include "ctx.h"
+#include "handoff.h"
 #include "preload.h"
+
+extern int __pthread_mutex_lock(pthread_mutex_t *);
+extern int __pthread_mutex_trylock(pthread_mutex_t *);
+extern int __pthread_mutex_unlock(pthread_mutex_t *);
+
+static struct {
+	int (*create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+	int (*lock)(pthread_mutex_t *);
+	int (*trylock)(pthread_mutex_t *);
+	int (*timedlock)(pthread_mutex_t *, const struct timespec *);
+	int (*unlock)(pthread_mutex_t *);
+	int (*signal)(pthread_cond_t *);
+	int (*broadcast)(pthread_cond_t *);
+	int (*wait)(pthread_cond_t *, pthread_mutex_t *);
+} real;
+
+static void *sym(const char *name, const char *version)
+{
+	void *p = version ? dlvsym(RTLD_NEXT, name, version) : NULL;
+
+	return p ? p : dlsym(RTLD_NEXT, name);
+}
 
 int rq_resolve_threads(void)
 {
-	return 0;
+	real.create = sym("pthread_create", "GLIBC_2.34");
+	if (!real.create)
+		real.create = sym("pthread_create", "GLIBC_2.2.5");
+	real.lock = sym("pthread_mutex_lock", NULL);
+	real.trylock = sym("pthread_mutex_trylock", NULL);
+	real.timedlock = sym("pthread_mutex_timedlock", NULL);
+	real.unlock = sym("pthread_mutex_unlock", NULL);
+	real.signal = sym("pthread_cond_signal", "GLIBC_2.3.2");
+	real.broadcast = sym("pthread_cond_broadcast", "GLIBC_2.3.2");
+	real.wait = sym("pthread_cond_wait", "GLIBC_2.3.2");
+	return real.create && real.lock && real.trylock && real.timedlock && real.unlock &&
+	       real.signal && real.broadcast && real.wait ? 0 : -1;
+}
+
+struct start {
+	void *(*fn)(void *);
+	void *arg;
+	struct rq_ctx ctx;
+};
+
+static void *started(void *p)
+{
+	struct start s = *(struct start *)p;
+
+	free(p);
+	rq_ctx_set(&s.ctx);
+	return s.fn(s.arg);
+}
+
+RQ_EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *),
+			     void *arg)
+{
+	struct start *s;
+	int r;
+
+	if (unlikely(!rq_ready()) && !real.create && rq_resolve_threads() < 0)
+		return EAGAIN;
+	if (rq_ctx_cur()->serial == 0 || !(s = malloc(sizeof(*s))))
+		return real.create(t, attr, fn, arg);
+	s->fn = fn;
+	s->arg = arg;
+	s->ctx = *rq_ctx_cur();
+	r = real.create(t, attr, started, s);
+	if (r)
+		free(s);
+	return r;
+}
+
+/*
+ * Until resolution is done the mutex calls go to glibc's exported __ aliases,
+ * so a lock taken while reqctx initialises (another thread, or a host
+ * allocator called from dlsym) never waits on reqctx.
+ */
+RQ_EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
+{
+	int r;
+
+	if (unlikely(!rq_ready()))
+		return __pthread_mutex_lock(m);
+	r = real.lock(m);
+	if (r == 0)
+		rq_handoff_locked(m);
+	return r;
+}
+
+RQ_EXPORT int pthread_mutex_trylock(pthread_mutex_t *m)
+{
+	int r;
+
+	if (unlikely(!rq_ready()))
+		return __pthread_mutex_trylock(m);
+	r = real.trylock(m);
+	if (r == 0)
+		rq_handoff_locked(m);
+	return r;
+}
+
+RQ_EXPORT int pthread_mutex_timedlock(pthread_mutex_t *m, const struct timespec *t)
+{
+	int r;
+
+	if (unlikely(!rq_ready()) && !real.timedlock && rq_resolve_threads() < 0)
+		return EAGAIN;
+	r = real.timedlock(m, t);
+	if (r == 0)
+		rq_handoff_locked(m);
+	return r;
+}
+
+RQ_EXPORT int pthread_mutex_unlock(pthread_mutex_t *m)
+{
+	if (unlikely(!rq_ready()))
+		return __pthread_mutex_unlock(m);
+	rq_handoff_unlock(m);
+	return real.unlock(m);
+}
+
+RQ_EXPORT int pthread_cond_signal(pthread_cond_t *cv)
+{
+	if (unlikely(!rq_ready()) && !real.signal && rq_resolve_threads() < 0)
+		return EINVAL;
+	rq_handoff_signal(cv);
+	return real.signal(cv);
+}
+
+RQ_EXPORT int pthread_cond_broadcast(pthread_cond_t *cv)
+{
+	if (unlikely(!rq_ready()) && !real.broadcast && rq_resolve_threads() < 0)
+		return EINVAL;
+	rq_handoff_signal(cv);
+	return real.broadcast(cv);
+}
+
+RQ_EXPORT int pthread_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m)
+{
+	int r;
+
+	if (unlikely(!rq_ready()) && !real.wait && rq_resolve_threads() < 0)
+		return EINVAL;
+	rq_handoff_waited(cv, m); /* ties m to cv before any producer signals */
+	r = real.wait(cv, m);
+	rq_handoff_locked(m);
+	return r;
 }

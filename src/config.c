@@ -163,6 +163,11 @@ static int set_echo(const char *v)
 	return (rq_cfg.echo = set_flag(v, "0", "1")) < 0 ? -1 : 0;
 }
 
+static int set_handoff(const char *v)
+{
+	return (rq_cfg.handoff = set_flag(v, "0", "1")) < 0 ? -1 : 0;
+}
+
 static int set_unknown(const char *v)
 {
 	return (rq_cfg.bare_unknown = set_flag(v, "prefix", "bare")) < 0 ? -1 : 0;
@@ -186,6 +191,7 @@ void rq_config_load(const char *(*getenv_fn)(const char *),
 	apply("REQCTX_LOG_FILES", REQCTX_DEFAULT_LOG_FILES, set_globs,
 	      "is not a colon-separated list of at most 16 globs");
 	apply("REQCTX_ECHO", "1", set_echo, "is not 0 or 1");
+	apply("REQCTX_HANDOFF", "1", set_handoff, "is not 0 or 1");
 	apply("REQCTX_UNKNOWN", "prefix", set_unknown, "is not \"prefix\" or \"bare\"");
 }
 

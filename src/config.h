@@ -11,6 +11,8 @@
  *   REQCTX_LOG_FILES  colon-separated globs: files opened for append whose
  *                     name matches are log streams
  *   REQCTX_ECHO       1: add the header to responses (default), 0: don't
+ *   REQCTX_HANDOFF    1: mutex+condvar queues carry the producer's context to
+ *                     the consumer (default); 0: they don't
  *   REQCTX_UNKNOWN    "prefix": lines outside requests get [req:unknown]
  *                     (default); "bare": they are left as they are
  *
@@ -30,6 +32,7 @@
 struct rq_config {
 	int disabled;
 	int echo;
+	int handoff;
 	int bare_unknown;
 	size_t hdr_len;
 	char hdr[RQ_HDR_MAX + 1];    /* as configured, for the response */

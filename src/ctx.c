@@ -25,6 +25,13 @@ void rq_ctx_set(const struct rq_ctx *c)
 	memcpy(d->id, c->id, c->len + 1);
 	atomic_signal_fence(memory_order_release);
 	rq_tls.active = next;
+	rq_tls.finished = 0;
+}
+
+void rq_ctx_finish(uint64_t serial)
+{
+	if (serial && rq_ctx_cur()->serial == serial)
+		rq_tls.finished = 1;
 }
 
 void rq_ctx_clear(void)

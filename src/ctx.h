@@ -29,6 +29,7 @@ struct rq_ctx {
 struct rq_tls {
 	struct rq_ctx buf[2];
 	unsigned active;
+	unsigned finished; /* the current request's response has been written */
 };
 
 extern RQ_TLS struct rq_tls rq_tls;
@@ -56,6 +57,9 @@ void rq_ctx_set(const struct rq_ctx *c);
 
 /* Makes the request in `s` the current context (no copy if already current). */
 void rq_ctx_set_slot(struct rq_slot *s);
+
+/* Marks the current context finished if it is request `serial` (its response is out). */
+void rq_ctx_finish(uint64_t serial);
 
 /* Back to "unknown". */
 void rq_ctx_clear(void);

@@ -440,6 +440,18 @@ static void postscan(struct rq_conn *c, const struct iovec *iov, int iovcnt, siz
 	}
 }
 
+/*
+ * Once a response is out whole, the thread that wrote it is done with that
+ * request: its context is marked finished (a hand-off may replace it).
+ */
+static void answered_all(struct rq_conn *c)
+{
+	uint32_t h = atomic_load_explicit(&c->head, memory_order_relaxed);
+
+	if (h && rq_resp_at_start(&c->ws))
+		rq_ctx_finish(atomic_load_explicit(&slot_at(c, h - 1)->serial, memory_order_relaxed));
+}
+
 /* The context for a write on c: a response starting now speaks for the oldest open request. */
 static void conn_ctx(struct rq_conn *c)
 {
@@ -511,8 +523,10 @@ static ssize_t conn_write(int fd, const struct iovec *iov, int iovcnt, const str
 		if (!nins) {
 			r = rq_io_plain(fd, iov, iovcnt, k);
 			cut = (struct cut){ r > 0 ? (size_t)r : 0, 0, -1, 0 };
-			if (r > 0)
+			if (r > 0) {
 				RQ_SAVE_ERRNO(postscan(c, iov, iovcnt, cut.caller, ins, 0, &cut));
+				answered_all(c);
+			}
 			return r;
 		}
 		r = emit(fd, &pl, k);
@@ -520,6 +534,7 @@ static ssize_t conn_write(int fd, const struct iovec *iov, int iovcnt, const str
 			return r;
 		cut = map(&pl, (size_t)r);
 		postscan(c, iov, iovcnt, cut.caller, ins, nins, &cut);
+		answered_all(c);
 		if (cut.caller || (size_t)r == plan_bytes(&pl)) {
 			errno = saved;
 			return (ssize_t)cut.caller;

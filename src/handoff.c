@@ -1,0 +1,107 @@
+#include "handoff.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "ctx.h"
+
+struct queue {
+	_Atomic(void *) cv;
+	_Atomic(void *) m;    /* the mutex its consumers wait with */
+	uint32_t head, tail;  /* only touched with m held */
+	struct rq_slot ring[RQ_HO_DEPTH];
+};
+
+struct held {
+	void *m;
+	int signalled;
+};
+
+static struct queue queues[RQ_HO_QUEUES];
+static _Atomic int nmutexes; /* queues with a known mutex: none means nothing to do */
+static RQ_TLS struct held held;
+
+static unsigned hash(const void *p)
+{
+	uintptr_t x = (uintptr_t)p >> 4;
+
+	return (unsigned)((x * 0x9e3779b97f4a7c15ull) >> 58) % RQ_HO_QUEUES;
+}
+
+/* The queue of cv, claimed on first use if `claim`; NULL if none (or the table is full). */
+static struct queue *queue_of(void *cv, int claim)
+{
+	unsigned h = hash(cv);
+
+	for (unsigned i = 0; i < 8; i++) {
+		struct queue *q = &queues[(h + i) % RQ_HO_QUEUES];
+		void *k = atomic_load_explicit(&q->cv, memory_order_acquire);
+
+		if (k == cv)
+			return q;
+		if (!k && claim) {
+			void *none = NULL;
+
+			if (atomic_compare_exchange_strong(&q->cv, &none, cv) || none == cv)
+				return q;
+		}
+	}
+	return NULL;
+}
+
+/* The queue whose consumers wait with m. */
+static struct queue *queue_of_mutex(void *m)
+{
+	for (unsigned i = 0; i < RQ_HO_QUEUES; i++)
+		if (atomic_load_explicit(&queues[i].m, memory_order_relaxed) == m)
+			return &queues[i];
+	return NULL;
+}
+
+void rq_handoff_locked(void *m)
+{
+	held.m = m;
+	held.signalled = 0;
+}
+
+void rq_handoff_waited(void *cv, void *m)
+{
+	struct queue *q;
+
+	if (!rq_cfg.handoff || !(q = queue_of(cv, 1)))
+		return;
+	if (atomic_load_explicit(&q->m, memory_order_relaxed) != m) {
+		if (!atomic_exchange(&q->m, m))
+			atomic_fetch_add(&nmutexes, 1);
+	}
+}
+
+void rq_handoff_signal(void *cv)
+{
+	struct queue *q;
+
+	if (!rq_cfg.handoff || !held.m || !(q = queue_of(cv, 0)) ||
+	    atomic_load_explicit(&q->m, memory_order_relaxed) != held.m)
+		return;
+	held.signalled = 1;
+	if (q->tail - q->head == RQ_HO_DEPTH)
+		q->head++;
+	rq_slot_store(&q->ring[q->tail % RQ_HO_DEPTH], rq_ctx_cur());
+	q->tail++;
+}
+
+void rq_handoff_unlock(void *m)
+{
+	struct queue *q;
+
+	if (held.m != m)
+		return;
+	held.m = NULL;
+	if (!rq_cfg.handoff || held.signalled || !atomic_load_explicit(&nmutexes, memory_order_relaxed) ||
+	    (rq_ctx_cur()->serial && !rq_tls.finished) || !(q = queue_of_mutex(m)) ||
+	    q->head == q->tail)
+		return;
+	rq_ctx_set_slot(&q->ring[q->head % RQ_HO_DEPTH]);
+	q->head++;
+}

@@ -1,0 +1,34 @@
+/*
+ * Hand-offs through a mutex+condvar queue: the context of the thread that
+ * queues work travels to the thread that takes it.
+ *
+ * The pattern recognised is the textbook one:
+ *
+ *   producer: lock(m); push(job); signal(cv); unlock(m);
+ *   consumer: lock(m); while (empty) wait(cv, m); pop(job); unlock(m);
+ *
+ * A consumer's untimed pthread_cond_wait(cv, m) ties m to cv. Each signal or
+ * broadcast on cv made while holding m queues the signaller's context on cv
+ * (at most RQ_HO_DEPTH; a deeper backlog drops the oldest and the queue
+ * loses step with its jobs). When a thread that holds m, did not
+ * signal, and has no request of its own in flight (its context is unknown, or
+ * its last response is out) unlocks m, it takes the oldest queued context.
+ * Push and pop both happen under m, so they stay in step with the jobs.
+ *
+ * What cannot be seen: a producer that signals after unlocking, queues that
+ * are not first-in first-out, consumers that take several jobs per lock, and
+ * timed waits (CPython's GIL uses pthread_cond_timedwait; it is deliberately
+ * not treated as a queue). REQCTX_HANDOFF=0 turns all of this off.
+ */
+#ifndef RQ_HANDOFF_H
+#define RQ_HANDOFF_H
+
+#define RQ_HO_QUEUES 32  /* condvars tracked at once */
+#define RQ_HO_DEPTH  512 /* contexts queued per condvar: 80 KiB, touched as used */
+
+void rq_handoff_locked(void *m);
+void rq_handoff_signal(void *cv);
+void rq_handoff_waited(void *cv, void *m);
+void rq_handoff_unlock(void *m);
+
+#endif
