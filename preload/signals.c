@@ -1,0 +1,116 @@
+/*
+ * Signal handlers: the host's handlers are wrapped so that they run in the
+ * context of the timer behind the signal (src/sigctx.h), and everything the
+ * host reads back is what it installed.
+ *
+ * Before reqctx is ready these pass straight through to glibc's own entry
+ * points that we do not interpose: __sigaction, and ssignal (glibc's signal
+ * under its SVID name). sysv_signal's one-shot semantics are rebuilt on
+ * __sigaction, as glibc does.
+ */
+#include <dlfcn.h>
+#include <signal.h>
+#include <string.h>
+
+#include "config.h"
+#include "preload.h"
+#include "sigctx.h"
+
+extern int __sigaction(int, const struct sigaction *, struct sigaction *);
+extern __sighandler_t __sysv_signal(int, __sighandler_t);
+extern __sighandler_t bsd_signal(int, __sighandler_t);
+
+int rq_resolve_signals(void);
+
+static struct {
+	rq_sigaction_fn sigaction;
+	__sighandler_t (*signal)(int, __sighandler_t);
+	__sighandler_t (*bsd_signal)(int, __sighandler_t);
+	__sighandler_t (*sysv_signal)(int, __sighandler_t);
+	__sighandler_t (*__sysv_signal)(int, __sighandler_t);
+} real;
+
+int rq_resolve_signals(void)
+{
+	real.sigaction = (rq_sigaction_fn)dlsym(RTLD_NEXT, "sigaction");
+	real.signal = (__sighandler_t(*)(int, __sighandler_t))dlsym(RTLD_NEXT, "signal");
+	real.bsd_signal = (__sighandler_t(*)(int, __sighandler_t))dlsym(RTLD_NEXT, "bsd_signal");
+	real.sysv_signal = (__sighandler_t(*)(int, __sighandler_t))dlsym(RTLD_NEXT, "sysv_signal");
+	real.__sysv_signal =
+		(__sighandler_t(*)(int, __sighandler_t))dlsym(RTLD_NEXT, "__sysv_signal");
+	return real.sigaction && real.signal && real.bsd_signal && real.sysv_signal &&
+	       real.__sysv_signal ? 0 : -1;
+}
+
+/* glibc's sysv_signal: one-shot, not blocked while it runs, interrupts system calls. */
+static __sighandler_t sysv_raw(int sig, __sighandler_t h)
+{
+	struct sigaction act, old;
+
+	if (h == SIG_ERR || sig <= 0 || sig >= NSIG) {
+		errno = EINVAL;
+		return SIG_ERR;
+	}
+	memset(&act, 0, sizeof(act));
+	act.sa_handler = h;
+	act.sa_flags = SA_RESETHAND | SA_NODEFER;
+	if (__sigaction(sig, &act, &old) < 0)
+		return SIG_ERR;
+	return old.sa_handler;
+}
+
+static int passes(int sig)
+{
+	return !rq_sig_wrappable(sig) || rq_cfg.disabled;
+}
+
+RQ_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+	int r;
+
+	if (unlikely(!rq_ready()))
+		return __sigaction(sig, act, old);
+	if (passes(sig))
+		return real.sigaction(sig, act, old);
+	if ((r = rq_sig_action(real.sigaction, sig, act, old)) < 0) {
+		errno = -r;
+		return -1;
+	}
+	return 0;
+}
+
+static __sighandler_t via(__sighandler_t (*install)(int, __sighandler_t), int sig,
+			  __sighandler_t h)
+{
+	if (passes(sig))
+		return install(sig, h);
+	return rq_sig_signal(real.sigaction, install, sig, h);
+}
+
+RQ_EXPORT __sighandler_t signal(int sig, __sighandler_t h)
+{
+	if (unlikely(!rq_ready()))
+		return ssignal(sig, h);
+	return via(real.signal, sig, h);
+}
+
+RQ_EXPORT __sighandler_t bsd_signal(int sig, __sighandler_t h)
+{
+	if (unlikely(!rq_ready()))
+		return ssignal(sig, h);
+	return via(real.bsd_signal, sig, h);
+}
+
+RQ_EXPORT __sighandler_t sysv_signal(int sig, __sighandler_t h)
+{
+	if (unlikely(!rq_ready()))
+		return sysv_raw(sig, h);
+	return via(real.sysv_signal, sig, h);
+}
+
+RQ_EXPORT __sighandler_t __sysv_signal(int sig, __sighandler_t h)
+{
+	if (unlikely(!rq_ready()))
+		return sysv_raw(sig, h);
+	return via(real.__sysv_signal, sig, h);
+}

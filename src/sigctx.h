@@ -1,0 +1,83 @@
+/*
+ * Signal handlers run in the context of what raised the signal.
+ *
+ * Every handler a host installs (sigaction, signal and its variants) is
+ * recorded in a table indexed by signal, and the kernel gets rq_sig_handler
+ * instead, with the host's flags plus SA_SIGINFO and the host's mask. On
+ * delivery, rq_sig_handler saves the interrupted thread's context, switches
+ * to the context of the timer behind the signal (a POSIX timer: SI_TIMER; an
+ * itimer or alarm: SIGALRM, SIGVTALRM, SIGPROF with SI_KERNEL), calls the
+ * host's handler with the arguments the kernel gave, then restores the
+ * interrupted context and errno. Other signals run in the interrupted
+ * context, as before.
+ *
+ * What the host reads back (sigaction's oldact, signal's return) is what it
+ * would read without reqctx: the kernel's answer, with our handler replaced
+ * by the host's and SA_SIGINFO as the host set it. SA_RESETHAND works
+ * unchanged: the kernel resets the action to SIG_DFL and the report says so.
+ *
+ * SIGSEGV, SIGBUS, SIGILL, SIGFPE and SIGABRT are never wrapped.
+ *
+ * Each table entry is double-buffered (like the thread context): a writer
+ * fills the inactive copy and flips an index, so a handler always reads a
+ * consistent handler+flags pair. Two threads changing the same signal's
+ * action at the same moment may leave the table with one's handler and the
+ * kernel with the other's flags.
+ */
+#ifndef RQ_SIGCTX_H
+#define RQ_SIGCTX_H
+
+#include <signal.h>
+
+#include "ctx.h"
+
+struct rq_sigrec {
+	void *fn;    /* the host's handler (sa_handler or sa_sigaction), SIG_DFL or SIG_IGN */
+	int flags;   /* the host's sa_flags */
+	int wrapped; /* the kernel was given rq_sig_handler for it */
+};
+
+typedef int (*rq_sigaction_fn)(int, const struct sigaction *, struct sigaction *);
+
+/* 1 if sig's handlers are wrapped (a valid signal number not in the left-alone set). */
+int rq_sig_wrappable(int sig);
+
+/* The table's record for sig (zeroes: never set). Async-signal-safe. */
+void rq_sig_get(int sig, struct rq_sigrec *out);
+
+/* Replaces the table's record for sig. */
+void rq_sig_put(int sig, const struct rq_sigrec *r);
+
+/* The handler the kernel gets for every wrapped host handler. */
+void rq_sig_handler(int sig, siginfo_t *si, void *uc);
+
+/*
+ * sigaction(sig, act, old) for a wrappable sig, through the real sigaction
+ * `sa`. Returns 0, or -errno from the real call (the table is then as it
+ * was). errno is preserved on success.
+ */
+int rq_sig_action(rq_sigaction_fn sa, int sig, const struct sigaction *act,
+		  struct sigaction *old);
+
+/*
+ * The signal() family: `install` is the real signal/sysv_signal/bsd_signal,
+ * which installs h with glibc's own flags; the result is read back and
+ * re-installed with rq_sig_handler. Returns what `install` returned, with
+ * rq_sig_handler replaced by the host's previous handler.
+ */
+__sighandler_t rq_sig_signal(rq_sigaction_fn sa, __sighandler_t (*install)(int, __sighandler_t),
+			     int sig, __sighandler_t h);
+
+/* What the host would have read as old action: `k` as the kernel reported it, prev the table's. */
+void rq_sig_report(const struct sigaction *k, const struct rq_sigrec *prev, struct sigaction *out);
+
+/* itimers (setitimer's ITIMER_REAL/VIRTUAL/PROF; alarm and ualarm arm ITIMER_REAL). */
+#define RQ_ITIMERS 3
+
+/* The itimer `which` is being armed: it carries the current context. */
+void rq_itimer_arm(int which);
+
+/* The itimer slot behind sig (SIGALRM, SIGVTALRM, SIGPROF), or -1. */
+int rq_itimer_of(int sig);
+
+#endif
