@@ -113,10 +113,12 @@ void rq_fd_forget(int fd)
 {
 	struct rq_fd *e = rq_fd_peek(fd);
 
-	if (e && atomic_load_explicit(&e->flags, memory_order_relaxed)) {
+	if (!e)
+		return;
+	if (atomic_load_explicit(&e->flags, memory_order_relaxed))
 		atomic_store_explicit(&e->flags, 0, memory_order_release);
-		atomic_fetch_add_explicit(&e->gen, 1, memory_order_release);
-	}
+	/* Also for untracked fds: queued epoll events are checked against it (evq.c). */
+	atomic_fetch_add_explicit(&e->gen, 1, memory_order_release);
 }
 
 void rq_fd_forget_range(unsigned lo, unsigned hi)
