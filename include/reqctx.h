@@ -55,6 +55,37 @@ int reqctx_run(const char *id, void (*fn)(void *), void *arg);
 /* Returns 1 if `id` is a valid request ID (see reqctx_run), 0 otherwise. */
 int reqctx_id_valid(const char *id);
 
+/*
+ * A captured context, like AsyncLocalStorage.snapshot(): a plain value that
+ * may be copied, stored with a job, and resumed on any thread. Interposition
+ * cannot see hand-offs through a program's own data structures (a lock-free
+ * queue, a callback list); capture there and run the consumer in the snapshot.
+ * Treat the fields as private.
+ */
+typedef struct reqctx_snapshot {
+	unsigned long long serial; /* 0: outside any request */
+	unsigned int len;
+	char id[REQCTX_ID_MAX + 1];
+} reqctx_snapshot;
+
+/* Captures the calling thread's current context into *s. */
+void reqctx_snapshot_take(reqctx_snapshot *s);
+
+/*
+ * Runs fn(arg) in the captured context, then restores the caller's, like
+ * reqctx_run. Returns 0 after fn has run, or -EINVAL without running it if s
+ * or fn is NULL or s does not hold a valid context.
+ */
+int reqctx_snapshot_run(const reqctx_snapshot *s, void (*fn)(void *), void *arg);
+
+/*
+ * Makes the captured context the calling thread's current one until its next
+ * switch (its next I/O on a connection, or another enter), like
+ * AsyncLocalStorage.enterWith(). Prefer reqctx_snapshot_run, which restores.
+ * Returns 0, or -EINVAL if s does not hold a valid context.
+ */
+int reqctx_snapshot_enter(const reqctx_snapshot *s);
+
 #ifdef __cplusplus
 }
 #endif

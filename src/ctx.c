@@ -1,5 +1,6 @@
 #include "ctx.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #include "id.h"
@@ -120,6 +121,47 @@ RQ_EXPORT const char *reqctx_id(void)
 RQ_EXPORT int reqctx_id_valid(const char *id)
 {
 	return id && rq_id_valid(id, strnlen(id, REQCTX_ID_MAX + 1));
+}
+
+_Static_assert(sizeof(reqctx_snapshot) == sizeof(struct rq_ctx) &&
+	       offsetof(reqctx_snapshot, len) == offsetof(struct rq_ctx, len) &&
+	       offsetof(reqctx_snapshot, id) == offsetof(struct rq_ctx, id),
+	       "reqctx_snapshot must mirror struct rq_ctx");
+
+static int snapshot_ok(const reqctx_snapshot *s)
+{
+	if (!s || s->len > REQCTX_ID_MAX || s->id[s->len] != '\0')
+		return 0;
+	if (s->serial == 0)
+		return !strcmp(s->id, REQCTX_UNKNOWN);
+	return rq_id_valid(s->id, s->len);
+}
+
+RQ_EXPORT void reqctx_snapshot_take(reqctx_snapshot *s)
+{
+	if (s)
+		memcpy(s, rq_ctx_cur(), sizeof(*s));
+}
+
+RQ_EXPORT int reqctx_snapshot_enter(const reqctx_snapshot *s)
+{
+	if (!snapshot_ok(s))
+		return -EINVAL;
+	rq_ctx_set((const struct rq_ctx *)s);
+	return 0;
+}
+
+RQ_EXPORT int reqctx_snapshot_run(const reqctx_snapshot *s, void (*fn)(void *), void *arg)
+{
+	struct rq_ctx saved;
+
+	if (!snapshot_ok(s) || !fn)
+		return -EINVAL;
+	saved = *rq_ctx_cur();
+	rq_ctx_set((const struct rq_ctx *)s);
+	fn(arg);
+	rq_ctx_set(&saved);
+	return 0;
 }
 
 RQ_EXPORT int reqctx_run(const char *id, void (*fn)(void *), void *arg)

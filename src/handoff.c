@@ -16,6 +16,7 @@ struct queue {
 struct held {
 	void *m;
 	int signalled;
+	uint64_t handed; /* serial of the context the last hand-off gave this thread */
 };
 
 static struct queue queues[RQ_HO_QUEUES];
@@ -91,6 +92,17 @@ void rq_handoff_signal(void *cv)
 	q->tail++;
 }
 
+/*
+ * A thread is between jobs when it has no request (unknown), when the
+ * response of its request is out, or when its context came from a hand-off.
+ */
+static int idle(void)
+{
+	uint64_t serial = rq_ctx_cur()->serial;
+
+	return !serial || rq_tls.finished || serial == held.handed;
+}
+
 void rq_handoff_unlock(void *m)
 {
 	struct queue *q;
@@ -99,9 +111,9 @@ void rq_handoff_unlock(void *m)
 		return;
 	held.m = NULL;
 	if (!rq_cfg.handoff || held.signalled || !atomic_load_explicit(&nmutexes, memory_order_relaxed) ||
-	    (rq_ctx_cur()->serial && !rq_tls.finished) || !(q = queue_of_mutex(m)) ||
-	    q->head == q->tail)
+	    !idle() || !(q = queue_of_mutex(m)) || q->head == q->tail)
 		return;
 	rq_ctx_set_slot(&q->ring[q->head % RQ_HO_DEPTH]);
 	q->head++;
+	held.handed = rq_ctx_cur()->serial;
 }

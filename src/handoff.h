@@ -11,8 +11,9 @@
  * broadcast on cv made while holding m queues the signaller's context on cv
  * (at most RQ_HO_DEPTH; a deeper backlog drops the oldest and the queue
  * loses step with its jobs). When a thread that holds m, did not
- * signal, and has no request of its own in flight (its context is unknown, or
- * its last response is out) unlocks m, it takes the oldest queued context.
+ * signal, and has no request of its own in flight (its context is unknown,
+ * its last response is out, or it came from an earlier hand-off) unlocks m,
+ * it takes the oldest queued context.
  * Push and pop both happen under m, so they stay in step with the jobs.
  *
  * What cannot be seen: a producer that signals after unlocking, queues that

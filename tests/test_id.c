@@ -1,5 +1,6 @@
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -194,5 +195,75 @@ Test(ctx, slots_copy_into_the_thread_context)
 	rq_ctx_set_slot(&s);
 	cr_assert_str_eq(reqctx_id(), "xy");
 	rq_ctx_clear();
+	cr_assert_str_eq(reqctx_id(), "unknown");
+}
+
+/* Snapshots: capture on one thread, resume on another. */
+struct snap_job {
+	reqctx_snapshot snap;
+	char seen_inside[REQCTX_ID_MAX + 1];
+	char seen_after[REQCTX_ID_MAX + 1];
+	int rc;
+};
+
+static void record(void *arg)
+{
+	strcpy(((struct snap_job *)arg)->seen_inside, reqctx_id());
+}
+
+static void *worker(void *arg)
+{
+	struct snap_job *j = arg;
+
+	j->rc = reqctx_snapshot_run(&j->snap, record, j);
+	strcpy(j->seen_after, reqctx_id());
+	return NULL;
+}
+
+static void take(void *arg)
+{
+	reqctx_snapshot_take(arg);
+}
+
+Test(ctx, snapshot_taken_in_a_request_runs_on_another_thread)
+{
+	struct snap_job j = { .rc = -1 };
+	pthread_t t;
+
+	cr_assert_eq(reqctx_run("snap-1", take, &j.snap), 0);
+	cr_assert_str_eq(reqctx_id(), "unknown");
+	cr_assert_eq(pthread_create(&t, NULL, worker, &j), 0);
+	pthread_join(t, NULL);
+	cr_assert_eq(j.rc, 0);
+	cr_assert_str_eq(j.seen_inside, "snap-1");
+	cr_assert_str_eq(j.seen_after, "unknown");
+}
+
+Test(ctx, snapshot_enter_switches_until_the_next_switch)
+{
+	reqctx_snapshot s, out;
+
+	cr_assert_eq(reqctx_run("snap-2", take, &s), 0);
+	reqctx_snapshot_take(&out);
+	cr_assert_eq(out.serial, 0ull);
+	cr_assert_str_eq(out.id, "unknown");
+	cr_assert_eq(reqctx_snapshot_enter(&s), 0);
+	cr_assert_str_eq(reqctx_id(), "snap-2");
+	cr_assert_eq(reqctx_snapshot_enter(&out), 0);
+	cr_assert_str_eq(reqctx_id(), "unknown");
+}
+
+Test(ctx, forged_snapshots_are_refused)
+{
+	reqctx_snapshot s;
+
+	cr_assert_eq(reqctx_run("ok-id", take, &s), 0);
+	strcpy(s.id, "x]\n");
+	s.len = 3;
+	cr_assert_eq(reqctx_snapshot_enter(&s), -EINVAL);
+	cr_assert_eq(reqctx_snapshot_run(&s, record, NULL), -EINVAL);
+	s.len = 500;
+	cr_assert_eq(reqctx_snapshot_enter(&s), -EINVAL);
+	cr_assert_eq(reqctx_snapshot_enter(NULL), -EINVAL);
 	cr_assert_str_eq(reqctx_id(), "unknown");
 }
