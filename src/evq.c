@@ -130,6 +130,7 @@ void rq_evq_created(int epfd)
 
 	if (epfd < 0 || (unsigned)epfd >= RQ_FD_MAX || rq_cfg.disabled || !(t = tab_at(epfd, 1)))
 		goto out;
+	rq_fd_track(epfd);
 	atomic_store_explicit(&t->live, 0, memory_order_release);
 	if ((dir = atomic_load_explicit(&t->dir, memory_order_acquire)))
 		for (unsigned i = 0; i < DIR_LEN; i++) {
@@ -251,6 +252,8 @@ int rq_evq_ctl(rq_epoll_ctl_fn real, int epfd, int op, int fd, struct epoll_even
 		errno = ENOMEM;
 		return -1;
 	}
+	if (set)
+		RQ_SAVE_ERRNO(rq_fd_track(fd));
 	l = lock_for(epfd, fd);
 	if (!in_ctl)
 		lock(l);

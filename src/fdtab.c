@@ -109,6 +109,11 @@ int rq_fd_set_carry(int fd, int peer)
 	return 0;
 }
 
+int rq_fd_track(int fd)
+{
+	return fd_get(fd) ? 0 : -ENOMEM;
+}
+
 void rq_fd_forget(int fd)
 {
 	struct rq_fd *e = rq_fd_peek(fd);

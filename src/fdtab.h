@@ -72,6 +72,9 @@ int rq_fd_set_log(int fd);
 /* Makes fd a fresh connection. Returns 0 or -errno (then fd stays untracked). */
 int rq_fd_set_conn(int fd);
 
+/* Gives fd an entry with no flags, so that rq_fd_gen sees its close. Returns 0 or -errno. */
+int rq_fd_track(int fd);
+
 /* Forgets fd (it was closed or replaced). */
 void rq_fd_forget(int fd);
 
