@@ -1,0 +1,255 @@
+/*
+ * Interposition: a one-thread event loop (tests/progs/evloop.c) serves
+ * several keep-alive connections at once under the library, with epoll, poll
+ * or select, and a hop through an eventfd, a pipe or a timerfd per request.
+ * Its handlers log before any system call on their fd; every line must carry
+ * exactly the ID of the request it names.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "proc.h"
+
+#define CONNS  6
+#define ROUNDS 8
+
+static char err_path[128], port_path[128];
+static const char *dir;
+
+static void setup(void)
+{
+	dir = tmpdir_new();
+	snprintf(err_path, sizeof(err_path), "%s/err", dir);
+	snprintf(port_path, sizeof(port_path), "%s/port", dir);
+}
+
+static void teardown(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		cr_log_warn("could not remove %s", dir);
+}
+
+TestSuite(epoll, .init = setup, .fini = teardown, .timeout = 60);
+
+static int read_port(void)
+{
+	long end = proc_now_ms() + 10000;
+
+	while (proc_now_ms() < end) {
+		FILE *f = fopen(port_path, "r");
+		int port = 0;
+
+		if (f) {
+			int ok = fscanf(f, "%d", &port) == 1;
+
+			fclose(f);
+			if (ok && port > 0)
+				return port;
+		}
+		usleep(5000);
+	}
+	cr_assert_fail("the server wrote no port");
+	return 0;
+}
+
+static int dial(int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	return fd;
+}
+
+/* Reads one response; checks its body is `path` and, if `echo`, its echoed ID is `id`. */
+static void expect_response(int fd, const char *path, const char *id, int echo)
+{
+	char buf[2048], want[256];
+	size_t have = 0;
+	char *end = NULL;
+	long len = -1;
+
+	while (!end || have < (size_t)(end + 4 - buf) + (size_t)len) {
+		ssize_t r = read(fd, buf + have, sizeof(buf) - 1 - have);
+
+		cr_assert_gt(r, 0, "response for %s cut short", path);
+		have += (size_t)r;
+		buf[have] = '\0';
+		if (!end && (end = strstr(buf, "\r\n\r\n"))) {
+			char *cl = strstr(buf, "Content-Length: ");
+
+			cr_assert_not_null(cl);
+			len = strtol(cl + 16, NULL, 10);
+		}
+	}
+	cr_assert_eq(have, (size_t)(end + 4 - buf) + (size_t)len, "extra bytes after %s", path);
+	cr_assert_str_eq(end + 4, path);
+	snprintf(want, sizeof(want), "\r\nX-Request-Id: %s\r\n", id);
+	if (echo)
+		cr_assert(strstr(buf, want), "no echoed ID in: %s", buf);
+	else
+		cr_assert_null(strstr(buf, "X-Request-Id"));
+}
+
+/* Each round sends one request on every connection, in a different order, then reads them. */
+static void drive(int port, int echo)
+{
+	int fds[CONNS];
+
+	for (int c = 0; c < CONNS; c++)
+		fds[c] = dial(port);
+	for (int r = 0; r < ROUNDS; r++) {
+		for (int k = 0; k < CONNS; k++) {
+			int c = r % 2 ? (k + r) % CONNS : CONNS - 1 - (k + r) % CONNS;
+			char req[256];
+			int n = snprintf(req, sizeof(req),
+					 "GET /c%d-r%d HTTP/1.1\r\nHost: t\r\nX-Request-Id: rid-c%d-r%d\r\n\r\n",
+					 c, r, c, r);
+
+			cr_assert_eq(write(fds[c], req, (size_t)n), n);
+		}
+		for (int c = 0; c < CONNS; c++) {
+			char path[64], id[64];
+
+			snprintf(path, sizeof(path), "/c%d-r%d", c, r);
+			snprintf(id, sizeof(id), "rid-c%d-r%d", c, r);
+			expect_response(fds[c], path, id, echo);
+		}
+	}
+	for (int c = 0; c < CONNS; c++)
+		close(fds[c]);
+}
+
+/*
+ * Every stderr line is "[req:ID] WHAT", and ID is the one of the request
+ * WHAT names ("unknown" for a connection with no request yet). Counts each
+ * kind of line: each request is got, hopped and responded exactly once.
+ */
+static void check_log(const char *log)
+{
+	static const char *const kinds[] = { "got ", "hop ", "respond ", "event for " };
+	int counts[4] = { 0 }, fresh = 0, lines = 0;
+	char seen[4][CONNS][ROUNDS] = { { { 0 } } };
+
+	for (const char *l = log; *l; lines++) {
+		const char *nl = strchr(l, '\n'), *close_br, *what;
+		char id[160], want[160];
+		int k, c, r;
+
+		cr_assert_not_null(nl, "unterminated line: %s", l);
+		cr_assert_eq(strncmp(l, "[req:", 5), 0, "unprefixed: %.*s", (int)(nl - l), l);
+		close_br = strstr(l, "] ");
+		cr_assert(close_br && close_br < nl, "bad prefix: %.*s", (int)(nl - l), l);
+		snprintf(id, sizeof(id), "%.*s", (int)(close_br - l - 5), l + 5);
+		what = close_br + 2;
+		if (!strncmp(what, "event on a new connection\n", 26)) {
+			cr_assert_str_eq(id, "unknown");
+			fresh++;
+			l = nl + 1;
+			continue;
+		}
+		for (k = 0; k < 4 && strncmp(what, kinds[k], strlen(kinds[k])); k++)
+			;
+		cr_assert_lt(k, 4, "unexpected line: %.*s", (int)(nl - l), l);
+		cr_assert_eq(sscanf(what + strlen(kinds[k]), "/c%d-r%d", &c, &r), 2);
+		cr_assert(c >= 0 && c < CONNS && r >= 0 && r < ROUNDS);
+		snprintf(want, sizeof(want), "rid-c%d-r%d", c, r);
+		cr_assert_str_eq(id, want, "line %d: %.*s", lines, (int)(nl - l), l);
+		counts[k]++;
+		seen[k][c][r]++;
+		l = nl + 1;
+	}
+	cr_assert_eq(fresh, CONNS);
+	for (int k = 0; k < 3; k++) {
+		cr_assert_eq(counts[k], CONNS * ROUNDS, "%s lines: %d", kinds[k], counts[k]);
+		for (int c = 0; c < CONNS; c++)
+			for (int r = 0; r < ROUNDS; r++)
+				cr_assert_eq(seen[k][c][r], 1, "%s/c%d-r%d", kinds[k], c, r);
+	}
+	/* Requests 2..ROUNDS of each connection, and its end of stream, follow a request. */
+	cr_assert_eq(counts[3], CONNS * ROUNDS);
+}
+
+static void run_case(const char *variant, const char *mode, const char *hop)
+{
+	char prog[256], nreq[16];
+	char *argv[] = { prog, (char *)mode, (char *)hop, port_path, nreq, NULL };
+	pid_t pid;
+
+	snprintf(prog, sizeof(prog), "%s/progs/%s/evloop", bdir(), variant);
+	snprintf(nreq, sizeof(nreq), "%d", CONNS * ROUNDS);
+	pid = proc_start(argv, NULL, 1, NULL, err_path);
+	drive(read_port(), 1);
+	cr_assert_eq(proc_wait(pid, 20000), 0, "stderr:\n%s", slurp(err_path, NULL));
+	check_log(slurp(err_path, NULL));
+}
+
+Test(epoll, epoll_loop_with_eventfd_hops_logs_every_line_in_its_request)
+{
+	run_case("O0", "epoll", "eventfd");
+}
+
+Test(epoll, epoll_loop_with_pipe_hops_logs_every_line_in_its_request)
+{
+	run_case("O0", "epoll", "pipe");
+}
+
+Test(epoll, epoll_loop_with_timerfd_hops_logs_every_line_in_its_request)
+{
+	run_case("O0", "epoll", "timerfd");
+}
+
+Test(epoll, epoll_loop_built_at_O2_fortified)
+{
+	run_case("O2", "epoll", "eventfd");
+}
+
+Test(epoll, poll_loop_with_eventfd_hops_logs_every_line_in_its_request)
+{
+	run_case("O0", "poll", "eventfd");
+}
+
+Test(epoll, poll_loop_built_at_O2_fortified_uses_poll_chk)
+{
+	run_case("O2", "poll", "pipe");
+}
+
+Test(epoll, select_loop_with_pipe_hops_logs_every_line_in_its_request)
+{
+	run_case("O0", "select", "pipe");
+}
+
+Test(epoll, select_loop_with_timerfd_hops_logs_every_line_in_its_request)
+{
+	run_case("O0", "select", "timerfd");
+}
+
+/*
+ * Without the library the same loop serves the same requests: the helper
+ * itself is correct, and the checks above are about the library.
+ */
+Test(epoll, the_loop_serves_the_same_requests_without_the_library)
+{
+	char prog[256], nreq[16];
+	char *argv[] = { prog, "epoll", "eventfd", port_path, nreq, NULL };
+	char *log;
+	int got = 0;
+	pid_t pid;
+
+	snprintf(prog, sizeof(prog), "%s/progs/O0/evloop", bdir());
+	snprintf(nreq, sizeof(nreq), "%d", CONNS * ROUNDS);
+	pid = proc_start(argv, NULL, 0, NULL, err_path);
+	drive(read_port(), 0);
+	cr_assert_eq(proc_wait(pid, 20000), 0);
+	log = slurp(err_path, NULL);
+	cr_assert_null(strstr(log, "[req:"));
+	for (char *p = log; (p = strstr(p, "\ngot /")); p++)
+		got++;
+	cr_assert_eq(got + !strncmp(log, "got /", 5), CONNS * ROUNDS);
+}
