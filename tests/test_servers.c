@@ -519,6 +519,7 @@ static void expect_clean(struct run *r, const char *what, int lines_per_request)
 		 REQUESTS, lines, lines);
 	cr_assert_str_eq(r->out, want, "%s: loadcheck said\n%s%s", what, r->out, r->err);
 	cr_assert_eq(r->status, 0, "%s: loadcheck status %d", what, r->status);
+	cr_log_info("%s: %ld ms: %.*s", what, r->ms, (int)strcspn(r->out, "\n"), r->out);
 }
 
 /* ---- IDs ------------------------------------------------------------------ */
