@@ -38,7 +38,7 @@ PROG_O2  := $(PROGS:tests/progs/%.c=$(B)/progs/O2/%)
 LIBS     := -ldl -lpthread
 
 .SECONDARY:
-.PHONY: all test demo bench clean install uninstall deps-test deps-demo check-exports
+.PHONY: all test demo bench fuzz clean install uninstall deps-test deps-demo check-exports
 all: $(LIB) $(B)/reqctx-demo $(B)/reqctx
 
 $(B)/obj/%.o: %.c $(wildcard src/*.h preload/*.h include/*.h)
@@ -70,6 +70,27 @@ $(B)/progs/O0/%: tests/progs/%.c
 $(B)/progs/O2/%: tests/progs/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -D_GNU_SOURCE -Iinclude $(WARN) -Wno-format-security -O2 -D_FORTIFY_SOURCE=2 -g -o $@ $< -lpthread -lrt
+
+# The corpus replay links the fuzz targets.
+$(B)/tests/test_fuzz: tests/test_fuzz.c tests/fuzz/targets.c $(SRC_T) $(wildcard tests/*.h tests/fuzz/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) $(CFLAGS) $(SANFLAGS) -Itests -Itests/fuzz -o $@ tests/test_fuzz.c tests/fuzz/targets.c $(SRC_T) -lcriterion $(LIBS)
+
+# make fuzz: each libFuzzer target for FUZZ_SECONDS, new inputs kept under $(B)/fuzz.
+FUZZ_SECONDS ?= 60
+FUZZERS := http prefix
+fuzz: $(FUZZERS:%=$(B)/fuzz/fuzz_%)
+	@for t in $(FUZZERS); do \
+		mkdir -p $(B)/fuzz/corpus_$$t; \
+		echo "== fuzz_$$t for $(FUZZ_SECONDS) s"; \
+		$(B)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+		    $(B)/fuzz/corpus_$$t tests/fuzz/corpus/$$t || exit 1; \
+	done
+
+$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/targets.c $(SRC) $(wildcard src/*.h tests/*.h tests/fuzz/*.h)
+	@mkdir -p $(dir $@)
+	clang -std=gnu11 -D_GNU_SOURCE -Iinclude -Isrc -Itests -Itests/fuzz -g -O1 \
+	    -fsanitize=fuzzer,address,undefined -o $@ $< tests/fuzz/targets.c $(SRC) -lpthread
 
 $(B)/tests/%: tests/%.c $(SRC_T) $(wildcard tests/*.h)
 	@mkdir -p $(dir $@)

@@ -1,0 +1,24 @@
+/*
+ * Fuzz targets, shared by the libFuzzer drivers (make fuzz) and the corpus
+ * replay suite (tests/test_fuzz.c). Each aborts on a broken invariant.
+ */
+#ifndef RQ_FUZZ_TARGETS_H
+#define RQ_FUZZ_TARGETS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * The request and response scanners: the first byte picks a read size; the
+ * events must be the same as for one whole read, and a kept ID must be valid.
+ */
+int rq_fuzz_http(const uint8_t *data, size_t size);
+
+/*
+ * The line prefixer: the first byte picks how many bytes the fake kernel
+ * takes per call, the second the ID; the rest is written to a log stream.
+ * Stripping the prefixes must give back the input exactly.
+ */
+int rq_fuzz_prefix(const uint8_t *data, size_t size);
+
+#endif
