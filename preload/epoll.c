@@ -183,10 +183,22 @@ RQ_EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *t
 
 /* ---- select ---- */
 
+/* Before start-up only. Where there is no select system call, tv is not updated. */
+static int raw_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv)
+{
+#ifdef SYS_select
+	return (int)RQ_RAW(select, nfds, rd, wr, ex, tv);
+#else
+	struct timespec t = { tv ? tv->tv_sec : 0, tv ? tv->tv_usec * 1000L : 0 };
+
+	return (int)RQ_RAW(pselect6, nfds, rd, wr, ex, tv ? &t : NULL, NULL);
+#endif
+}
+
 RQ_EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv)
 {
 	if (unlikely(!rq_ready()))
-		return (int)RQ_RAW(select, nfds, rd, wr, ex, tv);
+		return raw_select(nfds, rd, wr, ex, tv);
 	return rq_select_after(nfds, rd, wr, ex, real.select(nfds, rd, wr, ex, tv));
 }
 

@@ -30,7 +30,15 @@
  * - fds at or above RQ_FD_MAX cannot be registered in a tracked instance
  *   (epoll_ctl fails with ENOMEM);
  * - the child of a fork starts with empty queues: events its parent had
- *   fetched but not yet handed out stay with the parent.
+ *   fetched but not yet handed out stay with the parent;
+ * - a thread that stops waiting (it exits, or leaves its loop) while events
+ *   are queued for it drops them, as a program would drop the rest of a
+ *   batch it did not process: level-triggered fds are reported again,
+ *   edge-triggered and one-shot ones are not;
+ * - epoll_ctl reads the caller's epoll_event itself: a NULL (or first-page)
+ *   pointer still fails with EFAULT, any other invalid one faults;
+ * - fds registered through a dup of a tracked epoll fd are not known to the
+ *   original's table: their events are dropped when waited for through it.
  */
 #ifndef RQ_EVQ_H
 #define RQ_EVQ_H

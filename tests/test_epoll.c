@@ -253,3 +253,24 @@ Test(epoll, the_loop_serves_the_same_requests_without_the_library)
 		got++;
 	cr_assert_eq(got + !strncmp(log, "got /", 5), CONNS * ROUNDS);
 }
+
+/* Every return value and errno of the family is the kernel's, under the library or not. */
+Test(epoll, returns_and_errno_are_libc_s_and_no_event_is_lost_or_repeated)
+{
+	char prog[256], rep0[160], rep1[160];
+	char *argv0[] = { prog, rep0, NULL }, *argv1[] = { prog, rep1, NULL };
+	char *plain;
+
+	snprintf(prog, sizeof(prog), "%s/progs/O0/evcalls", bdir());
+	snprintf(rep0, sizeof(rep0), "%s/rep0", dir);
+	snprintf(rep1, sizeof(rep1), "%s/rep1", dir);
+	cr_assert_eq(proc_run(argv0, NULL, 0, NULL, NULL), 0);
+	cr_assert_eq(proc_run(argv1, NULL, 1, NULL, NULL), 0);
+	plain = slurp(rep0, NULL);
+	cr_assert_str_eq(slurp(rep1, NULL), plain);
+	cr_assert(strstr(plain, "epoll_wait: events=3 sum=303 last=0\n"));
+	cr_assert(strstr(plain, "epoll_pwait: events=3 sum=603 last=0\n"));
+	cr_assert(strstr(plain, "epoll_pwait2: events=3 sum=903 last=0\n"));
+	cr_assert(strstr(plain, "ctl NULL event: r=-1 errno=Bad address\n"));
+	cr_assert(strstr(plain, "errno kept: r=0 errno=-\n"));
+}
