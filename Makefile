@@ -145,3 +145,22 @@ install: $(LIB) $(B)/reqctx
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
 # END install (cli)
+
+# BEGIN bench
+# make bench: the library's cost beside the alternative, as ratios; never assertions.
+# Rows and sizes: BENCH_ROWS, BENCH_N, BENCH_ROUNDS, BENCH_SECS, BENCH_CONNS, BENCH_LOG_MB
+# (see tools/bench/run.sh).
+BENCH_BIN := $(addprefix $(B)/bench/bench_,calls conns genlog idgen)
+
+$(B)/bench/bench_%: tools/bench/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -o $@ $<
+
+$(B)/bench/bench_idgen: tools/bench/idgen.c $(B)/tobj/src/id.o
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -D_GNU_SOURCE -Isrc -Iinclude $(WARN) $(CFLAGS) $(SANFLAGS) -o $@ $^ -lpthread
+
+bench: all $(BENCH_BIN)
+	@tools/deps.sh bench || echo "reqctx: rows that need the missing packages are skipped"
+	@B=$(abspath $(B)) tools/bench/run.sh
+# END bench
