@@ -15,7 +15,7 @@ extern __sighandler_t __sysv_signal(int, __sighandler_t);
 extern __sighandler_t bsd_signal(int, __sighandler_t);
 
 static int rep;
-static int calls;
+static volatile sig_atomic_t calls;
 static char trace[256];
 
 static void put(const char *s)
@@ -46,7 +46,7 @@ static void h3(int sig)
 	calls++;
 }
 
-static int depth, raised;
+static volatile sig_atomic_t depth, raised;
 
 static void nest(int sig)
 {
