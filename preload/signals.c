@@ -38,8 +38,14 @@ int rq_resolve_signals(void)
 	real.sysv_signal = (__sighandler_t(*)(int, __sighandler_t))dlsym(RTLD_NEXT, "sysv_signal");
 	real.__sysv_signal =
 		(__sighandler_t(*)(int, __sighandler_t))dlsym(RTLD_NEXT, "__sysv_signal");
-	return real.sigaction && real.signal && real.bsd_signal && real.sysv_signal &&
-	       real.__sysv_signal ? 0 : -1;
+	/* The signal() variants are optional: missing ones fall back to signal. */
+	if (!real.bsd_signal)
+		real.bsd_signal = real.signal;
+	if (!real.sysv_signal)
+		real.sysv_signal = real.__sysv_signal ? real.__sysv_signal : real.signal;
+	if (!real.__sysv_signal)
+		real.__sysv_signal = real.sysv_signal;
+	return real.sigaction && real.signal ? 0 : -1;
 }
 
 /* glibc's sysv_signal: one-shot, not blocked while it runs, interrupts system calls. */

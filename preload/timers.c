@@ -74,8 +74,9 @@ int rq_resolve_timers(void)
 	pthread_atfork(rq_timers_lock, rq_timers_unlock, rq_timers_unlock);
 	if (rq_resolve_signals() < 0)
 		return -1;
-	return real.timerfd_create && real.timerfd_settime && real.setitimer && real.alarm &&
-	       real.ualarm ? 0 : -1;
+	if (!real.timerfd_create || !real.timerfd_settime || !real.setitimer || !real.alarm)
+		return -1;
+	return 0;
 }
 
 RQ_EXPORT int timerfd_create(int clockid, int flags)
@@ -198,7 +199,7 @@ RQ_EXPORT useconds_t ualarm(useconds_t value, useconds_t interval)
 {
 	struct itimerval nv = { { 0, interval }, { 0, value } }, ov;
 
-	if (unlikely(!rq_ready())) {
+	if (unlikely(!rq_ready() || !real.ualarm)) {
 		nv.it_interval.tv_sec = interval / 1000000;
 		nv.it_interval.tv_usec = interval % 1000000;
 		nv.it_value.tv_sec = value / 1000000;
