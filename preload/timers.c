@@ -159,7 +159,7 @@ RQ_EXPORT int timer_delete(timer_t id)
 		errno = ENOSYS;
 		return -1;
 	}
-	if (unlikely(!ready) || !(t = rq_timer_find(id)))
+	if (unlikely(!ready) || !(t = rq_timer_lookup(id)))
 		return real.timer_delete(id);
 	r = real.timer_delete(id);
 	if (r == 0)

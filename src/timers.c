@@ -1,6 +1,7 @@
 #include "timers.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -220,16 +221,28 @@ void rq_timer_delete(timer_t id, struct rq_timer *t)
 	pthread_mutex_unlock(&lock);
 }
 
+/*
+ * Writers hold the seqlock for a few stores, but may be preempted inside it:
+ * readers spin a little, then yield. A reader that interrupted the writer on
+ * its own thread (a signal handler) gives up after RQ_FIND_TRIES and reports
+ * no record.
+ */
+#define RQ_FIND_TRIES 400
+#define RQ_FIND_SPIN  64
+
 struct rq_timer *rq_timer_find(timer_t id)
 {
 	uintptr_t key = (uintptr_t)id;
 
-	for (int tries = 0; tries < 16; tries++) {
+	for (int tries = 0; tries < RQ_FIND_TRIES; tries++) {
 		uint32_t q = atomic_load_explicit(&hseq, memory_order_acquire);
 		uint32_t i = home(key), ref = 0;
 
-		if (q & 1)
+		if (q & 1) {
+			if (tries >= RQ_FIND_SPIN)
+				sched_yield();
 			continue;
+		}
 		for (uint32_t n = 0; n < HSIZE; n++, i = (i + 1) & HMASK) {
 			ref = atomic_load_explicit(&hash[i].ref, memory_order_relaxed);
 			if (!ref || atomic_load_explicit(&hash[i].key, memory_order_relaxed) == key)
@@ -241,6 +254,16 @@ struct rq_timer *rq_timer_find(timer_t id)
 		return ref ? rec(ref - 1) : NULL;
 	}
 	return NULL;
+}
+
+struct rq_timer *rq_timer_lookup(timer_t id)
+{
+	uint32_t ref;
+
+	pthread_mutex_lock(&lock);
+	ref = atomic_load_explicit(&hash[probe((uintptr_t)id)].ref, memory_order_relaxed);
+	pthread_mutex_unlock(&lock);
+	return ref ? rec(ref - 1) : NULL;
 }
 
 void rq_timer_arm(struct rq_timer *t, struct rq_ctx *prev)

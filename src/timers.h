@@ -64,6 +64,9 @@ void rq_timer_free(struct rq_timer *t);
 /* The record published for id, or NULL. Lock-free and async-signal-safe. */
 struct rq_timer *rq_timer_find(timer_t id);
 
+/* The record published for id, found under the mutex (never misses; not async-signal-safe). */
+struct rq_timer *rq_timer_lookup(timer_t id);
+
 /* Unpublishes id if it still names t, then frees t (after a successful timer_delete). */
 void rq_timer_delete(timer_t id, struct rq_timer *t);
 

@@ -4,6 +4,8 @@
  * the wrapper called with a made-up siginfo.
  */
 #include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -232,6 +234,47 @@ Test(timers, the_table_is_bounded_and_full_means_pass_through, .timeout = 30)
 	cr_assert_eq(use, &ev, "no record: the host's own sigevent");
 	rq_timer_free(t);
 	cr_assert_eq(rq_timer_new(NULL, &out, &use), t, "full: a freed record comes straight back");
+}
+
+static _Atomic int churning;
+
+static void *churn(void *arg)
+{
+	const struct sigevent *use;
+	struct sigevent out;
+
+	(void)arg;
+	for (int i = 0; atomic_load(&churning); i++) {
+		struct rq_timer *t = rq_timer_new(NULL, &out, &use);
+		timer_t id = (timer_t)(intptr_t)(1000 + i % 500);
+
+		rq_timer_publish(t, id);
+		cr_assert_eq(rq_timer_lookup(id), t);
+		rq_timer_delete(id, t);
+	}
+	return NULL;
+}
+
+Test(timers, lock_free_lookups_never_miss_while_other_timers_come_and_go, .timeout = 60)
+{
+	const struct sigevent *use;
+	struct sigevent out;
+	struct rq_timer *keep[8];
+	pthread_t th;
+
+	/* Ids that share clusters with the churning ones. */
+	for (int i = 0; i < 8; i++) {
+		keep[i] = rq_timer_new(NULL, &out, &use);
+		rq_timer_publish(keep[i], (timer_t)(intptr_t)(1000 + 61 * i));
+	}
+	atomic_store(&churning, 1);
+	cr_assert_eq(pthread_create(&th, NULL, churn, NULL), 0);
+	for (int n = 0; n < 200000; n++)
+		cr_assert_eq(rq_timer_find((timer_t)(intptr_t)(1000 + 61 * (n % 8))), keep[n % 8],
+			     "lookup %d", n);
+	atomic_store(&churning, 0);
+	pthread_join(th, NULL);
+	cr_assert_eq(rq_timer_count(), 8);
 }
 
 /* ---- the signal wrapper ---- */
