@@ -61,6 +61,12 @@ Test(timer_preload, timerfd_expiry_read_anywhere_resumes_the_arming_context)
 	     0);
 }
 
+/* Needs epoll delivery (preload/epoll.c) switching to the reported fd's context. */
+Test(timer_preload, timerfd_expiry_reported_by_epoll_resumes_the_arming_context)
+{
+	both("timerfd-epoll", "[req:armE] in-loop epoll reported the expiry\n", 0);
+}
+
 Test(timer_preload, sigev_thread_callbacks_run_in_the_context_that_armed_the_timer)
 {
 	char *want = malloc(16384);

@@ -2,7 +2,7 @@
  * Timers and signal handlers under the library: each case arms timers inside
  * reqctx_run contexts and logs from the expiry, the callback or the handler,
  * so the test can check the prefix of every stderr line. Usage: tm_ctx CASE
- * with CASE one of timerfd, thread, signal, itimer, nodefer, reset.
+ * with CASE one of timerfd, timerfd-epoll, thread, signal, itimer, nodefer, reset.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/time.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -76,6 +77,27 @@ static void case_timerfd(void)
 	errno = 0;
 	r = timerfd_settime(-1, 0, &ms20, NULL);
 	fprintf(stderr, "bad fd r=%d errno=%d\n", r, errno);
+}
+
+/* An expiry reported by epoll: the callback logs before it reads the timerfd. */
+static void tfd_poll(void *what)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+
+	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, tfd, &ev) < 0)
+		die("epoll");
+	if (epoll_wait(ep, &ev, 1, 5000) != 1)
+		die("epoll_wait");
+	fprintf(stderr, "%s epoll reported the expiry\n", (char *)what);
+	close(ep);
+}
+
+static void case_timerfd_epoll(void)
+{
+	in("made", tfd_make, NULL);
+	in("armE", tfd_arm, NULL);
+	in("loop", tfd_poll, "in-loop");
 }
 
 /* ---- SIGEV_THREAD ---- */
@@ -338,6 +360,8 @@ int main(int argc, char **argv)
 	run = (run_fn)dlsym(RTLD_DEFAULT, "reqctx_run");
 	if (!strcmp(c, "timerfd"))
 		case_timerfd();
+	else if (!strcmp(c, "timerfd-epoll"))
+		case_timerfd_epoll();
 	else if (!strcmp(c, "thread"))
 		case_thread();
 	else if (!strcmp(c, "signal"))
