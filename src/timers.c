@@ -19,6 +19,7 @@ struct hslot {
 static struct rq_timer *_Atomic chunks[NCHUNKS];
 static struct hslot hash[HSIZE];
 static _Atomic uint32_t hseq; /* seqlock over hash: odd while a writer changes it */
+static RQ_TLS int writing;    /* this thread holds hseq odd */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static uint32_t nrec;                      /* records ever allocated */
 static uint32_t free_head = NIL, free_tail = NIL, nfree;
@@ -140,6 +141,8 @@ static void hset(uint32_t i, uintptr_t key, uint32_t ref)
 
 static void write_begin(void)
 {
+	writing = 1;
+	atomic_signal_fence(memory_order_seq_cst);
 	atomic_store_explicit(&hseq, atomic_load_explicit(&hseq, memory_order_relaxed) + 1,
 			      memory_order_relaxed);
 	atomic_thread_fence(memory_order_release);
@@ -149,6 +152,8 @@ static void write_end(void)
 {
 	atomic_store_explicit(&hseq, atomic_load_explicit(&hseq, memory_order_relaxed) + 1,
 			      memory_order_release);
+	atomic_signal_fence(memory_order_seq_cst);
+	writing = 0;
 }
 
 void rq_timer_publish(struct rq_timer *t, timer_t id)
@@ -222,23 +227,27 @@ void rq_timer_delete(timer_t id, struct rq_timer *t)
 }
 
 /*
- * Writers hold the seqlock for a few stores, but may be preempted inside it:
- * readers spin a little, then yield. A reader that interrupted the writer on
- * its own thread (a signal handler) gives up after RQ_FIND_TRIES and reports
- * no record.
+ * Writers hold the seqlock for a few stores, but may be preempted inside it,
+ * and a writer that runs flat out can overlap many reads in a row: readers
+ * retry for as long as it takes, yielding the CPU after a few quick looks.
+ * The one writer that cannot finish while we wait is this very thread,
+ * interrupted by the signal whose handler is reading: then there is no
+ * answer, and the reader reports no record.
  */
-#define RQ_FIND_TRIES 400
-#define RQ_FIND_SPIN  64
+#define RQ_FIND_SPIN 64         /* quick looks before each further look yields the CPU */
+#define RQ_FIND_MAX  (1u << 22) /* a bound for the unthinkable */
 
 struct rq_timer *rq_timer_find(timer_t id)
 {
 	uintptr_t key = (uintptr_t)id;
 
-	for (int tries = 0; tries < RQ_FIND_TRIES; tries++) {
+	for (uint32_t tries = 0; tries < RQ_FIND_MAX; tries++) {
 		uint32_t q = atomic_load_explicit(&hseq, memory_order_acquire);
 		uint32_t i = home(key), ref = 0;
 
 		if (q & 1) {
+			if (writing)
+				return NULL;
 			if (tries >= RQ_FIND_SPIN)
 				sched_yield();
 			continue;

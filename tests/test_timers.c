@@ -246,7 +246,7 @@ static void *churn(void *arg)
 	(void)arg;
 	for (int i = 0; atomic_load(&churning); i++) {
 		struct rq_timer *t = rq_timer_new(NULL, &out, &use);
-		timer_t id = (timer_t)(intptr_t)(1000 + i % 500);
+		timer_t id = (timer_t)(intptr_t)(5000 + i % 500);
 
 		rq_timer_publish(t, id);
 		cr_assert_eq(rq_timer_lookup(id), t);
@@ -262,7 +262,7 @@ Test(timers, lock_free_lookups_never_miss_while_other_timers_come_and_go, .timeo
 	struct rq_timer *keep[8];
 	pthread_t th;
 
-	/* Ids that share clusters with the churning ones. */
+	/* Ids interleaved with the churning ones (5000..5499) in the hash. */
 	for (int i = 0; i < 8; i++) {
 		keep[i] = rq_timer_new(NULL, &out, &use);
 		rq_timer_publish(keep[i], (timer_t)(intptr_t)(1000 + 61 * i));
