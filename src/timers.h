@@ -61,7 +61,11 @@ void rq_timer_publish(struct rq_timer *t, timer_t id);
 /* Returns t to the free list (the real timer_create failed, or the timer was deleted). */
 void rq_timer_free(struct rq_timer *t);
 
-/* The record published for id, or NULL. Lock-free and async-signal-safe. */
+/*
+ * The record published for id, or NULL. Lock-free and async-signal-safe; it
+ * waits out another thread's table update, and reports NULL if it runs in a
+ * signal handler that interrupted this thread's own update.
+ */
 struct rq_timer *rq_timer_find(timer_t id);
 
 /* The record published for id, found under the mutex (never misses; not async-signal-safe). */
