@@ -5,6 +5,7 @@
  */
 #include <sys/sendfile.h>
 
+#include "carry.h"
 #include "io.h"
 #include "preload.h"
 
@@ -131,55 +132,82 @@ RQ_EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags,
 	return r;
 }
 
-RQ_EXPORT ssize_t write(int fd, const void *buf, size_t n)
+/*
+ * The write family. An fd reqctx knows nothing about costs a flag test and a
+ * tail call to libc; everything else (not initialised yet, logs, connections,
+ * carriers) goes out of line, where the call is described for src/.
+ */
+static inline __attribute__((always_inline)) int fast(int fd)
+{
+	return likely(__atomic_load_n(&rq_state, __ATOMIC_ACQUIRE) == RQ_READY) &&
+	       likely(!rq_fd_flags(rq_fd_peek(fd)));
+}
+
+static __attribute__((noinline)) ssize_t write_slow(int fd, const void *buf, size_t n,
+						    const struct rq_call *k)
 {
 	struct iovec v = ONE(buf, n);
-	struct rq_call k = { .how = RQ_WRITE };
+	struct rq_fd *e;
 
 	if (unlikely(!rq_ready()))
-		return RQ_RAW(write, fd, buf, n);
-	return rq_io_write(fd, &v, 1, &k);
+		return k->how == RQ_WRITE ? RQ_RAW(write, fd, buf, n)
+					  : RQ_RAW(sendto, fd, buf, n, k->flags, k->to, k->tolen);
+	e = rq_fd_peek(fd);
+	if (rq_fd_flags(e) == RQ_FD_CARRY)
+		rq_carry_put(fd, e); /* and the call goes out as it is */
+	else if (rq_fd_flags(e))
+		return rq_io_write_slow(fd, e, &v, 1, k);
+	return rq_io_plain(fd, &v, 1, k);
+}
+
+static __attribute__((noinline)) ssize_t writev_slow(int fd, const struct iovec *iov,
+						     int iovcnt, const struct rq_call *k)
+{
+	if (unlikely(!rq_ready()))
+		return k->how == RQ_WRITEV ? RQ_RAW(writev, fd, iov, iovcnt)
+					   : RQ_RAW(sendmsg, fd, k->msg, k->flags);
+	if (k->how == RQ_SENDMSG && unlikely((uintptr_t)k->msg < 4096))
+		return rq_real.sendmsg(fd, k->msg, k->flags);
+	return rq_io_write(fd, iov, iovcnt, k);
+}
+
+RQ_EXPORT ssize_t write(int fd, const void *buf, size_t n)
+{
+	if (fast(fd))
+		return rq_real.write(fd, buf, n);
+	return write_slow(fd, buf, n, &(const struct rq_call){ .how = RQ_WRITE });
 }
 
 RQ_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 {
-	struct rq_call k = { .how = RQ_WRITEV };
-
-	if (unlikely(!rq_ready()))
-		return RQ_RAW(writev, fd, iov, iovcnt);
-	return rq_io_write(fd, iov, iovcnt, &k);
+	if (fast(fd))
+		return rq_real.writev(fd, iov, iovcnt);
+	return writev_slow(fd, iov, iovcnt, &(const struct rq_call){ .how = RQ_WRITEV });
 }
 
 RQ_EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
 {
-	struct iovec v = ONE(buf, n);
-	struct rq_call k = { .how = RQ_SEND, .flags = flags };
-
-	if (unlikely(!rq_ready()))
-		return RQ_RAW(sendto, fd, buf, n, flags, NULL, 0);
-	return rq_io_write(fd, &v, 1, &k);
+	if (fast(fd))
+		return rq_real.send(fd, buf, n, flags);
+	return write_slow(fd, buf, n, &(const struct rq_call){ .how = RQ_SEND, .flags = flags });
 }
 
 RQ_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
 			 const struct sockaddr *to, socklen_t tolen)
 {
-	struct iovec v = ONE(buf, n);
-	struct rq_call k = { .how = RQ_SENDTO, .flags = flags, .to = to, .tolen = tolen };
-
-	if (unlikely(!rq_ready()))
-		return RQ_RAW(sendto, fd, buf, n, flags, to, tolen);
-	return rq_io_write(fd, &v, 1, &k);
+	if (fast(fd))
+		return rq_real.sendto(fd, buf, n, flags, to, tolen);
+	return write_slow(fd, buf, n, &(const struct rq_call){ .how = RQ_SENDTO, .flags = flags,
+							     .to = to, .tolen = tolen });
 }
 
 RQ_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
-	struct rq_call k = { .how = RQ_SENDMSG, .flags = flags, .msg = msg };
-
-	if (unlikely(!rq_ready()))
-		return RQ_RAW(sendmsg, fd, msg, flags);
-	if (unlikely((uintptr_t)msg < 4096))
+	if (fast(fd))
 		return rq_real.sendmsg(fd, msg, flags);
-	return rq_io_write(fd, msg->msg_iov, (int)msg->msg_iovlen, &k);
+	return writev_slow(fd, (uintptr_t)msg < 4096 ? NULL : msg->msg_iov,
+			   (uintptr_t)msg < 4096 ? 0 : (int)msg->msg_iovlen,
+			   &(const struct rq_call){ .how = RQ_SENDMSG, .flags = flags, .msg = msg });
 }
 
 RQ_EXPORT ssize_t sendfile(int out, int in, off_t *off, size_t n)

@@ -31,7 +31,7 @@ void rq_carry_put(int fd, struct rq_fd *e)
 		fd = peer;
 	}
 	if ((s = carried(fd)))
-		rq_slot_store(s, rq_ctx_cur());
+		rq_slot_store(s, rq_ctx_cur()); /* a no-op when it already holds that context */
 }
 
 void rq_fd_enter(int fd)

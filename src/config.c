@@ -178,6 +178,7 @@ void rq_config_load(const char *(*getenv_fn)(const char *),
 {
 	env = getenv_fn;
 	complain = report;
+	rq_cfg.gen++;
 	apply("REQCTX_DISABLE", "0", set_disable, "is not 0 or 1");
 	apply("REQCTX_HEADER", REQCTX_DEFAULT_HEADER, set_header,
 	      "is not a header name of 1-64 token characters");

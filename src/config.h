@@ -30,6 +30,7 @@
 #define RQ_LOGFDS_MAX  16   /* fds named in REQCTX_LOG_FDS */
 
 struct rq_config {
+	unsigned gen; /* bumped by every rq_config_load */
 	int disabled;
 	int echo;
 	int handoff;

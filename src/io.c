@@ -14,6 +14,7 @@
 /* One planned syscall: the caller's bytes with insertions between them. */
 struct plan {
 	int n;
+	size_t bytes, caller; /* all bytes planned, and the caller's among them */
 	struct iovec iov[PLAN_MAX];
 	int8_t ins[PLAN_MAX];      /* -1: caller bytes; else index of the insertion */
 	uint16_t before[PLAN_MAX]; /* bytes of that insertion already out before */
@@ -46,10 +47,11 @@ ssize_t rq_io_plain(int fd, const struct iovec *iov, int iovcnt, const struct rq
 
 static ssize_t emit(int fd, const struct plan *pl, const struct rq_call *k)
 {
-	struct msghdr m = { 0 };
+	struct msghdr m;
 
 	if (k->how == RQ_WRITE || k->how == RQ_WRITEV)
 		return rq_sys.writev(fd, pl->iov, pl->n);
+	memset(&m, 0, sizeof(m));
 	if (k->how == RQ_SENDMSG) {
 		m = *k->msg;
 	} else if (k->how == RQ_SENDTO) {
@@ -63,20 +65,14 @@ static ssize_t emit(int fd, const struct plan *pl, const struct rq_call *k)
 
 static void add(struct plan *pl, const void *p, size_t len, int ins, size_t before)
 {
+	pl->bytes += len;
+	if (ins < 0)
+		pl->caller += len;
 	pl->iov[pl->n].iov_base = (void *)p;
 	pl->iov[pl->n].iov_len = len;
 	pl->ins[pl->n] = (int8_t)ins;
 	pl->before[pl->n] = (uint16_t)before;
 	pl->n++;
-}
-
-static size_t plan_bytes(const struct plan *pl)
-{
-	size_t t = 0;
-
-	for (int i = 0; i < pl->n; i++)
-		t += pl->iov[i].iov_len;
-	return t;
 }
 
 /*
@@ -87,6 +83,21 @@ static size_t plan_bytes(const struct plan *pl)
 static struct cut map(const struct plan *pl, size_t r)
 {
 	struct cut c = { 0, 0, -1, 0 };
+
+	if (r == pl->bytes) { /* the common case: all of it went out */
+		c.caller = pl->caller;
+		for (int i = pl->n - 1; i >= 0; i--) {
+			if (pl->ins[i] >= 0) {
+				c.full = pl->ins[i] + 1;
+				break;
+			}
+		}
+		if (pl->n && pl->ins[pl->n - 1] >= 0) {
+			c.ins = pl->ins[pl->n - 1];
+			c.sent = pl->before[pl->n - 1] + pl->iov[pl->n - 1].iov_len;
+		}
+		return c;
+	}
 
 	for (int i = 0; i < pl->n && r; i++) {
 		size_t len = pl->iov[i].iov_len, take = r < len ? r : len;
@@ -183,6 +194,50 @@ size_t rq_prefix_render(char buf[RQ_INS_MAX])
 }
 
 /*
+ * The thread's prefix, rendered once per context rather than once per line.
+ * `busy` keeps a signal handler that logs while the cache is in use from
+ * rewriting it under its owner: the handler renders into its own buffer.
+ */
+struct pfx_cache {
+	uint64_t serial;   /* context it was rendered for */
+	unsigned cfg_gen;  /* configuration it was rendered with */
+	unsigned busy;
+	size_t len;        /* 0: nothing cached */
+	char text[RQ_INS_MAX];
+};
+
+static RQ_TLS struct pfx_cache pfx_cache;
+
+const char *rq_prefix_acquire(char buf[RQ_INS_MAX], size_t *len)
+{
+	struct pfx_cache *p = &pfx_cache;
+	uint64_t serial = rq_ctx_cur()->serial;
+
+	if (p->busy) {
+		*len = rq_prefix_render(buf);
+		return buf;
+	}
+	p->busy = 1;
+	atomic_signal_fence(memory_order_seq_cst);
+	if (unlikely(p->serial != serial || p->cfg_gen != rq_cfg.gen || !p->len)) {
+		p->len = 0;
+		p->serial = serial;
+		p->cfg_gen = rq_cfg.gen;
+		p->len = rq_prefix_render(p->text);
+	}
+	*len = p->len;
+	return p->text;
+}
+
+void rq_prefix_release(const char *pfx)
+{
+	if (pfx == pfx_cache.text) {
+		atomic_signal_fence(memory_order_seq_cst);
+		pfx_cache.busy = 0;
+	}
+}
+
+/*
  * Plans the caller's bytes from `cur` on, with the prefix before each line
  * start, until the data or the plan runs out. `mid` and `pend` are the
  * stream's line state (inside a line; prefix bytes already out).
@@ -191,6 +246,7 @@ static void log_plan(struct plan *pl, const struct iovec *iov, int iovcnt, struc
 		     int mid, size_t pend, const char *pfx, size_t plen)
 {
 	pl->n = 0;
+	pl->bytes = pl->caller = 0;
 	while (cur.i < iovcnt && pl->n <= PLAN_MAX - 2) {
 		const char *s = (const char *)iov[cur.i].iov_base + cur.off;
 		size_t avail = iov[cur.i].iov_len - cur.off;
@@ -217,17 +273,19 @@ static void log_plan(struct plan *pl, const struct iovec *iov, int iovcnt, struc
 	}
 }
 
+static ssize_t log_lines(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
+			 const struct rq_call *k, size_t total, const char *pfx, size_t plen);
+
 static ssize_t log_write(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
 			 const struct rq_call *k, size_t total)
 {
-	char pfx[RQ_INS_MAX];
-	size_t plen, done = 0;
-	struct cursor cur = { 0, 0 };
-	int saved = errno;
+	char buf[RQ_INS_MAX];
+	const char *pfx;
+	size_t plen;
+	ssize_t r;
 
 	if (!rq_prefix_wanted()) {
-		ssize_t r = rq_io_plain(fd, iov, iovcnt, k);
-
+		r = rq_io_plain(fd, iov, iovcnt, k);
 		if (r > 0) {
 			atomic_store_explicit(&e->wmid, byte_before(iov, iovcnt, (size_t)r) != '\n',
 					      memory_order_relaxed);
@@ -235,7 +293,20 @@ static ssize_t log_write(int fd, struct rq_fd *e, const struct iovec *iov, int i
 		}
 		return r;
 	}
-	plen = rq_prefix_render(pfx);
+	pfx = rq_prefix_acquire(buf, &plen);
+	r = log_lines(fd, e, iov, iovcnt, k, total, pfx, plen);
+	rq_prefix_release(pfx);
+	return r;
+}
+
+/* Writes the caller's bytes with prefix pfx at each line start; what write(2) returns. */
+static ssize_t log_lines(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
+			 const struct rq_call *k, size_t total, const char *pfx, size_t plen)
+{
+	size_t done = 0;
+	struct cursor cur = { 0, 0 };
+	int saved = errno;
+
 	for (;;) {
 		int mid = (int)atomic_load_explicit(&e->wmid, memory_order_relaxed);
 		size_t pend = atomic_load_explicit(&e->wpend, memory_order_relaxed);
@@ -272,7 +343,7 @@ static ssize_t log_write(int fd, struct rq_fd *e, const struct iovec *iov, int i
 			return (ssize_t)done;
 		}
 		/* A short write returns what the caller got out, unless that is nothing. */
-		if ((size_t)r < plan_bytes(&pl) && done)
+		if ((size_t)r < pl.bytes && done)
 			return errno = saved, (ssize_t)done;
 	}
 }
@@ -478,6 +549,7 @@ static int plan_conn(struct plan *pl, const struct iovec *iov, int iovcnt, struc
 	int k = 0;
 
 	pl->n = 0;
+	pl->bytes = pl->caller = 0;
 	for (int i = 0; i < iovcnt; i++) {
 		const char *b = iov[i].iov_base;
 		size_t len = iov[i].iov_len, off = 0;
@@ -535,7 +607,7 @@ static ssize_t conn_write(int fd, const struct iovec *iov, int iovcnt, const str
 		cut = map(&pl, (size_t)r);
 		postscan(c, iov, iovcnt, cut.caller, ins, nins, &cut);
 		answered_all(c);
-		if (cut.caller || (size_t)r == plan_bytes(&pl)) {
+		if (cut.caller || (size_t)r == pl.bytes) {
 			errno = saved;
 			return (ssize_t)cut.caller;
 		}
@@ -543,19 +615,57 @@ static ssize_t conn_write(int fd, const struct iovec *iov, int iovcnt, const str
 	}
 }
 
-ssize_t rq_io_write_slow(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
-			 const struct rq_call *k)
+/* log_line's answer when the write is not its case. */
+#define NOT_LINE (-2)
+
+/*
+ * write(2) of one whole line at a line start, the common case of a log write:
+ * the cached prefix and the line in one writev, with no planning. Returns what
+ * write returns, or NOT_LINE for any other case (then nothing was written, or
+ * only part of the prefix, which the general path resumes from wpend).
+ */
+static ssize_t log_line(int fd, struct rq_fd *e, const char *s, size_t n)
 {
-	uint32_t fl = rq_fd_flags(e);
+	char buf[RQ_INS_MAX];
+	struct iovec v[2];
+	int saved = errno;
+	ssize_t r;
+
+	if (!n || n > SSIZE_MAX || !plausible(s, n) || s[n - 1] != '\n' ||
+	    atomic_load_explicit(&e->wmid, memory_order_relaxed) ||
+	    atomic_load_explicit(&e->wpend, memory_order_relaxed) || !rq_prefix_wanted() ||
+	    memchr(s, '\n', n - 1))
+		return NOT_LINE;
+	v[0].iov_base = (void *)rq_prefix_acquire(buf, &v[0].iov_len);
+	v[1].iov_base = (void *)s;
+	v[1].iov_len = n;
+	r = rq_sys.writev(fd, v, 2);
+	rq_prefix_release(v[0].iov_base);
+	if (likely(r == (ssize_t)(v[0].iov_len + n))) {
+		errno = saved;
+		return (ssize_t)n;
+	}
+	if (r <= 0)
+		return r;
+	if ((size_t)r < v[0].iov_len) {
+		atomic_store_explicit(&e->wpend, (uint32_t)r, memory_order_relaxed);
+		return NOT_LINE;
+	}
+	atomic_store_explicit(&e->wmid, 1, memory_order_relaxed);
+	errno = saved;
+	return r - (ssize_t)v[0].iov_len;
+}
+
+/* Everything but a carrier or a one-line log write: checks the call, then plans it. */
+static __attribute__((noinline)) ssize_t write_general(int fd, struct rq_fd *e,
+						       const struct iovec *iov, int iovcnt,
+						       const struct rq_call *k, uint32_t fl)
+{
 	int bad;
 	size_t total = iov_total(iov, iovcnt, &bad);
 
 	if (k->how == RQ_SENDMSG && !plausible(k->msg, sizeof(*k->msg)))
 		bad = 1;
-	if (fl & RQ_FD_CARRY) {
-		RQ_SAVE_ERRNO(rq_carry_put(fd, e));
-		return rq_io_plain(fd, iov, iovcnt, k);
-	}
 	if (fl & RQ_FD_CONN) {
 		if (bad) { /* let the kernel judge it; still set the context */
 			conn_ctx(rq_conn_peek(fd));
@@ -568,6 +678,24 @@ ssize_t rq_io_write_slow(int fd, struct rq_fd *e, const struct iovec *iov, int i
 	if ((fl & RQ_FD_LOG) && total)
 		return log_write(fd, e, iov, iovcnt, k, total);
 	return rq_io_plain(fd, iov, iovcnt, k);
+}
+
+ssize_t rq_io_write_slow(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
+			 const struct rq_call *k)
+{
+	uint32_t fl = rq_fd_flags(e);
+
+	if (fl & RQ_FD_CARRY) { /* carriers never look at the bytes */
+		rq_carry_put(fd, e);
+		return rq_io_plain(fd, iov, iovcnt, k);
+	}
+	if (fl == RQ_FD_LOG && k->how == RQ_WRITE) {
+		ssize_t r = log_line(fd, e, iov[0].iov_base, iov[0].iov_len);
+
+		if (r != NOT_LINE)
+			return r;
+	}
+	return write_general(fd, e, iov, iovcnt, k, fl);
 }
 
 /* ---- reads ---- */
@@ -627,7 +755,12 @@ void rq_conn_read(int fd, const struct iovec *iov, int iovcnt, ssize_t r)
 
 void rq_carry_read(int fd)
 {
-	RQ_SAVE_ERRNO(rq_fd_enter(fd));
+	struct rq_conn *c = rq_conn_peek(fd);
+
+	/* rq_fd_enter for a carrier, without looking the fd up again; errno is not touched */
+	if (c && atomic_load_explicit(&c->slots[0].serial, memory_order_relaxed) !=
+		     rq_ctx_cur()->serial)
+		rq_ctx_set_slot(&c->slots[0]);
 }
 
 void rq_conn_opaque(int fd, ssize_t r)

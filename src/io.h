@@ -76,6 +76,14 @@ static inline void rq_io_read(int fd, const struct iovec *iov, int iovcnt, ssize
 /* Renders the current context's prefix into buf; returns its length. */
 size_t rq_prefix_render(char buf[RQ_INS_MAX]);
 
+/*
+ * The current context's prefix, from the thread's cache (or rendered into buf
+ * when the cache is in use by the code a signal interrupted). Pass the result
+ * to rq_prefix_release when done with it.
+ */
+const char *rq_prefix_acquire(char buf[RQ_INS_MAX], size_t *len);
+void rq_prefix_release(const char *pfx);
+
 /* 1 if lines written now get a prefix (0 outside requests with REQCTX_UNKNOWN=bare). */
 int rq_prefix_wanted(void);
 

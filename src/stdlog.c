@@ -50,13 +50,13 @@ static void put(struct out *o, const char *p, size_t len, int caller)
 size_t rq_stdio_put(FILE *f, struct rq_fd *e, const struct iovec *v, int nv)
 {
 	struct out o = { .f = f };
-	char pfx[RQ_INS_MAX];
+	char buf[RQ_INS_MAX];
+	const char *pfx = "";
 	size_t plen = 0;
 	int mid = (int)atomic_load_explicit(&e->smid, memory_order_relaxed);
-	int want = rq_prefix_wanted();
 
-	if (want)
-		plen = rq_prefix_render(pfx);
+	if (rq_prefix_wanted())
+		pfx = rq_prefix_acquire(buf, &plen);
 	for (int i = 0; i < nv && !o.failed; i++) {
 		const char *s = v[i].iov_base;
 		size_t left = v[i].iov_len;
@@ -74,6 +74,7 @@ size_t rq_stdio_put(FILE *f, struct rq_fd *e, const struct iovec *v, int nv)
 		}
 	}
 	flush(&o);
+	rq_prefix_release(pfx);
 	atomic_store_explicit(&e->smid, (uint32_t)mid, memory_order_relaxed);
 	return o.ok;
 }

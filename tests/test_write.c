@@ -409,3 +409,32 @@ Test(conn, sendmsg_keeps_its_flags_and_gets_the_header)
 	cr_assert_eq(rq_io_write(CONN, v, 2, &k), 27);
 	out_is("HTTP/1.1 204 No Content\r\nX-Request-Id: m\r\n\r\n");
 }
+
+Test(logs, one_line_writes_under_every_short_write_keep_bytes_exact)
+{
+	static const char want[] = "[req:one] a single line\n[req:one] another\n";
+
+	for (size_t cap = 1; cap <= sizeof(want); cap++) {
+		setup();
+		fk.cap = cap;
+		in_request("one");
+		write_all(LOG, "a single line\n", 14);
+		write_all(LOG, "another\n", 8);
+		out_is(want);
+	}
+}
+
+Test(logs, a_signal_handler_line_during_a_line_gets_its_own_prefix)
+{
+	/* The prefix cache is busy while a line is written; a nested write renders its own. */
+	char buf[RQ_INS_MAX];
+	size_t len;
+	const char *outer;
+
+	in_request("outer");
+	outer = rq_prefix_acquire(buf, &len);
+	in_request("inner");
+	cr_assert_eq(wrs(LOG, "from a handler\n"), 15);
+	rq_prefix_release(outer);
+	out_is("[req:inner] from a handler\n");
+}
