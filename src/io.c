@@ -647,7 +647,7 @@ static ssize_t log_line(int fd, struct rq_fd *e, const char *s, size_t n)
 	}
 	if (r <= 0)
 		return r;
-	if ((size_t)r < v[0].iov_len) {
+	if ((size_t)r <= v[0].iov_len) { /* none of the line yet: the general path goes on */
 		atomic_store_explicit(&e->wpend, (uint32_t)r, memory_order_relaxed);
 		return NOT_LINE;
 	}
