@@ -19,6 +19,9 @@ WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototy
 BASE     := -std=gnu11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -Iinclude -Isrc $(WARN)
 ifneq ($(SANITIZE),)
 SANFLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
+ifneq ($(findstring thread,$(SANITIZE)),)
+SANFLAGS += -Wno-tsan
+endif
 endif
 
 SRC      := $(wildcard src/*.c)
@@ -38,7 +41,7 @@ PROG_O2  := $(PROGS:tests/progs/%.c=$(B)/progs/O2/%)
 LIBS     := -ldl -lpthread
 
 .SECONDARY:
-.PHONY: all test demo bench fuzz clean install uninstall deps-test deps-demo check-exports
+.PHONY: all test test-tsan demo bench fuzz clean install uninstall deps-test deps-demo check-exports
 all: $(LIB) $(B)/reqctx-demo $(B)/reqctx
 
 $(B)/obj/%.o: %.c $(wildcard src/*.h preload/*.h include/*.h)
@@ -104,6 +107,12 @@ deps-demo:
 
 test: deps-test all $(TEST_BIN) $(PROG_O0) $(PROG_O2)
 	@REQCTX_BUILD=$(abspath $(B)) tools/run-tests.sh $(TEST_BIN)
+
+# The suites whose src/ code runs on several threads at once, under ThreadSanitizer.
+TSAN_SUITES := test_id test_evq test_timers test_write
+test-tsan:
+	$(MAKE) B=build-tsan SANITIZE=thread all $(TSAN_SUITES:%=build-tsan/tests/%)
+	@REQCTX_BUILD=$(abspath build-tsan) tools/run-tests.sh $(TSAN_SUITES:%=build-tsan/tests/%)
 
 demo: deps-demo all
 	LD_PRELOAD=$(abspath $(LIB)) $(B)/reqctx-demo --port 3000

@@ -858,7 +858,7 @@ Test(logs, id_finds_a_last_line_without_newline_and_lines_across_reads)
 	const char *f = fmt("%s/big.log", tmp);
 	const char *filler = "[req:other] some filler text that is not the one we look for\n";
 	size_t fl = strlen(filler), n = 0, count = 40000;
-	char *data = malloc(count * fl + 64);
+	char *data = malloc(count * fl + 4096);
 	char *expect = fmt("%s", "");
 	struct proc p;
 
