@@ -1,0 +1,484 @@
+/*
+ * Hardening: children, signals, hostile descriptor handling, hostile clients,
+ * churn and the documented limits. Every case runs helper programs from
+ * tests/progs/hard_*.c with LD_PRELOAD in their own environment only, and
+ * checks exact bytes, counts and statuses, usually beside a run without the
+ * library.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include "fdtab.h"
+#include "proc.h"
+
+static const char *dir;
+
+static void setup(void)
+{
+	dir = tmpdir_new();
+}
+
+static void teardown(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		cr_log_warn("could not remove %s", dir);
+}
+
+TestSuite(hardening, .init = setup, .fini = teardown, .timeout = 120);
+
+/* Paths, on the heap: each test is its own process, so they are never freed. */
+static const char *tpath(const char *name)
+{
+	char *b;
+
+	cr_assert_gt(asprintf(&b, "%s/%s", dir, name), 0);
+	return b;
+}
+
+static const char *prog(const char *variant, const char *name)
+{
+	char *b;
+
+	cr_assert_gt(asprintf(&b, "%s/progs/%s/%s", bdir(), variant, name), 0);
+	return b;
+}
+
+static const char *repo(const char *rel)
+{
+	char *b;
+
+	cr_assert_gt(asprintf(&b, "%s/../%s", bdir(), rel), 0);
+	return b;
+}
+
+static void sh(const char *cmd)
+{
+	cr_assert_eq(system(cmd), 0, "command failed: %s", cmd);
+}
+
+/* Asserts the file holds exactly the n bytes of want. */
+static void file_eq(const char *path, const char *want, size_t n)
+{
+	size_t got_n;
+	char *got = slurp(path, &got_n);
+
+	cr_assert_eq(got_n, n, "%s: %zu bytes, want %zu\n--- got ---\n%.2000s", path, got_n, n,
+		     got);
+	cr_assert_eq(memcmp(got, want, n), 0, "%s differs\n--- got ---\n%.2000s\n--- want ---\n%.2000s",
+		     path, got, want);
+	free(got);
+}
+
+static void file_is(const char *path, const char *want)
+{
+	file_eq(path, want, strlen(want));
+}
+
+/* ---- 1. children ---- */
+
+/*
+ * A CGI-style child (`hard_child emit`) writes binary bytes and lines to its
+ * stdout, a pipe back to its preloaded parent, which copies them to a file.
+ * They must arrive exactly as the child wrote them: in a child only stderr
+ * is a log (README, "Which streams are logs"). The child's stderr line is
+ * prefixed, with `unknown`: the parent's request ID does not travel through
+ * exec.
+ */
+static void cgi_case(const char *how)
+{
+	char *emit[] = { (char *)prog("O0", "hard_child"), "emit", NULL };
+	char *argv[] = { (char *)prog("O2", "hard_child"), "cgi", (char *)how,
+			 (char *)tpath("copy"), NULL };
+	char want_err[256], *ref;
+	size_t ref_n;
+
+	cr_assert_eq(proc_run(emit, NULL, 0, tpath("ref"), NULL), 0);
+	ref = slurp(tpath("ref"), &ref_n);
+	cr_assert_gt(ref_n, 2000);
+	cr_assert_eq(ref[0], '\0'); /* binary bytes first */
+
+	cr_assert_eq(proc_run(argv, NULL, 1, NULL, tpath("err")), 0);
+	file_eq(tpath("copy"), ref, ref_n);
+	snprintf(want_err, sizeof(want_err),
+		 "[req:unknown] child err id=unknown\n"
+		 "[req:parent-req] parent %s status=0 id=parent-req\n", how);
+	file_is(tpath("err"), want_err);
+
+	cr_assert_eq(proc_run(argv, NULL, 0, NULL, tpath("err")), 0);
+	file_eq(tpath("copy"), ref, ref_n);
+	snprintf(want_err, sizeof(want_err), "child err id=none\nparent %s status=0 id=none\n", how);
+	file_is(tpath("err"), want_err);
+	free(ref);
+}
+
+Test(hardening, cgi_child_of_fork_exec_passes_its_stdout_through_unchanged)
+{
+	cgi_case("fork");
+}
+
+Test(hardening, cgi_child_of_vfork_exec_passes_its_stdout_through_unchanged)
+{
+	cgi_case("vfork");
+}
+
+Test(hardening, cgi_child_of_posix_spawn_passes_its_stdout_through_unchanged)
+{
+	cgi_case("spawn");
+}
+
+Test(hardening, cgi_child_of_system_passes_its_stdout_through_unchanged)
+{
+	cgi_case("system");
+}
+
+Test(hardening, cgi_child_of_popen_passes_its_stdout_through_unchanged)
+{
+	cgi_case("popen");
+}
+
+/* REQCTX_CHILD_LOG_FDS is what decides: naming fd 1 makes the child's stdout a log. */
+Test(hardening, child_log_fds_setting_makes_a_child_stdout_a_log)
+{
+	static const char *const env[] = { "REQCTX_CHILD_LOG_FDS=1,2", NULL };
+	char *emit[] = { (char *)prog("O0", "hard_child"), "emit", NULL };
+	char *argv[] = { (char *)prog("O0", "hard_child"), "cgi", "fork", (char *)tpath("copy"),
+			 NULL };
+	char *ref, *want;
+	size_t ref_n, n = 0;
+
+	cr_assert_eq(proc_run(emit, NULL, 0, tpath("ref"), NULL), 0);
+	ref = slurp(tpath("ref"), &ref_n);
+	want = malloc(ref_n * 16 + 64);
+	for (size_t i = 0; i < ref_n; i++) {
+		if (i == 0 || ref[i - 1] == '\n')
+			n += (size_t)sprintf(want + n, "[req:unknown] ");
+		want[n++] = ref[i];
+	}
+	cr_assert_eq(proc_run(argv, env, 1, NULL, tpath("err")), 0);
+	file_eq(tpath("copy"), want, n);
+	free(want);
+	free(ref);
+}
+
+/* fork without exec: the child is the same program, with the parent's context and logs. */
+Test(hardening, forked_child_keeps_the_parent_context_and_log_streams)
+{
+	char *argv[] = { (char *)prog("O0", "hard_child"), "forked", NULL };
+
+	cr_assert_eq(proc_run(argv, NULL, 1, tpath("out"), tpath("err")), 0);
+	file_is(tpath("out"), "[req:fk1] forked child out id=fk1\n");
+	file_is(tpath("err"), "[req:fk1] forked child err id=fk1\n[req:fk1] parent status=0 id=fk1\n");
+	cr_assert_eq(proc_run(argv, NULL, 0, tpath("out"), tpath("err")), 0);
+	file_is(tpath("out"), "forked child out id=none\n");
+	file_is(tpath("err"), "forked child err id=none\nparent status=0 id=none\n");
+}
+
+/* ---- 2. signals ---- */
+
+/*
+ * SIGALRM every 100 us; its handler write()s "sig\n" to stderr while the main
+ * thread writes whole lines there (with write, or fprintf), so handlers land
+ * inside the wrapped calls. Afterwards every line is whole and carries its
+ * prefix, the main lines are all there in order, and there is one handler
+ * line per handler run the program counted.
+ */
+static void flood_case(const char *variant, const char *how, int preload)
+{
+	const int n = 30000;
+	char *argv[] = { (char *)prog(variant, "hard_sig"), "flood", (char *)how, "30000",
+			 (char *)tpath("rep"), NULL };
+	const char *pfx = preload ? "[req:unknown] " : "";
+	size_t plen = strlen(pfx), len;
+	int handled = -1, mains = 0, sigs = 0;
+	char *err, *p, *rep;
+
+	cr_assert_eq(proc_run(argv, NULL, preload, NULL, tpath("err")), 0);
+	rep = slurp(tpath("rep"), NULL);
+	cr_assert_eq(sscanf(rep, "handled=%d", &handled), 1);
+	cr_assert_gt(handled, 100, "only %d signals arrived", handled);
+	err = slurp(tpath("err"), &len);
+	for (p = err; p < err + len;) {
+		char want[128];
+
+		cr_assert_eq(strncmp(p, pfx, plen), 0, "line without its prefix at byte %zu: %.80s",
+			     (size_t)(p - err), p);
+		p += plen;
+		if (!strncmp(p, "sig\n", 4)) {
+			sigs++;
+			p += 4;
+			continue;
+		}
+		snprintf(want, sizeof(want),
+			 "main line %06d ........................................\n", mains);
+		cr_assert_eq(strncmp(p, want, strlen(want)), 0, "byte %zu: want %s got %.80s",
+			     (size_t)(p - err), want, p);
+		p += strlen(want);
+		mains++;
+	}
+	cr_assert_eq(mains, n);
+	cr_assert_eq(sigs, handled);
+	cr_assert_eq(len, (size_t)n * (plen + 58) + (size_t)sigs * (plen + 4));
+	free(err);
+	free(rep);
+}
+
+Test(hardening, signal_handler_writing_during_write_loses_no_byte)
+{
+	flood_case("O2", "write", 1);
+	flood_case("O2", "write", 0);
+}
+
+Test(hardening, signal_handler_writing_during_fprintf_loses_no_byte)
+{
+	flood_case("O0", "printf", 1);
+	flood_case("O2", "printf", 1);
+	flood_case("O2", "printf", 0);
+}
+
+/*
+ * A blocking read (pipe) and recv (socketpair) interrupted by a handler: -1
+ * with EINTR when it was installed without SA_RESTART, restarted (and the
+ * byte read later) with it; the same with and without the library.
+ */
+static void eintr_case(const char *flags, const char *want)
+{
+	char *argv[] = { (char *)prog("O0", "hard_sig"), "eintr", (char *)flags,
+			 (char *)tpath("rep"), NULL };
+
+	cr_assert_eq(proc_run(argv, NULL, 0, NULL, NULL), 0);
+	file_is(tpath("rep"), want);
+	cr_assert_eq(proc_run(argv, NULL, 1, NULL, NULL), 0);
+	file_is(tpath("rep"), want);
+}
+
+Test(hardening, eintr_without_sa_restart_is_libc_s)
+{
+	eintr_case("norestart",
+		   "read: r=-1 errno=Interrupted system call byte=- handled=1\n"
+		   "recv: r=-1 errno=Interrupted system call byte=- handled=1\n");
+}
+
+Test(hardening, sa_restart_restarts_as_in_libc)
+{
+	eintr_case("restart", "read: r=1 errno=- byte=x handled=1\n"
+			      "recv: r=1 errno=- byte=x handled=1\n");
+}
+
+/* ---- 3. hostile descriptor handling ---- */
+
+static int wait_port(const char *portfile, pid_t pid)
+{
+	long end = proc_now_ms() + 10000;
+	int port = 0;
+
+	while (proc_now_ms() < end) {
+		FILE *f = fopen(portfile, "r");
+		int st;
+
+		if (f && fscanf(f, "%d", &port) == 1) {
+			fclose(f);
+			return port;
+		}
+		if (f)
+			fclose(f);
+		cr_assert_eq(waitpid(pid, &st, WNOHANG), 0, "server exited early (status %d)", st);
+		usleep(2000);
+	}
+	cr_assert_fail("no port in %s", portfile);
+	return 0;
+}
+
+static int dial(int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+
+	cr_assert_geq(s, 0);
+	cr_assert_eq(connect(s, (struct sockaddr *)&a, sizeof(a)), 0, "connect: %s", strerror(errno));
+	return s;
+}
+
+static void send_all(int s, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t r = send(s, p, n, MSG_NOSIGNAL);
+
+		cr_assert_gt(r, 0, "send: %s", strerror(errno));
+		p += r;
+		n -= (size_t)r;
+	}
+}
+
+/* Reads until EOF; returns a heap buffer (NUL-terminated) and its length. */
+static char *recv_all(int s, size_t *len)
+{
+	size_t n = 0, cap = 4096;
+	char *b = malloc(cap);
+	ssize_t r;
+
+	while ((r = recv(s, b + n, cap - n - 1, 0)) > 0) {
+		n += (size_t)r;
+		if (cap - n < 2048)
+			b = realloc(b, cap *= 2);
+	}
+	cr_assert_eq(r, 0, "recv: %s", strerror(errno));
+	b[n] = '\0';
+	*len = n;
+	return b;
+}
+
+/* One request to hard_fds: "GET /p" with X-Request-Id cl1; the exact response. */
+static void one_request(int port)
+{
+	static const char req[] = "GET /p HTTP/1.1\r\nHost: x\r\nX-Request-Id: cl1\r\n\r\n";
+	int s = dial(port);
+	size_t n;
+	char *resp;
+
+	send_all(s, req, sizeof(req) - 1);
+	resp = recv_all(s, &n);
+	close(s);
+	cr_assert_str_eq(resp, "HTTP/1.1 200 OK\r\nX-Request-Id: cl1\r\nContent-Length: 2\r\n"
+			       "Connection: close\r\n\r\nok");
+	free(resp);
+}
+
+/*
+ * The host closes every fd from 3 up behind reqctx's back (a log, a pipe and
+ * a socketpair it was tracking), then goes on: a plain file that takes the
+ * old log's number is not a log, a new log is one, and a connection is served
+ * with its header and its ID in the logs.
+ */
+static void closeall_case(const char *how)
+{
+	char *argv[] = { (char *)prog("O2", "hard_fds"), "closeall", (char *)how, (char *)dir,
+			 (char *)tpath("port"), NULL };
+	pid_t pid = proc_start(argv, NULL, 1, tpath("out"), tpath("err"));
+
+	one_request(wait_port(tpath("port"), pid));
+	cr_assert_eq(proc_wait(pid, 10000), 0);
+	file_is(tpath("before.log"), "[req:unknown] before\n");
+	file_is(tpath("plain.txt"), "plain line\n");
+	file_is(tpath("app.log"), "[req:unknown] serving\n[req:cl1] handled /p\n"
+				  "[req:cl1] stdio after /p\n");
+	file_is(tpath("err"), "[req:cl1] handling /p\n");
+}
+
+Test(hardening, host_that_close_ranges_every_fd_keeps_working)
+{
+	closeall_case("range");
+}
+
+Test(hardening, host_that_closes_every_fd_in_a_loop_keeps_working)
+{
+	closeall_case("loop");
+}
+
+/* The raw system call: reqctx never sees the close, the fds' next owners reset their entries. */
+Test(hardening, host_that_close_ranges_with_a_raw_syscall_keeps_working)
+{
+	closeall_case("raw");
+}
+
+/*
+ * dlsym bootstrap under an allocator that re-enters hooked functions on
+ * every call (a zero-length write to stderr, a pthread mutex) and writes a
+ * whole line to stderr on its first call, preloaded before or after
+ * libreqctx.so: the helper logs and serves a request exactly as usual.
+ */
+static void talloc_case(int talloc_first)
+{
+	static const char *const env[] = { "TALLOC_FD=2", NULL };
+	char *argv[] = { (char *)prog("O2", "hard_fds"), "serve", (char *)dir,
+			 (char *)tpath("port"), NULL };
+	char so[300], lp[700], cmd[1200], *env2[3], *err, *at;
+	pid_t pid;
+
+	snprintf(so, sizeof(so), "%s", tpath("talloc.so"));
+	snprintf(cmd, sizeof(cmd), "cc -shared -fPIC -O1 -o %s %s", so, repo("tests/fixtures/talloc.c"));
+	sh(cmd);
+	if (talloc_first)
+		snprintf(lp, sizeof(lp), "LD_PRELOAD=%s:%s/libreqctx.so", so, bdir());
+	else
+		snprintf(lp, sizeof(lp), "LD_PRELOAD=%s/libreqctx.so:%s", bdir(), so);
+	env2[0] = (char *)env[0];
+	env2[1] = lp;
+	env2[2] = NULL;
+	pid = proc_start(argv, (const char *const *)env2, 0, tpath("out"), tpath("err"));
+	one_request(wait_port(tpath("port"), pid));
+	cr_assert_eq(proc_wait(pid, 10000), 0);
+	file_is(tpath("app.log"), "[req:unknown] serving\n[req:cl1] handled /p\n"
+				  "[req:cl1] stdio after /p\n");
+	/*
+	 * The allocator's first line comes from inside reqctx's own start-up
+	 * (unprefixed, as everything written before reqctx is ready) or later,
+	 * prefixed: it is there once; the rest is exact.
+	 */
+	err = slurp(tpath("err"), NULL);
+	at = strstr(err, "talloc first call\n");
+	cr_assert_not_null(at, "%s", err);
+	cr_assert_null(strstr(at + 1, "talloc first call\n"), "%s", err);
+	if (at - err >= 14 && !strncmp(at - 14, "[req:", 5))
+		at -= 14;
+	memmove(at, strchr(at, '\n') + 1, strlen(strchr(at, '\n') + 1) + 1);
+	cr_assert_str_eq(err, "[req:cl1] handling /p\n[req:cl1] test allocator used\n");
+	free(err);
+}
+
+Test(hardening, allocator_preloaded_before_reqctx_that_reenters_hooks)
+{
+	talloc_case(1);
+}
+
+Test(hardening, allocator_preloaded_after_reqctx_that_reenters_hooks)
+{
+	talloc_case(0);
+}
+
+/*
+ * I/O from constructors: a library the host links (its constructor runs
+ * before libreqctx.so's, so reqctx starts from inside it) and the host's own
+ * constructor(101) write to stderr, stdout and a log file. Every line is there
+ * once, prefixed as the rules say (all start outside requests: unknown).
+ */
+Test(hardening, host_constructors_doing_io_before_ours)
+{
+	char cmd[1500], denv[300], exe[300];
+	const char *env[] = { denv, NULL };
+	char *argv[] = { exe, (char *)dir, NULL };
+	int st;
+
+	snprintf(exe, sizeof(exe), "%s", tpath("ctor"));
+	snprintf(denv, sizeof(denv), "HARD_DIR=%s", dir);
+	snprintf(cmd, sizeof(cmd),
+		 "cc -shared -fPIC -o %s/libhardctor.so %s && "
+		 "cc -std=gnu11 -DHARD_CTOR_LIB -o %s/ctor %s -Wl,--no-as-needed -L%s -lhardctor "
+		 "-Wl,-rpath,%s",
+		 dir, repo("tests/fixtures/ctorlib.c"), dir, repo("tests/progs/hard_ctor.c"), dir, dir);
+	sh(cmd);
+
+	cr_assert_eq(proc_run(argv, env, 1, tpath("out"), tpath("err")), 0);
+	file_is(tpath("out"), "[req:unknown] main ctor out\n[req:unknown] lib: lib ctor ran\n"
+			      "[req:unknown] main out\n");
+	file_is(tpath("err"), "[req:unknown] lib ctor err\n[req:unknown] lib ctor stdio 42\n"
+			      "[req:unknown] main ctor err\n[req:unknown] main err\n");
+	file_is(tpath("ctor.log"), "[req:unknown] lib ctor log\n[req:unknown] main ctor log\n"
+				   "[req:unknown] main log\n");
+	unlink(tpath("ctor.log"));
+	st = proc_run(argv, env, 0, tpath("out"), tpath("err"));
+	cr_assert_eq(st, 0, "status %d: %s", st, slurp(tpath("err"), NULL));
+	file_is(tpath("out"), "main ctor out\nlib: lib ctor ran\nmain out\n");
+	file_is(tpath("err"), "lib ctor err\nlib ctor stdio 42\nmain ctor err\nmain err\n");
+	file_is(tpath("ctor.log"), "lib ctor log\nmain ctor log\nmain log\n");
+}
