@@ -38,7 +38,7 @@ TEST_BIN := $(TESTS:tests/%.c=$(B)/tests/%)
 PROG_O0  := $(PROGS:tests/progs/%.c=$(B)/progs/O0/%)
 PROG_O2  := $(PROGS:tests/progs/%.c=$(B)/progs/O2/%)
 
-LIBS     := -ldl -lpthread
+LIBS     := -ldl -lpthread -lunwind
 
 .SECONDARY:
 .PHONY: all test test-tsan demo bench fuzz clean install uninstall deps-test deps-demo check-exports
@@ -93,7 +93,7 @@ fuzz: $(FUZZERS:%=$(B)/fuzz/fuzz_%)
 $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/targets.c $(SRC) $(wildcard src/*.h tests/*.h tests/fuzz/*.h)
 	@mkdir -p $(dir $@)
 	clang -std=gnu11 -D_GNU_SOURCE -Iinclude -Isrc -Itests -Itests/fuzz -g -O1 \
-	    -fsanitize=fuzzer,address,undefined -o $@ $< tests/fuzz/targets.c $(SRC) -lpthread
+	    -fsanitize=fuzzer,address,undefined -o $@ $< tests/fuzz/targets.c $(SRC) $(LIBS)
 
 $(B)/tests/%: tests/%.c $(SRC_T) $(wildcard tests/*.h)
 	@mkdir -p $(dir $@)

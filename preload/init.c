@@ -22,6 +22,10 @@ _Atomic int rq_state; /* 0: not started, 1: resolving, 2: ready, 3: pass-through
 
 static RQ_TLS int resolving;
 
+/* Crash reports: the handlers (preload/signals.c) and the threads' alternate stacks (preload/threads.c). */
+void rq_crash_start(void);
+void rq_threads_init(void);
+
 static const char *env(const char *name)
 {
 	return getenv(name);
@@ -136,6 +140,8 @@ int rq_init_slow(void)
 	if (!rq_cfg.disabled)
 		mark_log_fds();
 	pthread_atfork(NULL, NULL, after_fork_child);
+	rq_threads_init();
+	rq_crash_start();
 	resolving = 0;
 	atomic_store_explicit(&rq_state, RQ_READY, memory_order_release);
 	errno = e;

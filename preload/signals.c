@@ -1,7 +1,8 @@
 /*
  * Signal handlers: the host's handlers are wrapped so that they run in the
- * context of the timer behind the signal (src/sigctx.h), and everything the
- * host reads back is what it installed.
+ * context of the timer behind the signal (src/sigctx.h), the fatal signals
+ * get the crash report first (src/crash.h), and everything the host reads
+ * back is what it installed.
  *
  * Before reqctx is ready these pass straight through to glibc's own entry
  * points that we do not interpose: __sigaction, and ssignal (glibc's signal
@@ -13,6 +14,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "crash.h"
 #include "preload.h"
 #include "sigctx.h"
 
@@ -21,6 +23,7 @@ extern __sighandler_t __sysv_signal(int, __sighandler_t);
 extern __sighandler_t bsd_signal(int, __sighandler_t);
 
 int rq_resolve_signals(void);
+void rq_crash_start(void);
 
 static struct {
 	rq_sigaction_fn sigaction;
@@ -67,7 +70,26 @@ static __sighandler_t sysv_raw(int sig, __sighandler_t h)
 
 static int passes(int sig)
 {
-	return !rq_sig_wrappable(sig) || rq_cfg.disabled;
+	if (rq_cfg.disabled)
+		return 1;
+	return !rq_sig_wrappable(sig) && !(rq_cfg.crash && rq_sig_fatal(sig));
+}
+
+/*
+ * Crash reports (src/crash.h): the module table, an alternate stack for the
+ * thread that starts reqctx (usually the main thread), and our handler for
+ * each fatal signal the host has not taken yet.
+ */
+void rq_crash_start(void)
+{
+	static const int sigs[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT };
+
+	if (rq_cfg.disabled || !rq_cfg.crash)
+		return;
+	rq_crash_init();
+	rq_crash_altstack();
+	for (size_t i = 0; i < RQ_ARRAY_LEN(sigs); i++)
+		rq_sig_crash_install(real.sigaction, sigs[i]);
 }
 
 RQ_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)

@@ -1,5 +1,6 @@
 /*
- * Threads: a new thread starts in its creator's context, and work handed
+ * Threads: a new thread starts in its creator's context (and, with crash
+ * reports on, with an alternate signal stack), and work handed
  * through a mutex+condvar queue carries the producer's context to the
  * consumer (src/handoff.h). The pthread functions have several symbol
  * versions; the current ones are resolved with dlvsym. Binaries built
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 
 #include "config.h"
+#include "crash.h"
 #include "ctx.h"
 #include "handoff.h"
 #include "preload.h"
@@ -59,12 +61,33 @@ struct start {
 	struct rq_ctx ctx;
 };
 
+/* Holds each thread's alternate signal stack; its destructor frees it at thread exit. */
+static pthread_key_t altkey;
+static int have_altkey;
+
+void rq_threads_init(void);
+
+void rq_threads_init(void)
+{
+	if (!rq_cfg.disabled && rq_cfg.crash && !have_altkey)
+		have_altkey = pthread_key_create(&altkey, rq_crash_altstack_free) == 0;
+}
+
+/*
+ * The new thread gets an alternate signal stack for crash reports (unless it
+ * has one), released by the key's destructor however the thread ends
+ * (return, pthread_exit, cancellation).
+ */
 static void *started(void *p)
 {
 	struct start s = *(struct start *)p;
+	void *alt;
 
 	free(p);
-	rq_ctx_set(&s.ctx);
+	if (have_altkey && (alt = rq_crash_altstack()) && pthread_setspecific(altkey, alt) != 0)
+		rq_crash_altstack_free(alt);
+	if (s.ctx.serial)
+		rq_ctx_set(&s.ctx);
 	return s.fn(s.arg);
 }
 
@@ -76,7 +99,7 @@ RQ_EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*f
 
 	if (unlikely(!rq_ready()) && !real.create && rq_resolve_threads() < 0)
 		return EAGAIN;
-	if (rq_ctx_cur()->serial == 0 || !(s = malloc(sizeof(*s))))
+	if ((rq_ctx_cur()->serial == 0 && !have_altkey) || !(s = malloc(sizeof(*s))))
 		return real.create(t, attr, fn, arg);
 	s->fn = fn;
 	s->arg = arg;

@@ -173,6 +173,11 @@ static int set_unknown(const char *v)
 	return (rq_cfg.bare_unknown = set_flag(v, "prefix", "bare")) < 0 ? -1 : 0;
 }
 
+static int set_crash(const char *v)
+{
+	return (rq_cfg.crash = set_flag(v, "0", "1")) < 0 ? -1 : 0;
+}
+
 void rq_config_load(const char *(*getenv_fn)(const char *),
 		    void (*report)(const char *line))
 {
@@ -194,6 +199,7 @@ void rq_config_load(const char *(*getenv_fn)(const char *),
 	apply("REQCTX_ECHO", "1", set_echo, "is not 0 or 1");
 	apply("REQCTX_HANDOFF", "1", set_handoff, "is not 0 or 1");
 	apply("REQCTX_UNKNOWN", "prefix", set_unknown, "is not \"prefix\" or \"bare\"");
+	apply("REQCTX_CRASH", "1", set_crash, "is not 0 or 1");
 }
 
 int rq_config_is_log_path(const char *path)

@@ -15,6 +15,8 @@
  *                     the consumer (default); 0: they don't
  *   REQCTX_UNKNOWN    "prefix": lines outside requests get [req:unknown]
  *                     (default); "bare": they are left as they are
+ *   REQCTX_CRASH      1: report fatal signals with the request ID and a
+ *                     backtrace (default); 0: leave them alone
  *
  * A bad value is reported in one line on stderr and its default is used.
  */
@@ -35,6 +37,7 @@ struct rq_config {
 	int echo;
 	int handoff;
 	int bare_unknown;
+	int crash;
 	size_t hdr_len;
 	char hdr[RQ_HDR_MAX + 1];    /* as configured, for the response */
 	char hdr_lc[RQ_HDR_MAX + 1]; /* lower case, for matching */

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "crash.h"
 #include "timers.h"
 
 #ifndef NSIG
@@ -28,9 +29,18 @@ int rq_sig_wrappable(int sig)
 {
 	switch (sig) {
 	case SIGSEGV: case SIGBUS: case SIGILL: case SIGFPE: case SIGABRT:
-		return 0; /* left to the crash handlers (a later issue) */
+		return 0; /* left to the crash handler (src/crash.h) */
 	}
 	return sig > 0 && sig < NSIG;
+}
+
+int rq_sig_fatal(int sig)
+{
+	switch (sig) {
+	case SIGSEGV: case SIGBUS: case SIGILL: case SIGFPE: case SIGABRT:
+		return 1;
+	}
+	return 0;
 }
 
 void rq_sig_get(int sig, struct rq_sigrec *out)
@@ -141,19 +151,53 @@ static int is_handler(void *fn)
 	return fn != (void *)SIG_DFL && fn != (void *)SIG_IGN && fn != (void *)SIG_ERR;
 }
 
+/* The handler the kernel gets in place of fn for sig, or NULL if fn goes as it is. */
+static void *ours(int sig, void *fn)
+{
+	if (rq_sig_fatal(sig))
+		return fn == (void *)SIG_IGN ? NULL : (void *)rq_crash_handler;
+	return is_handler(fn) ? (void *)rq_sig_handler : NULL;
+}
+
+/* The flags we add to the host's, for the handler `h` that ours() chose. */
+static int added(void *h)
+{
+	return h == (void *)rq_crash_handler ? SA_SIGINFO | SA_ONSTACK : SA_SIGINFO;
+}
+
 void rq_sig_report(const struct sigaction *k, const struct rq_sigrec *prev, struct sigaction *out)
 {
-	int fix = 0;
+	int fix = 0, mask = prev->wrapped >= RQ_SIG_CRASH ? SA_SIGINFO | SA_ONSTACK : SA_SIGINFO;
 
 	*out = *k;
-	if (k->sa_sigaction == rq_sig_handler) {
+	if (k->sa_sigaction == rq_sig_handler || k->sa_sigaction == rq_crash_handler) {
 		out->sa_sigaction = (void (*)(int, siginfo_t *, void *))prev->fn;
 		fix = 1;
 	} else if (prev->wrapped && k->sa_handler == SIG_DFL && (k->sa_flags & SA_RESETHAND)) {
 		fix = 1; /* the kernel reset our handler on delivery */
 	}
-	if (fix)
-		out->sa_flags = (k->sa_flags & ~SA_SIGINFO) | (prev->flags & SA_SIGINFO);
+	if (fix && prev->wrapped == RQ_SIG_CRASH_INIT)
+		out->sa_flags = prev->flags;
+	else if (fix)
+		out->sa_flags = (k->sa_flags & ~mask) | (prev->flags & mask);
+}
+
+int rq_sig_crash_install(rq_sigaction_fn sa, int sig)
+{
+	struct sigaction k;
+	struct rq_sigrec rec;
+
+	if (!rq_sig_fatal(sig) || sa(sig, NULL, &k) < 0 || k.sa_handler != SIG_DFL)
+		return -1;
+	rec = (struct rq_sigrec){ (void *)SIG_DFL, k.sa_flags, RQ_SIG_CRASH_INIT };
+	rq_sig_put(sig, &rec);
+	k.sa_sigaction = rq_crash_handler;
+	k.sa_flags = (k.sa_flags & ~SA_RESETHAND) | SA_SIGINFO | SA_ONSTACK;
+	if (sa(sig, &k, NULL) < 0) {
+		rq_sig_put(sig, &(struct rq_sigrec){ NULL, 0, 0 });
+		return -1;
+	}
+	return 0;
 }
 
 int rq_sig_action(rq_sigaction_fn sa, int sig, const struct sigaction *act,
@@ -162,13 +206,15 @@ int rq_sig_action(rq_sigaction_fn sa, int sig, const struct sigaction *act,
 	struct rq_sigrec prev, rec;
 	struct sigaction k, kold;
 	int e = errno;
+	void *h;
 
 	rq_sig_get(sig, &prev);
-	if (act && is_handler((void *)act->sa_handler)) {
+	if (act && (h = ours(sig, (void *)act->sa_handler))) {
 		k = *act;
-		rec = (struct rq_sigrec){ (void *)act->sa_handler, act->sa_flags, 1 };
-		k.sa_sigaction = rq_sig_handler;
-		k.sa_flags |= SA_SIGINFO;
+		rec = (struct rq_sigrec){ (void *)act->sa_handler, act->sa_flags,
+					  h == (void *)rq_sig_handler ? RQ_SIG_TIMER : RQ_SIG_CRASH };
+		k.sa_sigaction = (void (*)(int, siginfo_t *, void *))h;
+		k.sa_flags |= added(h);
 		/* The table first: a signal that arrives right after the switch finds it. */
 		rq_sig_put(sig, &rec);
 		if (sa(sig, &k, &kold) < 0) {
@@ -196,25 +242,26 @@ __sighandler_t rq_sig_signal(rq_sigaction_fn sa, __sighandler_t (*install)(int, 
 	struct rq_sigrec prev, rec = { (void *)h, 0, 0 };
 	struct sigaction k;
 	__sighandler_t r;
+	void *mine;
 	int e;
 
 	rq_sig_get(sig, &prev);
 	if ((r = install(sig, h)) == SIG_ERR)
 		return r;
 	e = errno;
-	if ((void *)r == (void *)rq_sig_handler)
+	if ((void *)r == (void *)rq_sig_handler || (void *)r == (void *)rq_crash_handler)
 		r = (__sighandler_t)prev.fn;
 	/*
 	 * h is now installed with glibc's flags and mask; put ours in its place
 	 * with the same. If the kernel shows something else by now (a one-shot
 	 * handler that already fired), leave it.
 	 */
-	if (is_handler((void *)h) && sa(sig, NULL, &k) == 0 && k.sa_handler == h) {
+	if ((mine = ours(sig, (void *)h)) && sa(sig, NULL, &k) == 0 && k.sa_handler == h) {
 		rec.flags = k.sa_flags;
-		rec.wrapped = 1;
+		rec.wrapped = mine == (void *)rq_sig_handler ? RQ_SIG_TIMER : RQ_SIG_CRASH;
 		rq_sig_put(sig, &rec);
-		k.sa_sigaction = rq_sig_handler;
-		k.sa_flags |= SA_SIGINFO;
+		k.sa_sigaction = (void (*)(int, siginfo_t *, void *))mine;
+		k.sa_flags |= added(mine);
 		if (sa(sig, &k, NULL) < 0)
 			rq_sig_put(sig, &(struct rq_sigrec){ (void *)h, 0, 0 });
 	} else {

@@ -16,7 +16,12 @@
  * by the host's and SA_SIGINFO as the host set it. SA_RESETHAND works
  * unchanged: the kernel resets the action to SIG_DFL and the report says so.
  *
- * SIGSEGV, SIGBUS, SIGILL, SIGFPE and SIGABRT are never wrapped.
+ * SIGSEGV, SIGBUS, SIGILL, SIGFPE and SIGABRT (the fatal signals) are not
+ * wrapped for timers: when crash reports are on (REQCTX_CRASH, src/crash.h)
+ * the kernel gets rq_crash_handler for them instead, with SA_ONSTACK added,
+ * for the host's handlers and for SIG_DFL alike (SIG_IGN goes to the kernel
+ * as it is). The host's handler is recorded here and called after the report;
+ * what the host reads back is again exactly what it set.
  *
  * Each table entry is double-buffered (like the thread context): a writer
  * fills the inactive copy and flips an index, so a handler always reads a
@@ -34,13 +39,28 @@
 struct rq_sigrec {
 	void *fn;    /* the host's handler (sa_handler or sa_sigaction), SIG_DFL or SIG_IGN */
 	int flags;   /* the host's sa_flags */
-	int wrapped; /* the kernel was given rq_sig_handler for it */
+	int wrapped; /* RQ_SIG_*: what the kernel was given in its place */
 };
+
+#define RQ_SIG_TIMER      1 /* rq_sig_handler */
+#define RQ_SIG_CRASH      2 /* rq_crash_handler, for what the host set */
+#define RQ_SIG_CRASH_INIT 3 /* rq_crash_handler, installed at start-up over SIG_DFL; flags
+			       are the kernel's original ones */
 
 typedef int (*rq_sigaction_fn)(int, const struct sigaction *, struct sigaction *);
 
 /* 1 if sig's handlers are wrapped (a valid signal number not in the left-alone set). */
 int rq_sig_wrappable(int sig);
+
+/* 1 if sig is one of the five fatal signals that crash reports cover. */
+int rq_sig_fatal(int sig);
+
+/*
+ * Installs rq_crash_handler for the fatal signal sig through the real
+ * sigaction `sa` if the kernel has SIG_DFL for it (a handler or SIG_IGN set
+ * before reqctx started is left alone). Returns 0, or -1 if it did not.
+ */
+int rq_sig_crash_install(rq_sigaction_fn sa, int sig);
 
 /* The table's record for sig (zeroes: never set). Async-signal-safe. */
 void rq_sig_get(int sig, struct rq_sigrec *out);
@@ -52,7 +72,7 @@ void rq_sig_put(int sig, const struct rq_sigrec *r);
 void rq_sig_handler(int sig, siginfo_t *si, void *uc);
 
 /*
- * sigaction(sig, act, old) for a wrappable sig, through the real sigaction
+ * sigaction(sig, act, old) for a wrappable or (crash reports on) fatal sig, through the real sigaction
  * `sa`. Returns 0, or -errno from the real call (the table is then as it
  * was). errno is preserved on success.
  */
