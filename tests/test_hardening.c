@@ -482,3 +482,271 @@ Test(hardening, host_constructors_doing_io_before_ours)
 	file_is(tpath("err"), "lib ctor err\nlib ctor stdio 42\nmain ctor err\nmain err\n");
 	file_is(tpath("ctor.log"), "lib ctor log\nmain ctor log\nmain log\n");
 }
+
+/* ---- 4. hostile clients ---- */
+
+static uint64_t fnv1a(const char *p, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)p[i]) * 0x100000001b3ULL;
+	return h;
+}
+
+static int is_uuid4(const char *s, size_t n)
+{
+	if (n != 36 || s[14] != '4' || !strchr("89ab", s[19]))
+		return 0;
+	for (size_t i = 0; i < 36; i++)
+		if ((i == 8 || i == 13 || i == 18 || i == 23) ? s[i] != '-'
+							       : !strchr("0123456789abcdef", s[i]))
+			return 0;
+	return 1;
+}
+
+/* Sends payload (trickled one byte per ms if asked), half-closes, returns the whole answer. */
+static char *exchange(int port, const char *payload, size_t n, int trickle, size_t *len)
+{
+	int s = dial(port), one = 1;
+	char *resp;
+
+	setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (trickle) {
+		for (size_t i = 0; i < n; i++) {
+			send_all(s, payload + i, 1);
+			usleep(1000);
+		}
+	} else {
+		send_all(s, payload, n);
+	}
+	shutdown(s, SHUT_WR);
+	resp = recv_all(s, len);
+	close(s);
+	return resp;
+}
+
+enum want { NONE, UUID, GIVEN, UNKNOWN };
+
+/*
+ * The same hostile bytes to `hard_srv sum` with and without the library. The
+ * server's checksum of what it read must be the test's own, the answer the
+ * same bytes but for one inserted "X-Request-Id: <id>\r\n" after the status
+ * line (`hdr`: NONE, a generated UUID, or `given`), and the server's one log
+ * line carries the ID `log` says; nothing of the hostile bytes reaches either.
+ */
+static void hostile_case(const char *payload, size_t n, int trickle, enum want hdr,
+			 enum want log, const char *given)
+{
+	char *srv[] = { (char *)prog("O2", "hard_srv"), "sum", (char *)tpath("port0"), NULL };
+	char *srv1[] = { (char *)prog("O2", "hard_srv"), "sum", (char *)tpath("port1"), NULL };
+	pid_t p0 = proc_start(srv, NULL, 0, NULL, tpath("err0"));
+	pid_t p1 = proc_start(srv1, NULL, 1, NULL, tpath("err1"));
+	int port0 = wait_port(tpath("port0"), p0), port1 = wait_port(tpath("port1"), p1);
+	size_t n0, n1, eol, idlen = 0;
+	char *r0, *r1, want_log[128], id[200] = "", *err1, *lb;
+	const char *idp = NULL;
+
+	r0 = exchange(port0, payload, n, trickle, &n0);
+	r1 = exchange(port1, payload, n, trickle, &n1);
+	kill(p0, SIGTERM);
+	kill(p1, SIGTERM);
+	cr_assert_eq(proc_wait(p0, 5000), 128 + SIGTERM);
+	cr_assert_eq(proc_wait(p1, 5000), 128 + SIGTERM);
+
+	snprintf(want_log, sizeof(want_log), "conn read=%zu fnv=%016llx\n", n,
+		 (unsigned long long)fnv1a(payload, n));
+	file_is(tpath("err0"), want_log);
+	cr_assert(strstr(r0, strchr(want_log, ' ') + 1), "%s", r0);
+
+	eol = (size_t)(strstr(r1, "\r\n") - r1) + 2;
+	if (hdr == NONE) {
+		cr_assert_eq(n1, n0, "%s", r1);
+		cr_assert_eq(memcmp(r1, r0, n0), 0, "%s", r1);
+	} else {
+		static const char name[] = "X-Request-Id: ";
+		char *end = strstr(r1 + eol, "\r\n");
+
+		cr_assert_eq(memcmp(r0, r1, eol), 0);
+		cr_assert_eq(strncmp(r1 + eol, name, strlen(name)), 0, "%s", r1);
+		idp = r1 + eol + strlen(name);
+		idlen = (size_t)(end - idp);
+		cr_assert(hdr == UUID ? is_uuid4(idp, idlen)
+				      : idlen == strlen(given) && !memcmp(idp, given, idlen),
+			  "header ID %.*s", (int)idlen, idp);
+		cr_assert_eq(n1, n0 + strlen(name) + idlen + 2);
+		cr_assert_eq(memcmp(end + 2, r0 + eol, n0 - eol), 0, "%s", r1);
+	}
+
+	err1 = slurp(tpath("err1"), NULL);
+	cr_assert_eq(strncmp(err1, "[req:", 5), 0, "%s", err1);
+	lb = strstr(err1, "] ");
+	cr_assert_not_null(lb);
+	snprintf(id, sizeof(id), "%.*s", (int)(lb - err1 - 5), err1 + 5);
+	cr_assert_str_eq(lb + 2, want_log);
+	if (log == UNKNOWN)
+		cr_assert_str_eq(id, "unknown");
+	else if (log == GIVEN)
+		cr_assert_str_eq(id, given);
+	else
+		cr_assert(is_uuid4(id, strlen(id)), "log ID %s", id);
+	if (idp)
+		cr_assert(strlen(id) == idlen && !memcmp(id, idp, idlen), "log %s, header %.*s", id,
+			  (int)idlen, idp);
+	free(r0);
+	free(r1);
+	free(err1);
+}
+
+/* A buffer the hostile payloads are built in. */
+struct buf {
+	char *p;
+	size_t n, cap;
+};
+
+static void put(struct buf *b, const void *p, size_t n)
+{
+	if (b->n + n + 1 > b->cap) {
+		b->cap = (b->n + n + 1) * 2;
+		b->p = realloc(b->p, b->cap);
+	}
+	memcpy(b->p + b->n, p, n);
+	b->n += n;
+	b->p[b->n] = '\0';
+}
+
+static void puts_(struct buf *b, const char *s)
+{
+	put(b, s, strlen(s));
+}
+
+Test(hardening, ten_megabytes_of_headers)
+{
+	struct buf b = { 0 };
+	char *big = malloc(10 << 20);
+
+	memset(big, 'a', 10 << 20);
+	puts_(&b, "GET /big HTTP/1.1\r\nHost: x\r\nX-Big: ");
+	put(&b, big, 10 << 20);
+	puts_(&b, "\r\nX-Request-Id: after-big\r\n\r\n");
+	hostile_case(b.p, b.n, 0, GIVEN, GIVEN, "after-big");
+	free(big);
+	free(b.p);
+}
+
+Test(hardening, hundred_thousand_headers)
+{
+	struct buf b = { 0 };
+	char h[64];
+
+	puts_(&b, "GET /many HTTP/1.1\r\nHost: x\r\n");
+	for (int i = 0; i < 100000; i++) {
+		snprintf(h, sizeof(h), "X-H-%d: v%d\r\n", i, i);
+		puts_(&b, h);
+	}
+	puts_(&b, "X-Request-Id: after-many\r\n\r\n");
+	hostile_case(b.p, b.n, 0, GIVEN, GIVEN, "after-many");
+	free(b.p);
+}
+
+/* 300 bytes at one byte per millisecond: every split of the head is a read boundary. */
+Test(hardening, slowloris_head_one_byte_per_millisecond)
+{
+	struct buf b = { 0 };
+
+	puts_(&b, "GET /slow HTTP/1.1\r\nHost: x\r\nX-Request-Id: slow-1\r\n");
+	while (b.n < 296)
+		puts_(&b, "X-Pad: ..........\r\n");
+	puts_(&b, "\r\n");
+	hostile_case(b.p, b.n, 1, GIVEN, GIVEN, "slow-1");
+	free(b.p);
+}
+
+Test(hardening, binary_garbage)
+{
+	char *g = malloc(65536);
+	uint64_t x = 0x9e3779b97f4a7c15ULL;
+
+	for (int i = 0; i < 65536; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		g[i] = (char)x;
+	}
+	hostile_case(g, 65536, 0, NONE, UUID, NULL);
+	free(g);
+}
+
+Test(hardening, tls_client_hello_on_a_plain_port)
+{
+	struct buf b = { 0 };
+	static const unsigned char head[] = {
+		0x16, 0x03, 0x01, 0x00, 0xc8,             /* record: handshake, 200 bytes */
+		0x01, 0x00, 0x00, 0xc4, 0x03, 0x03,       /* ClientHello, TLS 1.2 */
+	};
+	unsigned char rest[196];
+
+	for (size_t i = 0; i < sizeof(rest); i++)
+		rest[i] = (unsigned char)(i * 37 + 11);
+	rest[32] = 0x00; /* empty session id */
+	put(&b, head, sizeof(head));
+	put(&b, rest, sizeof(rest));
+	hostile_case(b.p, b.n, 0, NONE, UUID, NULL);
+	free(b.p);
+}
+
+/*
+ * A request whose X-Request-Id is hostile. `hdr` NONE: the bytes are not
+ * HTTP/1.x at all (a bare CR, LF, NUL or other control byte in a header
+ * value), so the connection gets
+ * one generated ID and its responses are left alone.
+ */
+static void hostile_id(const char *value, size_t n, enum want hdr)
+{
+	struct buf b = { 0 };
+
+	puts_(&b, "GET /id HTTP/1.1\r\nHost: x\r\nX-Request-Id: ");
+	put(&b, value, n);
+	puts_(&b, "\r\nUser-Agent: t\r\n\r\n");
+	hostile_case(b.p, b.n, 0, hdr, UUID, NULL);
+	free(b.p);
+}
+
+Test(hardening, request_id_with_cr_makes_the_connection_opaque)
+{
+	hostile_id("abc\rdef", 7, NONE);
+}
+
+Test(hardening, request_id_with_lf_makes_the_connection_opaque)
+{
+	hostile_id("abc\n[req:forged] evil", 21, NONE);
+}
+
+Test(hardening, request_id_with_nul_makes_the_connection_opaque)
+{
+	hostile_id("abc\0def", 7, NONE);
+}
+
+Test(hardening, request_id_with_closing_bracket_is_replaced)
+{
+	hostile_id("abc] [req:forged", 16, UUID);
+}
+
+Test(hardening, request_id_with_control_byte_makes_the_connection_opaque)
+{
+	hostile_id("abc\x1b[31mred", 12, NONE);
+}
+
+Test(hardening, request_id_with_spaces_is_replaced)
+{
+	hostile_id("abc [req:forged] x", 18, UUID);
+}
+
+Test(hardening, request_id_of_10_kb_is_replaced)
+{
+	char *v = malloc(10240);
+
+	memset(v, 'A', 10240);
+	hostile_id(v, 10240, UUID);
+	free(v);
+}
