@@ -430,6 +430,10 @@ size_t rq_req_feed(struct rq_hdrs *p, const char *buf, size_t n, enum rq_ev *ev)
 			p->idx++;
 			break;
 		case S_TARGET:
+			while (c > 0x20 && c != 0x7f && i + 1 < n) { /* the common bytes, quickly */
+				p->idx = 1;
+				c = (unsigned char)buf[++i];
+			}
 			if (c == ' ') {
 				if (!p->idx)
 					return dead(p, n, ev);
@@ -480,6 +484,10 @@ size_t rq_req_feed(struct rq_hdrs *p, const char *buf, size_t n, enum rq_ev *ev)
 				return dead(p, n, ev);
 			break;
 		case S_VALUE:
+			if (!p->cur) { /* a header reqctx does not read: skip to its end */
+				while (c >= 0x20 && c != 0x7f && i + 1 < n)
+					c = (unsigned char)buf[++i];
+			}
 			if (c == '\r') {
 				p->st = S_VALUE_LF;
 			} else if (c == '\n') {

@@ -414,14 +414,27 @@ static int answered(struct rq_conn *c, uint32_t h, uint32_t *slot)
  * (only there is it known that the head has no such header already). A head
  * that already has the header gets none. Returns the number of insertions.
  */
-static int prescan(struct rq_conn *c, const struct iovec *iov, int iovcnt, struct ins *ins)
+/* Where prescan's scanner ended, to commit it as is when the whole write goes out. */
+struct pre {
+	struct rq_hdrs s;
+	uint32_t h;  /* next request to answer */
+	int state;   /* ins_state */
+	int whole;   /* it saw every byte of the write */
+};
+
+static int prescan(struct rq_conn *c, const struct iovec *iov, int iovcnt, struct ins *ins,
+		   struct pre *pre)
 {
-	struct rq_hdrs s = c->ws;
+	struct rq_hdrs *s = &pre->s;
 	uint32_t h = atomic_load_explicit(&c->head, memory_order_acquire);
+	uint32_t t = atomic_load_explicit(&c->tail, memory_order_acquire);
 	int n = 0, state = c->ins_state;
 	size_t pos = 0, status_at = 0, blank_at = 0;
-	int have_status = rq_resp_after_status(&s), have_blank = 0;
+	int have_status, have_blank = 0;
 
+	*s = c->ws;
+	have_status = rq_resp_after_status(s);
+	pre->whole = 0;
 	if (state == 1) {
 		if (render_header(c, c->ins_slot, &ins[0]) < 0 || c->ins_sent > ins[0].len)
 			return 0;
@@ -430,18 +443,20 @@ static int prescan(struct rq_conn *c, const struct iovec *iov, int iovcnt, struc
 		n = 1;
 		state = 2;
 	}
-	for (int i = 0; i < iovcnt && n < RQ_PIPE; i++) {
+	for (int i = 0; i < iovcnt; i++) {
 		const char *b = iov[i].iov_base;
 		size_t len = iov[i].iov_len, off = 0;
 
-		while (off < len && n < RQ_PIPE) {
+		while (off < len) {
 			enum rq_ev ev;
 			uint32_t slot;
 
-			off += rq_resp_feed(&s, b + off, len - off, method_of(c, h), &ev);
+			if (n == RQ_PIPE)
+				return n; /* no room for more: the rest is scanned after the write */
+			off += rq_resp_feed(s, b + off, len - off, method_of(c, h), &ev);
 			if (ev == RQ_EV_DEAD || ev == RQ_EV_NONE) {
 				if (ev == RQ_EV_DEAD)
-					return n;
+					goto out;
 				continue;
 			}
 			if (ev == RQ_EV_STATUS) {
@@ -452,14 +467,15 @@ static int prescan(struct rq_conn *c, const struct iovec *iov, int iovcnt, struc
 				blank_at = pos + off;
 				have_blank = 1;
 			} else if (ev == RQ_EV_END) {
-				if (s.status >= 200) {
-					if (state == 0 && !s.xr_seen && (have_status || have_blank) &&
+				if (s->status >= 200) {
+					if (state == 0 && !s->xr_seen && (have_status || have_blank) &&
 					    answered(c, h, &slot) && render_header(c, slot, &ins[n]) == 0) {
 						ins[n].at = have_status ? status_at : blank_at;
 						ins[n].sent = 0;
 						n++;
 					}
-					h++;
+					if (h < t)
+						h++;
 				}
 				state = 0;
 				have_status = have_blank = 0;
@@ -467,7 +483,19 @@ static int prescan(struct rq_conn *c, const struct iovec *iov, int iovcnt, struc
 		}
 		pos += len;
 	}
+out:
+	pre->h = h;
+	pre->state = state;
+	pre->whole = 1;
 	return n;
+}
+
+/* A write that went out whole leaves the scanner where prescan left it. */
+static void commit(struct rq_conn *c, const struct pre *pre)
+{
+	c->ws = pre->s;
+	atomic_store_explicit(&c->head, pre->h, memory_order_release);
+	c->ins_state = (uint32_t)pre->state;
 }
 
 /*
@@ -581,12 +609,13 @@ static ssize_t conn_write(int fd, const struct iovec *iov, int iovcnt, const str
 	struct ins ins[RQ_PIPE];
 	int saved = errno;
 	struct plan pl;
+	struct pre pre;
 
 	conn_ctx(c);
 	if (rq_hdrs_dead(&c->ws) || !total)
 		return rq_io_plain(fd, iov, iovcnt, k);
 	for (;;) {
-		int nins = prescan(c, iov, iovcnt, ins);
+		int nins = prescan(c, iov, iovcnt, ins, &pre);
 		struct cut cut;
 		ssize_t r;
 
@@ -594,16 +623,29 @@ static ssize_t conn_write(int fd, const struct iovec *iov, int iovcnt, const str
 			nins = plan_conn(&pl, iov, iovcnt, ins, nins);
 		if (!nins) {
 			r = rq_io_plain(fd, iov, iovcnt, k);
-			cut = (struct cut){ r > 0 ? (size_t)r : 0, 0, -1, 0 };
 			if (r > 0) {
-				RQ_SAVE_ERRNO(postscan(c, iov, iovcnt, cut.caller, ins, 0, &cut));
+				int e = errno;
+
+				if ((size_t)r == total && pre.whole) {
+					commit(c, &pre);
+				} else {
+					cut = (struct cut){ (size_t)r, 0, -1, 0 };
+					postscan(c, iov, iovcnt, cut.caller, ins, 0, &cut);
+				}
 				answered_all(c);
+				errno = e;
 			}
 			return r;
 		}
 		r = emit(fd, &pl, k);
 		if (r <= 0)
 			return r;
+		if ((size_t)r == pl.bytes && pl.caller == total && pre.whole) {
+			commit(c, &pre);
+			answered_all(c);
+			errno = saved;
+			return (ssize_t)total;
+		}
 		cut = map(&pl, (size_t)r);
 		postscan(c, iov, iovcnt, cut.caller, ins, nins, &cut);
 		answered_all(c);
