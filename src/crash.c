@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -260,6 +261,26 @@ static void again(int sig)
 	syscall(SYS_tgkill, getpid(), tid(), first);
 }
 
+/*
+ * The report, with SIGPIPE held back: a closed stderr must not turn the
+ * crash into a death by SIGPIPE. A SIGPIPE our writes raised is dropped.
+ */
+static void report_quietly(int sig, siginfo_t *si, void *uc)
+{
+	static const struct timespec now = { 0, 0 };
+	sigset_t pipe, old, pending;
+	int had;
+
+	sigemptyset(&pipe);
+	sigaddset(&pipe, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe, &old);
+	had = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+	rq_crash_report(raw_write, 2, sig, si, uc);
+	if (!had && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE))
+		sigtimedwait(&pipe, NULL, &now);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
 void rq_crash_handler(int sig, siginfo_t *si, void *uc)
 {
 	struct rq_sigrec h;
@@ -270,7 +291,7 @@ void rq_crash_handler(int sig, siginfo_t *si, void *uc)
 		return;
 	}
 	reporting = sig;
-	rq_crash_report(raw_write, 2, sig, si, uc);
+	report_quietly(sig, si, uc);
 	rq_sig_get(sig, &h);
 	reporting = 0;
 	errno = e;
