@@ -7,6 +7,10 @@
 #include "crash.h"
 #include "timers.h"
 
+#ifndef SA_RESTORER
+#define SA_RESTORER 0x04000000 /* the kernel's; glibc sets it with its own restorer */
+#endif
+
 #ifndef NSIG
 #define NSIG 65
 #endif
@@ -176,9 +180,12 @@ void rq_sig_report(const struct sigaction *k, const struct rq_sigrec *prev, stru
 	} else if (prev->wrapped && k->sa_handler == SIG_DFL && (k->sa_flags & SA_RESETHAND)) {
 		fix = 1; /* the kernel reset our handler on delivery */
 	}
-	if (fix && prev->wrapped == RQ_SIG_CRASH_INIT)
+	if (fix && prev->wrapped == RQ_SIG_CRASH_INIT) {
+		/* Never set by the host: a restorer only if glibc had installed one. */
 		out->sa_flags = prev->flags;
-	else if (fix)
+		if (!(prev->flags & SA_RESTORER))
+			out->sa_restorer = NULL;
+	} else if (fix)
 		out->sa_flags = (k->sa_flags & ~mask) | (prev->flags & mask);
 }
 

@@ -216,11 +216,13 @@ Test(crash_report, oldact_shows_what_the_host_set_not_our_handler)
 	struct rq_sigrec init = { (void *)SIG_DFL, 0, RQ_SIG_CRASH_INIT },
 			 host = { (void *)cfg_report, SA_RESTART, RQ_SIG_CRASH };
 	struct sigaction k = { .sa_sigaction = rq_crash_handler,
-			       .sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTORER }, o;
+			       .sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTORER,
+			       .sa_restorer = (void (*)(void))abort }, o;
 
 	rq_sig_report(&k, &init, &o);
 	cr_assert_eq(o.sa_handler, SIG_DFL);
 	cr_assert_eq(o.sa_flags, 0, "as the kernel had it before reqctx started");
+	cr_assert_null((void *)o.sa_restorer);
 	k.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART | SA_RESTORER;
 	rq_sig_report(&k, &host, &o);
 	cr_assert_eq((void *)o.sa_handler, (void *)cfg_report);
