@@ -351,7 +351,42 @@ static int value_end(struct rq_hdrs *p)
 		break;
 	}
 	p->st = S_LINE;
+	p->idx = 0;
 	return 0;
+}
+
+/*
+ * Header name and value bytes, read the same way in requests and responses.
+ * A value reqctx does not read is skipped in a tight loop. Advances *pi past
+ * what it skipped; returns -1 if the message is malformed.
+ */
+static int header_byte(struct rq_hdrs *p, const char *buf, size_t n, size_t *pi)
+{
+	size_t i = *pi;
+	unsigned char c = (unsigned char)buf[i];
+
+	switch (p->st) {
+	case S_NAME:
+		return name_byte(p, c);
+	case S_VALUE:
+		if (!p->cur) {
+			while (c >= 0x20 && c != 0x7f && i + 1 < n)
+				c = (unsigned char)buf[++i];
+			*pi = i;
+		}
+		if (c == '\r') {
+			p->st = S_VALUE_LF;
+			return 0;
+		}
+		if (c == '\n')
+			return value_end(p);
+		if (c == 0 || (c < 0x20 && c != '\t') || c == 0x7f)
+			return -1;
+		value_byte(p, c);
+		return 0;
+	default: /* S_VALUE_LF */
+		return c == '\n' ? value_end(p) : -1;
+	}
 }
 
 /* Handles a byte at the start of a header line other than CR/LF. */
@@ -480,27 +515,9 @@ size_t rq_req_feed(struct rq_hdrs *p, const char *buf, size_t n, enum rq_ev *ev)
 				return dead(p, n, ev);
 			break;
 		case S_NAME:
-			if (name_byte(p, c) < 0)
-				return dead(p, n, ev);
-			break;
 		case S_VALUE:
-			if (!p->cur) { /* a header reqctx does not read: skip to its end */
-				while (c >= 0x20 && c != 0x7f && i + 1 < n)
-					c = (unsigned char)buf[++i];
-			}
-			if (c == '\r') {
-				p->st = S_VALUE_LF;
-			} else if (c == '\n') {
-				if (value_end(p) < 0)
-					return dead(p, n, ev);
-			} else if (c == 0 || (c < 0x20 && c != '\t') || c == 0x7f) {
-				return dead(p, n, ev);
-			} else {
-				value_byte(p, c);
-			}
-			break;
 		case S_VALUE_LF:
-			if (c != '\n' || value_end(p) < 0)
+			if (header_byte(p, buf, n, &i) < 0)
 				return dead(p, n, ev);
 			break;
 		case S_END_LF:
@@ -607,26 +624,10 @@ size_t rq_resp_feed(struct rq_hdrs *p, const char *buf, size_t n, int method,
 				return dead(p, n, ev);
 			break;
 		case S_NAME:
-			if (name_byte(p, c) < 0)
-				return dead(p, n, ev);
-			break;
 		case S_VALUE:
-			if (c == '\r') {
-				p->st = S_VALUE_LF;
-			} else if (c == '\n') {
-				if (value_end(p) < 0)
-					return dead(p, n, ev);
-				p->idx = 0;
-			} else if (c == 0 || (c < 0x20 && c != '\t') || c == 0x7f) {
-				return dead(p, n, ev);
-			} else {
-				value_byte(p, c);
-			}
-			break;
 		case S_VALUE_LF:
-			if (c != '\n' || value_end(p) < 0)
+			if (header_byte(p, buf, n, &i) < 0)
 				return dead(p, n, ev);
-			p->idx = 0;
 			break;
 		case S_END_LF:
 			if (c != '\n')
