@@ -13,6 +13,8 @@ static void classify(int fd, const char *path, int append)
 {
 	int e = errno;
 
+	if (rq_vfork_child())
+		return; /* the table is the parent's (sockets.c) */
 	if (append && path && rq_config_is_log_path(path))
 		rq_fd_set_log(fd);
 	else
@@ -163,7 +165,7 @@ RQ_EXPORT int fclose(FILE *f)
 {
 	if (unlikely(!rq_ready()))
 		return _IO_fclose(f);
-	if (f && f->_fileno >= 0)
+	if (f && f->_fileno >= 0 && !rq_vfork_child())
 		rq_fd_forget(f->_fileno);
 	return rq_real.fclose(f);
 }

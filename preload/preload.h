@@ -127,6 +127,9 @@ extern _Atomic int rq_state;
 
 int rq_init_slow(void);
 
+/* 1 in a vfork child before its exec: the fd table is the parent's; leave it alone. */
+int rq_vfork_child(void);
+
 /*
  * Each family with functions of its own resolves them here, once, from
  * rq_init_slow (each in its file). Returns 0, or -1 if one it needs is missing.

@@ -2,6 +2,7 @@
  * The fd lifecycle: accepted connections, closes and duplicates keep the fd
  * table true to the kernel's.
  */
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <linux/close_range.h>
 
@@ -9,6 +10,66 @@
 #include "config.h"
 #include "fdtab.h"
 #include "preload.h"
+
+/*
+ * vfork: the child runs in the parent's memory until it execs or exits, so
+ * its dup2, close or close_range (Python's subprocess makes all three) must
+ * not rewrite the parent's fd table. The vfork wrapper marks the calling
+ * thread with its pid and jumps to glibc's vfork, leaving no frame of its own
+ * on the stack the child shares. While the mark is set, a call from another
+ * pid (the child) leaves the table alone; the first call from the parent
+ * itself, which runs again only once the child has gone, clears it.
+ */
+static RQ_TLS pid_t vfork_pid;
+static void *_Atomic real_vfork;
+
+void *rq_vfork_prepare(void);
+
+__attribute__((used)) void *rq_vfork_prepare(void)
+{
+	void *f = atomic_load_explicit(&real_vfork, memory_order_relaxed);
+
+	if (!f) {
+		f = dlsym(RTLD_NEXT, "vfork");
+		if (!f)
+			f = (void *)fork; /* vfork may always behave as fork */
+		atomic_store_explicit(&real_vfork, f, memory_order_relaxed);
+	}
+	vfork_pid = (pid_t)syscall(SYS_getpid);
+	return f;
+}
+
+#if defined(__x86_64__)
+__asm__(".text\n"
+	".globl vfork\n"
+	".type vfork, @function\n"
+	"vfork:\n"
+	"	sub $8, %rsp\n"
+	"	call rq_vfork_prepare\n"
+	"	add $8, %rsp\n"
+	"	jmp *%rax\n"
+	".size vfork, .-vfork\n");
+#elif defined(__aarch64__)
+__asm__(".text\n"
+	".globl vfork\n"
+	".type vfork, %function\n"
+	"vfork:\n"
+	"	stp x29, x30, [sp, #-16]!\n"
+	"	bl rq_vfork_prepare\n"
+	"	ldp x29, x30, [sp], #16\n"
+	"	br x0\n"
+	".size vfork, .-vfork\n");
+#endif
+
+int rq_vfork_child(void)
+{
+	if (likely(!vfork_pid))
+		return 0;
+	if ((pid_t)syscall(SYS_getpid) != vfork_pid)
+		return 1;
+	vfork_pid = 0;
+	return 0;
+}
 
 static int accepted(int fd)
 {
@@ -62,6 +123,8 @@ RQ_EXPORT int close(int fd)
 {
 	if (unlikely(!rq_ready()))
 		return (int)RQ_RAW(close, fd);
+	if (unlikely(rq_vfork_child()))
+		return rq_real.close(fd);
 	rq_fd_forget(fd);
 	return rq_real.close(fd);
 }
@@ -73,7 +136,7 @@ RQ_EXPORT int close_range(unsigned int first, unsigned int last, int flags)
 	if (unlikely(!rq_ready() || !rq_real.close_range))
 		return (int)RQ_RAW(close_range, first, last, flags);
 	r = rq_real.close_range(first, last, flags);
-	if (r == 0 && !(flags & CLOSE_RANGE_CLOEXEC))
+	if (r == 0 && !(flags & CLOSE_RANGE_CLOEXEC) && !rq_vfork_child())
 		RQ_SAVE_ERRNO(rq_fd_forget_range(first, last));
 	return r;
 }
@@ -85,13 +148,13 @@ RQ_EXPORT void closefrom(int lowfd)
 		return;
 	}
 	rq_real.closefrom(lowfd);
-	if (lowfd >= 0)
+	if (lowfd >= 0 && !rq_vfork_child())
 		RQ_SAVE_ERRNO(rq_fd_forget_range((unsigned)lowfd, ~0u));
 }
 
 static int duplicated(int from, int to)
 {
-	if (to >= 0)
+	if (to >= 0 && !rq_vfork_child())
 		RQ_SAVE_ERRNO(rq_fd_copy(from, to));
 	return to;
 }

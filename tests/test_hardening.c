@@ -107,17 +107,23 @@ static void cgi_case(const char *how)
 	cr_assert_gt(ref_n, 2000);
 	cr_assert_eq(ref[0], '\0'); /* binary bytes first */
 
-	cr_assert_eq(proc_run(argv, NULL, 1, NULL, tpath("err")), 0);
+	cr_assert_eq(proc_run(argv, NULL, 1, tpath("out"), tpath("err")), 0);
 	file_eq(tpath("copy"), ref, ref_n);
 	snprintf(want_err, sizeof(want_err),
 		 "[req:unknown] child err id=unknown\n"
 		 "[req:parent-req] parent %s status=0 id=parent-req\n", how);
 	file_is(tpath("err"), want_err);
+	/* What the child did to its fds before exec did not touch the parent's logs. */
+	file_is(tpath("out"), "[req:parent-req] parent out\n");
+	file_is(tpath("copy.log"), "[req:parent-req] before child\n[req:parent-req] after child\n");
+	unlink(tpath("copy.log"));
 
-	cr_assert_eq(proc_run(argv, NULL, 0, NULL, tpath("err")), 0);
+	cr_assert_eq(proc_run(argv, NULL, 0, tpath("out"), tpath("err")), 0);
 	file_eq(tpath("copy"), ref, ref_n);
 	snprintf(want_err, sizeof(want_err), "child err id=none\nparent %s status=0 id=none\n", how);
 	file_is(tpath("err"), want_err);
+	file_is(tpath("out"), "parent out\n");
+	file_is(tpath("copy.log"), "before child\nafter child\n");
 	free(ref);
 }
 
@@ -998,6 +1004,7 @@ Test(hardening, static_binary_runs_unchanged_under_ld_preload)
 	hdr = slurp(exe, NULL);
 	cr_assert_eq(memcmp(hdr, "\177ELF", 4), 0);
 	free(hdr);
+	cr_assert_eq(system("readelf --version >/dev/null"), 0, "readelf (binutils) is needed");
 	snprintf(cmd, sizeof(cmd), "readelf -l %s | grep -q INTERP", exe);
 	cr_assert_neq(system(cmd), 0, "%s has a dynamic loader", exe);
 	cr_assert_eq(proc_run(argv, NULL, 1, tpath("out"), tpath("err")), 0);

@@ -7,7 +7,10 @@
  *                             to the parent (HOW: fork, vfork, spawn, system,
  *                             popen), copies what the pipe brings to the
  *                             file OUT (not a log), reports the child's exit
- *                             status on stderr
+ *                             status on stderr; the fork and vfork children
+ *                             dup2 and close_range before exec, as Python's
+ *                             subprocess does; the parent writes a line to
+ *                             OUT.log before and after, and one to stdout
  *   hard_child forked         in request "fk1", forks without exec; the child
  *                             writes a line to stdout and one to stderr
  * reqctx_id and reqctx_run are looked up at run time, so the program runs
@@ -109,11 +112,16 @@ static void drain(int fd)
 static void run_cgi(void *arg)
 {
 	char *argv[] = { (char *)self, "emit", NULL };
-	int p[2], st = -1;
+	int p[2], st = -1, logfd;
 	pid_t pid;
 	char cmd[1024];
 
 	(void)arg;
+	snprintf(cmd, sizeof(cmd), "%s.log", outp);
+	logfd = open(cmd, O_WRONLY | O_CREAT | O_APPEND, 0644);
+	if (logfd < 0)
+		exit(4);
+	write_all(logfd, "before child\n", 13);
 	if (!strcmp(how, "popen")) {
 		FILE *f;
 
@@ -153,6 +161,7 @@ static void run_cgi(void *arg)
 			dup2(p[1], 1);
 			close(p[0]);
 			close(p[1]);
+			close_range(3, ~0U, 0);
 			execve(self, argv, environ);
 			_exit(127);
 		}
@@ -164,6 +173,8 @@ static void run_cgi(void *arg)
 		exit(8);
 done:
 	fprintf(stderr, "parent %s status=%d id=%s\n", how, st, cur_id());
+	write_all(logfd, "after child\n", 12);
+	write_all(1, "parent out\n", 11);
 }
 
 static void run_forked(void *arg)
