@@ -5,6 +5,7 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <linux/close_range.h>
+#include <pthread.h>
 
 #include "carry.h"
 #include "config.h"
@@ -25,6 +26,11 @@ static void *_Atomic real_vfork;
 
 void *rq_vfork_prepare(void);
 
+static void vfork_unmark(void)
+{
+	vfork_pid = 0;
+}
+
 __attribute__((used)) void *rq_vfork_prepare(void)
 {
 	void *f = atomic_load_explicit(&real_vfork, memory_order_relaxed);
@@ -33,7 +39,8 @@ __attribute__((used)) void *rq_vfork_prepare(void)
 		f = dlsym(RTLD_NEXT, "vfork");
 		if (!f)
 			f = (void *)fork; /* vfork may always behave as fork */
-		atomic_store_explicit(&real_vfork, f, memory_order_relaxed);
+		if (!atomic_exchange(&real_vfork, f))
+			pthread_atfork(NULL, NULL, vfork_unmark); /* a forked child is no vfork child */
 	}
 	vfork_pid = (pid_t)syscall(SYS_getpid);
 	return f;
