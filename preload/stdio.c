@@ -407,6 +407,7 @@ RQ_EXPORT void err(int status, const char *fmt, ...)
 
 	va_start(ap, fmt);
 	verr(status, fmt, ap);
+	va_end(ap); /* not reached: verr exits */
 }
 
 RQ_EXPORT void errx(int status, const char *fmt, ...)
@@ -415,6 +416,7 @@ RQ_EXPORT void errx(int status, const char *fmt, ...)
 
 	va_start(ap, fmt);
 	verrx(status, fmt, ap);
+	va_end(ap); /* not reached: verrx exits */
 }
 
 /* error() has no va_list twin in this glibc: the message is formatted here and passed as "%s". */
