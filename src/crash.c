@@ -295,13 +295,8 @@ void rq_crash_handler(int sig, siginfo_t *si, void *uc)
 	rq_sig_get(sig, &h);
 	reporting = 0;
 	errno = e;
-	if (h.fn != (void *)SIG_DFL && h.fn != (void *)SIG_IGN) {
-		if (h.flags & SA_SIGINFO)
-			((void (*)(int, siginfo_t *, void *))h.fn)(sig, si, uc);
-		else
-			((void (*)(int))h.fn)(sig);
+	if (rq_sig_call_host(&h, sig, si, uc))
 		return;
-	}
 	/* SIG_IGN only if the host changed the action just now: a fault kills anyway. */
 	if (h.fn == (void *)SIG_IGN && !is_fault(sig, si))
 		return;

@@ -127,6 +127,17 @@ static void restore(const struct rq_tls *s)
 	rq_tls.buf[a ^ 1] = s->buf[a ^ 1];
 }
 
+int rq_sig_call_host(const struct rq_sigrec *h, int sig, siginfo_t *si, void *uc)
+{
+	if (h->fn == (void *)SIG_DFL || h->fn == (void *)SIG_IGN)
+		return 0;
+	if (h->flags & SA_SIGINFO)
+		((void (*)(int, siginfo_t *, void *))h->fn)(sig, si, uc);
+	else
+		((void (*)(int))h->fn)(sig);
+	return 1;
+}
+
 void rq_sig_handler(int sig, siginfo_t *si, void *uc)
 {
 	struct rq_tls saved;
@@ -139,12 +150,7 @@ void rq_sig_handler(int sig, siginfo_t *si, void *uc)
 	rq_sig_get(sig, &h);
 	errno = e;
 	/* SIG_DFL or SIG_IGN here only if another thread changed the action just now. */
-	if (h.fn != (void *)SIG_DFL && h.fn != (void *)SIG_IGN) {
-		if (h.flags & SA_SIGINFO)
-			((void (*)(int, siginfo_t *, void *))h.fn)(sig, si, uc);
-		else
-			((void (*)(int))h.fn)(sig);
-	}
+	rq_sig_call_host(&h, sig, si, uc);
 	e = errno;
 	restore(&saved);
 	errno = e;

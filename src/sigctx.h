@@ -100,4 +100,11 @@ void rq_itimer_arm(int which);
 /* The itimer slot behind sig (SIGALRM, SIGVTALRM, SIGPROF), or -1. */
 int rq_itimer_of(int sig);
 
+/*
+ * Calls the host's handler h for sig the way the kernel would have: with one
+ * argument, or three for SA_SIGINFO. Returns 0 (calling nothing) for SIG_DFL
+ * and SIG_IGN, 1 otherwise.
+ */
+int rq_sig_call_host(const struct rq_sigrec *h, int sig, siginfo_t *si, void *uc);
+
 #endif
