@@ -344,6 +344,28 @@ Test(run, maps_each_option_to_its_variable)
 				    "bare", ""));
 }
 
+Test(run, maps_the_thread_and_crash_options_too)
+{
+	struct proc p = run_argv(ARGV((char *)tool(), "run", "--child-log-fds", "2,7",
+				      "--no-handoff", "--no-crash", "--", "/usr/bin/env"), NULL);
+
+	cr_assert_eq(p.status, 0, "stderr: %s", p.err);
+	/* env is the first preloaded process: its stdout is a log stream */
+	cr_assert_not_null(strstr(p.out, "[req:unknown] REQCTX_CHILD_LOG_FDS=2,7\n"), "%s", p.out);
+	cr_assert_not_null(strstr(p.out, "[req:unknown] REQCTX_HANDOFF=0\n"), "%s", p.out);
+	cr_assert_not_null(strstr(p.out, "[req:unknown] REQCTX_CRASH=0\n"), "%s", p.out);
+}
+
+Test(run, refuses_a_bad_child_log_fds_list)
+{
+	struct proc p = run_argv(ARGV((char *)tool(), "run", "--child-log-fds", "x", "--",
+				      "/bin/true"), NULL);
+
+	cr_assert_eq(p.status, 2);
+	cr_assert_str_eq(p.err, "reqctx run: --child-log-fds 'x' is not a comma-separated list "
+				"of at most 16 fds\nTry 'reqctx run --help'.\n");
+}
+
 Test(run, adds_log_file_globs_to_an_existing_REQCTX_LOG_FILES)
 {
 	const char *out = fmt("%s/env.out", tmp);

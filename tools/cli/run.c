@@ -33,8 +33,12 @@ static const char help[] =
 	"                    default " REQCTX_DEFAULT_LOG_FILES ")\n"
 	"  --log-fds LIST    comma-separated fds that are log streams  (REQCTX_LOG_FDS,\n"
 	"                    default " REQCTX_DEFAULT_LOG_FDS ")\n"
+	"  --child-log-fds LIST  the same for programs CMD starts   (REQCTX_CHILD_LOG_FDS,\n"
+	"                    default 2)\n"
 	"  --no-echo         do not add the header to responses        (REQCTX_ECHO=0)\n"
 	"  --bare            leave lines outside requests unprefixed   (REQCTX_UNKNOWN=bare)\n"
+	"  --no-handoff      job queues do not carry contexts          (REQCTX_HANDOFF=0)\n"
+	"  --no-crash        no crash reports                          (REQCTX_CRASH=0)\n"
 	"  --force           run CMD even if it cannot be preloaded\n"
 	"  -h, --help        this text\n"
 	"\n"
@@ -48,8 +52,8 @@ static const char help[] =
 	"not found.\n";
 
 struct run_opts {
-	const char *header, *prefix, *log_fds;
-	int no_echo, bare, force;
+	const char *header, *prefix, *log_fds, *child_fds;
+	int no_echo, bare, no_handoff, no_crash, force;
 	char globs[GLOBS_BYTES];
 	int nglobs;
 };
@@ -129,8 +133,11 @@ static int parse(int argc, char **argv, struct run_opts *o)
 		{ "prefix", required_argument, NULL, 'p' },
 		{ "log-file", required_argument, NULL, 'l' },
 		{ "log-fds", required_argument, NULL, 'f' },
+		{ "child-log-fds", required_argument, NULL, 'c' },
 		{ "no-echo", no_argument, NULL, 'E' },
 		{ "bare", no_argument, NULL, 'b' },
+		{ "no-handoff", no_argument, NULL, 'O' },
+		{ "no-crash", no_argument, NULL, 'C' },
 		{ "force", no_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -166,8 +173,17 @@ static int parse(int argc, char **argv, struct run_opts *o)
 						    "list of at most %d fds", optarg, FDS_MAX);
 			o->log_fds = optarg;
 			break;
+		case 'c':
+			if (!fds_ok(optarg))
+				return rc_usage_err("run", "--child-log-fds '%s' is not a "
+						    "comma-separated list of at most %d fds",
+						    optarg, FDS_MAX);
+			o->child_fds = optarg;
+			break;
 		case 'E': o->no_echo = 1; break;
 		case 'b': o->bare = 1; break;
+		case 'O': o->no_handoff = 1; break;
+		case 'C': o->no_crash = 1; break;
 		case 'F': o->force = 1; break;
 		case 'h':
 			fputs(help, stdout);
@@ -224,8 +240,11 @@ static int set_env(const struct run_opts *o, const char *lib)
 	    (o->prefix && setenv("REQCTX_PREFIX", o->prefix, 1)) ||
 	    (o->nglobs && setenv("REQCTX_LOG_FILES", o->globs, 1)) ||
 	    (o->log_fds && setenv("REQCTX_LOG_FDS", o->log_fds, 1)) ||
+	    (o->child_fds && setenv("REQCTX_CHILD_LOG_FDS", o->child_fds, 1)) ||
 	    (o->no_echo && setenv("REQCTX_ECHO", "0", 1)) ||
-	    (o->bare && setenv("REQCTX_UNKNOWN", "bare", 1)))
+	    (o->bare && setenv("REQCTX_UNKNOWN", "bare", 1)) ||
+	    (o->no_handoff && setenv("REQCTX_HANDOFF", "0", 1)) ||
+	    (o->no_crash && setenv("REQCTX_CRASH", "0", 1)))
 		return -1;
 	return set_preload(lib);
 }
