@@ -416,6 +416,17 @@ static size_t dead(struct rq_hdrs *p, size_t n, enum rq_ev *ev)
 	return n;
 }
 
+/* Body bytes from buf[*i] on, in either direction; back between messages at its end. */
+static int in_body(struct rq_hdrs *p, const char *buf, size_t n, size_t *i)
+{
+	int res;
+
+	*i += body_feed(&p->body, buf + *i, n - *i, &res);
+	if (res > 0)
+		msg_reset(p);
+	return res < 0 ? -1 : 0;
+}
+
 size_t rq_req_feed(struct rq_hdrs *p, const char *buf, size_t n, enum rq_ev *ev)
 {
 	static const char version[] = "HTTP/1.";
@@ -428,16 +439,10 @@ size_t rq_req_feed(struct rq_hdrs *p, const char *buf, size_t n, enum rq_ev *ev)
 		switch (p->st) {
 		case S_DEAD:
 			return n;
-		case S_BODY: {
-			int res;
-
-			i += body_feed(&p->body, buf + i, n - i, &res);
-			if (res < 0)
+		case S_BODY:
+			if (in_body(p, buf, n, &i) < 0)
 				return dead(p, n, ev);
-			if (res > 0)
-				msg_reset(p);
 			continue;
-		}
 		case S_START:
 			if (c == '\r' || c == '\n')
 				break; /* empty lines before a request are allowed */
@@ -557,16 +562,10 @@ size_t rq_resp_feed(struct rq_hdrs *p, const char *buf, size_t n, int method,
 		switch (p->st) {
 		case S_DEAD:
 			return n;
-		case S_BODY: {
-			int res;
-
-			i += body_feed(&p->body, buf + i, n - i, &res);
-			if (res < 0)
+		case S_BODY:
+			if (in_body(p, buf, n, &i) < 0)
 				return dead(p, n, ev);
-			if (res > 0)
-				msg_reset(p);
 			continue;
-		}
 		case S_START:
 			msg_reset(p);
 			p->st = S_RVERSION;
