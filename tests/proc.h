@@ -155,4 +155,14 @@ static inline const char *tmpdir_new(void)
 	return dir;
 }
 
+/* Removes a directory made by tmpdir_new, with everything in it. */
+static inline void tmpdir_remove(const char *dir)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		cr_log_warn("could not remove %s", dir);
+}
+
 #endif

@@ -23,15 +23,11 @@ static void setup(void)
 
 static void teardown(void)
 {
-	char cmd[128];
-
 	if (demo > 0) {
 		kill(demo, SIGKILL);
 		waitpid(demo, NULL, 0);
 	}
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		cr_log_warn("could not remove %s", dir);
+	tmpdir_remove(dir);
 }
 
 TestSuite(concurrency, .init = setup, .fini = teardown, .timeout = 240);

@@ -26,11 +26,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	char cmd[128];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		cr_log_warn("could not remove %s", dir);
+	tmpdir_remove(dir);
 }
 
 TestSuite(epoll, .init = setup, .fini = teardown, .timeout = 60);

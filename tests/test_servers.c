@@ -738,7 +738,6 @@ static void setup(void)
 
 static void teardown(void)
 {
-	char cmd[128];
 	int st;
 
 	while (ngroups > 0)
@@ -747,9 +746,7 @@ static void teardown(void)
 		close(out_fds[--nout_fds]);
 	free(big);
 	big = NULL;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		cr_log_warn("could not remove %s", dir);
+	tmpdir_remove(dir);
 	if (guard_fd >= 0) {
 		guard_tell(0);
 		close(guard_fd);
