@@ -20,7 +20,9 @@ static const char help[] =
 	"  linking     it has a program interpreter (PT_INTERP): not static\n"
 	"  runtime     it is not a Go program (Go makes raw system calls)\n"
 	"  privileges  it is not setuid, setgid or setcap (secure-execution mode)\n"
-	"then a last line \"verdict: ...\".\n"
+	"and, if it can be preloaded, when its stdout and stderr become logs (once it\n"
+	"listens or accepts; under 'reqctx run', from the start), then a last line\n"
+	"\"verdict: ...\".\n"
 	"\n"
 	"Exit status: 0 if preloading will work, 1 if not, 2 for a usage error,\n"
 	"126 if CMD exists but cannot be executed, 127 if it is not found.\n";
@@ -59,6 +61,9 @@ int rc_cmd_doctor(int argc, char **argv)
 		printf("  %-4s  %-10s  %s\n", rep.c[i].ok ? "ok" : "FAIL", rep.c[i].name,
 		       rep.c[i].msg);
 	ok = lib_ok && rep.first_fail < 0;
+	if (ok)
+		printf("  note  logs        fd 1 and 2 become logs once it listens or accepts "
+		       "(under 'reqctx run', from the start)\n");
 	if (ok)
 		printf("verdict: %s can be preloaded\n", path);
 	else
