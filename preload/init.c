@@ -123,7 +123,7 @@ void rq_serving_start(void)
 		return;
 	mark_fds(rq_cfg.logfds, rq_cfg.nlogfds);
 	if (serving_flag)
-		__atomic_store_n(serving_flag, '1', __ATOMIC_RELAXED);
+		*(volatile char *)serving_flag = '1'; /* one byte: readers see '0' or '1' */
 	errno = e;
 }
 

@@ -466,7 +466,7 @@ Test(crash_preload, a_closed_stderr_pipe_does_not_turn_the_crash_into_sigpipe)
 	pid_t pid;
 
 	snprintf(path, sizeof(path), "%s/progs/O0/crash", bdir());
-	snprintf(lp, sizeof(lp), "LD_PRELOAD=%s/libreqctx.so", bdir());
+	proc_preload(lp, sizeof(lp), NULL);
 	cr_assert_eq(pipe(p), 0);
 	close(p[0]); /* nobody will ever read the report */
 	pid = fork();
