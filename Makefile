@@ -53,9 +53,11 @@ $(B)/tobj/%.o: %.c $(wildcard src/*.h include/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) $(SANFLAGS) -c $< -o $@
 
+# The soname link lets a program linked with -L$(B) -lreqctx find the library at run time.
 $(LIB): $(SRC_O) $(PRE_O)
 	$(CC) -shared -Wl,-soname,libreqctx.so.$(SOVER) -Wl,-z,now -Wl,-z,relro \
 	    $(CFLAGS) -o $@ $^ $(LIBS)
+	ln -sf libreqctx.so $@.$(SOVER)
 
 $(B)/reqctx-demo: tools/demo.c
 	@mkdir -p $(B)
