@@ -48,7 +48,7 @@ static inline long proc_now_ms(void)
 /*
  * Starts argv with the environment cleaned of LD_PRELOAD and REQCTX_*, plus
  * `env` (NAME=VALUE, NULL-terminated), plus LD_PRELOAD=libreqctx.so if
- * `preload`. stdin from /dev/null unless in_fd >= 0; stdout and stderr go to
+ * `preload` (after $RQ_TEST_PRELOAD_FIRST, if set). stdin from /dev/null unless in_fd >= 0; stdout and stderr go to
  * the files given (NULL: /dev/null). extra_fd >= 0 is passed on as that same
  * fd number.
  */
@@ -65,7 +65,11 @@ static inline pid_t proc_start_fd(char *const argv[], const char *const *env, in
 	for (const char *const *e = env; e && *e && n < 508; e++)
 		envp[n++] = (char *)*e;
 	if (preload) {
-		snprintf(lp, sizeof(lp), "LD_PRELOAD=%s/libreqctx.so", bdir());
+		/* RQ_TEST_PRELOAD_FIRST: a library to load before ours (.ci/run: ASan's runtime). */
+		const char *first = getenv("RQ_TEST_PRELOAD_FIRST");
+
+		snprintf(lp, sizeof(lp), "LD_PRELOAD=%s%s%s/libreqctx.so", first ? first : "",
+			 first ? " " : "", bdir());
 		envp[n++] = lp;
 	}
 	envp[n] = NULL;

@@ -692,3 +692,134 @@ Test(crash_preload, sigaction_and_signal_report_exactly_what_glibc_reports)
 	cr_assert_str_eq(got, plain, "\n--- preload ---\n%s--- plain ---\n%s", got, plain);
 	cr_assert_str_eq(slurp(dir_err, NULL), "");
 }
+
+/* ---- linked with -lreqctx after make install, no LD_PRELOAD ---- */
+
+TestSuite(linked, .init = setup, .fini = teardown, .timeout = 120);
+
+static const char *src_dir(void)
+{
+	static char d[300];
+	const char *s = getenv("REQCTX_SRC");
+
+	if (s && *s)
+		return s;
+	snprintf(d, sizeof(d), "%s/..", bdir());
+	return d;
+}
+
+/* Runs a shell command line, stdout to dir/out and stderr to dir/err; returns its status. */
+static int sh(const char *const *env, const char *cmd)
+{
+	char out[240];
+	char *argv[] = { "/bin/sh", "-c", (char *)cmd, NULL };
+
+	snprintf(out, sizeof(out), "%s/out", dir);
+	return proc_run(argv, env, 0, out, dir_err);
+}
+
+/* make install PREFIX=dir/prefix, then cc -o dir/NAME SRC $(pkg-config --cflags --libs reqctx). */
+static void install_and_build(const char *name, const char *src)
+{
+	char cmd[2048];
+
+	snprintf(cmd, sizeof(cmd), "make -s -C '%s' B='%s' install PREFIX='%s/prefix' >/dev/null",
+		 src_dir(), bdir(), dir);
+	cr_assert_eq(sh(NULL, cmd), 0, "make install: %s", slurp(dir_err, NULL));
+	snprintf(cmd, sizeof(cmd),
+		 "PKG_CONFIG_PATH='%s/prefix/lib/pkgconfig' && export PKG_CONFIG_PATH && "
+		 "cc -std=gnu11 -D_GNU_SOURCE -o '%s/%s' '%s/%s' -Wl,--no-as-needed "
+		 "$(pkg-config --cflags --libs reqctx) -lpthread",
+		 dir, dir, name, src_dir(), src);
+	cr_assert_eq(sh(NULL, cmd), 0, "%s\n%s", cmd, slurp(dir_err, NULL));
+}
+
+Test(linked, a_program_built_with_pkg_config_links_and_runs_nested_requests)
+{
+	char lp[300], path[256];
+	const char *env[] = { lp, "REQCTX_LOG_FDS=2", NULL };
+	char *argv[] = { path, NULL };
+	char out[240];
+
+	install_and_build("nested", "tests/link/nested.c");
+	snprintf(lp, sizeof(lp), "LD_LIBRARY_PATH=%s/prefix/lib", dir);
+	snprintf(path, sizeof(path), "%s/nested", dir);
+	snprintf(out, sizeof(out), "%s/out", dir);
+	cr_assert_eq(proc_run(argv, env, 0, out, dir_err), 0, "%s", slurp(dir_err, NULL));
+	cr_assert_str_eq(slurp(out, NULL), "start unknown\nouter out-1\ninner in-1\nback out-1\n"
+					   "bad id refused\nend unknown\n");
+	cr_assert_str_eq(slurp(dir_err, NULL), "");
+}
+
+Test(linked, a_crash_in_a_program_linked_with_the_library_is_reported)
+{
+	char lp[300], path[256];
+	const char *env[] = { lp, "REQCTX_LOG_FDS=1,2", NULL };
+	char *argv[] = { path, "segv", NULL };
+	struct died d;
+
+	install_and_build("crash", "tests/progs/crash.c");
+	snprintf(lp, sizeof(lp), "LD_LIBRARY_PATH=%s/prefix/lib", dir);
+	snprintf(path, sizeof(path), "%s/crash", dir);
+	d = wait_died(proc_start(argv, env, 0, NULL, dir_err), "linked crash");
+	cr_assert_eq(d.sig, SIGSEGV, "exited=%d code=%d\n%s", d.exited, d.code, d.err);
+	want_head(&d, "crash1", 11, "SIGSEGV", "0x0", d.pid);
+	want_frame(d.err, "crash1", 0, "handle_request_crash");
+	want_line(d.err, "\n[req:crash1]   #1 reqctx_run+0x");
+	want_line(d.err, " (libreqctx.so.0)\n");
+	want_frame(d.err, "crash1", 2, "run");
+	want_frame(d.err, "crash1", 3, "main");
+}
+
+/* ---- beside AddressSanitizer: its runtime preloaded first, as for a sanitized server ---- */
+
+static const char *asan_runtime(void)
+{
+	static char path[512];
+	FILE *p = popen("gcc -print-file-name=libasan.so", "r");
+	size_t n;
+
+	cr_assert_not_null(p);
+	n = fread(path, 1, sizeof(path) - 1, p);
+	pclose(p);
+	while (n > 0 && (path[n - 1] == '\n' || path[n - 1] == ' '))
+		n--;
+	path[n] = '\0';
+	cr_assert(n > 0 && path[0] == '/' && access(path, R_OK) == 0,
+		  "no libasan.so (gcc says '%s'); as root, run:\n  apt-get install -y gcc", path);
+	return path;
+}
+
+static struct died under_asan(const char *mode, const char *out)
+{
+	char lp[1200], path[256];
+	const char *env[] = { lp, "ASAN_OPTIONS=detect_leaks=0", "REQCTX_LOG_FDS=1,2", NULL };
+	char *argv[] = { path, (char *)mode, NULL };
+
+	snprintf(lp, sizeof(lp), "LD_PRELOAD=%s %s/libreqctx.so", asan_runtime(), bdir());
+	snprintf(path, sizeof(path), "%s/progs/O0/crash", bdir());
+	return wait_died(proc_start(argv, env, 0, out, dir_err), mode);
+}
+
+Test(crash_preload, beside_asan_the_library_starts_and_prefixes)
+{
+	char out[240];
+	struct died d;
+
+	snprintf(out, sizeof(out), "%s/out", dir);
+	d = under_asan("longjmp", out);
+	cr_assert_eq(d.code, 0, "sig=%d code=%d\n%s", d.sig, d.code, d.err);
+	cr_assert_str_eq(slurp(out, NULL), "[req:unknown] recovered 3\n");
+	cr_assert_str_eq(d.err, "");
+}
+
+/* ASan took SIGSEGV before reqctx started (not through sigaction): its report, not ours. */
+Test(crash_preload, beside_asan_a_crash_gets_asans_report_and_not_ours)
+{
+	struct died d = under_asan("segv", NULL);
+
+	cr_assert(d.sig == SIGSEGV || (d.exited && d.code != 0), "exited=%d code=%d", d.exited,
+		  d.code);
+	want_line(d.err, "ERROR: AddressSanitizer: SEGV on unknown address");
+	cr_assert_null(strstr(d.err, "fatal signal"), "%s", d.err);
+}
