@@ -823,3 +823,28 @@ Test(crash_preload, beside_asan_a_crash_gets_asans_report_and_not_ours)
 	want_line(d.err, "ERROR: AddressSanitizer: SEGV on unknown address");
 	cr_assert_null(strstr(d.err, "fatal signal"), "%s", d.err);
 }
+
+/* A server built with -fsanitize=address: doctor names the order, and in that order it runs. */
+Test(crash_preload, a_sanitized_program_runs_with_asans_runtime_first_as_doctor_says)
+{
+	char cmd[1024], lp[1200], path[256], out[240];
+	const char *env[] = { lp, "ASAN_OPTIONS=detect_leaks=0", "REQCTX_LOG_FDS=1,2", NULL };
+	char *argv[] = { path, "longjmp", NULL };
+	char *doc[] = { (char *)bpath("reqctx"), "doctor", path, NULL };
+	char note[512];
+
+	snprintf(path, sizeof(path), "%s/crash_asan", dir);
+	snprintf(out, sizeof(out), "%s/out", dir);
+	snprintf(cmd, sizeof(cmd), "cc -std=gnu11 -D_GNU_SOURCE -fsanitize=address -g -o '%s' '%s/tests/progs/crash.c' -ldl -lpthread",
+		 path, src_dir());
+	cr_assert_eq(sh(NULL, cmd), 0, "%s", slurp(dir_err, NULL));
+	cr_assert_eq(proc_run(doc, NULL, 0, out, NULL), 0);
+	snprintf(note, sizeof(note),
+		 "\n  note  sanitizer   built with AddressSanitizer, whose runtime must load first: "
+		 "LD_PRELOAD=\"$(gcc -print-file-name=libasan.so)\" reqctx run -- %s\n", path);
+	want_line(slurp(out, NULL), note);
+	snprintf(lp, sizeof(lp), "LD_PRELOAD=%s %s/libreqctx.so", asan_runtime(), bdir());
+	cr_assert_eq(proc_run(argv, env, 0, out, dir_err), 0, "%s", slurp(dir_err, NULL));
+	cr_assert_str_eq(slurp(out, NULL), "[req:unknown] recovered 3\n");
+	cr_assert_str_eq(slurp(dir_err, NULL), "");
+}
