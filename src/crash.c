@@ -362,8 +362,9 @@ void rq_crash_report(rq_crash_write_fn wr, int fd, int sig, const siginfo_t *si,
 	unw_context_t here;
 	unw_cursor_t cur;
 	unw_word_t off;
-	int ok, caller = 0;
+	int ok, caller = 0, pipes = rq_crash_no_pipes;
 
+	rq_crash_no_pipes = 1; /* libunwind never checks our reads, but should it: no pipe */
 	if (uc)
 		ok = load_regs(&w, uc) == 0 && start_at(&cur, &w);
 	else
@@ -396,6 +397,7 @@ void rq_crash_report(rq_crash_write_fn wr, int fd, int sig, const siginfo_t *si,
 		syscall(SYS_close, w.pv[0]);
 		syscall(SYS_close, w.pv[1]);
 	}
+	rq_crash_no_pipes = pipes;
 }
 
 static ssize_t raw_write(int fd, const void *buf, size_t n)
