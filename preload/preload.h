@@ -47,6 +47,7 @@
 	X(int, pipe2, (int *, int))                                                        \
 	X(int, eventfd, (unsigned int, int))                                               \
 	X(int, accept4, (int, struct sockaddr *, socklen_t *, int))                        \
+	X(int, listen, (int, int))                                                         \
 	X(int, close, (int))                                                               \
 	X(int, close_range, (unsigned int, unsigned int, int))                             \
 	X(void, closefrom, (int))                                                          \
@@ -126,6 +127,19 @@ extern _Atomic int rq_state;
 #define RQ_READY 2
 
 int rq_init_slow(void);
+
+/*
+ * The process became a server (listen, or an accept): REQCTX_LOG_FDS become
+ * log streams, once, and children started from now on know their parent is
+ * a server (src/role.h). errno is preserved.
+ */
+void rq_serving_start(void);
+extern _Atomic int rq_serving_now;
+
+static inline int rq_serving(void)
+{
+	return __atomic_load_n(&rq_serving_now, __ATOMIC_RELAXED);
+}
 
 /* 1 in a vfork child before its exec: the fd table is the parent's; leave it alone. */
 int rq_vfork_child(void);

@@ -48,7 +48,14 @@ static inline long proc_now_ms(void)
 /*
  * Starts argv with the environment cleaned of LD_PRELOAD and REQCTX_*, plus
  * `env` (NAME=VALUE, NULL-terminated), plus LD_PRELOAD=libreqctx.so if
- * `preload` (after $RQ_TEST_PRELOAD_FIRST, if set). stdin from /dev/null unless in_fd >= 0; stdout and stderr go to
+ * `preload` (after $RQ_TEST_PRELOAD_FIRST, if set).
+ *
+ * The helper programs are mostly not servers, and a process that is not a
+ * server has its fd 1 and 2 passed through bare (src/role.h). Preloaded, they
+ * are started as servers from the start, with REQCTX_LOG_FDS=1,2 (as `reqctx
+ * run` does), unless `env` names REQCTX_LOG_FDS itself: "REQCTX_LOG_FDS=..."
+ * sets it, and the bare name "REQCTX_LOG_FDS" leaves it unset, to run a helper
+ * as the plain program it is. stdin from /dev/null unless in_fd >= 0; stdout and stderr go to
  * the files given (NULL: /dev/null). extra_fd >= 0 is passed on as that same
  * fd number.
  */
@@ -56,14 +63,18 @@ static inline pid_t proc_start_fd(char *const argv[], const char *const *env, in
 				  const char *out, const char *err, int in_fd, int extra_fd)
 {
 	char *envp[512], lp[600];
-	int n = 0;
+	int n = 0, logfds_named = 0;
 	pid_t pid;
 
 	for (char **e = environ; *e && n < 500; e++)
 		if (strncmp(*e, "LD_PRELOAD=", 11) && strncmp(*e, "REQCTX_", 7))
 			envp[n++] = *e;
-	for (const char *const *e = env; e && *e && n < 508; e++)
-		envp[n++] = (char *)*e;
+	for (const char *const *e = env; e && *e && n < 508; e++) {
+		if (!strncmp(*e, "REQCTX_LOG_FDS", 14) && ((*e)[14] == '=' || !(*e)[14]))
+			logfds_named = 1;
+		if (strcmp(*e, "REQCTX_LOG_FDS")) /* the bare name only says: leave it unset */
+			envp[n++] = (char *)*e;
+	}
 	if (preload) {
 		/* RQ_TEST_PRELOAD_FIRST: a library to load before ours (.ci/run: ASan's runtime). */
 		const char *first = getenv("RQ_TEST_PRELOAD_FIRST");
@@ -71,6 +82,8 @@ static inline pid_t proc_start_fd(char *const argv[], const char *const *env, in
 		snprintf(lp, sizeof(lp), "LD_PRELOAD=%s%s%s/libreqctx.so", first ? first : "",
 			 first ? " " : "", bdir());
 		envp[n++] = lp;
+		if (!logfds_named)
+			envp[n++] = "REQCTX_LOG_FDS=1,2";
 	}
 	envp[n] = NULL;
 	pid = fork();

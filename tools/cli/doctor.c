@@ -27,7 +27,9 @@ static const char help[] =
 	"  privileges  it is not setuid, setgid or setcap (secure-execution mode)\n"
 	"  sanitizer   (a note, only for a program built with AddressSanitizer) its\n"
 	"              runtime must be loaded before the library\n"
-	"then a last line \"verdict: ...\".\n"
+	"and, if it can be preloaded, when its stdout and stderr become logs (once it\n"
+	"listens or accepts; under 'reqctx run', from the start), then a last line\n"
+	"\"verdict: ...\".\n"
 	"\n"
 	"Exit status: 0 if preloading will work, 1 if not, 2 for a usage error,\n"
 	"126 if CMD exists but cannot be executed, 127 if it is not found.\n";
@@ -111,6 +113,9 @@ int rc_cmd_doctor(int argc, char **argv)
 		printf("  note  sanitizer   built with AddressSanitizer, whose runtime must load "
 		       "first: LD_PRELOAD=\"$(gcc -print-file-name=libasan.so)\" reqctx run -- %s\n",
 		       path);
+	if (ok)
+		printf("  note  logs        fd 1 and 2 become logs once it listens or accepts "
+		       "(under 'reqctx run', from the start)\n");
 	if (ok)
 		printf("verdict: %s can be preloaded\n", path);
 	else

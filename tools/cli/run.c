@@ -234,9 +234,24 @@ static int set_preload(const char *lib)
 	return r;
 }
 
+/*
+ * exec keeps the pid: naming it in REQCTX_TOP_PID, with the server flag set,
+ * makes CMD the top of its tree (even under an inherited REQCTX_TOP_PID of an
+ * outer preloaded process) and a server from the start, so its fd 1 and 2
+ * are logs at once and the programs it starts know they are its children.
+ */
+static int set_top(void)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%ld:1", (long)getpid());
+	return setenv("REQCTX_TOP_PID", buf, 1);
+}
+
 static int set_env(const struct run_opts *o, const char *lib)
 {
-	if ((o->header && setenv("REQCTX_HEADER", o->header, 1)) ||
+	if (set_top() ||
+	    ((o->header && setenv("REQCTX_HEADER", o->header, 1)) ||
 	    (o->prefix && setenv("REQCTX_PREFIX", o->prefix, 1)) ||
 	    (o->nglobs && setenv("REQCTX_LOG_FILES", o->globs, 1)) ||
 	    (o->log_fds && setenv("REQCTX_LOG_FDS", o->log_fds, 1)) ||
@@ -244,7 +259,7 @@ static int set_env(const struct run_opts *o, const char *lib)
 	    (o->no_echo && setenv("REQCTX_ECHO", "0", 1)) ||
 	    (o->bare && setenv("REQCTX_UNKNOWN", "bare", 1)) ||
 	    (o->no_handoff && setenv("REQCTX_HANDOFF", "0", 1)) ||
-	    (o->no_crash && setenv("REQCTX_CRASH", "0", 1)))
+	    (o->no_crash && setenv("REQCTX_CRASH", "0", 1))))
 		return -1;
 	return set_preload(lib);
 }
