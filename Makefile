@@ -52,7 +52,7 @@ TEST_BIN := $(TESTS:tests/%.c=$(B)/tests/%)
 PROG_O0  := $(PROGS:tests/progs/%.c=$(B)/progs/O0/%)
 PROG_O2  := $(PROGS:tests/progs/%.c=$(B)/progs/O2/%)
 
-LIBS     := -ldl -lpthread -lunwind
+LIBS     := -ldl -lpthread -lunwind-generic -lunwind
 
 .SECONDARY:
 .PHONY: all test test-libsan test-tsan demo bench fuzz clean install uninstall deps-test deps-demo check-exports

@@ -64,7 +64,7 @@ static inline long proc_now_ms(void)
 /*
  * Starts argv with the environment cleaned of LD_PRELOAD and REQCTX_*, plus
  * `env` (NAME=VALUE, NULL-terminated), plus LD_PRELOAD=libreqctx.so if
- * `preload`.
+ * `preload` (after $REQCTX_TEST_PRELOAD_FIRST, if set: see proc_preload).
  *
  * The helper programs are mostly not servers, and a process that is not a
  * server has its fd 1 and 2 passed through bare (src/role.h). Preloaded, they

@@ -12,7 +12,8 @@ want make
 want libc6-dev
 case "$what" in
 test)  want libcriterion-dev; want libunwind-dev; want curl; want python3; want nginx-light
-       want lighttpd; want postgresql-client; want jq ;;
+       want lighttpd; want postgresql-client; want jq; want pkg-config
+       want openjdk-17-jre-headless ;;
 demo)  want curl ;;
 bench) want valgrind; want strace; want wrk; want nginx-light; want python3 ;;
 esac

@@ -1,9 +1,14 @@
 /*
  * reqctx doctor: explain whether a command can be preloaded.
  */
+#include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "inspect.h"
@@ -20,12 +25,55 @@ static const char help[] =
 	"  linking     it has a program interpreter (PT_INTERP): not static\n"
 	"  runtime     it is not a Go program (Go makes raw system calls)\n"
 	"  privileges  it is not setuid, setgid or setcap (secure-execution mode)\n"
+	"  sanitizer   (a note, only for a program built with AddressSanitizer) its\n"
+	"              runtime must be loaded before the library\n"
 	"and, if it can be preloaded, when its stdout and stderr become logs (once it\n"
 	"listens or accepts; under 'reqctx run', from the start), then a last line\n"
 	"\"verdict: ...\".\n"
 	"\n"
 	"Exit status: 0 if preloading will work, 1 if not, 2 for a usage error,\n"
 	"126 if CMD exists but cannot be executed, 127 if it is not found.\n";
+
+/*
+ * 1 if the 64-bit ELF at path needs AddressSanitizer's runtime (libasan.so
+ * in its .dynstr, where DT_NEEDED names live). ASan aborts at start-up unless
+ * its runtime is the first library loaded, so it must come before ours in
+ * LD_PRELOAD.
+ */
+static int needs_asan(const char *path)
+{
+	const unsigned char *p;
+	const Elf64_Ehdr *eh;
+	const Elf64_Shdr *sh;
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), found = 0;
+
+	if (fd < 0)
+		return 0;
+	if (fstat(fd, &st) < 0 || (size_t)st.st_size < sizeof(*eh)) {
+		close(fd);
+		return 0;
+	}
+	p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED)
+		return 0;
+	eh = (const Elf64_Ehdr *)p;
+	if (!memcmp(eh->e_ident, ELFMAG, SELFMAG) && eh->e_ident[EI_CLASS] == ELFCLASS64 &&
+	    eh->e_shentsize == sizeof(*sh) && eh->e_shoff < (size_t)st.st_size &&
+	    ((size_t)st.st_size - eh->e_shoff) / sizeof(*sh) >= eh->e_shnum) {
+		sh = (const Elf64_Shdr *)(p + eh->e_shoff);
+		for (unsigned i = 0; i < eh->e_shnum && !found; i++) {
+			if (sh[i].sh_type != SHT_STRTAB || sh[i].sh_offset > (size_t)st.st_size ||
+			    sh[i].sh_size > (size_t)st.st_size - sh[i].sh_offset ||
+			    !(sh[i].sh_flags & SHF_ALLOC))
+				continue;
+			found = memmem(p + sh[i].sh_offset, sh[i].sh_size, "libasan.so", 10) != NULL;
+		}
+	}
+	munmap((void *)p, (size_t)st.st_size);
+	return found;
+}
 
 int rc_cmd_doctor(int argc, char **argv)
 {
@@ -61,6 +109,10 @@ int rc_cmd_doctor(int argc, char **argv)
 		printf("  %-4s  %-10s  %s\n", rep.c[i].ok ? "ok" : "FAIL", rep.c[i].name,
 		       rep.c[i].msg);
 	ok = lib_ok && rep.first_fail < 0;
+	if (needs_asan(path))
+		printf("  note  sanitizer   built with AddressSanitizer, whose runtime must load "
+		       "first: LD_PRELOAD=\"$(gcc -print-file-name=libasan.so)\" reqctx run -- %s\n",
+		       path);
 	if (ok)
 		printf("  note  logs        fd 1 and 2 become logs once it listens or accepts "
 		       "(under 'reqctx run', from the start)\n");
