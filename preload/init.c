@@ -148,7 +148,10 @@ int rq_init_slow(void)
 	return 1;
 }
 
+void rq_runtime_start(void); /* preload/runtime.c */
+
 __attribute__((constructor)) static void rq_ctor(void)
 {
 	rq_ready();
+	rq_runtime_start();
 }
