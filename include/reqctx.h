@@ -123,6 +123,17 @@ reqctx_handle reqctx_handle_take(void);
  */
 reqctx_handle reqctx_handle_enter(reqctx_handle h);
 
+/*
+ * The address of a double that always holds the calling thread's current
+ * handle (its serial; 0 outside any request), valid for the thread's life.
+ * For runtimes that read memory faster than they call C (Node reads it
+ * through a Float64Array): reading it does not intern the context, so a
+ * value may stand for a handle only once reqctx_handle_take or
+ * reqctx_handle_enter (which interns the context it leaves) has returned it,
+ * and entering a handle equal to it can be skipped.
+ */
+const volatile double *reqctx_handle_current(void);
+
 #ifdef __cplusplus
 }
 #endif

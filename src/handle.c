@@ -203,3 +203,8 @@ RQ_EXPORT reqctx_handle reqctx_handle_enter(reqctx_handle h)
 {
 	return rq_handle_enter(h);
 }
+
+RQ_EXPORT const volatile double *reqctx_handle_current(void)
+{
+	return &rq_tls.handle;
+}

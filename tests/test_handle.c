@@ -255,3 +255,18 @@ Test(handle, threads_taking_and_entering_each_others_handles_see_exact_ids)
 	cr_assert_eq(atomic_load(&nbad), 0, "%d wrong of %d", atomic_load(&nbad), atomic_load(&nseen));
 	cr_assert_gt(atomic_load(&nseen), THREADS * ROUNDS / 2);
 }
+
+/* reqctx_handle_current: a double that follows every switch, without interning. */
+Test(handle, the_current_handle_double_follows_every_switch)
+{
+	const volatile double *cur = reqctx_handle_current();
+	reqctx_handle a = handle_of("h-cur-a"), b = handle_of("h-cur-b");
+
+	cr_assert_eq(*cur, 0.0);
+	reqctx_handle_enter(a);
+	cr_assert_eq(*cur, (double)a);
+	reqctx_handle_enter(b);
+	cr_assert_eq(*cur, (double)b);
+	reqctx_handle_enter(0);
+	cr_assert_eq(*cur, 0.0);
+}

@@ -18,6 +18,7 @@
 
 static unsigned long long (*take)(void);
 static unsigned long long (*enter)(unsigned long long);
+static const volatile double *(*current)(void);
 
 static napi_value js_take(napi_env env, napi_callback_info info)
 {
@@ -43,16 +44,36 @@ static napi_value js_enter(napi_env env, napi_callback_info info)
 	return v;
 }
 
+/*
+ * current() -> an ArrayBuffer over the library's thread-local double that
+ * holds the current handle (reqctx_handle_current), read from JavaScript
+ * through a Float64Array without a call; undefined where Node forbids
+ * external buffers.
+ */
+static napi_value js_current(napi_env env, napi_callback_info info)
+{
+	napi_value v;
+
+	(void)info;
+	if (napi_create_external_arraybuffer(env, (void *)current(), sizeof(double), NULL, NULL,
+					     &v) != napi_ok) {
+		napi_get_undefined(env, &v);
+	}
+	return v;
+}
+
 NAPI_MODULE_INIT()
 {
 	napi_property_descriptor props[] = {
 		{ "take", NULL, js_take, NULL, NULL, NULL, napi_default, NULL },
 		{ "enter", NULL, js_enter, NULL, NULL, NULL, napi_default, NULL },
+		{ "current", NULL, js_current, NULL, NULL, NULL, napi_default, NULL },
 	};
 
 	take = (unsigned long long (*)(void))dlsym(RTLD_DEFAULT, "reqctx_handle_take");
 	enter = (unsigned long long (*)(unsigned long long))dlsym(RTLD_DEFAULT, "reqctx_handle_enter");
-	if (!take || !enter) {
+	current = (const volatile double *(*)(void))dlsym(RTLD_DEFAULT, "reqctx_handle_current");
+	if (!take || !enter || !current) {
 		napi_throw_error(env, "REQCTX_NOT_PRELOADED",
 				 "libreqctx.so is not loaded in this process (LD_PRELOAD)");
 		return NULL;

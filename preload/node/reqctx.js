@@ -68,25 +68,43 @@
 		return c;
 	}
 
+	/*
+	 * cur[0] is the library's thread-local copy of the current handle
+	 * (reqctx_handle_current), read without a call. A value read there is a
+	 * handle once take() or enter() has returned it; `taken` is the last one
+	 * take() returned. Without the view (a Node that forbids external
+	 * buffers) every capture calls take().
+	 */
+	let cur;
+	try {
+		cur = new Float64Array(binding.current());
+	} catch (_) {
+		cur = { 0: NaN };
+	}
+	let taken = 0;
+
 	/* Contexts to restore, one per `before` whose `after` has not come yet. */
 	const saved = [];
 	let depth = 0;
 
 	asyncHooks.createHook({
 		init(asyncId, type, triggerAsyncId, resource) {
-			if (carried(type))
-				resource[H] = take();
+			if (type === 'PROMISE' || carried(type)) {
+				const h = cur[0];
+
+				resource[H] = h === taken || h === 0 ? h : (taken = take());
+			}
 		},
 		before() {
 			const h = executionAsyncResource()[H];
 
-			saved[depth++] = h === undefined ? NONE : enter(h);
+			saved[depth++] = h === undefined || h === cur[0] ? NONE : enter(h);
 		},
 		after() {
 			if (depth > 0) {
 				const prev = saved[--depth];
 
-				if (prev !== NONE)
+				if (prev !== NONE && prev !== cur[0])
 					enter(prev);
 			}
 		},
