@@ -621,7 +621,9 @@ Test(run, gives_python_http_server_request_ids_in_responses_and_logs, .timeout =
 
 static char *doctor_report(const char *path, const char *checks, int ok)
 {
-	return fmt("reqctx doctor: %s\n  ok    library     %s\n%sverdict: %s %s\n", path,
+	return fmt("reqctx doctor: %s\n  ok    library     %s\n%s"
+		   "  --    adapter     none: not a Node or Python program\n"
+		   "verdict: %s %s\n", path,
 		   lib_path(), checks, path, ok ? "can be preloaded" : "cannot be preloaded");
 }
 
