@@ -79,10 +79,10 @@ $(B)/reqctx-demo: tools/demo.c
 	@mkdir -p $(B)
 	$(CC) -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -o $@ $< -lpthread -lrt
 
-$(B)/reqctx: $(CLI) $(wildcard tools/cli/*.h)
+$(B)/reqctx: $(CLI) $(wildcard tools/cli/*.h) src/runtime.c src/runtime.h
 	@mkdir -p $(B)
 	$(CC) -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -DREQCTX_VERSION='"$(VERSION)"' \
-	    -Itools/cli -o $@ $(CLI)
+	    -Itools/cli -Isrc -o $@ $(CLI) src/runtime.c
 
 $(B)/progs/O0/%: tests/progs/%.c
 	@mkdir -p $(dir $@)
@@ -160,6 +160,43 @@ check-exports: $(LIB)
 
 clean:
 	rm -rf $(B)
+
+# BEGIN node adapter
+# The Node adapter (preload/node/): reqctx.js and its Node-API binding reqctx.node, next to
+# the library in $(B)/reqctx-adapters/node/ (installed in $(LIBDIR)/reqctx-adapters/node/),
+# where the library's constructor finds them. Built when the Node-API headers are there
+# (Debian's libnode-dev, or the nodejs package of nodesource).
+NODE_INC     ?= /usr/include/node
+NODE_DIR     := $(B)/reqctx-adapters/node
+NODE_ADAPTER := $(NODE_DIR)/reqctx.js $(NODE_DIR)/reqctx.node
+ifneq ($(wildcard $(NODE_INC)/node_api.h),)
+all: $(NODE_ADAPTER)
+endif
+
+$(NODE_DIR)/reqctx.node: preload/node/binding.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) $(CFLAGS) \
+	    -isystem $(NODE_INC) -shared -o $@ $< -ldl
+
+$(NODE_DIR)/reqctx.js: preload/node/reqctx.js
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+.PHONY: install-node uninstall-node
+install: install-node
+uninstall: uninstall-node
+install-node: $(LIB)
+	@if [ -f $(NODE_DIR)/reqctx.node ]; then \
+		echo "$(INSTALL) -d $(DESTDIR)$(LIBDIR)/reqctx-adapters/node"; \
+		$(INSTALL) -d $(DESTDIR)$(LIBDIR)/reqctx-adapters/node && \
+		$(INSTALL) -m 644 $(NODE_DIR)/reqctx.js $(DESTDIR)$(LIBDIR)/reqctx-adapters/node/reqctx.js && \
+		$(INSTALL) -m 755 $(NODE_DIR)/reqctx.node $(DESTDIR)$(LIBDIR)/reqctx-adapters/node/reqctx.node; \
+	else echo "reqctx: no Node adapter built (no $(NODE_INC)/node_api.h); not installing it"; fi
+
+uninstall-node:
+	rm -f $(DESTDIR)$(LIBDIR)/reqctx-adapters/node/reqctx.js $(DESTDIR)$(LIBDIR)/reqctx-adapters/node/reqctx.node
+	-rmdir $(DESTDIR)$(LIBDIR)/reqctx-adapters/node $(DESTDIR)$(LIBDIR)/reqctx-adapters 2>/dev/null
+# END node adapter
 
 # BEGIN install (cli)
 # make install [PREFIX=/usr/local] [DESTDIR=...]; make uninstall removes the same files.

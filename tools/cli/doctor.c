@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "adapter.h"
 #include "cli.h"
 #include "inspect.h"
 
@@ -27,9 +28,10 @@ static const char help[] =
 	"  privileges  it is not setuid, setgid or setcap (secure-execution mode)\n"
 	"  sanitizer   (a note, only for a program built with AddressSanitizer) its\n"
 	"              runtime must be loaded before the library\n"
-	"and, if it can be preloaded, when its stdout and stderr become logs (once it\n"
-	"listens or accepts; under 'reqctx run', from the start), then a last line\n"
-	"\"verdict: ...\".\n"
+	"then the runtime adapter it gets (\"ok\", \"WARN\" when it is not installed,\n"
+	"\"--\" for none; it does not change the verdict), and, if it can be preloaded,\n"
+	"when its stdout and stderr become logs (once it listens or accepts; under\n"
+	"'reqctx run', from the start), then a last line \"verdict: ...\".\n"
 	"\n"
 	"Exit status: 0 if preloading will work, 1 if not, 2 for a usage error,\n"
 	"126 if CMD exists but cannot be executed, 127 if it is not found.\n";
@@ -75,6 +77,30 @@ static int needs_asan(const char *path)
 	return found;
 }
 
+/*
+ * Says which runtime adapter CMD gets from the library at lib (NULL: none
+ * found): the Node adapter through NODE_OPTIONS, the Python one through
+ * PYTHONPATH, or none.
+ */
+static void print_adapter(const char *path, const char *lib)
+{
+	enum rq_rt rt = rc_runtime(path);
+	const char *name = rq_rt_name(rt);
+	char a[RC_PATH_MAX];
+
+	if (!rt)
+		printf("  --    adapter     none: not a Node or Python program\n");
+	else if (rc_adapters_off())
+		printf("  --    adapter     %s: turned off (REQCTX_RUNTIMES=0 or REQCTX_DISABLE=1)\n", name);
+	else if (!lib || rc_adapter(rt, lib, a, sizeof(a)) < 0)
+		printf("  WARN  adapter     %s: the %s adapter %s is not installed; request IDs will "
+		       "not follow its event loop's hops\n", name, name, lib ? a : "");
+	else if (rt == RQ_RT_NODE)
+		printf("  ok    adapter     node: %s, through NODE_OPTIONS=--require\n", a);
+	else
+		printf("  ok    adapter     python: %s, through PYTHONPATH\n", a);
+}
+
 int rc_cmd_doctor(int argc, char **argv)
 {
 	char lib[RC_PATH_MAX], tried[2 * RC_PATH_MAX], path[RC_PATH_MAX];
@@ -108,6 +134,7 @@ int rc_cmd_doctor(int argc, char **argv)
 	for (int i = 0; i < rep.n; i++)
 		printf("  %-4s  %-10s  %s\n", rep.c[i].ok ? "ok" : "FAIL", rep.c[i].name,
 		       rep.c[i].msg);
+	print_adapter(path, lib_ok ? lib : NULL);
 	ok = lib_ok && rep.first_fail < 0;
 	if (needs_asan(path))
 		printf("  note  sanitizer   built with AddressSanitizer, whose runtime must load "
