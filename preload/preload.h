@@ -152,6 +152,7 @@ int rq_vfork_child(void);
 int rq_resolve_epoll(void);
 int rq_resolve_timers(void);
 int rq_resolve_threads(void);
+int rq_resolve_exec(void);
 
 /* 1 once the real functions are resolved and reqctx is active. */
 static inline int rq_ready(void)
