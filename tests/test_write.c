@@ -438,3 +438,308 @@ Test(logs, a_signal_handler_line_during_a_line_gets_its_own_prefix)
 	rq_prefix_release(outer);
 	out_is("[req:inner] from a handler\n");
 }
+
+/* ---- heads cut into writes at every point ---- */
+
+/*
+ * Where the header goes when `resp` is written in pieces ending at cuts[]:
+ * right after the status line (status_end), unless a write boundary falls
+ * after it and at or before the blank line (blank), then before the blank line.
+ */
+static size_t insert_point(const size_t *cuts, int ncuts, size_t status_end, size_t blank)
+{
+	for (int i = 0; i < ncuts; i++)
+		if (cuts[i] > status_end && cuts[i] <= blank)
+			return blank;
+	return status_end;
+}
+
+static void split_case(const char *resp, const char *id, const size_t *cuts, int ncuts, size_t cap)
+{
+	size_t len = strlen(resp), at = 0;
+	size_t status_end = (size_t)(strchr(resp, '\n') + 1 - resp);
+	const char *blank = strstr(resp, "\r\n\r\n") ? strstr(resp, "\r\n\r\n") + 2 : strstr(resp, "\n\n") + 1;
+	size_t ins = insert_point(cuts, ncuts, status_end, (size_t)(blank - resp));
+	char req[256], want[512];
+
+	setup();
+	fk.cap = cap ? cap : (size_t)-1;
+	snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nX-Request-Id: %s\r\n\r\n", id);
+	reads(req);
+	for (int i = 0; i <= ncuts; i++) {
+		size_t end = i < ncuts ? cuts[i] : len;
+
+		write_all(CONN, resp + at, end - at);
+		at = end;
+	}
+	snprintf(want, sizeof(want), "%.*sX-Request-Id: %s\r\n%s", (int)ins, resp, id, resp + ins);
+	fk.out[fk.len] = '\0';
+	cr_assert_str_eq(fk.out, want, "cuts at %zu %zu (of %d), cap %zu", ncuts ? cuts[0] : 0,
+			 ncuts > 1 ? cuts[1] : 0, ncuts, cap);
+}
+
+static const char *const split_resps[] = {
+	"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nA: b\r\n\r\nok",
+	"HTTP/1.1 204 No Content\r\n\r\n",
+	"HTTP/1.1 200 OK\nContent-Length: 2\n\nok",
+	"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n",
+};
+
+Test(conn, every_cut_of_a_head_into_two_or_three_writes_gets_exactly_one_header)
+{
+	for (size_t r = 0; r < RQ_ARRAY_LEN(split_resps); r++) {
+		size_t len = strlen(split_resps[r]);
+
+		for (size_t i = 1; i < len; i++) {
+			split_case(split_resps[r], "cut", (size_t[]){ i }, 1, 0);
+			for (size_t j = i + 1; j < len; j++)
+				split_case(split_resps[r], "cut3", (size_t[]){ i, j }, 2, 0);
+		}
+	}
+}
+
+Test(conn, the_final_cr_and_lf_in_separate_writes_get_the_header)
+{
+	static const char r[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+	reads("GET / HTTP/1.1\r\nX-Request-Id: crlf\r\n\r\n");
+	cr_assert_eq(wrs(CONN, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r"), 37);
+	cr_assert_eq(wrs(CONN, "\nok"), 3);
+	out_is("HTTP/1.1 200 OK\r\nX-Request-Id: crlf\r\nContent-Length: 2\r\n\r\nok");
+	(void)r;
+	/* and when the status line went out alone before */
+	setup();
+	reads("GET / HTTP/1.1\r\nX-Request-Id: crlf2\r\n\r\n");
+	cr_assert_eq(wrs(CONN, "HTTP/1.1 200 OK\r\n"), 17);
+	cr_assert_eq(wrs(CONN, "Content-Length: 2\r\n\r"), 20);
+	cr_assert_eq(wrs(CONN, "\n"), 1);
+	cr_assert_eq(wrs(CONN, "ok"), 2);
+	out_is("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Request-Id: crlf2\r\n\r\nok");
+}
+
+Test(conn, every_cut_and_every_short_write_of_a_head_keep_bytes_exact)
+{
+	const char *resp = split_resps[0];
+	size_t len = strlen(resp);
+
+	for (size_t i = 1; i < len; i++)
+		for (size_t cap = 1; cap <= len + 24; cap += 3)
+			split_case(resp, "sw", (size_t[]){ i }, 1, cap);
+}
+
+/* ---- deep pipelines ---- */
+
+/* Reads n pipelined requests (IDs p<first>...) in one read. */
+static void reads_pipelined(int first, int n, int head_at)
+{
+	static char buf[65536];
+	size_t len = 0;
+
+	for (int i = first; i < first + n; i++)
+		len += (size_t)sprintf(buf + len, "%s /%d HTTP/1.1\r\nX-Request-Id: p%d\r\n\r\n",
+				       i == head_at ? "HEAD" : "GET", i, i);
+	reads(buf);
+}
+
+static const char resp2[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+/* What response i looks like with the header of p<i> (or none if i < 0). */
+static size_t resp_with(char *out, int i)
+{
+	if (i < 0)
+		return (size_t)sprintf(out, "%s", resp2);
+	return (size_t)sprintf(out, "HTTP/1.1 200 OK\r\nX-Request-Id: p%d\r\nContent-Length: 2\r\n\r\nok", i);
+}
+
+Test(conn, sixty_four_pipelined_requests_each_get_their_own_header_and_context)
+{
+	static char want[65536];
+	size_t w = 0;
+
+	reads_pipelined(0, RQ_PIPE, -1);
+	cr_assert_str_eq(reqctx_id(), "p63");
+	for (int i = 0; i < RQ_PIPE; i++) {
+		char id[16];
+
+		cr_assert_eq(wrs(CONN, resp2), (ssize_t)strlen(resp2));
+		snprintf(id, sizeof(id), "p%d", i);
+		cr_assert_str_eq(reqctx_id(), id, "after response %d", i);
+		w += resp_with(want + w, i);
+	}
+	cr_assert_eq(fk.calls, RQ_PIPE);
+	out_is(want);
+}
+
+Test(conn, sixty_four_responses_in_one_write_each_get_their_own_header)
+{
+	static char in[65536], want[65536];
+	size_t n = 0, w = 0;
+
+	reads_pipelined(0, RQ_PIPE, -1);
+	for (int i = 0; i < RQ_PIPE; i++) {
+		n += (size_t)sprintf(in + n, "%s", resp2);
+		w += resp_with(want + w, i);
+	}
+	cr_assert_eq(wr(CONN, in, n), (ssize_t)n);
+	out_is(want);
+}
+
+Test(conn, many_responses_in_one_write_under_every_short_write_keep_bytes_exact)
+{
+	static char in[4096], want[8192];
+	size_t n = 0, w = 0;
+
+	for (int i = 0; i < 9; i++) {
+		n += (size_t)sprintf(in + n, "%s", resp2);
+		w += resp_with(want + w, i);
+	}
+	for (size_t cap = 1; cap <= w; cap += 7) {
+		setup();
+		fk.cap = cap;
+		reads_pipelined(0, 9, -1);
+		write_all(CONN, in, n);
+		out_is(want);
+	}
+}
+
+Test(conn, head_responses_deep_in_a_pipeline_have_no_body)
+{
+	static char want[8192];
+	size_t w = 0;
+
+	reads_pipelined(0, 40, 37);
+	for (int i = 0; i < 40; i++) {
+		const char *r = i == 37 ? "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n" : resp2;
+
+		cr_assert_eq(wrs(CONN, r), (ssize_t)strlen(r));
+		w += resp_with(want + w, i);
+		if (i == 37)
+			w -= 2; /* no "ok" */
+	}
+	out_is(want);
+}
+
+/*
+ * Beyond RQ_PIPE unanswered requests, the excess get no header (never
+ * another's), and the requests after them get theirs again.
+ */
+Test(conn, beyond_64_unanswered_requests_the_rest_get_none_then_theirs_again)
+{
+	static char want[65536];
+	size_t w = 0;
+
+	reads_pipelined(0, RQ_PIPE + 6, -1);
+	for (int i = 0; i < RQ_PIPE + 6; i++) {
+		cr_assert_eq(wrs(CONN, resp2), (ssize_t)strlen(resp2));
+		w += resp_with(want + w, i < RQ_PIPE ? i : -1);
+	}
+	for (int i = RQ_PIPE + 6; i < RQ_PIPE + 9; i++) {
+		reads_pipelined(i, 1, -1);
+		cr_assert_eq(wrs(CONN, resp2), (ssize_t)strlen(resp2));
+		w += resp_with(want + w, i);
+	}
+	out_is(want);
+}
+
+/* The same while the queue drains: requests read between responses after the overflow. */
+Test(conn, requests_read_while_an_overflowed_queue_drains_stay_in_step)
+{
+	static char want[65536];
+	size_t w = 0;
+	int next = RQ_PIPE + 3, answered = 0;
+
+	reads_pipelined(0, next, -1); /* 3 are lost */
+	while (answered < 200) {
+		cr_assert_eq(wrs(CONN, resp2), (ssize_t)strlen(resp2));
+		w += resp_with(want + w, (answered >= RQ_PIPE && answered < RQ_PIPE + 3) ? -1 : answered);
+		answered++;
+		if (next < 200)
+			reads_pipelined(next++, 1, -1);
+	}
+	out_is(want);
+}
+
+/* A HEAD request that cannot be queued would leave its response's framing unknown: no more headers. */
+Test(conn, a_head_request_beyond_the_queue_stops_the_header_for_good)
+{
+	static const char head_resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n";
+	static char want[65536];
+	size_t w = 0;
+
+	reads_pipelined(0, RQ_PIPE + 2, RQ_PIPE + 1);
+	for (int i = 0; i < RQ_PIPE + 2; i++) {
+		const char *r = i == RQ_PIPE + 1 ? head_resp : resp2;
+
+		cr_assert_eq(wrs(CONN, r), (ssize_t)strlen(r));
+		w += i < RQ_PIPE ? resp_with(want + w, i) : (size_t)sprintf(want + w, "%s", r);
+	}
+	reads_pipelined(100, 1, -1);
+	cr_assert_str_eq(reqctx_id(), "p100");
+	cr_assert_eq(wrs(CONN, resp2), (ssize_t)strlen(resp2));
+	w += resp_with(want + w, -1);
+	out_is(want);
+}
+
+/* ---- bytes reqctx cannot weave into ---- */
+
+#define HEAD40 "HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n"
+#define EMPTY_RESP "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+Test(conn, opaque_body_bytes_keep_the_scanner_in_step)
+{
+	reads("GET / HTTP/1.1\r\nX-Request-Id: o1\r\n\r\n");
+	cr_assert_eq(wrs(CONN, HEAD40), 39);
+	rq_conn_opaque(CONN, 40); /* sendfile, splice: the body */
+	reads("GET / HTTP/1.1\r\nX-Request-Id: o2\r\n\r\n");
+	cr_assert_eq(wrs(CONN, ok_resp), (ssize_t)strlen(ok_resp));
+	out_is("HTTP/1.1 200 OK\r\nX-Request-Id: o1\r\nContent-Length: 40\r\n\r\n"
+	       "HTTP/1.1 200 OK\r\nX-Request-Id: o2\r\nContent-Length: 2\r\n\r\nok");
+}
+
+Test(conn, opaque_bytes_where_a_head_belongs_stop_the_header_for_good)
+{
+	reads("GET / HTTP/1.1\r\nX-Request-Id: o1\r\n\r\n");
+	rq_conn_opaque(CONN, 40); /* a whole response from a file */
+	reads("GET / HTTP/1.1\r\nX-Request-Id: o2\r\n\r\n");
+	cr_assert_eq(wrs(CONN, ok_resp), (ssize_t)strlen(ok_resp));
+	out_is(ok_resp);
+	cr_assert_str_eq(reqctx_id(), "o2");
+	reads("GET / HTTP/1.1\r\nX-Request-Id: o3\r\n\r\n");
+	cr_assert_str_eq(reqctx_id(), "o3", "reads still set the context");
+}
+
+Test(conn, unseen_writes_stop_the_header_for_good)
+{
+	reads("GET / HTTP/1.1\r\nX-Request-Id: u1\r\n\r\n");
+	cr_assert_eq(wrs(CONN, HEAD40), 39);
+	rq_conn_unseen(CONN); /* stdio on the connection */
+	for (int i = 2; i < RQ_PIPE + 10; i++) {
+		char req[128];
+
+		snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nX-Request-Id: u%d\r\n\r\n", i);
+		reads(req);
+		cr_assert_eq(wrs(CONN, EMPTY_RESP), (ssize_t)strlen(EMPTY_RESP));
+	}
+	cr_assert_str_eq(reqctx_id(), "u73");
+	cr_assert_eq(fk.len, 39 + 18 + (RQ_PIPE + 8) * strlen(EMPTY_RESP), "%zu bytes", fk.len);
+}
+
+Test(conn, a_header_cut_short_is_finished_before_bytes_reqctx_cannot_see)
+{
+	reads("GET / HTTP/1.1\r\nX-Request-Id: abc\r\n\r\n");
+	fk.cap = 20; /* the status line and 3 bytes of the header */
+	cr_assert_eq(wrs(CONN, ok_resp), 17);
+	fk.cap = (size_t)-1;
+	cr_assert_eq(rq_conn_unseen_pre(CONN), 0);
+	out_is("HTTP/1.1 200 OK\r\nX-Request-Id: abc\r\n");
+	cr_assert_eq(wrs(CONN, ok_resp + 17), (ssize_t)strlen(ok_resp) - 17);
+	out_is("HTTP/1.1 200 OK\r\nX-Request-Id: abc\r\nContent-Length: 2\r\n\r\nok");
+}
+
+Test(conn, request_body_bytes_read_unseen_keep_the_request_scanner_in_step)
+{
+	reads("POST / HTTP/1.1\r\nX-Request-Id: b1\r\nContent-Length: 10\r\n\r\n");
+	rq_conn_skipped(CONN, 10); /* spliced away */
+	reads("GET / HTTP/1.1\r\nX-Request-Id: b2\r\n\r\n");
+	cr_assert_str_eq(reqctx_id(), "b2");
+}
