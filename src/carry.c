@@ -42,8 +42,8 @@ void rq_fd_enter(int fd)
 	if (fl & RQ_FD_CONN) {
 		c = rq_conn_peek(fd);
 		if (atomic_load_explicit(&c->has_cur, memory_order_acquire)) {
-			rq_ctx_set_slot(&c->slots[atomic_load_explicit(&c->cur, memory_order_relaxed) %
-						  RQ_PIPE]);
+			rq_ctx_set_slot(rq_conn_slot(c, atomic_load_explicit(&c->cur,
+									      memory_order_relaxed)));
 			return;
 		}
 	} else if (fl & RQ_FD_CARRY) {

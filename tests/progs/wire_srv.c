@@ -149,7 +149,8 @@ static void body_splicefile(const char *b, size_t n)
 
 static void body_vmsplice(const char *b, size_t n)
 {
-	struct iovec v = { (void *)b, n };
+	/* the pipe, then the socket, refer to these pages until sent: never reused */
+	struct iovec v = { memcpy(malloc(n), b, n), n };
 	int p[2];
 
 	if (pipe(p))
