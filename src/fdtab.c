@@ -172,7 +172,10 @@ void rq_fd_copy(int from, int to)
 	if (fl & (RQ_FD_CONN | RQ_FD_CARRY)) {
 		if (!(c = rq_conn_get(to)))
 			return;
-		rq_conn_copy(c, rq_conn_peek(from));
+		if (fl & RQ_FD_CONN)
+			rq_conn_copy(c, rq_conn_peek(from));
+		else
+			memcpy(c, rq_conn_peek(from), sizeof(*c)); /* a carrier: its slot 0 */
 	}
 	atomic_store_explicit(&dst->flags, fl, memory_order_release);
 }

@@ -217,8 +217,7 @@ void rq_conn_init(struct rq_conn *c)
 	c->seen = 0;
 	atomic_store_explicit(&c->head, 0, memory_order_relaxed);
 	atomic_store_explicit(&c->tail, 0, memory_order_relaxed);
-	atomic_store_explicit(&c->cur, 0, memory_order_relaxed);
-	atomic_store_explicit(&c->has_cur, 0, memory_order_relaxed);
+	atomic_store_explicit(&c->cur, RQ_NO_CUR, memory_order_relaxed);
 	atomic_store_explicit(&c->used, 0, memory_order_relaxed);
 	atomic_store_explicit(&c->echo, rq_cfg.echo ? 1 : 0, memory_order_relaxed);
 	c->ins_state = 0;
@@ -239,7 +238,7 @@ void rq_conn_copy(struct rq_conn *dst, struct rq_conn *src)
 	atomic_store_explicit(&dst->deep, NULL, memory_order_relaxed); /* src's, not ours */
 	dst->deep_used = 0;
 	atomic_store_explicit(&dst->used, 0, memory_order_relaxed);
-	if (cur >= RQ_INLINE) { /* keep the current request in a slot of our own */
+	if (cur >= RQ_INLINE && cur != RQ_NO_CUR) { /* keep the current request in a slot of our own */
 		if (rq_slot_read(rq_conn_slot(src, cur), &now, NULL) < 0)
 			now.serial = now.len = 0;
 		rq_slot_store(&dst->slots[0], &now);

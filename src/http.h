@@ -30,6 +30,7 @@
 #define RQ_DEEP_BYTES 12288 /* 3 pages: RQ_PIPE - RQ_INLINE request slots */
 #define RQ_SKIP_MAX   127   /* lost requests counted between two queued ones */
 #define RQ_SKIP_LOST  0x80  /* in a ring entry's skip: the framing before it is unknown */
+#define RQ_NO_CUR     0xffffffffu /* struct rq_conn.cur: no request yet */
 
 /* Body framing, shared by both scanners. */
 struct rq_body {
@@ -52,11 +53,13 @@ struct rq_hdrs {
 	uint8_t cl_seen, cl_digits, cl_bad;
 	uint8_t method;  /* request: RQ_M_*; response: unused */
 	uint8_t lines;   /* header lines begun in this message (saturates) */
+	uint8_t xr_len;  /* bytes of the ID kept (request scanner) */
 	uint16_t status;
 	uint64_t cl, cl_cur;
 	struct rq_body body;
-	uint32_t xr_len;
 };
+
+_Static_assert(REQCTX_ID_MAX <= UINT8_MAX, "xr_len holds an ID's length");
 
 /* The request scanner keeps the ID text too (the response scanner only sees whether there is one). */
 struct rq_req {
@@ -89,12 +92,11 @@ enum rq_ev {
 struct rq_conn {
 	struct rq_req rp;         /* request scanner */
 	struct rq_hdrs ws;        /* response scanner */
-	uint32_t seen;            /* request heads completed */
 	_Atomic uint32_t head;    /* next ring entry to answer */
 	_Atomic uint32_t tail;    /* next free ring entry */
-	_Atomic uint32_t cur;     /* slot of the connection's current request */
-	_Atomic uint32_t has_cur; /* cur is valid */
-	_Atomic uint32_t echo;    /* 1 while responses are scanned and the ring answered */
+	_Atomic uint32_t cur;     /* slot of the connection's current request, or RQ_NO_CUR */
+	uint8_t seen;             /* a request head was completed */
+	_Atomic uint8_t echo;     /* 1 while responses are scanned and the ring answered */
 	uint16_t ins_sent;        /* bytes already written of a cut header insertion */
 	uint8_t ins_state;        /* 0: no ID header out for the open response head,
 				     1: one cut short (ins_sent bytes out), 2: one out */
@@ -111,10 +113,11 @@ struct rq_conn {
 };
 
 _Static_assert(RQ_PIPE == 64, "the used bitmap is 64 bits");
+_Static_assert(sizeof(struct rq_conn) <= 1024, "an idle connection costs 1 KiB (README, Hardening)");
 _Static_assert((RQ_PIPE - RQ_INLINE) * sizeof(struct rq_slot) <= RQ_DEEP_BYTES,
 	       "the overflow area holds the slots beyond RQ_INLINE");
 
-/* Slot p of c (p < RQ_PIPE). */
+/* Slot p of c (p < RQ_PIPE; anything else is an empty slot). */
 static inline struct rq_slot *rq_conn_slot(struct rq_conn *c, uint32_t p)
 {
 	static struct rq_slot none; /* an overflow area that could not be had: "unknown" */

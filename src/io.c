@@ -362,6 +362,17 @@ struct ins {
 	char text[HDR_MAX];
 };
 
+/* The connection's current request becomes the thread's context. */
+static void enter(struct rq_conn *c)
+{
+	uint32_t cur = atomic_load_explicit(&c->cur, memory_order_acquire);
+
+	if (cur != RQ_NO_CUR)
+		rq_ctx_set_slot(rq_conn_slot(c, cur));
+	else
+		rq_ctx_clear();
+}
+
 static uint32_t q_slot(const struct rq_conn *c, uint32_t i)
 {
 	return c->qslot[i % RQ_PIPE];
@@ -617,14 +628,9 @@ static void conn_ctx(struct rq_conn *c)
 	uint32_t h = atomic_load_explicit(&c->head, memory_order_relaxed);
 	uint32_t t = atomic_load_explicit(&c->tail, memory_order_acquire);
 
-	if (rq_resp_at_start(&c->ws) && answers(c, h, c->hs, t)) {
-		atomic_store_explicit(&c->cur, q_slot(c, h), memory_order_relaxed);
-		atomic_store_explicit(&c->has_cur, 1, memory_order_release);
-	}
-	if (atomic_load_explicit(&c->has_cur, memory_order_acquire))
-		rq_ctx_set_slot(rq_conn_slot(c, atomic_load_explicit(&c->cur, memory_order_relaxed)));
-	else
-		rq_ctx_clear();
+	if (rq_resp_at_start(&c->ws) && answers(c, h, c->hs, t))
+		atomic_store_explicit(&c->cur, q_slot(c, h), memory_order_release);
+	enter(c);
 }
 
 /*
@@ -842,17 +848,7 @@ ssize_t rq_io_write_slow(int fd, struct rq_fd *e, const struct iovec *iov, int i
 
 static void set_cur(struct rq_conn *c, uint32_t p)
 {
-	atomic_store_explicit(&c->cur, p, memory_order_relaxed);
-	atomic_store_explicit(&c->has_cur, 1, memory_order_release);
-}
-
-/* The connection's current request becomes the thread's context. */
-static void enter(struct rq_conn *c)
-{
-	if (atomic_load_explicit(&c->has_cur, memory_order_acquire))
-		rq_ctx_set_slot(rq_conn_slot(c, atomic_load_explicit(&c->cur, memory_order_relaxed)));
-	else
-		rq_ctx_clear();
+	atomic_store_explicit(&c->cur, p, memory_order_release);
 }
 
 /* Fills slot p with a new request (a generated ID if len is 0). */
@@ -903,7 +899,7 @@ static void push(struct rq_conn *c, int fd, const char *id, uint32_t len, uint32
 	uint32_t h, t;
 	int p;
 
-	c->seen++;
+	c->seen = 1;
 	if (atomic_load_explicit(&c->echo, memory_order_relaxed)) {
 		h = atomic_load_explicit(&c->head, memory_order_acquire);
 		t = atomic_load_explicit(&c->tail, memory_order_relaxed);
@@ -923,8 +919,9 @@ static void push(struct rq_conn *c, int fd, const char *id, uint32_t len, uint32
 			c->lost |= RQ_SKIP_LOST;
 		return;
 	}
-	p = atomic_load_explicit(&c->has_cur, memory_order_acquire)
-		? (int)atomic_load_explicit(&c->cur, memory_order_relaxed) : 0;
+	p = (int)atomic_load_explicit(&c->cur, memory_order_relaxed);
+	if (p == (int)RQ_NO_CUR)
+		p = 0;
 	fill(c, (uint32_t)p, id, len, flags);
 	set_cur(c, (uint32_t)p);
 }
