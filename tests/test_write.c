@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "carry.h"
 #include "ctx.h"
 #include "fdtab.h"
 #include "io.h"
@@ -766,4 +767,92 @@ Test(conn, request_body_bytes_read_unseen_keep_the_request_scanner_in_step)
 	rq_conn_skipped(CONN, 10); /* spliced away */
 	reads("GET / HTTP/1.1\r\nX-Request-Id: b2\r\n\r\n");
 	cr_assert_str_eq(reqctx_id(), "b2");
+}
+
+Test(conn, bytes_seen_but_not_woven_into_keep_the_scanner_in_step)
+{
+	struct iovec v[2] = { { (void *)ok_resp, 17 }, { (void *)(ok_resp + 17), strlen(ok_resp) - 17 } };
+
+	reads("GET / HTTP/1.1\r\nX-Request-Id: s1\r\n\r\n");
+	rq_conn_wrote(CONN, v, 2, (ssize_t)strlen(ok_resp)); /* sendmmsg, pwritev2: no header */
+	reads("GET / HTTP/1.1\r\nX-Request-Id: s2\r\n\r\n");
+	cr_assert_eq(wrs(CONN, ok_resp), (ssize_t)strlen(ok_resp));
+	out_is("HTTP/1.1 200 OK\r\nX-Request-Id: s2\r\nContent-Length: 2\r\n\r\nok");
+}
+
+Test(conn, a_dup_keeps_the_context_and_stops_the_header_on_both)
+{
+	enum { COPY = 203 };
+
+	reads_pipelined(0, 10, -1); /* the current request, p9, is in the overflow area */
+	rq_fd_copy(CONN, COPY);
+	rq_ctx_clear();
+	rq_fd_enter(COPY);
+	cr_assert_str_eq(reqctx_id(), "p9");
+	cr_assert_eq(wrs(CONN, resp2), (ssize_t)strlen(resp2));
+	cr_assert_eq(wrs(COPY, resp2), (ssize_t)strlen(resp2));
+	out_is("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	       "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+	reads_pipelined(10, 1, -1);
+	cr_assert_str_eq(reqctx_id(), "p10", "reads still set the context");
+	rq_fd_forget(COPY);
+}
+
+Test(conn, a_connection_accepted_after_a_deep_one_starts_clean)
+{
+	static char want[8192];
+	size_t w = 0;
+
+	reads_pipelined(0, 20, -1);
+	for (int i = 0; i < 10; i++) { /* 10 left unanswered when it closes */
+		cr_assert_eq(wrs(CONN, resp2), (ssize_t)strlen(resp2));
+		w += resp_with(want + w, i);
+	}
+	cr_assert_eq(rq_fd_set_conn(CONN), 0); /* closed; a new one on the same fd */
+	reads_pipelined(100, 20, -1);
+	for (int i = 100; i < 120; i++) {
+		cr_assert_eq(wrs(CONN, resp2), (ssize_t)strlen(resp2));
+		w += resp_with(want + w, i);
+	}
+	out_is(want);
+}
+
+Test(conn, with_echo_off_a_deep_pipeline_still_sets_each_context)
+{
+	static const char *const env[] = { "REQCTX_ECHO=0", NULL };
+
+	setup_env(env);
+	for (int i = 0; i < 3 * RQ_PIPE; i++) {
+		char id[16];
+
+		reads_pipelined(i, 1, -1);
+		snprintf(id, sizeof(id), "p%d", i);
+		cr_assert_str_eq(reqctx_id(), id);
+	}
+	cr_assert_eq(wrs(CONN, resp2), (ssize_t)strlen(resp2));
+	out_is(resp2);
+}
+
+Test(conn, generated_ids_of_a_deep_pipeline_are_distinct_and_echoed)
+{
+	static char buf[8192], ids[RQ_PIPE][40];
+	size_t len = 0;
+
+	for (int i = 0; i < RQ_PIPE; i++)
+		len += (size_t)sprintf(buf + len, "GET /%d HTTP/1.1\r\n\r\n", i);
+	reads(buf);
+	for (int i = 0; i < RQ_PIPE; i++) {
+		size_t before = fk.len;
+		const char *at;
+
+		cr_assert_eq(wrs(CONN, resp2), (ssize_t)strlen(resp2));
+		fk.out[fk.len] = '\0';
+		at = strstr(fk.out + before, "X-Request-Id: ");
+		cr_assert_not_null(at, "response %d has no header", i);
+		memcpy(ids[i], at + 14, 36);
+		ids[i][36] = '\0';
+		cr_assert_str_eq(reqctx_id(), ids[i], "the context after response %d", i);
+		for (int j = 0; j < i; j++)
+			cr_assert_str_neq(ids[j], ids[i]);
+	}
 }
