@@ -382,7 +382,7 @@ static uint32_t q_slot(const struct rq_conn *c, uint32_t i)
  * Whether the response written next, with the writer at ring entry h after hs
  * responses to lost requests, answers entry h (t: the reader's tail).
  */
-static int answers(const struct rq_conn *c, uint32_t h, uint32_t hs, uint32_t t)
+static inline int answers(const struct rq_conn *c, uint32_t h, uint32_t hs, uint32_t t)
 {
 	uint8_t skip = c->qskip[h % RQ_PIPE];
 
@@ -414,7 +414,7 @@ static void pop_to(struct rq_conn *c, uint32_t h, uint32_t hs)
 }
 
 /* The method of the request the next response answers (0 when it is not known to be HEAD). */
-static int method_of(struct rq_conn *c, uint32_t h, uint32_t hs, uint32_t t)
+static inline int method_of(struct rq_conn *c, uint32_t h, uint32_t hs, uint32_t t)
 {
 	if (!answers(c, h, hs, t))
 		return 0;
