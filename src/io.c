@@ -384,9 +384,12 @@ static uint32_t q_slot(const struct rq_conn *c, uint32_t i)
  */
 static inline int answers(const struct rq_conn *c, uint32_t h, uint32_t hs, uint32_t t)
 {
-	uint8_t skip = c->qskip[h % RQ_PIPE];
+	uint8_t skip;
 
-	return h != t && !(skip & RQ_SKIP_LOST) && hs >= skip;
+	if (h == t)
+		return 0; /* and entry h is the reader's, not to be read */
+	skip = c->qskip[h % RQ_PIPE];
+	return !(skip & RQ_SKIP_LOST) && hs >= skip;
 }
 
 /* A final response went out: the writer moves past entry h, or past one lost request. */

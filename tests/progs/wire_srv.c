@@ -24,7 +24,8 @@
  *   sendfile     sendfile() from a file
  *   sendmmsg     head and body together, as two messages of one sendmmsg()
  *   pwritev2     pwritev2() at offset -1
- *   stdio        fwrite() and fflush() on a FILE from fdopen() of the connection
+ *   stdio        fprintf() or fwrite(), then fflush(), on a FILE from fdopen() of
+ *                the connection
  *   dup          write() on a dup() of the connection
  *   dprintf      head and body together, through dprintf()
  * Pipelining modes, everything through write():
@@ -238,12 +239,18 @@ static void body_dup(const char *b, size_t n)
 	write_all(copy, b, n);
 }
 
+/* fprintf and fwrite by turns, each flushed. */
 static void body_stdio(const char *b, size_t n)
 {
+	static int calls;
+
 	if (!conn_file && !(conn_file = fdopen(conn, "w")))
 		fail("fdopen");
-	if (fwrite(b, 1, n, conn_file) != n || fflush(conn_file))
-		fail("fwrite");
+	if (calls++ % 2 == 0 ? fprintf(conn_file, "%.*s", (int)n, b) != (int)n
+			     : fwrite(b, 1, n, conn_file) != n)
+		fail("stdio");
+	if (fflush(conn_file))
+		fail("fflush");
 }
 
 /* One response; `out` collects it instead for the batch mode. */
