@@ -54,7 +54,9 @@ static int optional(const char *name)
 {
 	static const char *const names[] = { "close_range", "closefrom", "fcntl64", "psiginfo",
 					     "__open_2", "__open64_2", "__openat_2",
-					     "__openat64_2", "recvmmsg", "sendfile64" };
+					     "__openat64_2", "recvmmsg", "sendfile64", "splice", "tee",
+					     "vmsplice", "copy_file_range", "sendmmsg", "pwritev64v2",
+					     "preadv64v2" };
 
 	for (size_t i = 0; i < RQ_ARRAY_LEN(names); i++)
 		if (!strcmp(name, names[i]))

@@ -29,13 +29,26 @@ extern size_t _IO_fwrite(const void *, size_t, size_t, FILE *);
 extern int _IO_fputs(const char *, FILE *);
 extern int _IO_puts(const char *);
 
+/*
+ * A FILE on a connection: glibc flushes it through its internal write, which
+ * reqctx cannot see, so from the first stdio call on it that connection's
+ * responses get no header (a missed header, never a changed body).
+ */
+static inline void conn_file(FILE *f)
+{
+	if (unlikely(f && (rq_fd_flags(rq_fd_peek(f->_fileno)) & RQ_FD_CONN)))
+		rq_conn_unseen(f->_fileno);
+}
+
 /* The log entry of f when f takes prefixes now; NULL for a plain pass-through. */
 static struct rq_fd *log_of(FILE *f)
 {
 	struct rq_fd *e = rq_stdio_log(f);
 
-	if (likely(!e))
+	if (likely(!e)) {
+		conn_file(f);
 		return NULL;
+	}
 	return fwide(f, 0) > 0 ? NULL : e; /* wide streams: left to libc */
 }
 
@@ -112,7 +125,7 @@ static int vdp(int fd, int flag, const char *fmt, va_list ap)
 	ssize_t w;
 	int n;
 
-	if (likely(rq_ready()) && !(rq_fd_flags(rq_fd_peek(fd)) & RQ_FD_LOG))
+	if (likely(rq_ready()) && !(rq_fd_flags(rq_fd_peek(fd)) & (RQ_FD_LOG | RQ_FD_CONN)))
 		return flag < 0 ? rq_real.vdprintf(fd, fmt, ap)
 				: rq_real.__vdprintf_chk(fd, flag, fmt, ap);
 	n = rq_format(buf, sizeof(buf), &heap, flag, fmt, ap);
@@ -300,6 +313,7 @@ RQ_EXPORT int putchar_unlocked(int c)
  */
 static void line_begin(int keep_lock)
 {
+	conn_file(stderr);
 	flockfile(stderr);
 	rq_stdio_line_start(stderr);
 	if (!keep_lock)

@@ -98,4 +98,11 @@ int rq_fd_set_carry(int fd, int peer);
 /* The connection state of fd, mapped if missing (NULL if it cannot be). */
 struct rq_conn *rq_conn_get(int fd);
 
+/*
+ * The overflow slots of connection fd (RQ_DEEP_BYTES, page-aligned), mapped
+ * if missing (NULL if they cannot be). Kept for the fd number: a connection
+ * accepted on it later reuses them. Never allocates on the heap.
+ */
+struct rq_slot *rq_deep_get(int fd);
+
 #endif

@@ -35,7 +35,7 @@ static void init_once(void)
 /* Request events as text: "H<id or ->;" per head, "D;" when the scanner stops. */
 static size_t req_events(const uint8_t *s, size_t n, size_t chunk, char *out, size_t cap)
 {
-	struct rq_hdrs p;
+	struct rq_req p;
 	size_t len = 0;
 
 	memset(&p, 0, sizeof(p));
@@ -50,10 +50,10 @@ static size_t req_events(const uint8_t *s, size_t n, size_t chunk, char *out, si
 			CHECK(used > 0 || ev != RQ_EV_NONE);
 			off += used;
 			if (ev == RQ_EV_HEAD) {
-				CHECK(!p.xr_have || rq_id_valid(p.xr, p.xr_len));
+				CHECK(!p.h.xr_have || rq_id_valid(p.xr, p.h.xr_len));
 				len += (size_t)snprintf(out + len, cap - len, "H%.*s;",
-							p.xr_have ? (int)p.xr_len : 1,
-							p.xr_have ? p.xr : "-");
+							p.h.xr_have ? (int)p.h.xr_len : 1,
+							p.h.xr_have ? p.xr : "-");
 			} else if (ev == RQ_EV_DEAD) {
 				len += (size_t)snprintf(out + len, cap - len, "D;");
 			}

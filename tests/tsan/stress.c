@@ -6,6 +6,7 @@
  * Built and run by `make test-tsan`.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -275,6 +276,78 @@ static void handles_never_enter_another_request(void)
 		fprintf(stderr, "handles: %ld wrong, %ld exact\n", hd_wrong, hd_exact);
 }
 
+/*
+ * 5. A connection read by one thread and answered by another, up to 64
+ * requests deep: every response carries its own request's ID.
+ */
+#define PIPE_FD 9000
+#define PIPE_N 20000
+static _Atomic int pipe_read, pipe_answered;
+static int pipe_want, pipe_bad;
+
+static ssize_t pipe_sink(int fd, const struct iovec *iov, int n)
+{
+	char got[512], want[32];
+	size_t len = 0, total = 0;
+
+	(void)fd;
+	for (int i = 0; i < n; i++) {
+		size_t t = iov[i].iov_len < sizeof(got) - 1 - len ? iov[i].iov_len : sizeof(got) - 1 - len;
+
+		memcpy(got + len, iov[i].iov_base, t);
+		len += t;
+		total += iov[i].iov_len;
+	}
+	got[len] = '\0';
+	snprintf(want, sizeof(want), "X-Request-Id: t%d\r\n", pipe_want);
+	pipe_bad += !strstr(got, want);
+	return (ssize_t)total;
+}
+
+static void *pipe_reader(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < PIPE_N;) {
+		char buf[4096];
+		size_t len = 0;
+		int batch = 1 + i % 8;
+
+		while (i + batch > atomic_load(&pipe_answered) + RQ_PIPE)
+			sched_yield();
+		for (int k = 0; k < batch && i < PIPE_N; k++, i++)
+			len += (size_t)sprintf(buf + len, "GET / HTTP/1.1\r\nX-Request-Id: t%d\r\n\r\n", i);
+		rq_conn_read(PIPE_FD, &(struct iovec){ buf, len }, 1, (ssize_t)len);
+		atomic_store(&pipe_read, i);
+	}
+	return NULL;
+}
+
+static void connection_read_and_answered_by_two_threads(void)
+{
+	static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+	struct rq_call k = { .how = RQ_WRITE };
+	pthread_t r;
+
+	rq_sys.writev = pipe_sink;
+	rq_fd_set_conn(PIPE_FD);
+	pthread_create(&r, NULL, pipe_reader, NULL);
+	for (int j = 0; j < PIPE_N; j++) {
+		struct iovec v = { (void *)resp, sizeof(resp) - 1 };
+
+		while (j >= atomic_load(&pipe_read))
+			sched_yield();
+		pipe_want = j;
+		if (rq_io_write(PIPE_FD, &v, 1, &k) != (ssize_t)sizeof(resp) - 1)
+			pipe_bad++;
+		atomic_store(&pipe_answered, j + 1);
+	}
+	pthread_join(r, NULL);
+	CHECK("every response carries its own request's ID", pipe_bad == 0);
+	if (pipe_bad)
+		fprintf(stderr, "%d of %d responses wrong\n", pipe_bad, PIPE_N);
+	rq_fd_forget(PIPE_FD);
+}
+
 int main(void)
 {
 	static const char *const env[] = { NULL };
@@ -285,6 +358,7 @@ int main(void)
 	fd_table_publishes_safely();
 	queue_hands_contexts_over();
 	handles_never_enter_another_request();
+	connection_read_and_answered_by_two_threads();
 	printf("tsan: %d passed, %d failed\n", passed, failed);
 	return failed != 0;
 }
