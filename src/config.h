@@ -17,6 +17,9 @@
  *                     (default); "bare": they are left as they are
  *   REQCTX_CRASH      1: report fatal signals with the request ID and a
  *                     backtrace (default); 0: leave them alone
+ *   REQCTX_CORRELATE  1: a log line written outside its request's context
+ *                     that names a recently completed request's request line
+ *                     gets that request's ID (default); 0: it doesn't
  *
  * A bad value is reported in one line on stderr and its default is used.
  */
@@ -38,6 +41,7 @@ struct rq_config {
 	int handoff;
 	int bare_unknown;
 	int crash;
+	int correlate;
 	size_t hdr_len;
 	char hdr[RQ_HDR_MAX + 1];    /* as configured, for the response */
 	char hdr_lc[RQ_HDR_MAX + 1]; /* lower case, for matching */
