@@ -10,8 +10,9 @@
 
 #define TP "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
+/* Parameters are copied to the test's process: strings are held inline. */
 struct tp_case {
-	const char *name;
+	char name[64];
 	char value[128];
 };
 
