@@ -121,7 +121,7 @@ void rq_corr_done(struct rq_corr *r, struct rq_corr_key k, unsigned status, uint
 {
 	uint64_t w[RQ_SLOT_WORDS] = { 0 };
 	uint64_t o, t, h;
-	struct rq_corr_ent *e;
+	struct rq_corr_ent *e, *p;
 	struct rq_corr_bucket *b;
 
 	if (!rq_id_valid(id, len) || status > 0xffff)
@@ -139,6 +139,7 @@ void rq_corr_done(struct rq_corr *r, struct rq_corr_key k, unsigned status, uint
 	atomic_store_explicit(&e->meta, (uint64_t)k.len << 32 | (uint64_t)status << 16 | len,
 			      memory_order_relaxed);
 	atomic_store_explicit(&e->serial, serial, memory_order_relaxed);
+	atomic_store_explicit(&e->next, 0, memory_order_relaxed);
 	for (unsigned i = 0; i < (len + 7) / 8; i++)
 		atomic_store_explicit(&e->w[i], w[i], memory_order_relaxed);
 	atomic_store_explicit(&e->tag, 2 * o, memory_order_release);
@@ -149,11 +150,18 @@ void rq_corr_done(struct rq_corr *r, struct rq_corr_key k, unsigned status, uint
 		atomic_store_explicit(&e->prev, h, memory_order_relaxed);
 	while (!atomic_compare_exchange_weak_explicit(&b->head, &h, o, memory_order_release,
 						      memory_order_relaxed));
+	/*
+	 * The forward link, a hint: readers trust it only if the entry it names
+	 * has this one as prev (the entry may have been reused meanwhile).
+	 */
+	p = ent(r, h);
+	if (h && atomic_load_explicit(&p->tag, memory_order_relaxed) >> 1 == h)
+		atomic_store_explicit(&p->next, o, memory_order_release);
 }
 
-/* An entry's index fields, read consistently. */
+/* An entry's index fields, read consistently (next is a hint, read as it is). */
 struct view {
-	uint64_t hash, meta, prev, serial;
+	uint64_t hash, meta, prev, next, serial;
 	int matched;
 };
 
@@ -171,6 +179,7 @@ static int look(struct rq_corr *r, uint64_t o, struct view *v)
 		v->meta = atomic_load_explicit(&e->meta, memory_order_relaxed);
 		v->prev = atomic_load_explicit(&e->prev, memory_order_relaxed);
 		v->serial = atomic_load_explicit(&e->serial, memory_order_relaxed);
+		v->next = atomic_load_explicit(&e->next, memory_order_acquire);
 		atomic_thread_fence(memory_order_acquire);
 		t2 = atomic_load_explicit(&e->tag, memory_order_relaxed);
 		if (t2 >> 1 == o) {
@@ -213,6 +222,18 @@ static int read_id(struct rq_corr *r, uint64_t o, struct rq_ctx *out)
 	return -1;
 }
 
+/* Marks entry o matched and copies it out. Returns 0, or -1 if another line or writer got it. */
+static int take_at(struct rq_corr *r, uint64_t o, struct rq_ctx *out)
+{
+	uint64_t t = 2 * o;
+
+	if (read_id(r, o, out) < 0)
+		return -1;
+	return atomic_compare_exchange_strong_explicit(&ent(r, o)->tag, &t, t + 1,
+						       memory_order_acq_rel, memory_order_relaxed)
+		? 0 : -1;
+}
+
 static int same(const struct view *v, struct rq_corr_key k, unsigned status)
 {
 	unsigned st = (unsigned)(v->meta >> 16 & 0xffff);
@@ -221,20 +242,22 @@ static int same(const struct view *v, struct rq_corr_key k, unsigned status)
 	       (!status || !st || st == status);
 }
 
+#define FALL_BACK (-2)
+
 /*
- * Walks k's bucket from its newest entry down to its floor and takes the
- * chosen entry. The chain is in publication order, which concurrent writers
- * may leave slightly out of completion order, so the oldest is chosen by
- * order, not by position. Returns 1 taken, 0 none, -1 lost a race (retry).
+ * Walks k's bucket from its newest entry down to its floor. Takes the entry
+ * whose serial is `prefer` as soon as it is met, else the oldest (by order:
+ * concurrent writers may publish slightly out of completion order). Stores a
+ * new floor when the walk shows one. Returns 1 taken, 0 none, -1 lost a race.
  */
-static int walk(struct rq_corr *r, struct rq_corr_key k, unsigned status, uint64_t prefer,
+static int back(struct rq_corr *r, struct rq_corr_key k, unsigned status, uint64_t prefer,
 		struct rq_ctx *out)
 {
 	struct rq_corr_bucket *b = bucket(r, k.hash);
 	uint64_t o = atomic_load_explicit(&b->head, memory_order_acquire);
 	uint64_t fl = atomic_load_explicit(&b->floor, memory_order_relaxed);
 	uint64_t newest = atomic_load_explicit(&r->next, memory_order_relaxed);
-	uint64_t best = 0, self = 0, last_unm = 0, first_m = 0, target, t;
+	uint64_t best = 0, last_unm = 0, first_m = 0, target;
 	int complete = 0;
 
 	for (int steps = 0;; steps++) {
@@ -248,10 +271,10 @@ static int walk(struct rq_corr *r, struct rq_corr_key k, unsigned status, uint64
 			break;
 		if (!v.matched) {
 			if (same(&v, k, status)) {
+				if (prefer && v.serial == prefer) /* the line's own request */
+					return take_at(r, o, out) < 0 ? -1 : 1;
 				if (!best || o < best)
 					best = o;
-				if (prefer && v.serial == prefer)
-					self = o;
 			}
 			last_unm = o;
 			first_m = 0;
@@ -260,22 +283,63 @@ static int walk(struct rq_corr *r, struct rq_corr_key k, unsigned status, uint64
 		}
 		o = v.prev;
 	}
-	target = self ? self : best;
+	target = best;
 	if (!target) {
 		if (complete && first_m)
 			atomic_store_explicit(&b->floor, first_m, memory_order_relaxed);
 		return 0;
 	}
-	if (read_id(r, target, out) < 0)
+	if (take_at(r, target, out) < 0)
 		return -1;
-	t = 2 * target;
-	if (!atomic_compare_exchange_strong_explicit(&ent(r, target)->tag, &t, t + 1,
-						     memory_order_acq_rel, memory_order_relaxed))
-		return -1;
-	/* Every entry from the floor on is matched: that is true forever, whoever stores it. */
+	/* Every entry from the floor on is matched: that stays true, whoever stores it. */
 	if (complete && (target == last_unm || first_m))
 		atomic_store_explicit(&b->floor, target == last_unm ? target : first_m,
 				      memory_order_relaxed);
+	return 1;
+}
+
+/*
+ * Walks k's bucket forwards from its floor, along the links each writer
+ * leaves in the entry before its own, to the first entry with key k that no
+ * line has taken: the oldest, found in one step when the lines come in the
+ * order their requests completed. Returns 1 taken, 0 none, -1 lost a race,
+ * or FALL_BACK when a link is missing (no floor yet, or a writer between
+ * publishing and linking): walk backwards instead.
+ */
+static int fwd(struct rq_corr *r, struct rq_corr_key k, unsigned status, struct rq_ctx *out)
+{
+	struct rq_corr_bucket *b = bucket(r, k.hash);
+	uint64_t fl = atomic_load_explicit(&b->floor, memory_order_relaxed);
+	uint64_t newest = atomic_load_explicit(&r->next, memory_order_relaxed);
+	uint64_t at = fl, adv = fl, x;
+	int clean = 1; /* every entry from the floor to here is matched */
+	struct view v;
+
+	if (!fl || look(r, fl, &v) < 0)
+		return FALL_BACK;
+	for (int steps = 0;; steps++) {
+		int ok;
+
+		x = v.next;
+		if (!x) /* the newest, or its successor has not linked it yet */
+			return atomic_load_explicit(&b->head, memory_order_acquire) == at ? 0 : FALL_BACK;
+		if (steps == RQ_CORR_WALK || look(r, x, &v) < 0 || v.prev != at)
+			return FALL_BACK;
+		ok = !v.matched && x + RQ_CORR_RING > newest;
+		if (ok && same(&v, k, status))
+			break;
+		if (ok)
+			clean = 0;
+		else if (clean)
+			adv = x;
+		at = x;
+	}
+	if (take_at(r, x, out) < 0)
+		return -1;
+	if (clean)
+		adv = x;
+	if (adv != fl)
+		atomic_store_explicit(&b->floor, adv, memory_order_relaxed);
 	return 1;
 }
 
@@ -283,8 +347,10 @@ int rq_corr_take(struct rq_corr *r, struct rq_corr_key k, unsigned status, uint6
 		 struct rq_ctx *out)
 {
 	for (int tries = 0; tries < 4; tries++) {
-		int got = walk(r, k, status, prefer, out);
+		int got = prefer ? FALL_BACK : fwd(r, k, status, out);
 
+		if (got == FALL_BACK)
+			got = back(r, k, status, prefer, out);
 		if (got >= 0)
 			return got;
 	}
@@ -308,38 +374,39 @@ static int word(unsigned char c)
 	return upper(c) || (c >= 'a' && c <= 'z') || digit(c) || c == '-' || c == '_';
 }
 
+#ifdef __SSE2__
+/* Bit j set if s[j] == 'P' and s[j + 1] == '/', for j < 16 (reads 17 bytes). */
+static inline unsigned pslash16(const char *s)
+{
+	const __m128i P = _mm_set1_epi8('P'), S = _mm_set1_epi8('/');
+
+	return (unsigned)_mm_movemask_epi8(
+		_mm_and_si128(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)s), P),
+			      _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(s + 1)), S)));
+}
+#endif
+
 /* The first i >= from with s[i] == 'P' and s[i + 1] == '/', or n. */
 static size_t next_pslash(const char *s, size_t n, size_t from)
 {
 	size_t i = from;
 
-	if (n < 2)
-		return n;
 #ifdef __SSE2__
-	{
-		const __m128i P = _mm_set1_epi8('P'), S = _mm_set1_epi8('/');
+	if (n >= 17) {
+		size_t last = n - 17; /* the last block that fits; it may overlap the one before */
+		unsigned m;
 
-		for (;;) {
-			unsigned m;
-
-			if (i + 17 > n) {
-				if (n < 17 || i >= n - 1)
-					break;
-				i = n - 17; /* the last block overlaps the one before */
-			}
-			m = (unsigned)_mm_movemask_epi8(_mm_and_si128(
-				_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(s + i)), P),
-				_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(s + i + 1)), S)));
-			if (m) {
-				while (m && i + (unsigned)__builtin_ctz(m) < from)
-					m &= m - 1; /* an overlapping block's bytes before `from` */
-				if (m)
-					return i + (unsigned)__builtin_ctz(m);
-			}
-			if (i + 17 >= n)
-				return n;
-			i += 16;
+		for (; i + 32 <= last + 16; i += 32) { /* two blocks per test */
+			m = pslash16(s + i) | pslash16(s + i + 16) << 16;
+			if (m)
+				return i + (unsigned)__builtin_ctz(m);
 		}
+		for (; i <= last; i += 16)
+			if ((m = pslash16(s + i)))
+				return i + (unsigned)__builtin_ctz(m);
+		if (i < n - 1 && (m = pslash16(s + last) >> (i - last)))
+			return i + (unsigned)__builtin_ctz(m);
+		return n;
 	}
 #else
 	/* Eight bytes at a time: a zero byte of (x ^ c) marks c (exact for the lowest one). */

@@ -57,20 +57,26 @@
  *   start: the decision is made when the line starts, with the bytes of it in
  *   that write, because the prefix goes out with them.
  * - More than RQ_CORR_WALK completed requests in one index bucket newer than
- *   the oldest unmatched one (in practice: more than 1024 identical request
- *   lines completed and not yet logged): the oldest are not found.
+ *   the oldest unmatched one, when the quick way (below) is not available (in
+ *   practice: more than 1024 identical request lines completed and not yet
+ *   logged): the oldest are not found.
  *
- * Memory: a static ring of RQ_CORR_RING entries of 168 bytes and
- * RQ_CORR_BUCKETS index buckets of 16 bytes, 736 KiB in all, in zero pages
+ * Memory: a static ring of RQ_CORR_RING entries of 176 bytes and
+ * RQ_CORR_BUCKETS index buckets of 16 bytes, 768 KiB in all, in zero pages
  * that the kernel maps only as requests complete (a process that serves no
  * requests pays nothing). Nothing grows with traffic.
  *
  * Concurrency: any number of threads may record and match at once, with no
  * lock and no allocation; everything here is async-signal-safe. Each entry is
- * guarded by a seqlock whose sequence is its tag (order and matched bit), a
- * match is a compare-and-swap of the tag, and each index bucket is a chain of
- * entries linked newest to oldest, with a "floor" below which every entry is
- * known to be matched so that walks stay short.
+ * guarded by a seqlock whose sequence is its tag (order and matched bit), and
+ * a match is a compare-and-swap of the tag. Each index bucket is a chain of
+ * entries linked newest to oldest, with a "floor": an entry from which on
+ * (older) every entry is known to be matched. Each writer also leaves a
+ * forward link in the entry before its own; a line with no `prefer` follows
+ * those from the floor, so that taking the oldest unmatched entry costs one
+ * step when lines are written in completion order, however many identical
+ * request lines wait. A missing link (no floor yet, or a writer between
+ * publishing and linking) falls back to the walk from the newest entry.
  *
  * Integration (connection and write paths, not here):
  * - At start-up, rq_corr_init() once (before any hash), if REQCTX_CORRELATE
@@ -126,6 +132,7 @@ struct rq_corr_ent {
 	_Atomic uint64_t hash;
 	_Atomic uint64_t meta;   /* request-line length << 32 | status << 16 | ID length */
 	_Atomic uint64_t prev;   /* order of the bucket's entry before this one, 0: none */
+	_Atomic uint64_t next;   /* order of the one after it, 0: none yet (a hint, see fwd) */
 	_Atomic uint64_t serial;
 	_Atomic uint64_t w[RQ_SLOT_WORDS];
 };

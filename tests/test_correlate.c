@@ -330,6 +330,57 @@ Test(correlate, identical_lines_past_the_wrap_start_at_the_oldest_kept)
 	cr_assert_str_eq(match("\"GET /same HTTP/1.1\" 200\n", 0), "-");
 }
 
+Test(correlate, the_quick_walk_falls_back_when_its_floor_is_gone)
+{
+	char rl[64];
+
+	done("GET /f HTTP/1.1", 200, 1, "f-1");
+	cr_assert_str_eq(match("\"GET /f HTTP/1.1\" 200\n", 0), "f-1"); /* the floor is f-1 */
+	for (int i = 0; i < RQ_CORR_RING; i++) { /* f-1's entry is reused */
+		snprintf(rl, sizeof(rl), "GET /other/%d HTTP/1.1", i);
+		done(rl, 200, (uint64_t)i + 2, "o");
+	}
+	done("GET /f HTTP/1.1", 200, 9999, "f-2");
+	cr_assert_str_eq(match("\"GET /f HTTP/1.1\" 200\n", 0), "f-2");
+}
+
+Test(correlate, request_lines_sharing_a_bucket_keep_their_own_order)
+{
+	char x[64] = "GET /x HTTP/1.1", y[64], line[96], id[16];
+	uint64_t bx = rq_corr_key_of(x, strlen(x)).hash & (RQ_CORR_BUCKETS - 1);
+	int n;
+
+	for (n = 0; n < 1000000; n++) { /* another request line in the same index bucket */
+		snprintf(y, sizeof(y), "GET /y%d HTTP/1.1", n);
+		if ((rq_corr_key_of(y, strlen(y)).hash & (RQ_CORR_BUCKETS - 1)) == bx)
+			break;
+	}
+	cr_assert_lt(n, 1000000);
+	/* x0 y0 x1 y1 ... x9 y9 complete; the x lines are logged first, then the y lines */
+	for (int i = 0; i < 10; i++) {
+		snprintf(id, sizeof(id), "x-%d", i);
+		done(x, 200, (uint64_t)(2 * i + 1), id);
+		snprintf(id, sizeof(id), "y-%d", i);
+		done(y, 200, (uint64_t)(2 * i + 2), id);
+	}
+	for (int i = 0; i < 10; i++) {
+		snprintf(id, sizeof(id), "x-%d", i);
+		cr_assert_str_eq(match("\"GET /x HTTP/1.1\" 200\n", 0), id);
+	}
+	snprintf(line, sizeof(line), "\"%s\" 200\n", y);
+	for (int i = 0; i < 10; i++) {
+		snprintf(id, sizeof(id), "y-%d", i);
+		cr_assert_str_eq(match(line, 0), id);
+	}
+	cr_assert_str_eq(match(line, 0), "-");
+	cr_assert_str_eq(match("\"GET /x HTTP/1.1\" 200\n", 0), "-");
+	/* and new ones after everything was matched */
+	done(y, 200, 100, "y-new");
+	done(x, 200, 101, "x-new");
+	cr_assert_str_eq(match("\"GET /x HTTP/1.1\" 200\n", 0), "x-new");
+	cr_assert_str_eq(match(line, 0), "y-new");
+}
+
 Test(correlate, a_line_split_across_writes_is_decided_at_its_start)
 {
 	static const char line[] = "127.0.0.1 - - [x] \"GET /split HTTP/1.1\" 200 12 \"-\"\n";
