@@ -358,7 +358,8 @@ static size_t peek8(const struct iovec *iov, int iovcnt, struct cur c, uint8_t h
 		size_t off = i == c.i ? c.off : 0, len = iov[i].iov_len - off;
 		size_t take = len < 8 - got ? len : 8 - got;
 
-		memcpy(h + got, (const char *)iov[i].iov_base + off, take);
+		if (take) /* an empty iovec may have a NULL base */
+			memcpy(h + got, (const char *)iov[i].iov_base + off, take);
 		got += take;
 	}
 	return got;

@@ -42,9 +42,10 @@
  * invalid value gets ours after it (receivers that keep the last value, as
  * php-fpm does, and reqctx, which keeps the first valid one, then agree).
  *
- * Memory: struct rq_fcgi_in is about 680 bytes (four 128-byte IDs being
- * read), struct rq_fcgi_out about 390 (a cut-short insertion is kept whole).
- * Neither grows with traffic: a length of 2^31 costs nothing but counting.
+ * Memory: struct rq_fcgi_in is 660 bytes (four 128-byte IDs being read),
+ * struct rq_fcgi_out 372 (a cut-short insertion is kept whole); a write's
+ * struct rq_fcgi_plan (1.1 KiB) lives on the writer's stack. Nothing grows
+ * with traffic: a length of 2^31 costs nothing but counting.
  *
  * Integration (connection code, not here):
  * - Accepted connection whose first byte read is 1 (FCGI_VERSION_1, which no

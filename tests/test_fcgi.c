@@ -33,7 +33,8 @@ struct buf {
 static void put(struct buf *o, const void *p, size_t n)
 {
 	cr_assert_leq(o->n + n, sizeof(o->b));
-	memcpy(o->b + o->n, p, n);
+	if (n)
+		memcpy(o->b + o->n, p, n);
 	o->n += n;
 }
 
@@ -660,14 +661,16 @@ Test(fcgi, writev_sees_a_header_split_across_iovecs)
 {
 	static struct buf cap, want;
 	static struct client c;
-	struct iovec v[3];
+	struct iovec v[5];
 
 	capture_with_insertion(&cap, &want, "front-id-2");
 	client_init(&c, "front-id-2", SIZE_MAX, SIZE_MAX);
 	v[0] = (struct iovec){ cap.b, 1170 }; /* two bytes into the empty PARAMS header */
-	v[1] = (struct iovec){ cap.b + 1170, 3 };
-	v[2] = (struct iovec){ cap.b + 1173, cap.n - 1173 };
-	cr_assert_eq(cwritev(&c, v, 3), (ssize_t)cap.n);
+	v[1] = (struct iovec){ NULL, 0 };
+	v[2] = (struct iovec){ cap.b + 1170, 3 };
+	v[3] = (struct iovec){ cap.b + 1173, cap.n - 1173 };
+	v[4] = (struct iovec){ NULL, 0 };
+	cr_assert_eq(cwritev(&c, v, 5), (ssize_t)cap.n);
 	cr_assert_eq(c.len, want.n);
 	cr_assert_arr_eq(c.out, want.b, want.n);
 }
