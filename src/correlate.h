@@ -85,9 +85,9 @@
  *   rq_corr_hash_* (streaming: a request line split across reads hashes the
  *   same), exactly "METHOD SP target SP HTTP/x.y" without CRLF, and keep the
  *   key with the request's slot.
- * - When a response has gone out whole (its status is known from the
- *   response scanner), rq_corr_done(&rq_corr_ring, key, status, serial, id,
- *   len).
+ * - When a response has gone out whole, its last body byte included (that is
+ *   the order servers log in; the status comes from the response scanner),
+ *   rq_corr_done(&rq_corr_ring, key, status, serial, id, len).
  * - At each line start on a log stream, before choosing the prefix,
  *   rq_corr_match(&rq_corr_ring, line, bytes of it in this write, prefer,
  *   &ctx); on 1, use ctx's ID for this line's prefix. Pass as `prefer` the
@@ -154,6 +154,11 @@ extern struct rq_corr rq_corr_ring;
 /* Draws the process's hash key. Once, before any hash; without it the key is 0. */
 void rq_corr_init(void);
 
+/*
+ * A request line's key over any number of pieces: init, add each piece as it
+ * is read, end (h is left as it was: more may be added). Any split of the
+ * same bytes gives the same key.
+ */
 void rq_corr_hash_init(struct rq_corr_hasher *h);
 void rq_corr_hash_add(struct rq_corr_hasher *h, const char *s, size_t n);
 struct rq_corr_key rq_corr_hash_end(const struct rq_corr_hasher *h);
