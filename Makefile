@@ -99,7 +99,7 @@ $(B)/tests/test_fuzz: tests/test_fuzz.c tests/fuzz/targets.c $(SRC_T)
 
 # make fuzz: each libFuzzer target for FUZZ_SECONDS, new inputs kept under $(B)/fuzz.
 FUZZ_SECONDS ?= 60
-FUZZERS := http prefix
+FUZZERS := http prefix fcgi
 fuzz: $(FUZZERS:%=$(B)/fuzz/fuzz_%)
 	@for t in $(FUZZERS); do \
 		mkdir -p $(B)/fuzz/corpus_$$t; \

@@ -164,6 +164,18 @@ static void seed(struct rng *r, uint64_t tok, unsigned gen)
 	r->seeded = 1;
 }
 
+uint64_t rq_rand64(void)
+{
+	struct rng *r = &rng;
+	unsigned gen = atomic_load_explicit(&fork_gen, memory_order_relaxed);
+	int e = errno;
+
+	if (unlikely(!r->seeded || r->gen != gen))
+		seed(r, gen);
+	errno = e;
+	return next(r);
+}
+
 void rq_uuid4(char out[RQ_UUID_LEN])
 {
 	static const char hex[16] = "0123456789abcdef";

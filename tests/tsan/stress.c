@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "common.h"
+#include "correlate.h"
 #include "ctx.h"
 #include "fdtab.h"
 #include "handle.h"
@@ -348,6 +349,70 @@ static void connection_read_and_answered_by_two_threads(void)
 	rq_fd_forget(PIPE_FD);
 }
 
+/* 6. The ring of completed requests: threads completing requests while others match lines. */
+static struct rq_corr ring;
+static atomic_int corr_writers;
+static atomic_long corr_hits, corr_bad;
+
+#define CORR_N 20000
+#define CORR_PATHS 16
+
+static void *corr_writer(void *arg)
+{
+	int w = (int)(long)arg;
+
+	for (int i = 0; i < CORR_N; i++) {
+		char rl[48], id[48];
+		int n = snprintf(rl, sizeof(rl), "GET /p%d HTTP/1.1", i % CORR_PATHS);
+
+		snprintf(id, sizeof(id), "p%d-w%d-%d", i % CORR_PATHS, w, i);
+		rq_corr_done(&ring, rq_corr_key_of(rl, (size_t)n), 200, (uint64_t)i + 1, id,
+			     (uint32_t)strlen(id));
+	}
+	atomic_fetch_add(&corr_writers, 1);
+	return NULL;
+}
+
+static void *corr_reader(void *arg)
+{
+	unsigned x = (unsigned)(long)arg + 1;
+
+	while (atomic_load(&corr_writers) < 2) {
+		char line[96], want[16];
+		struct rq_ctx c;
+		int p, n, wl;
+
+		x = x * 1103515245 + 12345;
+		p = (int)((x >> 16) % CORR_PATHS);
+		n = snprintf(line, sizeof(line), "h - - [t] \"GET /p%d HTTP/1.1\" 200 3\n", p);
+		wl = snprintf(want, sizeof(want), "p%d-", p);
+		if (rq_corr_match(&ring, line, (size_t)n, 0, &c)) {
+			atomic_fetch_add(&corr_hits, 1);
+			if (strncmp(c.id, want, (size_t)wl) || strlen(c.id) != c.len ||
+			    !rq_id_valid(c.id, c.len))
+				atomic_fetch_add(&corr_bad, 1);
+		}
+	}
+	return NULL;
+}
+
+static void ring_matches_stay_whole(void)
+{
+	pthread_t w[2], r[2];
+
+	rq_corr_init();
+	for (long i = 0; i < 2; i++)
+		pthread_create(&r[i], NULL, corr_reader, (void *)i);
+	for (long i = 0; i < 2; i++)
+		pthread_create(&w[i], NULL, corr_writer, (void *)i);
+	for (int i = 0; i < 2; i++) {
+		pthread_join(w[i], NULL);
+		pthread_join(r[i], NULL);
+	}
+	CHECK("every matched line got an ID of its own request line", atomic_load(&corr_bad) == 0);
+	CHECK("no more matches than completions", atomic_load(&corr_hits) <= 2 * CORR_N);
+}
+
 int main(void)
 {
 	static const char *const env[] = { NULL };
@@ -359,6 +424,7 @@ int main(void)
 	queue_hands_contexts_over();
 	handles_never_enter_another_request();
 	connection_read_and_answered_by_two_threads();
+	ring_matches_stay_whole();
 	printf("tsan: %d passed, %d failed\n", passed, failed);
 	return failed != 0;
 }

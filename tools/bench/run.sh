@@ -473,6 +473,7 @@ for r in $ROWS; do
 	esac
 done
 
+. "$(dirname "$0")/correlate.sh" # row 8: batched log correlation (BENCH_ROWS unset, or with 8)
 say ""
 say "== summary (without = the alternative; with = under libreqctx.so)"
 awk -F '\t' 'BEGIN { printf "%-3s %-42s %16s %16s %18s %8s %s\n", "row", "measure", "without", "with", "result", "target", "" }
