@@ -270,3 +270,96 @@ Test(epoll, returns_and_errno_are_libc_s_and_no_event_is_lost_or_repeated)
 	cr_assert(strstr(plain, "ctl NULL event: r=-1 errno=Bad address\n"));
 	cr_assert(strstr(plain, "errno kept: r=0 errno=-\n"));
 }
+
+/* ---- host safety: epoll fds and registrations reqctx cannot fully see ---- */
+
+/*
+ * Runs `evsafe CASE` (tests/progs/evsafe.c) without and with the library:
+ * both exit 0 (not killed by the helper's alarm() watchdog, which a wait
+ * that never returns would set off) and write the same report, every event
+ * with the host's own data. Returns the plain report.
+ */
+static char *safe_case(const char *c)
+{
+	char prog[256], rep0[160], rep1[160], *plain;
+	char *argv0[] = { prog, (char *)c, rep0, NULL }, *argv1[] = { prog, (char *)c, rep1, NULL };
+
+	snprintf(prog, sizeof(prog), "%s/progs/O0/evsafe", bdir());
+	snprintf(rep0, sizeof(rep0), "%s/safe0", dir);
+	snprintf(rep1, sizeof(rep1), "%s/safe1", dir);
+	cr_assert_eq(proc_run(argv0, NULL, 0, NULL, NULL), 0, "plain run of %s", c);
+	cr_assert_eq(proc_run(argv1, NULL, 1, NULL, NULL), 0, "%s under the library (142: hung)", c);
+	plain = slurp(rep0, NULL);
+	cr_assert_str_eq(slurp(rep1, NULL), plain, "%s", c);
+	return plain;
+}
+
+Test(epoll, a_registration_made_through_a_dup_of_the_epoll_fd_comes_back_with_the_host_s_data)
+{
+	char *p = safe_case("dup-add");
+
+	cr_assert(strstr(p, "wait on epfd: n=1 0x7f3a12345678\n"));
+	cr_assert(strstr(p, "both one-shot, through the alias: 2 events 0x7f3a12345678 0x7f3a87654320\n"));
+}
+
+Test(epoll, dup2_dup3_and_F_DUPFD_CLOEXEC_of_an_epoll_fd_share_its_registrations)
+{
+	const char *hows[] = { "dup2", "dup3", "fdupfd" };
+
+	for (int i = 0; i < 3; i++)
+		cr_assert(strstr(safe_case(hows[i]), "wait on the alias: n=1 0x7f3a12345678\n"));
+}
+
+Test(epoll, waiting_on_a_dup_gives_the_host_s_data_not_reqctx_s_value)
+{
+	cr_assert(strstr(safe_case("dup-wait"), "wait on the dup: n=1 0x7f3a12345678\n"));
+}
+
+Test(epoll, closing_one_alias_of_an_epoll_fd_leaves_the_others_working)
+{
+	char *p = safe_case("dup-close");
+
+	cr_assert(strstr(p, "after closing epfd, on its dup: 2 events 0x7f3a12345678 0x7f3a87654320\n"));
+	cr_assert(strstr(p, "after closing that too, on the next dup: 1 events 0x6\n"));
+}
+
+Test(epoll, an_event_registered_by_a_raw_syscall_comes_back_exactly_as_the_kernel_gave_it)
+{
+	char *p = safe_case("raw-ctl");
+
+	cr_assert(strstr(p, "raw ADD: n=1 0x7f3a12345678\n"));
+	cr_assert(strstr(p, "raw level-triggered again: n=1 0x7f3a12345678\n"));
+}
+
+Test(epoll, an_epoll_fd_made_outside_the_library_is_left_alone)
+{
+	cr_assert(strstr(safe_case("early"), "its dup: n=1 0x7f3a87654320\n"));
+}
+
+Test(epoll, host_values_shaped_like_reqctx_s_own_come_back_unchanged)
+{
+	char *p = safe_case("lookalike");
+
+	cr_assert(strstr(p, "old-style value: unchanged\nanother number: unchanged\n"));
+}
+
+Test(epoll, a_forked_child_registers_on_the_inherited_epoll_fd_and_both_see_its_data)
+{
+	char *p = safe_case("fork");
+
+	cr_assert(strstr(p, "parent: the child's registration: n=1 0x7f3a87654320\n"));
+	cr_assert(strstr(p, "child status 0\n"));
+}
+
+Test(epoll, pre_fork_workers_wait_and_re_arm_on_the_parent_s_epoll_fd)
+{
+	char *p = safe_case("prefork");
+
+	cr_assert(strstr(p, "worker 1: n=1 0x7f3a87654320\n"));
+	cr_assert(strstr(p, "parent: n=1 0x6\n"));
+}
+
+Test(epoll, a_registration_modified_during_every_wait_never_loses_or_forges_an_event)
+{
+	cr_assert(strstr(safe_case("mod-race"), "2000 waits: each one event or none, host data\n"));
+}
