@@ -178,6 +178,16 @@ static int set_crash(const char *v)
 	return (rq_cfg.crash = set_flag(v, "0", "1")) < 0 ? -1 : 0;
 }
 
+static int set_loop(const char *v)
+{
+	static const char *const names[] = { "auto", "split", "batch" };
+
+	for (int i = 0; i < 3; i++)
+		if (!strcmp(v, names[i]))
+			return rq_cfg.loop = i, 0;
+	return -1;
+}
+
 void rq_config_load(const char *(*getenv_fn)(const char *),
 		    void (*report)(const char *line))
 {
@@ -200,6 +210,7 @@ void rq_config_load(const char *(*getenv_fn)(const char *),
 	apply("REQCTX_HANDOFF", "1", set_handoff, "is not 0 or 1");
 	apply("REQCTX_UNKNOWN", "prefix", set_unknown, "is not \"prefix\" or \"bare\"");
 	apply("REQCTX_CRASH", "1", set_crash, "is not 0 or 1");
+	apply("REQCTX_LOOP", "auto", set_loop, "is not \"auto\", \"split\" or \"batch\"");
 }
 
 int rq_config_is_log_path(const char *path)

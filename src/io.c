@@ -178,6 +178,7 @@ static void advance(struct cursor *c, const struct iovec *iov, int iovcnt, size_
 
 int rq_prefix_wanted(void)
 {
+	rq_evq_use();
 	return rq_ctx_cur()->serial != 0 || !rq_cfg.bare_unknown;
 }
 
@@ -731,6 +732,7 @@ ssize_t rq_io_write_slow(int fd, struct rq_fd *e, const struct iovec *iov, int i
 		rq_carry_put(fd, e);
 		return rq_io_plain(fd, iov, iovcnt, k);
 	}
+	rq_evq_touch(fd);
 	if (fl == RQ_FD_LOG && k->how == RQ_WRITE) {
 		ssize_t r = log_line(fd, e, iov[0].iov_base, iov[0].iov_len);
 
