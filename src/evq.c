@@ -502,10 +502,12 @@ void rq_evq_enter(int fd, struct rq_learn *l, const _Atomic uint32_t *live, uint
 	w->ident = ident;
 	w->p = p;
 	w->cx = rq_ctx_cur()->serial;
+	w->state = RQ_W_OPEN;
 	atomic_signal_fence(memory_order_seq_cst); /* a signal handler sees a whole window or none */
 	w->fd1 = fd + 1;
 }
 
+/* Closes the window with a verdict: 1 good, 0 bad (split for good), -1 none. */
 static void verdict(int good)
 {
 	struct rq_evq_watch *w = &rq_evq_w;
@@ -514,8 +516,9 @@ static void verdict(int good)
 
 	w->fd1 = 0;
 	atomic_signal_fence(memory_order_seq_cst);
-	if (!l || (w->live && atomic_load_explicit(w->live, memory_order_relaxed) != w->ident))
-		return; /* the instance was closed and reused since */
+	if (good < 0 || !l ||
+	    (w->live && atomic_load_explicit(w->live, memory_order_relaxed) != w->ident))
+		return; /* no verdict, or the instance was closed and reused since */
 	if (!good) {
 		atomic_store_explicit(&l->mode, RQ_LM_SPLIT, memory_order_relaxed);
 		return;
@@ -525,24 +528,51 @@ static void verdict(int good)
 		atomic_compare_exchange_strong(&l->mode, &m, RQ_LM_BATCH);
 }
 
-void rq_evq_touched(void)
+/* After a suspect use and I/O on another fd: did that I/O leave the entered context current? */
+static void settle(void)
 {
-	verdict(1);
+	verdict(rq_ctx_cur()->serial != rq_evq_w.cx);
+}
+
+void rq_evq_touched(int fd)
+{
+	struct rq_evq_watch *w = &rq_evq_w;
+	int mine = fd + 1 == w->fd1;
+
+	if (!(rq_fd_flags(rq_fd_peek(fd)) & (RQ_FD_CONN | RQ_FD_CARRY)))
+		return; /* a log write: not I/O that sets a context */
+	if (w->state == RQ_W_OPEN)
+		verdict(mine ? 1 : -1);
+	else if (w->state == RQ_W_SUSPECT && mine)
+		verdict(0);
+	else if (w->state == RQ_W_SUSPECT)
+		w->state = RQ_W_SETTLE;
+	else
+		settle();
 }
 
 void rq_evq_used(void)
 {
 	struct rq_evq_watch *w = &rq_evq_w;
 
-	if (rq_ctx_cur()->serial == w->cx && w->cx != w->p)
-		verdict(0);
-	else
-		w->fd1 = 0;
+	if (w->state == RQ_W_SETTLE)
+		settle();
+	else if (w->state == RQ_W_OPEN && rq_ctx_cur()->serial == w->cx && w->cx != w->p)
+		w->state = RQ_W_SUSPECT;
+	else if (w->state == RQ_W_OPEN)
+		verdict(-1);
 }
 
 void rq_evq_idle(void)
 {
-	rq_evq_w.fd1 = 0;
+	struct rq_evq_watch *w = &rq_evq_w;
+
+	if (!w->fd1)
+		return;
+	if (w->state == RQ_W_SETTLE)
+		settle();
+	else
+		verdict(w->state == RQ_W_SUSPECT ? 0 : -1);
 }
 
 /* ---- the queues ---- */
@@ -767,7 +797,7 @@ int rq_evq_wait(int epfd, struct epoll_event *ev, int maxevents, const struct rq
 	int64_t total, start = 0;
 	int fresh, mode, n, saved = errno;
 
-	rq_evq_w.fd1 = 0; /* the last callback is over */
+	rq_evq_idle(); /* the last callback is over */
 	if (!(in = lookup(epfd, &idx, &ident)) || maxevents <= 0 || (uintptr_t)ev < 4096)
 		return k->wait(k, epfd, ev, maxevents);
 	mode = shared(in) ? RQ_LM_BATCH : rq_evq_mode(&in->learn);

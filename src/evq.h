@@ -140,7 +140,7 @@ void rq_evq_before_fork(void);
 /* In the child of a fork: frees the epoll_ctl locks, drops this thread's queued events. */
 void rq_evq_after_fork(void);
 
-/* A poll or select is about to wait: the last event's callback is over. */
+/* The thread is about to wait (epoll, poll, select): the last callback is over. */
 void rq_evq_idle(void);
 
 /*
@@ -164,14 +164,28 @@ struct rq_learn {
 };
 
 /*
- * The window: after an event for fd is handed out (its context entered), what
- * the thread does next decides whether the loop needs split mode. It closes
- * at the first of: I/O that sets fd's context (good), a use of the context
- * (bad if it is still the one entered and that differs from the one before,
- * else nothing), the next wait.
+ * The window: after an event for fd is handed out (its context entered),
+ * what the thread does next tells whether the loop needs split mode:
+ *  - I/O that sets fd's context (a read of it, a write if it is a
+ *    connection) before any use of the context: the callback does not need
+ *    the context entered (good);
+ *  - a use of the context (a log line; storing it in a carrier, a timer or a
+ *    hand-off queue) while it is still the one entered, and that differs
+ *    from the one before, makes the window suspect; then
+ *      I/O on fd, or I/O on another fd that leaves the entered context
+ *      current, or the next wait with no I/O at all: the callback needed it
+ *      (bad: split for good);
+ *      I/O on another fd that sets another context: the work that used it
+ *      was another request's (asyncio runs the tasks a previous iteration
+ *      scheduled before this iteration's callbacks), so entering did not
+ *      help it (counted as good);
+ *  - anything else closes the window without a verdict.
  */
+enum { RQ_W_OPEN = 1, RQ_W_SUSPECT, RQ_W_SETTLE };
+
 struct rq_evq_watch {
 	int fd1;                /* the watched fd + 1; 0: no window open */
+	int state;              /* RQ_W_* */
 	uint32_t ident;         /* the instance's ident, if l belongs to one */
 	struct rq_learn *l;
 	const _Atomic uint32_t *live; /* the instance's ident word, or NULL */
@@ -186,14 +200,14 @@ int rq_evq_mode(const struct rq_learn *l);
 /* Makes fd's context current for an event about to be handed out, and opens a window on it. */
 void rq_evq_enter(int fd, struct rq_learn *l, const _Atomic uint32_t *live, uint32_t ident);
 
-void rq_evq_touched(void);
+void rq_evq_touched(int fd);
 void rq_evq_used(void);
 
-/* I/O that makes fd's context current: a read on a connection or carrier, a write on a connection. */
+/* I/O on fd that sets its context: a read on a connection or carrier, a write on a connection. */
 static inline void rq_evq_touch(int fd)
 {
-	if (unlikely(rq_evq_w.fd1 == fd + 1))
-		rq_evq_touched();
+	if (unlikely(rq_evq_w.fd1))
+		rq_evq_touched(fd);
 }
 
 /* The current context is about to be used: a log line, or stored in a carrier, timer or queue. */

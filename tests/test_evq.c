@@ -844,3 +844,61 @@ Test(evq, select_in_batch_mode_returns_the_kernel_s_sets_and_count)
 	cr_assert(FD_ISSET(pf[0].fd, &rd) && FD_ISSET(pf[1].fd, &rd));
 	cr_assert_str_eq(rq_ctx_cur()->id, pf[0].fd < pf[1].fd ? "s0" : "s1");
 }
+
+/*
+ * asyncio runs the tasks the previous iteration scheduled before this
+ * iteration's callbacks: a task logs in the context entered for an event
+ * that is not its own, then writes its own connection. Entering did not help
+ * that line, so such windows count toward batch.
+ */
+Test(evq, a_use_followed_by_another_request_s_io_counts_toward_batch)
+{
+	int ep = new_ep(), fds[4], task = ready_fd("the task's request");
+	struct epoll_event ev[8];
+
+	ready_set(ep, 4, fds);
+	for (int i = 0; i < RQ_EVQ_LEARN; i++) {
+		rq_fd_enter(task); /* where the last iteration left off */
+		cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 1, "call %d", i);
+		rq_evq_use();      /* the task's log line, in the entered context */
+		rq_evq_touch(task); /* its response write... */
+		rq_fd_enter(task); /* ...which sets its own request's context */
+	}
+	cr_assert_eq(nwaits, RQ_EVQ_LEARN / 4);
+	cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 4);
+	cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 4);
+}
+
+Test(evq, a_use_followed_by_io_that_keeps_the_entered_context_keeps_the_loop_split)
+{
+	int ep = new_ep(), fd = ready_fd("r"), same = -1, p[2];
+	struct epoll_event ev[8];
+
+	add(ep, fd, EPOLLIN, 1);
+	add(ep, ready_fd("s"), EPOLLIN, 2);
+	cr_assert_eq(pipe(p), 0);
+	enter_ctx("before");
+	cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 1);
+	/* Another fd of the same request: a carrier holding the entered context. */
+	rq_carry_new(p[0], -1);
+	same = p[0];
+	rq_evq_use();
+	rq_evq_touch(same);
+	rq_fd_enter(same);
+	rq_evq_use(); /* settles: the entered context is still current */
+	touch_first(ep, 2 * RQ_EVQ_LEARN);
+	cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 1);
+}
+
+Test(evq, a_use_and_then_no_io_before_the_next_wait_keeps_the_loop_split)
+{
+	int ep = new_ep(), fds[2];
+	struct epoll_event ev[8];
+
+	ready_set(ep, 2, fds);
+	enter_ctx("before");
+	cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 1);
+	rq_evq_use();
+	touch_first(ep, 2 * RQ_EVQ_LEARN);
+	cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 1);
+}

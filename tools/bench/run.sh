@@ -471,6 +471,7 @@ for r in $ROWS; do
 	*) say "unknown row $r" ;;
 	esac
 done
+. "$(dirname "$0")/loop.sh" # event-loop iterations per request (rows "loop"; BENCH_LOOP=0 skips)
 
 say ""
 say "== summary (without = the alternative; with = under libreqctx.so)"
