@@ -818,13 +818,13 @@ int rq_evq_wait(int epfd, struct epoll_event *ev, int maxevents, const struct rq
 			    split_it && maxevents > RQ_EVQ_CAP ? RQ_EVQ_CAP : maxevents);
 		if (n <= 0)
 			return n;
-		/* An instance closed and reused during the wait: its events mean nothing now. */
-		if (atomic_load_explicit(&in->ident, memory_order_acquire) != ident)
-			n = 0;
-		else if (split_it)
+		if (split_it)
 			n = split(q, in, idx, ident, ev, n);
 		else
 			n = batch(in, ident, ev, n);
+		/* An instance closed and reused during the wait: its events mean nothing now. */
+		if (atomic_load_explicit(&in->ident, memory_order_acquire) != ident)
+			n = 0;
 		if (n > 0)
 			goto out;
 		if (!time_left(k, &k2, &ts2, total, start))

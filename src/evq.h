@@ -28,13 +28,13 @@
  * event's fd context current. Under REQCTX_LOOP=auto each epoll instance
  * starts split and watches each callback it hands out (the window, below):
  * after RQ_EVQ_LEARN callbacks whose first act was I/O that sets their fd's
- * context, and none that depended on the context reqctx entered, it turns to
- * batch; a callback that logs, or stores the context in a carrier, timer or
- * hand-off queue, while the context is still the one entered for it (and
- * that differs from the one before) keeps the instance split for good. In
- * batch mode the first event of each batch is still watched, and the same
- * finding turns the instance back to split for good. poll and select follow
- * the same rule per thread.
+ * context it turns to batch; a callback that depended on the context reqctx
+ * entered (it logged, or stored the context in a carrier, timer or hand-off
+ * queue, while that context was still current and differed from the one
+ * before, and then did its own fd's I/O, or none) keeps the instance split
+ * for good. In batch mode the first event of each batch is still watched,
+ * and the same finding turns the instance back to split for good. poll and
+ * select follow the same rule per thread.
  *
  * poll and select are level-triggered: split reports one ready fd per call
  * (the others' results cleared), in turn across calls; batch returns the
@@ -64,9 +64,15 @@
  *   once keeps the instance's table for the life of the process; at most
  *   RQ_EVQ_INST_MAX instances are tracked at once, later ones are passed
  *   through;
- * - a host value that equals one reqctx registered for the same fd in the
- *   same instance (tag, fd and a registration number not yet reused) is
- *   taken for reqctx's own;
+ * - a value the host registers itself (raw epoll_ctl, or after a fork) that
+ *   carries RQ_EVQ_TAG, the number of an fd reqctx registered in the same
+ *   instance and a registration number between the first reqctx gave that
+ *   fd there and the last it issued is taken for a stale one of reqctx's and
+ *   dropped (pointers, fd numbers and small or negative integers never carry
+ *   the tag);
+ * - in either mode, work a loop runs before this iteration's callbacks
+ *   (asyncio's tasks scheduled by an earlier iteration) runs in the first
+ *   handed-out event's context until its own I/O;
  * - fds at or above RQ_FD_MAX cannot be registered in a tracked, unshared
  *   instance (epoll_ctl fails with ENOMEM);
  * - the child of a fork starts with empty queues: events its parent had
