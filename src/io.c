@@ -710,6 +710,7 @@ static __attribute__((noinline)) ssize_t write_general(int fd, struct rq_fd *e,
 	if (k->how == RQ_SENDMSG && !plausible(k->msg, sizeof(*k->msg)))
 		bad = 1;
 	if (fl & RQ_FD_CONN) {
+		rq_evq_touch(fd);
 		if (bad) { /* let the kernel judge it; still set the context */
 			conn_ctx(rq_conn_peek(fd));
 			return rq_io_plain(fd, iov, iovcnt, k);
@@ -732,7 +733,6 @@ ssize_t rq_io_write_slow(int fd, struct rq_fd *e, const struct iovec *iov, int i
 		rq_carry_put(fd, e);
 		return rq_io_plain(fd, iov, iovcnt, k);
 	}
-	rq_evq_touch(fd);
 	if (fl == RQ_FD_LOG && k->how == RQ_WRITE) {
 		ssize_t r = log_line(fd, e, iov[0].iov_base, iov[0].iov_len);
 
