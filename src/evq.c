@@ -787,26 +787,67 @@ static int time_left(const struct rq_evq_call *k, struct rq_evq_call *k2, struct
 	return 1;
 }
 
+/*
+ * A wait on an epoll fd reqctx does not track (a raw dup, one received over a
+ * socket) may still return values reqctx registered through a tracked fd of
+ * the same instance. Registration numbers are unique in the process, so the
+ * instance that holds one current is the one: its data replaces the value;
+ * a value stale in some instance is dropped; any other is left as it is.
+ * Returns how many events are left.
+ */
+static int rescue(struct epoll_event *ev, int n)
+{
+	uint32_t ni = atomic_load_explicit(&ninst, memory_order_acquire);
+	int kept = 0;
+
+	for (int i = 0; i < n; i++) {
+		int c = FOREIGN;
+
+		if (ev[i].data.u64 >> TAG_SHIFT == RQ_EVQ_TAG)
+			for (uint32_t j = 0; j < ni && j < RQ_EVQ_INST_MAX && c != MAPPED; j++) {
+				struct inst *in = inst_at(j, 0);
+				uint32_t id = in ? atomic_load_explicit(&in->ident, memory_order_acquire) : 0;
+				struct item it;
+				uint64_t data;
+				int cj;
+
+				if (!id || id == CLAIMING)
+					continue;
+				if ((cj = classify(in, ev[i].data.u64, &it, &data)) == MAPPED)
+					ev[i].data.u64 = data;
+				if (cj != FOREIGN)
+					c = cj;
+			}
+		if (c != STALE)
+			ev[kept++] = ev[i];
+	}
+	return kept;
+}
+
 int rq_evq_wait(int epfd, struct epoll_event *ev, int maxevents, const struct rq_evq_call *k)
 {
 	struct rq_evq_call k2;
 	struct timespec ts2;
-	struct queue *q;
+	struct queue *q = NULL;
 	struct inst *in;
-	uint32_t idx, ident;
+	uint32_t idx = 0, ident = 0;
 	int64_t total, start = 0;
-	int fresh, mode, n, saved = errno;
+	int fresh, mode = RQ_LM_BATCH, n, saved = errno;
 
 	rq_evq_idle(); /* the last callback is over */
-	if (!(in = lookup(epfd, &idx, &ident)) || maxevents <= 0 || (uintptr_t)ev < 4096)
+	if (maxevents <= 0 || (uintptr_t)ev < 4096)
 		return k->wait(k, epfd, ev, maxevents);
-	mode = shared(in) ? RQ_LM_BATCH : rq_evq_mode(&in->learn);
-	q = queue_for(idx, ident, &fresh);
-	if (q && !fresh) {
-		n = mode == RQ_LM_BATCH ? drain(q, in, ev, maxevents) : pop(q, in, ev);
-		if (n > 0)
-			goto out;
-		q->head = q->n = 0;
+	if ((in = lookup(epfd, &idx, &ident))) {
+		mode = shared(in) ? RQ_LM_BATCH : rq_evq_mode(&in->learn);
+		q = queue_for(idx, ident, &fresh);
+		if (q && !fresh) {
+			n = mode == RQ_LM_BATCH ? drain(q, in, ev, maxevents) : pop(q, in, ev);
+			if (n > 0)
+				goto out;
+			q->head = q->n = 0;
+		}
+	} else if (!atomic_load_explicit(&seqs, memory_order_relaxed)) {
+		return k->wait(k, epfd, ev, maxevents); /* reqctx never registered a value */
 	}
 	k2 = *k;
 	if ((total = timeout_ns(k)) > 0)
@@ -818,12 +859,14 @@ int rq_evq_wait(int epfd, struct epoll_event *ev, int maxevents, const struct rq
 			    split_it && maxevents > RQ_EVQ_CAP ? RQ_EVQ_CAP : maxevents);
 		if (n <= 0)
 			return n;
-		if (split_it)
+		if (!in)
+			n = rescue(ev, n);
+		else if (split_it)
 			n = split(q, in, idx, ident, ev, n);
 		else
 			n = batch(in, ident, ev, n);
 		/* An instance closed and reused during the wait: its events mean nothing now. */
-		if (atomic_load_explicit(&in->ident, memory_order_acquire) != ident)
+		if (in && atomic_load_explicit(&in->ident, memory_order_acquire) != ident)
 			n = 0;
 		if (n > 0)
 			goto out;

@@ -347,6 +347,22 @@ Test(epoll, host_values_shaped_like_reqctx_s_own_come_back_unchanged)
 	cr_assert(strstr(p, "old-style value: unchanged\nanother number: unchanged\n"));
 }
 
+Test(epoll, a_dup_made_by_a_raw_syscall_still_gets_the_host_s_data)
+{
+	char *p = safe_case("raw-dup");
+
+	cr_assert(strstr(p, "wait on the raw dup: n=1 0x7f3a12345678\n"));
+	cr_assert(strstr(p, "wait on epfd: n=1 0x7f3a87654320\n"));
+}
+
+Test(epoll, an_epoll_fd_received_over_a_socket_gets_the_host_s_data)
+{
+	char *p = safe_case("scm");
+
+	cr_assert(strstr(p, "wait on the received epoll fd: n=1 0x7f3a12345678\n"));
+	cr_assert(strstr(p, "the original closed: n=1 0x6\n"));
+}
+
 Test(epoll, a_forked_child_registers_on_the_inherited_epoll_fd_and_both_see_its_data)
 {
 	char *p = safe_case("fork");

@@ -19,6 +19,8 @@
  *   raw-ctl      a raw syscall(SYS_epoll_ctl) ADD and MOD on a tracked epfd
  *   early        an epoll fd made by a raw syscall (as before start-up)
  *   lookalike    host data values shaped like reqctx's own come back unchanged
+ *   raw-dup      wait on a dup made by a raw syscall(SYS_dup)
+ *   scm          wait on the epoll fd received over a socket (SCM_RIGHTS)
  *   fork         the child registers on the inherited epfd; both wait on it
  *   prefork      the parent registers and forks two workers that wait, re-arm
  *                and wait again, one after the other
@@ -36,6 +38,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -281,6 +284,56 @@ static void case_lookalike(void)
 	fprintf(rep, "another number: %s\n", one_event(ep) == e.data.u64 ? "unchanged" : "CHANGED");
 }
 
+static void case_raw_dup(void)
+{
+	int ep = new_ep(), d = (int)syscall(SYS_dup, ep);
+
+	if (d < 0)
+		die("raw dup");
+	add(ep, ready_fd(), EPOLLIN | EPOLLONESHOT, D1);
+	wait_once("wait on the raw dup", d, 500);
+	add(d, ready_fd(), EPOLLIN | EPOLLONESHOT, D2); /* through the raw dup: not seen */
+	wait_once("wait on epfd", ep, 500);
+}
+
+/* Sends fd over a socketpair and returns the number it arrives as. */
+static int pass_fd(int fd)
+{
+	char c = 'x', ctl[CMSG_SPACE(sizeof(int))];
+	struct iovec v = { &c, 1 };
+	struct msghdr m = { .msg_iov = &v, .msg_iovlen = 1, .msg_control = ctl,
+			    .msg_controllen = sizeof(ctl) };
+	struct cmsghdr *h;
+	int sv[2], got;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+		die("socketpair");
+	h = CMSG_FIRSTHDR(&m);
+	h->cmsg_level = SOL_SOCKET;
+	h->cmsg_type = SCM_RIGHTS;
+	h->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(h), &fd, sizeof(int));
+	if (sendmsg(sv[0], &m, 0) != 1 || recvmsg(sv[1], &m, 0) != 1)
+		die("SCM_RIGHTS");
+	h = CMSG_FIRSTHDR(&m);
+	if (!h || h->cmsg_type != SCM_RIGHTS)
+		die("no fd received");
+	memcpy(&got, CMSG_DATA(h), sizeof(int));
+	return got;
+}
+
+static void case_scm(void)
+{
+	int ep = new_ep(), r;
+
+	add(ep, ready_fd(), EPOLLIN | EPOLLONESHOT, D1);
+	r = pass_fd(ep);
+	wait_once("wait on the received epoll fd", r, 500);
+	add(ep, ready_fd(), EPOLLIN | EPOLLONESHOT, D3);
+	close(ep);
+	wait_once("the original closed", r, 500);
+}
+
 /* fork: the child registers on the inherited epoll fd, the parent waits for it. */
 static void case_fork(void)
 {
@@ -415,6 +468,10 @@ int main(int argc, char **argv)
 		case_early();
 	else if (!strcmp(c, "lookalike"))
 		case_lookalike();
+	else if (!strcmp(c, "raw-dup"))
+		case_raw_dup();
+	else if (!strcmp(c, "scm"))
+		case_scm();
 	else if (!strcmp(c, "fork"))
 		case_fork();
 	else if (!strcmp(c, "prefork"))
