@@ -58,12 +58,16 @@
  *   kernel gives them, without a context (the I/O of the callback sets it);
  *   registrations made before the fork keep working in both; _Fork() and raw
  *   clone() are not seen;
- * - epoll fds created before reqctx started, received over a socket, or
- *   duplicated by a raw system call are passed through untouched; an epoll
- *   fd that refers to an instance through more than RQ_EVQ_ALIASES numbers at
- *   once keeps the instance's table for the life of the process; at most
- *   RQ_EVQ_INST_MAX instances are tracked at once, later ones are passed
- *   through;
+ * - an epoll fd reqctx does not track (created before it started, or by a
+ *   raw system call; a raw dup; one received over a socket) is passed
+ *   through, without contexts or splitting, except that values reqctx
+ *   registered through a tracked fd of the same instance are decoded by
+ *   their registration number, unique in the process; an exec'd program that
+ *   inherits a tracked epoll fd gets reqctx's values for what its parent
+ *   registered (as it would get the parent's pointers without reqctx); an
+ *   instance that more than RQ_EVQ_ALIASES fd numbers refer to at once is
+ *   kept for the life of the process; at most RQ_EVQ_INST_MAX instances are
+ *   tracked at once, later ones are passed through;
  * - a value the host registers itself (raw epoll_ctl, or after a fork) that
  *   carries RQ_EVQ_TAG, the number of an fd reqctx registered in the same
  *   instance and a registration number between the first reqctx gave that
