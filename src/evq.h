@@ -62,7 +62,9 @@
  *   raw system call; a raw dup; one received over a socket) is passed
  *   through, without contexts or splitting, except that values reqctx
  *   registered through a tracked fd of the same instance are decoded by
- *   their registration number, unique in the process; an exec'd program that
+ *   their registration number, unique in the process (until every tracked
+ *   fd of that instance is closed and a new epoll_create reuses its table:
+ *   then they come back as the kernel holds them); an exec'd program that
  *   inherits a tracked epoll fd gets reqctx's values for what its parent
  *   registered (as it would get the parent's pointers without reqctx); an
  *   instance that more than RQ_EVQ_ALIASES fd numbers refer to at once is
