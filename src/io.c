@@ -178,6 +178,7 @@ static void advance(struct cursor *c, const struct iovec *iov, int iovcnt, size_
 
 int rq_prefix_wanted(void)
 {
+	rq_evq_use();
 	return rq_ctx_cur()->serial != 0 || !rq_cfg.bare_unknown;
 }
 
@@ -810,6 +811,7 @@ static __attribute__((noinline)) ssize_t write_general(int fd, struct rq_fd *e,
 	if (k->how == RQ_SENDMSG && !plausible(k->msg, sizeof(*k->msg)))
 		bad = 1;
 	if (fl & RQ_FD_CONN) {
+		rq_evq_touch(fd);
 		if (bad) { /* let the kernel judge it; still set the context */
 			struct rq_conn *c = rq_conn_peek(fd);
 			ssize_t r;

@@ -14,6 +14,7 @@
 #include <sys/uio.h>
 
 #include "config.h"
+#include "evq.h"
 #include "fdtab.h"
 
 /* The libc call being stood in for, so that pass-through repeats it exactly. */
@@ -85,6 +86,7 @@ static inline void rq_io_read(int fd, const struct iovec *iov, int iovcnt, ssize
 
 	if (likely(!fl))
 		return;
+	rq_evq_touch(fd);
 	if (fl & RQ_FD_CONN)
 		rq_conn_read(fd, iov, iovcnt, r);
 	else if (fl & RQ_FD_CARRY)

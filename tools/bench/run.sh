@@ -472,6 +472,7 @@ for r in $ROWS; do
 	*) say "unknown row $r" ;;
 	esac
 done
+. "$(dirname "$0")/loop.sh" # event-loop iterations per request (rows "loop"; BENCH_LOOP=0 skips)
 
 . "$(dirname "$0")/correlate.sh" # row 8: batched log correlation (BENCH_ROWS unset, or with 8)
 say ""
