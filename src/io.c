@@ -495,6 +495,7 @@ static ssize_t log_bare(int fd, struct rq_fd *e, uint32_t st, const struct iovec
 			int iovcnt, const struct rq_call *k, size_t total)
 {
 	uint32_t post = byte_before(iov, iovcnt, total) != '\n' ? RQ_LN_MID : 0;
+	unsigned epoch = rq_ln_begin();
 	ssize_t r;
 	int saved;
 
@@ -503,9 +504,9 @@ static ssize_t log_bare(int fd, struct rq_fd *e, uint32_t st, const struct iovec
 	r = rq_io_plain(fd, iov, iovcnt, k);
 	saved = errno;
 	if (r <= 0)
-		rq_ln_fix(e, post, st);
+		rq_ln_fix(e, epoch, post, st);
 	else if ((size_t)r < total)
-		rq_ln_fix(e, post, byte_before(iov, iovcnt, (size_t)r) != '\n' ? RQ_LN_MID : 0);
+		rq_ln_fix(e, epoch, post, byte_before(iov, iovcnt, (size_t)r) != '\n' ? RQ_LN_MID : 0);
 	errno = saved;
 	return r;
 }
@@ -534,11 +535,13 @@ static ssize_t log_write(int fd, struct rq_fd *e, const struct iovec *iov, int i
 	for (;;) {
 		struct rq_walk w, start;
 		uint32_t st, post, now;
+		unsigned epoch;
 		size_t rlen = rq_ln_load(fd, e, &st, rest), c;
 		ssize_t r;
 
 		if (!pfx && !rlen && !done)
 			return log_bare(fd, e, st, iov, iovcnt, k, total);
+		epoch = rq_ln_begin();
 		rq_walk_init(&w, iov, iovcnt, total - done, st & RQ_LN_MID, rest, rlen, pfx, plen);
 		w.i = cur.i;
 		w.off = cur.off;
@@ -557,12 +560,12 @@ static ssize_t log_write(int fd, struct rq_fd *e, const struct iovec *iov, int i
 			break;
 		}
 		if (r <= 0) {
-			rq_ln_fix(e, post, st); /* nothing went out */
+			rq_ln_fix(e, epoch, post, st); /* nothing went out */
 			ret = done ? (ssize_t)done : r;
 			break;
 		}
 		c = map_log(fd, &start, (size_t)r, st, &now);
-		rq_ln_fix(e, post, now);
+		rq_ln_fix(e, epoch, post, now);
 		done += c;
 		advance(&cur, iov, iovcnt, c);
 		if (c) {
@@ -904,6 +907,7 @@ static ssize_t log_line(int fd, struct rq_fd *e, const char *s, size_t n)
 	char buf[RQ_INS_MAX];
 	struct iovec v[2];
 	int saved = errno;
+	unsigned epoch = rq_ln_begin();
 	ssize_t r;
 
 	if (!n || n > SSIZE_MAX || !plausible(s, n) || s[n - 1] != '\n' ||
@@ -927,7 +931,7 @@ static ssize_t log_line(int fd, struct rq_fd *e, const char *s, size_t n)
 	if (r > 0) {
 		int e2 = errno;
 
-		rq_ln_fix(e, 0, (size_t)r < v[0].iov_len
+		rq_ln_fix(e, epoch, 0, (size_t)r < v[0].iov_len
 			  ? rq_ln_cut_text(fd, 0, v[0].iov_base, v[0].iov_len, (size_t)r)
 			  : RQ_LN_MID);
 		errno = e2;

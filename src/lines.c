@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+RQ_TLS unsigned rq_ln_epoch;
+
 size_t rq_ln_load(int fd, struct rq_fd *e, uint32_t *st, char rest[RQ_PFX_MAX])
 {
 	for (int tries = 0;; tries++) {

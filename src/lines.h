@@ -71,10 +71,26 @@ size_t rq_ln_load(int fd, struct rq_fd *e, uint32_t *st, char rest[RQ_PFX_MAX]);
  */
 uint32_t rq_ln_cut_text(int fd, uint32_t st0, const char *text, size_t plen, size_t pend);
 
-/* Replaces the state `from` (published by this writer) with `to`, unless another write changed it. */
-static inline void rq_ln_fix(struct rq_fd *e, uint32_t from, uint32_t to)
+/*
+ * Counts the log writes this thread has begun: one that sees the count move
+ * during its system call knows a signal handler wrote meanwhile.
+ */
+extern RQ_TLS unsigned rq_ln_epoch;
+
+/* A log write begins; returns its number. */
+static inline unsigned rq_ln_begin(void)
 {
-	if (from != to)
+	return ++rq_ln_epoch;
+}
+
+/*
+ * After a short system call: replaces the state `from` (published by the
+ * write numbered `epoch`) with `to`, unless another write changed it since:
+ * a handler on this thread (the epoch moved) or another thread (the word did).
+ */
+static inline void rq_ln_fix(struct rq_fd *e, unsigned epoch, uint32_t from, uint32_t to)
+{
+	if (from != to && rq_ln_epoch == epoch)
 		atomic_compare_exchange_strong_explicit(&e->line, &from, to, memory_order_release,
 							memory_order_relaxed);
 }

@@ -110,6 +110,7 @@ static size_t put_buffered(FILE *f, struct rq_fd *e, const struct iovec *v, int 
 	struct rq_seg s;
 	uint32_t st, post, after;
 	int mid = where(f, e, &st, rest, &rlen);
+	unsigned epoch = rq_ln_begin();
 
 	if (rq_prefix_wanted())
 		pfx = rq_prefix_acquire(buf, &plen);
@@ -127,7 +128,7 @@ static size_t put_buffered(FILE *f, struct rq_fd *e, const struct iovec *v, int 
 			break;
 		}
 	}
-	rq_ln_fix(e, post, after);
+	rq_ln_fix(e, epoch, post, after);
 	if (pfx)
 		rq_prefix_release(pfx);
 	return ok;
@@ -197,6 +198,7 @@ void rq_stdio_line_start(FILE *f)
 
 	if (!e)
 		return;
+	rq_ln_begin();
 	mid = where(f, e, &st, rest, &rlen);
 	if (st != RQ_LN_MID)
 		atomic_store_explicit(&e->line, RQ_LN_MID, memory_order_release);
@@ -210,6 +212,8 @@ void rq_stdio_line_done(FILE *f)
 {
 	struct rq_fd *e = rq_stdio_log(f);
 
-	if (e)
+	if (e) {
+		rq_ln_begin();
 		atomic_store_explicit(&e->line, 0, memory_order_release);
+	}
 }
