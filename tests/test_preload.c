@@ -529,6 +529,85 @@ Test(preload, a_signal_handler_at_the_end_of_a_write_sees_the_state_that_write_l
 	free(main_text);
 }
 
+/* ---- message functions before reqctx is ready (issue 15.9) ---- */
+
+struct early_run {
+	int status;
+	char *out, *err, *where;
+};
+
+static void early_run(const char *exe, const char *action, const char *when, int preload,
+		      const char *extra, struct early_run *r)
+{
+	char w[64], a[64], rep[200], repenv[220];
+	const char *env[] = { w, a, repenv, "REQCTX_LOG_FDS=2", extra, NULL };
+	char *argv[] = { (char *)exe, (char *)action, NULL };
+
+	snprintf(w, sizeof(w), "EARLY_WHEN=%s", when);
+	snprintf(a, sizeof(a), "EARLY_ACTION=%s", action);
+	snprintf(rep, sizeof(rep), "%s/where", dir);
+	snprintf(repenv, sizeof(repenv), "EARLY_REPORT=%s", rep);
+	unlink(rep);
+	r->status = proc_run(argv, env, preload, out_path, err_path);
+	r->out = slurp(out_path, NULL);
+	r->err = slurp(err_path, NULL);
+	r->where = slurp(rep, NULL);
+}
+
+/*
+ * Each message function, called with reqctx not ready (inside its first
+ * dlsym, before anything is resolved; inside its reading of the
+ * configuration, resolved but not ready), ready, and disabled: the output,
+ * the exit status and what atexit and stdio's flush at exit leave are those
+ * of a run without the library; ready, each stderr line also has its prefix.
+ */
+Test(preload, message_functions_do_what_libc_does_before_reqctx_is_ready, .timeout = 120)
+{
+	static const char *const actions[] = {
+		"psignal", "psiginfo", "perror", "warn",   "warnx",  "vwarn",  "vwarnx",
+		"error0",  "error1",   "at_line0", "at_line1", "repeat", "err", "errx",
+		"verr",    "verrx",    "assert", NULL
+	};
+	static const char *const whens[] = { "dlsym", "getenv", NULL };
+	char exe[256], cmd[800];
+
+	snprintf(exe, sizeof(exe), "%s/early", dir);
+	snprintf(cmd, sizeof(cmd), "cc -std=gnu11 -O1 -rdynamic -o %s %s/../tests/fixtures/early.c -ldl",
+		 exe, bdir());
+	cr_assert_eq(system(cmd), 0, "%s", cmd);
+	for (const char *const *a = actions; *a; a++) {
+		struct early_run plain, r;
+
+		early_run(exe, *a, "main", 0, NULL, &plain);
+		cr_assert_str_eq(plain.where, "main");
+		cr_assert_gt(strlen(plain.err), 5, "%s printed nothing", *a);
+		for (const char *const *w = whens; *w; w++) {
+			if (!strcmp(*a, "psiginfo") && !strcmp(*w, "dlsym"))
+				continue; /* documented: psignal's line, checked below */
+			early_run(exe, *a, *w, 1, NULL, &r);
+			cr_assert_str_eq(r.where, *w, "%s: the action did not run inside start-up", *a);
+			cr_assert_eq(r.status, plain.status, "%s (%s)", *a, *w);
+			cr_assert_str_eq(r.out, plain.out, "%s (%s)", *a, *w);
+			cr_assert_str_eq(r.err, plain.err, "%s (%s)", *a, *w);
+		}
+		early_run(exe, *a, "main", 1, "REQCTX_DISABLE=1", &r);
+		cr_assert_eq(r.status, plain.status, "%s (disabled)", *a);
+		cr_assert_str_eq(r.out, plain.out, "%s (disabled)", *a);
+		cr_assert_str_eq(r.err, plain.err, "%s (disabled)", *a);
+		early_run(exe, *a, "main", 1, "REQCTX_CRASH=0", &r);
+		cr_assert_eq(r.status, plain.status, "%s (ready)", *a);
+		cr_assert_str_eq(r.out, plain.out, "%s (ready)", *a);
+		expect_prefixed(plain.err, r.err, bare_lines, NULL);
+	}
+	{
+		struct early_run r;
+
+		early_run(exe, "psiginfo", "dlsym", 1, NULL, &r);
+		cr_assert_eq(r.status, 0);
+		cr_assert_str_eq(r.err, "psiginfo: Terminated\n");
+	}
+}
+
 /* ---- sockets ---- */
 
 static pid_t srv_start(const char *mode, int *port)
