@@ -407,12 +407,33 @@ static int upgrade(struct lplan *pl)
 }
 
 /*
- * Plans one system call from the walk w: every piece that fits. When the
- * plan fills up it ends after the last line end in it (or, with none, after
- * the last caller bytes: never on a prefix).
+ * What a plan may hold after a short write on this thread: twice what the
+ * kernel took then (a non-blocking pipe or socket taking what it has room
+ * for), so that each retry does not lay out and copy a whole pooled plan to
+ * have a few KB of it taken. It doubles with every plan that goes out whole;
+ * 0: no limit.
+ */
+static RQ_TLS size_t plan_room;
+
+#define ROOM_MIN 64
+
+static void room_after(size_t r, size_t planned)
+{
+	if (r < planned)
+		plan_room = r < ROOM_MIN / 2 ? ROOM_MIN : 2 * r;
+	else if (plan_room)
+		plan_room = plan_room >= POOL_BUF ? 0 : 2 * plan_room;
+}
+
+/*
+ * Plans one system call from the walk w: every piece that fits (in the plan,
+ * and in plan_room). When the plan fills up it ends after the last line end
+ * in it (or, with none, after the last caller bytes: never on a prefix).
  */
 static void plan_log(struct lplan *pl, struct rq_walk *w)
 {
+	size_t room = plan_room;
+
 	struct mark line = { 0 }, ins = { 0 };
 	int have_line = 0, last_ins = 0;
 	struct rq_seg s;
@@ -423,7 +444,8 @@ static void plan_log(struct lplan *pl, struct rq_walk *w)
 	while (rq_walk_next(w, &s)) {
 		if (s.kind != RQ_SEG_CALLER)
 			mark(&ins, pl);
-		if (lay(pl, &s) < 0 && (pl->buf || upgrade(pl) < 0 || lay(pl, &s) < 0)) {
+		if ((room && pl->caller && s.len > room - (room < pl->bytes ? room : pl->bytes)) ||
+		    (lay(pl, &s) < 0 && (pl->buf || upgrade(pl) < 0 || lay(pl, &s) < 0))) {
 			if (have_line) {
 				back(pl, &line);
 				pl->mid = 0;
@@ -551,6 +573,8 @@ static ssize_t log_write(int fd, struct rq_fd *e, const struct iovec *iov, int i
 		if (post != st)
 			atomic_store_explicit(&e->line, post, memory_order_release);
 		r = emit_log(fd, &pl, k);
+		if (r > 0)
+			room_after((size_t)r, pl.bytes);
 		if (r > 0 && (size_t)r == pl.bytes) {
 			done += pl.caller;
 			advance(&cur, iov, iovcnt, pl.caller);
