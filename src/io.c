@@ -217,15 +217,18 @@ struct pfx_cache {
 
 static RQ_TLS struct pfx_cache pfx_cache;
 
-const char *rq_prefix_acquire(char buf[RQ_INS_MAX], size_t *len)
+/*
+ * Takes the thread's cached prefix (busy until released), rendering it if
+ * the context or the configuration changed. NULL if code that the current
+ * signal handler interrupted holds it.
+ */
+static inline const char *cache_take(size_t *len)
 {
 	struct pfx_cache *p = &pfx_cache;
 	uint64_t serial = rq_ctx_cur()->serial;
 
-	if (p->busy) {
-		*len = rq_prefix_render(buf);
-		return buf;
-	}
+	if (p->busy)
+		return NULL;
 	p->busy = 1;
 	atomic_signal_fence(memory_order_seq_cst);
 	if (unlikely(p->serial != serial || p->cfg_gen != rq_cfg.gen || !p->len)) {
@@ -236,6 +239,16 @@ const char *rq_prefix_acquire(char buf[RQ_INS_MAX], size_t *len)
 	}
 	*len = p->len;
 	return p->text;
+}
+
+const char *rq_prefix_acquire(char buf[RQ_INS_MAX], size_t *len)
+{
+	const char *t = cache_take(len);
+
+	if (t)
+		return t;
+	*len = rq_prefix_render(buf);
+	return buf;
 }
 
 void rq_prefix_release(const char *pfx)
@@ -928,17 +941,14 @@ static ssize_t conn_write(int fd, const struct iovec *iov, int iovcnt, const str
  */
 static ssize_t log_line(int fd, struct rq_fd *e, const char *s, size_t n)
 {
-	char buf[RQ_INS_MAX];
 	struct iovec v[2];
-	int saved = errno;
-	unsigned epoch = rq_ln_begin();
+	unsigned epoch;
 	ssize_t r;
 
 	if (!n || n > SSIZE_MAX || !plausible(s, n) || s[n - 1] != '\n' ||
 	    atomic_load_explicit(&e->line, memory_order_relaxed) || !rq_prefix_wanted() ||
-	    memchr(s, '\n', n - 1))
-		return NOT_LINE;
-	v[0].iov_base = (void *)rq_prefix_acquire(buf, &v[0].iov_len);
+	    memchr(s, '\n', n - 1) || !(v[0].iov_base = (void *)cache_take(&v[0].iov_len)))
+		return NOT_LINE; /* (a handler whose thread holds the cache: the general path) */
 	if (unlikely(*s == *(const char *)v[0].iov_base && n >= v[0].iov_len &&
 		     !memcmp(s, v[0].iov_base, v[0].iov_len))) {
 		rq_prefix_release(v[0].iov_base); /* the line has its prefix already */
@@ -946,26 +956,22 @@ static ssize_t log_line(int fd, struct rq_fd *e, const char *s, size_t n)
 	}
 	v[1].iov_base = (void *)s;
 	v[1].iov_len = n;
+	epoch = rq_ln_begin();
+	/* writev leaves errno alone when it succeeds, and so does everything here */
 	r = rq_sys.writev(fd, v, 2);
 	if (likely(r == (ssize_t)(v[0].iov_len + n))) {
 		rq_prefix_release(v[0].iov_base);
-		errno = saved;
 		return (ssize_t)n;
 	}
-	if (r > 0) {
-		int e2 = errno;
-
+	if (r > 0)
 		rq_ln_fix(e, epoch, 0, (size_t)r < v[0].iov_len
 			  ? rq_ln_cut_text(fd, 0, v[0].iov_base, v[0].iov_len, (size_t)r)
 			  : RQ_LN_MID);
-		errno = e2;
-	}
 	rq_prefix_release(v[0].iov_base);
 	if (r <= 0)
 		return r;
 	if ((size_t)r <= v[0].iov_len) /* none of the line yet: the general path goes on */
 		return NOT_LINE;
-	errno = saved;
 	return r - (ssize_t)v[0].iov_len;
 }
 

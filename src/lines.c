@@ -53,7 +53,7 @@ void rq_walk_init(struct rq_walk *w, const struct iovec *iov, int iovcnt, size_t
 }
 
 /* 1 if the caller's bytes from the walk's position on begin with the prefix itself. */
-static int own_prefix(const struct rq_walk *w)
+int rq_walk_own(const struct rq_walk *w)
 {
 	int i = w->i;
 	size_t off = w->off, k = 0;
@@ -74,44 +74,3 @@ static int own_prefix(const struct rq_walk *w)
 	return 1;
 }
 
-int rq_walk_next(struct rq_walk *w, struct rq_seg *s)
-{
-	const char *p, *nl;
-	size_t n;
-
-	if (w->rest_len) {
-		s->p = w->rest;
-		s->len = w->rest_len;
-		s->kind = RQ_SEG_REST;
-		w->rest_len = 0;
-		return 1;
-	}
-	if (!w->left)
-		return 0;
-	while (w->off == w->iov[w->i].iov_len) { /* empty iovecs */
-		w->i++;
-		w->off = 0;
-	}
-	p = (const char *)w->iov[w->i].iov_base + w->off;
-	if (!w->mid) {
-		w->mid = 1;
-		if (w->plen && !(*p == *w->pfx && own_prefix(w))) {
-			s->p = w->pfx;
-			s->len = w->plen;
-			s->kind = RQ_SEG_PFX;
-			return 1;
-		}
-	}
-	n = w->iov[w->i].iov_len - w->off;
-	nl = memchr(p, '\n', n);
-	if (nl) {
-		n = (size_t)(nl - p) + 1;
-		w->mid = 0;
-	}
-	w->off += n;
-	w->left -= n;
-	s->p = p;
-	s->len = n;
-	s->kind = RQ_SEG_CALLER;
-	return 1;
-}

@@ -26,6 +26,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/uio.h>
 
 #include "fdtab.h"
@@ -126,11 +127,54 @@ struct rq_walk {
 void rq_walk_init(struct rq_walk *w, const struct iovec *iov, int iovcnt, size_t left, int mid,
 		  const char *rest, size_t rlen, const char *pfx, size_t plen);
 
+/* 1 if the caller's bytes from the walk's position on begin with the prefix itself. */
+int rq_walk_own(const struct rq_walk *w);
+
 /*
  * The next piece of output: the rest of a cut prefix, the prefix before a
  * line that starts, or caller bytes up to and including the next newline or
  * the end of their iovec. Returns 0 when the caller's bytes are all walked.
  */
-int rq_walk_next(struct rq_walk *w, struct rq_seg *s);
+static inline int rq_walk_next(struct rq_walk *w, struct rq_seg *s)
+{
+	const char *p, *nl;
+	size_t n;
+
+	if (unlikely(w->rest_len)) {
+		s->p = w->rest;
+		s->len = w->rest_len;
+		s->kind = RQ_SEG_REST;
+		w->rest_len = 0;
+		return 1;
+	}
+	if (!w->left)
+		return 0;
+	while (w->off == w->iov[w->i].iov_len) { /* empty iovecs */
+		w->i++;
+		w->off = 0;
+	}
+	p = (const char *)w->iov[w->i].iov_base + w->off;
+	if (!w->mid) {
+		w->mid = 1;
+		if (w->plen && !(*p == *w->pfx && rq_walk_own(w))) {
+			s->p = w->pfx;
+			s->len = w->plen;
+			s->kind = RQ_SEG_PFX;
+			return 1;
+		}
+	}
+	n = w->iov[w->i].iov_len - w->off;
+	nl = memchr(p, '\n', n);
+	if (nl) {
+		n = (size_t)(nl - p) + 1;
+		w->mid = 0;
+	}
+	w->off += n;
+	w->left -= n;
+	s->p = p;
+	s->len = n;
+	s->kind = RQ_SEG_CALLER;
+	return 1;
+}
 
 #endif

@@ -97,9 +97,11 @@ static char last_byte(const struct iovec *v, int nv)
 }
 
 /*
- * A buffered stream gets the pieces through fwrite_unlocked: the FILE's
- * buffer joins them, and glibc flushes as it always does. The line state is
- * the stream's as the program produces it (see README, "stdio").
+ * A buffered stream gets the pieces into its buffer: copied there while it
+ * has room (a line-buffered one never has: glibc keeps its put area empty to
+ * see each newline), else through fwrite_unlocked, which flushes as glibc
+ * always does. The line state is the stream's as the program produces it
+ * (see README, "stdio").
  */
 static size_t put_buffered(FILE *f, struct rq_fd *e, const struct iovec *v, int nv, size_t total)
 {
@@ -119,7 +121,17 @@ static size_t put_buffered(FILE *f, struct rq_fd *e, const struct iovec *v, int 
 	if (post != st)
 		atomic_store_explicit(&e->line, post, memory_order_release);
 	while (rq_walk_next(&w, &s)) {
-		size_t put = (rq_sys.fwrite_unlocked)(s.p, 1, s.len, f);
+		size_t put;
+
+		if (s.len <= (size_t)(f->_IO_write_end - f->_IO_write_ptr)) {
+			/* room in the buffer: what the inlined putc_unlocked does, byte by byte */
+			memcpy(f->_IO_write_ptr, s.p, s.len);
+			f->_IO_write_ptr += s.len;
+			if (s.kind == RQ_SEG_CALLER)
+				ok += s.len;
+			continue;
+		}
+		put = (rq_sys.fwrite_unlocked)(s.p, 1, s.len, f);
 
 		if (s.kind == RQ_SEG_CALLER)
 			ok += put;

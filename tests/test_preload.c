@@ -361,6 +361,24 @@ Test(preload, line_ends_written_by_inlined_putc_unlocked_are_seen)
 	}
 }
 
+/* fprintf, fwrite, fputs, fputc, putc, puts return what glibc documents, buffered or not. */
+Test(preload, stdio_calls_on_log_streams_return_what_glibc_returns)
+{
+	static const char *const args[] = { "returns", NULL };
+	size_t n0, n1;
+	char *plain, *got;
+
+	for (int v = 0; v < 2; v++) {
+		cr_assert_eq(lines_run(v ? "O2" : "O0", args, 0), 0);
+		plain = slurp(out_path, &n0);
+		cr_assert_eq(lines_run(v ? "O2" : "O0", args, 1), 0);
+		got = slurp(out_path, &n1);
+		expect_prefixed(plain, got, bare_lines, NULL);
+		free(plain);
+		free(got);
+	}
+}
+
 static const char *strace_bin(void)
 {
 	static const char path[] = "/usr/bin/strace";

@@ -10,6 +10,9 @@
  *   lines own            lines that carry reqctx's prefix already, inside reqctx_run("abc123")
  *   lines partial N      N lines on stderr, each in three write(2)s, with a SIGUSR1
  *                        handler that write(2)s "sig\n" (the test sends the signals)
+ *   lines returns        the stdio calls' return values on a buffered stdout and an
+ *                        unbuffered stderr, 3000 times each: exits 10 + the call
+ *                        that returned something else than glibc documents
  */
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -194,8 +197,39 @@ static int partial(int n)
 	return 0;
 }
 
+/* Every call's documented return value, on stream f. */
+static int returns_on(FILE *f)
+{
+	for (int i = 0; i < 3000; i++) {
+		if (fprintf(f, "fprintf %d\n", i) != 10 + (i > 9) + (i > 99) + (i > 999))
+			return 10;
+		if (fwrite("fwrite\n", 1, 7, f) != 7 || fwrite("ab", 2, 1, f) != 1)
+			return 11;
+		if (fputs(" fputs\n", f) < 0 || fputc('c', f) != 'c' || putc('\n', f) != '\n')
+			return 12;
+		if (fwrite_unlocked("unlocked\n", 1, 9, f) != 9 || fputs_unlocked("u\n", f) < 0)
+			return 13;
+	}
+	return 0;
+}
+
+static int returns(void)
+{
+	int r = returns_on(stdout);
+
+	if (!r)
+		r = returns_on(stderr);
+	if (!r && (puts("puts") < 0 || printf("%s", "printf\n") != 7))
+		r = 14;
+	if (fflush(stdout) || ferror(stdout) || ferror(stderr))
+		r = 15;
+	return r;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc >= 2 && !strcmp(argv[1], "returns"))
+		return returns();
 	if (argc >= 2 && !strcmp(argv[1], "mixed"))
 		return mixed();
 	if (argc >= 3 && !strcmp(argv[1], "buffered"))
