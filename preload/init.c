@@ -123,7 +123,7 @@ void rq_serving_start(void)
 		return;
 	mark_fds(rq_cfg.logfds, rq_cfg.nlogfds);
 	if (serving_flag)
-		__atomic_store_n(serving_flag, '1', __ATOMIC_RELAXED);
+		*(volatile char *)serving_flag = '1'; /* one byte: readers see '0' or '1' */
 	errno = e;
 }
 
@@ -182,8 +182,10 @@ int rq_init_slow(void)
  * A host's .preinit_array runs before glibc sets environ: a wrapper called
  * from there starts reqctx with no environment to read. The configuration and
  * the roles of the standard streams are then decided again here, once the
- * environment is there.
+ * environment is there; the runtime adapters are bootstrapped after that.
  */
+void rq_runtime_start(void); /* preload/runtime.c */
+
 __attribute__((constructor)) static void rq_ctor(void)
 {
 	if (rq_ready() && !env_read && environ) {
@@ -192,4 +194,5 @@ __attribute__((constructor)) static void rq_ctor(void)
 		if (!rq_cfg.disabled)
 			start_role();
 	}
+	rq_runtime_start();
 }

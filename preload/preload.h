@@ -11,6 +11,7 @@
 
 #include <dirent.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/sendfile.h>
@@ -139,7 +140,7 @@ extern _Atomic int rq_serving_now;
 
 static inline int rq_serving(void)
 {
-	return __atomic_load_n(&rq_serving_now, __ATOMIC_RELAXED);
+	return atomic_load_explicit(&rq_serving_now, memory_order_relaxed);
 }
 
 /* 1 in a vfork child before its exec: the fd table is the parent's; leave it alone. */
@@ -156,7 +157,7 @@ int rq_resolve_threads(void);
 /* 1 once the real functions are resolved and reqctx is active. */
 static inline int rq_ready(void)
 {
-	if (likely(__atomic_load_n(&rq_state, __ATOMIC_ACQUIRE) == RQ_READY))
+	if (likely(atomic_load_explicit(&rq_state, memory_order_acquire) == RQ_READY))
 		return 1;
 	return rq_init_slow();
 }

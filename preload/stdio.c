@@ -11,6 +11,9 @@
  * and the message functions to the real ones as soon as they are resolved
  * (preload/early.c before that).
  */
+#include <features.h>
+/* At -O2 glibc's headers define vprintf, putchar and friends as extern inlines; these are the real ones. */
+#undef __USE_EXTERN_INLINES
 #include <assert.h>
 #include <err.h>
 #include <error.h>

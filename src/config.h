@@ -19,6 +19,8 @@
  *                     (default); "bare": they are left as they are
  *   REQCTX_CRASH      1: report fatal signals with the request ID and a
  *                     backtrace (default); 0: leave them alone
+ *   REQCTX_RUNTIMES   1: Node and Python hosts load their runtime adapter
+ *                     (default); 0: they don't
  *
  * A bad value is reported in one line on stderr and its default is used.
  */
@@ -40,6 +42,7 @@ struct rq_config {
 	int handoff;
 	int bare_unknown;
 	int crash;
+	int runtimes;
 	size_t hdr_len;
 	char hdr[RQ_HDR_MAX + 1];    /* as configured, for the response */
 	char hdr_lc[RQ_HDR_MAX + 1]; /* lower case, for matching */

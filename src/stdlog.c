@@ -7,6 +7,9 @@
 #include "lines.h"
 #include "sys.h"
 
+/* glibc's fortified vsnprintf; its headers declare it only under _FORTIFY_SOURCE. */
+int __vsnprintf_chk(char *, size_t, int, size_t, const char *, va_list);
+
 /* glibc's FILE flags (libio.h), part of its ABI since 2.1. */
 #define F_UNBUFFERED 0x0002 /* _IO_UNBUFFERED */
 #define F_NO_WRITES  0x0008 /* _IO_NO_WRITES */

@@ -37,6 +37,22 @@ static inline const char *bpath(const char *rel)
 	return b;
 }
 
+/*
+ * "LD_PRELOAD=..." for a child, in buf. When the library itself is built with
+ * a sanitizer (make test SANITIZE=...), the sanitizer's runtime must come
+ * first in the list: the Makefile names it in REQCTX_TEST_PRELOAD_FIRST.
+ * `extra` (may be NULL) goes after the library.
+ */
+static inline const char *proc_preload(char *buf, size_t n, const char *extra)
+{
+	const char *first = getenv("REQCTX_TEST_PRELOAD_FIRST");
+	int have = first && *first;
+
+	snprintf(buf, n, "LD_PRELOAD=%s%s%s/libreqctx.so%s%s", have ? first : "", have ? ":" : "",
+		 bdir(), extra ? ":" : "", extra ? extra : "");
+	return buf;
+}
+
 static inline long proc_now_ms(void)
 {
 	struct timespec ts;
@@ -48,7 +64,7 @@ static inline long proc_now_ms(void)
 /*
  * Starts argv with the environment cleaned of LD_PRELOAD and REQCTX_*, plus
  * `env` (NAME=VALUE, NULL-terminated), plus LD_PRELOAD=libreqctx.so if
- * `preload`.
+ * `preload` (after $REQCTX_TEST_PRELOAD_FIRST, if set: see proc_preload).
  *
  * The helper programs are mostly not servers, and a process that is not a
  * server has its fd 1 and 2 passed through bare (src/role.h). Preloaded, they
@@ -76,8 +92,7 @@ static inline pid_t proc_start_fd(char *const argv[], const char *const *env, in
 			envp[n++] = (char *)*e;
 	}
 	if (preload) {
-		snprintf(lp, sizeof(lp), "LD_PRELOAD=%s/libreqctx.so", bdir());
-		envp[n++] = lp;
+		envp[n++] = (char *)proc_preload(lp, sizeof(lp), NULL);
 		if (!logfds_named)
 			envp[n++] = "REQCTX_LOG_FDS=1,2";
 	}

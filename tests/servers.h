@@ -151,8 +151,7 @@ static inline pid_t spawn(char *const argv[], const char *const *env, int preloa
 	for (const char *const *e = env; e && *e && n < 508; e++)
 		envp[n++] = (char *)*e;
 	if (preload) {
-		snprintf(lp, sizeof(lp), "LD_PRELOAD=%s/libreqctx.so", bdir());
-		envp[n++] = lp;
+		envp[n++] = (char *)proc_preload(lp, sizeof(lp), NULL);
 	}
 	envp[n] = NULL;
 	pid = fork();

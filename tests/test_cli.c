@@ -641,8 +641,9 @@ Test(run, gives_python_http_server_request_ids_in_responses_and_logs, .timeout =
 
 static char *doctor_report(const char *path, const char *checks, int ok)
 {
-	return fmt("reqctx doctor: %s\n  ok    library     %s\n%s%sverdict: %s %s\n", path,
-		   lib_path(), checks,
+	return fmt("reqctx doctor: %s\n  ok    library     %s\n%s"
+		   "  --    adapter     none: not a Node or Python program\n"
+		   "%sverdict: %s %s\n", path, lib_path(), checks,
 		   ok ? "  note  logs        fd 1 and 2 become logs once it listens or accepts "
 			"(under 'reqctx run', from the start)\n" : "",
 		   path, ok ? "can be preloaded" : "cannot be preloaded");

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "adapter.h"
 #include "cli.h"
 #include "inspect.h"
 
@@ -264,6 +265,31 @@ static int set_env(const struct run_opts *o, const char *lib)
 	return set_preload(lib);
 }
 
+/*
+ * Gives a Node or Python command its runtime adapter as the library's
+ * constructor would (NODE_OPTIONS or PYTHONPATH, src/runtime.h), so that the
+ * command starts with that environment in full view; the constructor then
+ * finds it already there. REQCTX_RUNTIMES=0 leaves the environment alone.
+ * Returns 0, or -1 if it cannot be set.
+ */
+static int set_adapter(const char *path, const char *lib)
+{
+	char js[RC_PATH_MAX], val[RQ_RT_ENV_MAX];
+	enum rq_rt rt = rc_adapters_off() ? RQ_RT_NONE : rc_runtime(path);
+	int r;
+
+	if (!rt || rc_adapter(rt, lib, js, sizeof(js)) < 0)
+		return 0;
+	if (rt == RQ_RT_NODE)
+		r = rq_rt_node_options(getenv("NODE_OPTIONS"), js, val, sizeof(val));
+	else
+		r = rq_rt_pythonpath(getenv("PYTHONPATH"), js, val, sizeof(val));
+	if (r < 0)
+		rc_err("%s: cannot add the %s adapter %s (%s); running without it", path,
+		       rq_rt_name(rt), js, strerror(-r));
+	return r == 1 ? setenv(rt == RQ_RT_NODE ? "NODE_OPTIONS" : "PYTHONPATH", val, 1) : 0;
+}
+
 int rc_cmd_run(int argc, char **argv)
 {
 	struct run_opts o = { 0 };
@@ -299,7 +325,7 @@ int rc_cmd_run(int argc, char **argv)
 		rc_err("not running it without the library; --force runs it anyway");
 		return RC_EXIT_FAIL;
 	}
-	if (set_env(&o, lib) < 0) {
+	if (set_env(&o, lib) < 0 || set_adapter(path, lib) < 0) {
 		rc_err("cannot set the environment: %s", strerror(errno));
 		return RC_EXIT_FAIL;
 	}
