@@ -371,7 +371,7 @@ static void back(struct lplan *pl, const struct mark *m)
 }
 
 /* Adds a piece to the plan. Returns 0, or -1 if there is no room for it. */
-static int lay(struct lplan *pl, const struct rq_seg *s)
+static inline __attribute__((always_inline)) int lay(struct lplan *pl, const struct rq_seg *s)
 {
 	struct iovec *last = pl->n ? &pl->iov[pl->n - 1] : NULL;
 
@@ -441,34 +441,30 @@ static void room_after(size_t r, size_t planned)
 /*
  * Plans one system call from the walk w: every piece that fits (in the plan,
  * and in plan_room). When the plan fills up it ends after the last line end
- * in it (or, with none, after the last caller bytes: never on a prefix).
+ * in it (with none, where it filled).
  */
 static void plan_log(struct lplan *pl, struct rq_walk *w)
 {
 	size_t room = plan_room;
-
-	struct mark line = { 0 }, ins = { 0 };
-	int have_line = 0, last_ins = 0;
+	struct mark line = { 0 };
+	int have_line = 0;
 	struct rq_seg s;
 
 	pl->n = 0;
 	pl->used = pl->bytes = pl->caller = 0;
 	pl->mid = w->mid;
 	while (rq_walk_next(w, &s)) {
-		if (s.kind != RQ_SEG_CALLER)
-			mark(&ins, pl);
 		if ((room && pl->caller && s.len > room - (room < pl->bytes ? room : pl->bytes)) ||
 		    (lay(pl, &s) < 0 && (pl->buf || upgrade(pl) < 0 || lay(pl, &s) < 0))) {
 			if (have_line) {
 				back(pl, &line);
 				pl->mid = 0;
-			} else if (last_ins) {
-				back(pl, &ins);
 			}
 			return;
 		}
-		last_ins = s.kind != RQ_SEG_CALLER;
-		if (!last_ins) {
+		if (s.kind != RQ_SEG_CALLER) {
+			pl->mid = 1; /* (a plan never fills before its first line's bytes) */
+		} else {
 			pl->mid = w->mid;
 			if (!w->mid) {
 				mark(&line, pl);
