@@ -13,6 +13,7 @@ int __vsnprintf_chk(char *, size_t, int, size_t, const char *, va_list);
 /* glibc's FILE flags (libio.h), part of its ABI since 2.1. */
 #define F_UNBUFFERED 0x0002 /* _IO_UNBUFFERED */
 #define F_NO_WRITES  0x0008 /* _IO_NO_WRITES */
+#define F_LINE_BUF   0x0200 /* _IO_LINE_BUF */
 #define F_POS_BAD    ((__off64_t)-1) /* _IO_pos_BAD: the FILE does not know its offset */
 
 /* Bytes that f holds in its buffer, not yet written. */
@@ -100,10 +101,10 @@ static char last_byte(const struct iovec *v, int nv)
 }
 
 /*
- * A buffered stream gets the pieces into its buffer: copied there while it
- * has room (a line-buffered one never has: glibc keeps its put area empty to
- * see each newline), else through fwrite_unlocked, which flushes as glibc
- * always does. The line state is the stream's as the program produces it
+ * A buffered stream gets the pieces into its buffer: a fully buffered one
+ * has them copied there while its put area has room (what the inlined
+ * putc_unlocked does), else through fwrite_unlocked, which flushes as glibc
+ * always does (a line-buffered stream at each newline). The line state is the stream's as the program produces it
  * (see README, "stdio").
  */
 static size_t put_buffered(FILE *f, struct rq_fd *e, const struct iovec *v, int nv, size_t total)
@@ -126,7 +127,8 @@ static size_t put_buffered(FILE *f, struct rq_fd *e, const struct iovec *v, int 
 	while (rq_walk_next(&w, &s)) {
 		size_t put;
 
-		if (s.len <= (size_t)(f->_IO_write_end - f->_IO_write_ptr)) {
+		if (!(f->_flags & F_LINE_BUF) && f->_IO_write_end > f->_IO_write_ptr &&
+		    s.len <= (size_t)(f->_IO_write_end - f->_IO_write_ptr)) {
 			/* room in the buffer: what the inlined putc_unlocked does, byte by byte */
 			memcpy(f->_IO_write_ptr, s.p, s.len);
 			f->_IO_write_ptr += s.len;

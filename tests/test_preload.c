@@ -379,6 +379,24 @@ Test(preload, stdio_calls_on_log_streams_return_what_glibc_returns)
 	}
 }
 
+/* A line-buffered stream: partial lines, lines longer than its buffer, inlined putchar_unlocked. */
+Test(preload, a_line_buffered_stream_keeps_its_lines_and_prefixes)
+{
+	static const char *const args[] = { "linebuf", NULL };
+	char *plain, *got;
+
+	for (int v = 0; v < 2; v++) {
+		cr_assert_eq(lines_run(v ? "O2" : "O0", args, 0), 0);
+		plain = slurp(out_path, NULL);
+		cr_assert_eq(strlen(plain), 50 * (strlen("part 0 more ") + 300 + 5 + 2) + 40);
+		cr_assert_eq(lines_run(v ? "O2" : "O0", args, 1), 0);
+		got = slurp(out_path, NULL);
+		expect_prefixed(plain, got, bare_lines, NULL);
+		free(plain);
+		free(got);
+	}
+}
+
 static const char *strace_bin(void)
 {
 	static const char path[] = "/usr/bin/strace";

@@ -10,6 +10,8 @@
  *   lines own            lines that carry reqctx's prefix already, inside reqctx_run("abc123")
  *   lines partial N      N lines on stderr, each in three write(2)s, with a SIGUSR1
  *                        handler that write(2)s "sig\n" (the test sends the signals)
+ *   lines linebuf        stdout line-buffered (setvbuf) with a 64-byte buffer:
+ *                        partial lines, lines longer than the buffer, putchar_unlocked
  *   lines returns        the stdio calls' return values on a buffered stdout and an
  *                        unbuffered stderr, 3000 times each: exits 10 + the call
  *                        that returned something else than glibc documents
@@ -197,6 +199,25 @@ static int partial(int n)
 	return 0;
 }
 
+static int linebuf(void)
+{
+	static char buf[64];
+	char *longer = filled(300, 'l');
+
+	if (setvbuf(stdout, buf, _IOLBF, sizeof(buf)))
+		return 16;
+	for (int i = 0; i < 50; i++) {
+		printf("part %d ", i);
+		fputs("more ", stdout);
+		printf("%s", longer);
+		putchar_unlocked(' ');
+		fwrite("end\n", 1, 4, stdout);
+		putchar_unlocked('u');
+		putchar_unlocked('\n');
+	}
+	return 0;
+}
+
 /* Every call's documented return value, on stream f. */
 static int returns_on(FILE *f)
 {
@@ -230,6 +251,8 @@ int main(int argc, char **argv)
 {
 	if (argc >= 2 && !strcmp(argv[1], "returns"))
 		return returns();
+	if (argc >= 2 && !strcmp(argv[1], "linebuf"))
+		return linebuf();
 	if (argc >= 2 && !strcmp(argv[1], "mixed"))
 		return mixed();
 	if (argc >= 3 && !strcmp(argv[1], "buffered"))
