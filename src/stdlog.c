@@ -14,6 +14,7 @@ int __vsnprintf_chk(char *, size_t, int, size_t, const char *, va_list);
 #define F_UNBUFFERED 0x0002 /* _IO_UNBUFFERED */
 #define F_NO_WRITES  0x0008 /* _IO_NO_WRITES */
 #define F_LINE_BUF   0x0200 /* _IO_LINE_BUF */
+#define F_PUTTING    0x0800 /* _IO_CURRENTLY_PUTTING: the put area is set up */
 #define F_POS_BAD    ((__off64_t)-1) /* _IO_pos_BAD: the FILE does not know its offset */
 
 /* Bytes that f holds in its buffer, not yet written. */
@@ -127,7 +128,8 @@ static size_t put_buffered(FILE *f, struct rq_fd *e, const struct iovec *v, int 
 	while (rq_walk_next(&w, &s)) {
 		size_t put;
 
-		if (!(f->_flags & F_LINE_BUF) && f->_IO_write_end > f->_IO_write_ptr &&
+		if ((f->_flags & (F_LINE_BUF | F_PUTTING)) == F_PUTTING &&
+		    f->_IO_write_end > f->_IO_write_ptr &&
 		    s.len <= (size_t)(f->_IO_write_end - f->_IO_write_ptr)) {
 			/* room in the buffer: what the inlined putc_unlocked does, byte by byte */
 			memcpy(f->_IO_write_ptr, s.p, s.len);
