@@ -415,6 +415,26 @@ Test(logs, long_lines_mixed_with_short_ones_keep_their_bytes_in_one_call)
 	cr_assert_eq(memcmp(fk.out, want, w), 0);
 }
 
+Test(logs, a_write_of_511_long_lines_takes_one_system_call)
+{
+	static char in[511 * 2000], want[511 * 2020];
+	size_t n = 0, w = 0;
+
+	in_request("511");
+	for (int i = 0; i < 511; i++) {
+		memset(in + n, 'a' + i % 26, 1999);
+		in[n + 1999] = '\n';
+		w += (size_t)sprintf(want + w, "[req:511] ");
+		memcpy(want + w, in + n, 2000);
+		w += 2000;
+		n += 2000;
+	}
+	cr_assert_eq(wr(LOG, in, n), (ssize_t)n);
+	cr_assert_eq(fk.calls, 1, "%d calls", fk.calls);
+	cr_assert_eq(fk.len, w);
+	cr_assert_eq(memcmp(fk.out, want, w), 0);
+}
+
 /* After every system call of a big write: it ended after a line end. */
 static void ends_at_a_line_end(void)
 {
