@@ -473,7 +473,7 @@ Test(logs, every_short_write_of_a_many_line_write_keeps_bytes_exact)
 
 Test(logs, a_failure_after_some_lines_returns_the_callers_count_and_keeps_errno)
 {
-	static char in[1 << 20], want[1 << 22];
+	static char in[2 << 20], want[4 << 20];
 	size_t n, w;
 	ssize_t r;
 
