@@ -412,7 +412,7 @@ static int traced(const char *const *opts, const char *const *args, int preload)
 	char *argv[32];
 	int n = 0;
 
-	snprintf(lp, sizeof(lp), "LD_PRELOAD=%s/libreqctx.so", bdir());
+	proc_preload(lp, sizeof(lp), NULL);
 	snprintf(prog, sizeof(prog), "%s/progs/O2/lines", bdir());
 	snprintf(trace, sizeof(trace), "%s/trace", dir);
 	argv[n++] = (char *)strace_bin();
@@ -608,7 +608,7 @@ Test(preload, message_functions_do_what_libc_does_before_reqctx_is_ready, .timeo
 	char exe[256], cmd[800];
 
 	snprintf(exe, sizeof(exe), "%s/early", dir);
-	snprintf(cmd, sizeof(cmd), "cc -std=gnu11 -O1 -rdynamic -o %s %s/../tests/fixtures/early.c -ldl",
+	snprintf(cmd, sizeof(cmd), "cc -std=gnu11 -O2 -rdynamic -o %s %s/../tests/fixtures/early.c -ldl",
 		 exe, bdir());
 	cr_assert_eq(system(cmd), 0, "%s", cmd);
 	for (const char *const *a = actions; *a; a++) {
