@@ -11,7 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "config.h"
+#include "ctx.h"
 #include "fdtab.h"
 #include "id.h"
 #include "preload.h"
@@ -52,7 +54,9 @@ static int optional(const char *name)
 {
 	static const char *const names[] = { "close_range", "closefrom", "fcntl64", "psiginfo",
 					     "__open_2", "__open64_2", "__openat_2",
-					     "__openat64_2", "recvmmsg", "sendfile64" };
+					     "__openat64_2", "recvmmsg", "sendfile64", "splice", "tee",
+					     "vmsplice", "copy_file_range", "sendmmsg", "pwritev64v2",
+					     "preadv64v2" };
 
 	for (size_t i = 0; i < RQ_ARRAY_LEN(names); i++)
 		if (!strcmp(name, names[i]))
@@ -70,7 +74,8 @@ static int resolve(void)
 		missing = 1;
 	RQ_REAL_FUNCS(RQ_RESOLVE)
 #undef RQ_RESOLVE
-	if (rq_resolve_epoll() < 0 || rq_resolve_timers() < 0 || rq_resolve_threads() < 0)
+	if (rq_resolve_epoll() < 0 || rq_resolve_timers() < 0 || rq_resolve_threads() < 0 ||
+	    rq_resolve_exec() < 0)
 		missing = 1;
 	rq_sys.write = rq_real.write;
 	rq_sys.writev = rq_real.writev;
@@ -127,6 +132,18 @@ void rq_serving_start(void)
 	errno = e;
 }
 
+/* A child started in its parent's request starts in it (src/child.h). */
+static void adopt_parent(void)
+{
+	struct rq_ctx c;
+
+	c.len = (uint32_t)rq_child_parent_id(getenv(RQ_PARENT_VAR), c.id);
+	if (!c.len)
+		return;
+	c.serial = rq_serial_next();
+	rq_ctx_set(&c);
+}
+
 static void start_role(void)
 {
 	struct rq_role r;
@@ -139,6 +156,7 @@ static void start_role(void)
 		mark_fds(rq_cfg.childfds, rq_cfg.nchildfds);
 	if (r.server)
 		rq_serving_start();
+	adopt_parent();
 }
 
 /*

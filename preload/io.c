@@ -210,14 +210,31 @@ RQ_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 			   &(const struct rq_call){ .how = RQ_SENDMSG, .flags = flags, .msg = msg });
 }
 
+/*
+ * Calls that move bytes the library cannot weave into. Before one writes to
+ * a connection, a header a short write cut is finished (or the call fails
+ * with that write's error, EAGAIN on a non-blocking socket); after it, src/
+ * accounts for the bytes: body bytes keep the response scanner in step, any
+ * other stops the header on that connection for good.
+ */
+#define UNSEEN_PRE(fd)                                   \
+	do {                                             \
+		int rq_e_ = rq_io_unseen_pre(fd);        \
+		if (unlikely(rq_e_ < 0)) {               \
+			errno = -rq_e_;                  \
+			return -1;                       \
+		}                                        \
+	} while (0)
+
 RQ_EXPORT ssize_t sendfile(int out, int in, off_t *off, size_t n)
 {
 	ssize_t r;
 
 	if (unlikely(!rq_ready()))
 		return RQ_RAW(sendfile, out, in, off, n);
+	UNSEEN_PRE(out);
 	r = rq_real.sendfile(out, in, off, n);
-	rq_conn_opaque(out, r);
+	rq_io_moved(-1, out, r);
 	return r;
 }
 
@@ -227,7 +244,135 @@ RQ_EXPORT ssize_t sendfile64(int out, int in, off64_t *off, size_t n)
 
 	if (unlikely(!rq_ready() || !rq_real.sendfile64))
 		return RQ_RAW(sendfile, out, in, off, n);
+	UNSEEN_PRE(out);
 	r = rq_real.sendfile64(out, in, off, n);
-	rq_conn_opaque(out, r);
+	rq_io_moved(-1, out, r);
 	return r;
+}
+
+RQ_EXPORT ssize_t splice(int in, loff_t *off_in, int out, loff_t *off_out, size_t n,
+			 unsigned int flags)
+{
+	ssize_t r;
+
+	if (unlikely(!rq_ready() || !rq_real.splice))
+		return RQ_RAW(splice, in, off_in, out, off_out, n, flags);
+	UNSEEN_PRE(out);
+	r = rq_real.splice(in, off_in, out, off_out, n, flags);
+	rq_io_moved(in, out, r);
+	return r;
+}
+
+/* tee duplicates a pipe's bytes into another pipe: the first is read, the second written. */
+RQ_EXPORT ssize_t tee(int in, int out, size_t n, unsigned int flags)
+{
+	ssize_t r;
+
+	if (unlikely(!rq_ready() || !rq_real.tee))
+		return RQ_RAW(tee, in, out, n, flags);
+	UNSEEN_PRE(out);
+	r = rq_real.tee(in, out, n, flags);
+	rq_io_moved(in, out, r);
+	return r;
+}
+
+/* vmsplice fills a pipe with the caller's pages: a write to that pipe. */
+RQ_EXPORT ssize_t vmsplice(int fd, const struct iovec *iov, size_t n, unsigned int flags)
+{
+	ssize_t r;
+
+	if (unlikely(!rq_ready() || !rq_real.vmsplice))
+		return RQ_RAW(vmsplice, fd, iov, n, flags);
+	UNSEEN_PRE(fd);
+	r = rq_real.vmsplice(fd, iov, n, flags);
+	rq_io_moved(-1, fd, r);
+	return r;
+}
+
+RQ_EXPORT ssize_t copy_file_range(int in, loff_t *off_in, int out, loff_t *off_out, size_t n,
+				  unsigned int flags)
+{
+	ssize_t r;
+
+	if (unlikely(!rq_ready() || !rq_real.copy_file_range))
+		return RQ_RAW(copy_file_range, in, off_in, out, off_out, n, flags);
+	UNSEEN_PRE(out);
+	r = rq_real.copy_file_range(in, off_in, out, off_out, n, flags);
+	rq_io_moved(in, out, r);
+	return r;
+}
+
+/* Each message of a sendmmsg goes out as given; on a connection the scanner follows its bytes. */
+RQ_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags)
+{
+	int r;
+
+	if (unlikely(!rq_ready() || !rq_real.sendmmsg))
+		return (int)RQ_RAW(sendmmsg, fd, v, n, flags);
+	if (fast(fd))
+		return rq_real.sendmmsg(fd, v, n, flags);
+	UNSEEN_PRE(fd);
+	r = rq_real.sendmmsg(fd, v, n, flags);
+	if (r <= 0)
+		rq_io_wrote(fd, NULL, 0, 0);
+	for (int i = 0; i < r; i++)
+		rq_io_wrote(fd, v[i].msg_hdr.msg_iov, (int)v[i].msg_hdr.msg_iovlen,
+			    (ssize_t)v[i].msg_len);
+	return r;
+}
+
+/*
+ * pwritev2 and preadv2 at offset -1 read and write a socket as writev and
+ * readv do (the flags have no send/recv equivalent): they are followed, not
+ * woven into. The raw fallback passes the offset as the kernel's lo/hi pair.
+ */
+#define RAW_V2(name, fd, iov, cnt, off, flags)                                            \
+	RQ_RAW(name, fd, iov, cnt, (unsigned long)(off),                                   \
+	       (unsigned long)((unsigned long long)(off) >> 32), flags)
+
+static ssize_t pwv2(ssize_t (*real)(int, const struct iovec *, int, off64_t, int), int fd,
+		    const struct iovec *iov, int cnt, off64_t off, int flags)
+{
+	ssize_t r;
+
+	if (unlikely(!rq_ready() || !real))
+		return RAW_V2(pwritev2, fd, iov, cnt, off, flags);
+	if (fast(fd))
+		return real(fd, iov, cnt, off, flags);
+	UNSEEN_PRE(fd);
+	r = real(fd, iov, cnt, off, flags);
+	rq_io_wrote(fd, iov, cnt, r);
+	return r;
+}
+
+RQ_EXPORT ssize_t pwritev2(int fd, const struct iovec *iov, int cnt, off_t off, int flags)
+{
+	return pwv2(rq_ready() ? rq_real.pwritev64v2 : NULL, fd, iov, cnt, off, flags);
+}
+
+RQ_EXPORT ssize_t pwritev64v2(int fd, const struct iovec *iov, int cnt, off64_t off, int flags)
+{
+	return pwv2(rq_ready() ? rq_real.pwritev64v2 : NULL, fd, iov, cnt, off, flags);
+}
+
+static ssize_t prv2(ssize_t (*real)(int, const struct iovec *, int, off64_t, int), int fd,
+		    const struct iovec *iov, int cnt, off64_t off, int flags)
+{
+	ssize_t r;
+
+	if (unlikely(!rq_ready() || !real))
+		return RAW_V2(preadv2, fd, iov, cnt, off, flags);
+	r = real(fd, iov, cnt, off, flags);
+	rq_io_read(fd, iov, cnt, r);
+	return r;
+}
+
+RQ_EXPORT ssize_t preadv2(int fd, const struct iovec *iov, int cnt, off_t off, int flags)
+{
+	return prv2(rq_ready() ? rq_real.preadv64v2 : NULL, fd, iov, cnt, off, flags);
+}
+
+RQ_EXPORT ssize_t preadv64v2(int fd, const struct iovec *iov, int cnt, off64_t off, int flags)
+{
+	return prv2(rq_ready() ? rq_real.preadv64v2 : NULL, fd, iov, cnt, off, flags);
 }

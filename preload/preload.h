@@ -10,6 +10,7 @@
 #define RQ_PRELOAD_H
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdarg.h>
@@ -41,6 +42,13 @@
 	X(ssize_t, sendmsg, (int, const struct msghdr *, int))                             \
 	X(ssize_t, sendfile, (int, int, off_t *, size_t))                                  \
 	X(ssize_t, sendfile64, (int, int, off64_t *, size_t))                              \
+	X(ssize_t, splice, (int, loff_t *, int, loff_t *, size_t, unsigned int))           \
+	X(ssize_t, tee, (int, int, size_t, unsigned int))                                  \
+	X(ssize_t, vmsplice, (int, const struct iovec *, size_t, unsigned int))            \
+	X(ssize_t, copy_file_range, (int, loff_t *, int, loff_t *, size_t, unsigned int))  \
+	X(int, sendmmsg, (int, struct mmsghdr *, unsigned int, int))                       \
+	X(ssize_t, pwritev64v2, (int, const struct iovec *, int, off64_t, int))            \
+	X(ssize_t, preadv64v2, (int, const struct iovec *, int, off64_t, int))             \
 	X(int, accept, (int, struct sockaddr *, socklen_t *))                              \
 	X(int, socket, (int, int, int))                                                    \
 	X(int, socketpair, (int, int, int, int *))                                         \
@@ -153,6 +161,7 @@ int rq_vfork_child(void);
 int rq_resolve_epoll(void);
 int rq_resolve_timers(void);
 int rq_resolve_threads(void);
+int rq_resolve_exec(void);
 
 /* 1 once the real functions are resolved and reqctx is active. */
 static inline int rq_ready(void)

@@ -41,13 +41,26 @@ extern int _IO_fflush(FILE *);
  */
 #define EARLY(name) __atomic_load_n(&rq_real.name, __ATOMIC_ACQUIRE)
 
+/*
+ * A FILE on a connection: glibc flushes it through its internal write, which
+ * reqctx cannot see, so from the first stdio call on it that connection's
+ * responses get no header (a missed header, never a changed body).
+ */
+static inline void conn_file(FILE *f)
+{
+	if (unlikely(f && (rq_fd_flags(rq_fd_peek(f->_fileno)) & RQ_FD_CONN)))
+		rq_conn_unseen(f->_fileno);
+}
+
 /* The log entry of f when f takes prefixes now; NULL for a plain pass-through. */
 static struct rq_fd *log_of(FILE *f)
 {
 	struct rq_fd *e = rq_stdio_log(f);
 
-	if (likely(!e))
+	if (likely(!e)) {
+		conn_file(f);
 		return NULL;
+	}
 	return fwide(f, 0) > 0 ? NULL : e; /* wide streams: left to libc */
 }
 
@@ -124,7 +137,7 @@ static int vdp(int fd, int flag, const char *fmt, va_list ap)
 	ssize_t w;
 	int n;
 
-	if (likely(rq_ready()) && !(rq_fd_flags(rq_fd_peek(fd)) & RQ_FD_LOG))
+	if (likely(rq_ready()) && !(rq_fd_flags(rq_fd_peek(fd)) & (RQ_FD_LOG | RQ_FD_CONN)))
 		return flag < 0 ? rq_real.vdprintf(fd, fmt, ap)
 				: rq_real.__vdprintf_chk(fd, flag, fmt, ap);
 	n = rq_format(buf, sizeof(buf), &heap, flag, fmt, ap);
@@ -338,6 +351,7 @@ RQ_EXPORT int __overflow(FILE *f, int ch)
  */
 static void line_begin(int exits)
 {
+	conn_file(stderr);
 	flockfile(stderr);
 	rq_stdio_line_start(stderr);
 	if (exits) {

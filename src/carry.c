@@ -40,10 +40,12 @@ void rq_fd_enter(int fd)
 	struct rq_conn *c;
 
 	if (fl & RQ_FD_CONN) {
+		uint32_t cur;
+
 		c = rq_conn_peek(fd);
-		if (atomic_load_explicit(&c->has_cur, memory_order_acquire)) {
-			rq_ctx_set_slot(&c->slots[atomic_load_explicit(&c->cur, memory_order_relaxed) %
-						  RQ_PIPE]);
+		cur = atomic_load_explicit(&c->cur, memory_order_acquire);
+		if (cur != RQ_NO_CUR) {
+			rq_ctx_set_slot(rq_conn_slot(c, cur));
 			return;
 		}
 	} else if (fl & RQ_FD_CARRY) {

@@ -21,6 +21,9 @@
  *                     backtrace (default); 0: leave them alone
  *   REQCTX_RUNTIMES   1: Node and Python hosts load their runtime adapter
  *                     (default); 0: they don't
+ *   REQCTX_CORRELATE  1: a log line written outside its request's context
+ *                     that names a recently completed request's request line
+ *                     gets that request's ID (default); 0: it doesn't
  *
  * A bad value is reported in one line on stderr and its default is used.
  */
@@ -43,6 +46,7 @@ struct rq_config {
 	int bare_unknown;
 	int crash;
 	int runtimes;
+	int correlate;
 	size_t hdr_len;
 	char hdr[RQ_HDR_MAX + 1];    /* as configured, for the response */
 	char hdr_lc[RQ_HDR_MAX + 1]; /* lower case, for matching */

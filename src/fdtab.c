@@ -7,6 +7,7 @@
 struct rq_fd *_Atomic rq_fd_chunks[RQ_FD_MAX >> RQ_FD_SHIFT];
 struct rq_conn *_Atomic rq_conn_chunks[RQ_FD_MAX >> RQ_CN_SHIFT];
 struct rq_log *_Atomic rq_log_chunks[RQ_FD_MAX >> RQ_LG_SHIFT];
+static char *_Atomic deep_chunks[RQ_FD_MAX >> RQ_CN_SHIFT];
 
 static unsigned fd_limit = RQ_FD_MAX;
 
@@ -67,6 +68,18 @@ static struct rq_log *log_get(int fd)
 	c = chunk((void *_Atomic *)&rq_log_chunks[(unsigned)fd >> RQ_LG_SHIFT],
 		  sizeof(struct rq_log) << RQ_LG_SHIFT);
 	return c ? &c[fd & ((1u << RQ_LG_SHIFT) - 1)] : NULL;
+}
+
+struct rq_slot *rq_deep_get(int fd)
+{
+	char *c;
+
+	if ((unsigned)fd >= fd_limit)
+		return NULL;
+	c = chunk((void *_Atomic *)&deep_chunks[(unsigned)fd >> RQ_CN_SHIFT],
+		  (size_t)RQ_DEEP_BYTES << RQ_CN_SHIFT);
+	return c ? (struct rq_slot *)(c + (size_t)(fd & ((1u << RQ_CN_SHIFT) - 1)) * RQ_DEEP_BYTES)
+		 : NULL;
 }
 
 static void reset_lines(struct rq_fd *e)
@@ -174,7 +187,10 @@ void rq_fd_copy(int from, int to)
 	if (fl & (RQ_FD_CONN | RQ_FD_CARRY)) {
 		if (!(c = rq_conn_get(to)))
 			return;
-		memcpy(c, rq_conn_peek(from), sizeof(*c));
+		if (fl & RQ_FD_CONN)
+			rq_conn_copy(c, rq_conn_peek(from));
+		else
+			memcpy(c, rq_conn_peek(from), sizeof(*c)); /* a carrier: its slot 0 */
 	}
 	atomic_store_explicit(&dst->flags, fl, memory_order_release);
 }

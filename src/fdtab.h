@@ -29,7 +29,7 @@
 
 struct rq_fd {
 	_Atomic uint32_t flags;
-	_Atomic uint32_t line;  /* RQ_FD_LOG: the stream's line state, one word (src/io.c) */
+	_Atomic uint32_t line;  /* RQ_FD_LOG: the stream's line state, one word (src/lines.h) */
 	_Atomic uint32_t gen;   /* bumped whenever the fd's entry is reset */
 	_Atomic int32_t peer;   /* RQ_FD_CARRY: fd whose reads see this fd's writes, or -1 */
 };
@@ -122,5 +122,12 @@ int rq_fd_set_carry(int fd, int peer);
 
 /* The connection state of fd, mapped if missing (NULL if it cannot be). */
 struct rq_conn *rq_conn_get(int fd);
+
+/*
+ * The overflow slots of connection fd (RQ_DEEP_BYTES, page-aligned), mapped
+ * if missing (NULL if they cannot be). Kept for the fd number: a connection
+ * accepted on it later reuses them. Never allocates on the heap.
+ */
+struct rq_slot *rq_deep_get(int fd);
 
 #endif

@@ -619,6 +619,7 @@ static ssize_t log_write(int fd, struct rq_fd *e, const struct iovec *iov, int i
 /* ---- connections ---- */
 
 #define HDR_MAX (RQ_HDR_MAX + REQCTX_ID_MAX + 5)
+#define INS_CALL 4 /* header insertions woven into one syscall (struct ins is on the stack) */
 
 /* A header insertion planned for one response head. */
 struct ins {
@@ -629,28 +630,75 @@ struct ins {
 	char text[HDR_MAX];
 };
 
-static struct rq_slot *slot_at(struct rq_conn *c, uint32_t i)
+/* The connection's current request becomes the thread's context. */
+static void enter(struct rq_conn *c)
 {
-	return &c->slots[i % RQ_PIPE];
+	uint32_t cur = atomic_load_explicit(&c->cur, memory_order_acquire);
+
+	if (cur != RQ_NO_CUR)
+		rq_ctx_set_slot(rq_conn_slot(c, cur));
+	else
+		rq_ctx_clear();
 }
 
-/* The method of the request answered by the response at ring index h. */
-static int method_of(struct rq_conn *c, uint32_t h)
+static uint32_t q_slot(const struct rq_conn *c, uint32_t i)
 {
-	uint32_t t = atomic_load_explicit(&c->tail, memory_order_acquire);
+	return c->qslot[i % RQ_PIPE];
+}
 
-	if (h >= t)
+/*
+ * Whether the response written next, with the writer at ring entry h after hs
+ * responses to lost requests, answers entry h (t: the reader's tail).
+ */
+static inline int answers(const struct rq_conn *c, uint32_t h, uint32_t hs, uint32_t t)
+{
+	uint8_t skip;
+
+	if (h == t)
+		return 0; /* and entry h is the reader's, not to be read */
+	skip = c->qskip[h % RQ_PIPE];
+	return !(skip & RQ_SKIP_LOST) && hs >= skip;
+}
+
+/* A final response went out: the writer moves past entry h, or past one lost request. */
+static void step(const struct rq_conn *c, uint32_t *h, uint32_t *hs, uint32_t t)
+{
+	if (answers(c, *h, *hs, t)) {
+		(*h)++;
+		*hs = 0;
+	} else if (*hs < RQ_SKIP_MAX) {
+		(*hs)++; /* a lost request's, or one answering nothing */
+	}
+}
+
+/* Makes (h, hs) the writer's position, freeing the slots of the entries answered. */
+static void pop_to(struct rq_conn *c, uint32_t h, uint32_t hs)
+{
+	for (uint32_t i = atomic_load_explicit(&c->head, memory_order_relaxed); i != h; i++) {
+		uint32_t p = q_slot(c, i);
+
+		c->done = atomic_load_explicit(&rq_conn_slot(c, p)->serial, memory_order_relaxed);
+		atomic_fetch_and_explicit(&c->used, ~((uint64_t)1 << p), memory_order_release);
+	}
+	atomic_store_explicit(&c->head, h, memory_order_release);
+	c->hs = (uint8_t)hs;
+}
+
+/* The method of the request the next response answers (0 when it is not known to be HEAD). */
+static inline int method_of(struct rq_conn *c, uint32_t h, uint32_t hs, uint32_t t)
+{
+	if (!answers(c, h, hs, t))
 		return 0;
-	return atomic_load_explicit(&slot_at(c, h)->flags, memory_order_relaxed) & RQ_SLOT_HEAD
-		? RQ_M_HEAD : 0;
+	return atomic_load_explicit(&rq_conn_slot(c, q_slot(c, h))->flags, memory_order_relaxed) &
+		RQ_SLOT_HEAD ? RQ_M_HEAD : 0;
 }
 
-/* Renders "Name: id\r\n" for slot i. Returns 0, or -1 if the slot could not be read. */
-static int render_header(struct rq_conn *c, uint32_t i, struct ins *in)
+/* Renders "Name: id\r\n" for slot p. Returns 0, or -1 if the slot could not be read. */
+static int render_header(struct rq_conn *c, uint32_t p, struct ins *in)
 {
 	struct rq_ctx id;
 
-	if (rq_slot_read(slot_at(c, i), &id, NULL) < 0 || !id.len)
+	if (rq_slot_read(rq_conn_slot(c, p), &id, NULL) < 0 || !id.len)
 		return -1;
 	memcpy(in->text, rq_cfg.hdr, rq_cfg.hdr_len);
 	in->len = rq_cfg.hdr_len;
@@ -660,140 +708,168 @@ static int render_header(struct rq_conn *c, uint32_t i, struct ins *in)
 	in->len += id.len;
 	in->text[in->len++] = '\r';
 	in->text[in->len++] = '\n';
-	in->slot = i;
+	in->slot = p;
 	return 0;
 }
 
 /*
- * Which request a response ending now answers: the oldest unanswered one.
- * With none (the server answers before a head is complete, or the bytes only
- * look like a response) nothing is inserted.
+ * Whether c's responses still get the header; if not, its response scanner
+ * stops. They do not once it died, or the writer reached requests whose
+ * framing is unknown (RQ_SKIP_LOST).
  */
-static int answered(struct rq_conn *c, uint32_t h, uint32_t *slot)
+static int echo_on(struct rq_conn *c)
 {
-	*slot = h;
-	return h < atomic_load_explicit(&c->tail, memory_order_acquire);
+	uint32_t h = atomic_load_explicit(&c->head, memory_order_relaxed);
+	uint32_t t = atomic_load_explicit(&c->tail, memory_order_acquire);
+
+	if (atomic_load_explicit(&c->echo, memory_order_relaxed) && !rq_hdrs_dead(&c->ws) &&
+	    !(h != t && (c->qskip[h % RQ_PIPE] & RQ_SKIP_LOST)))
+		return 1;
+	rq_hdrs_kill(&c->ws);
+	atomic_store_explicit(&c->echo, 0, memory_order_relaxed); /* the reader stops queueing */
+	return 0;
 }
 
-/*
- * Scans the bytes about to be written, on a copy of the response scanner, and
- * plans where the ID header goes: right after the status line when the rest
- * of the head is in this write, else before the blank line ending the head
- * (only there is it known that the head has no such header already). A head
- * that already has the header gets none. Returns the number of insertions.
- */
-/* Where prescan's scanner ended, to commit it as is when the whole write goes out. */
+/* Where prescan's scanner ended, to commit it as is when the plan goes out whole. */
 struct pre {
 	struct rq_hdrs s;
-	uint32_t h;  /* next request to answer */
-	int state;   /* ins_state */
-	int whole;   /* it saw every byte of the write */
+	uint32_t h, hs; /* the writer's ring position */
+	int state;      /* ins_state */
+	size_t stop;    /* caller offset the plan goes up to */
+	int whole;      /* s, h, hs and state are those at `stop` */
 };
 
-static int prescan(struct rq_conn *c, const struct iovec *iov, int iovcnt, struct ins *ins,
-		   struct pre *pre)
+/*
+ * Scans the caller's bytes from `from` (caller offset `base`) on a copy of the
+ * response scanner and plans where the ID header goes in each response head
+ * that answers a queued request and has none of its own:
+ *   - right after the status line, when the status line ends in this write
+ *     or the write starts right after it;
+ *   - else before the blank line ending the head, the first point where it is
+ *     known that the server did not send one itself.
+ * The decision is taken when the head ends, or, when this write ends between
+ * the CR and the LF of that blank line, at the CR. Returns the number of
+ * insertions; if there were more than INS_CALL, the plan stops at the first
+ * one left out (pre->stop) and the rest is for the next syscall.
+ */
+static int prescan(struct rq_conn *c, const struct iovec *iov, int iovcnt, struct cursor from,
+		   size_t base, size_t total, struct ins *ins, struct pre *pre)
 {
 	struct rq_hdrs *s = &pre->s;
-	uint32_t h = atomic_load_explicit(&c->head, memory_order_acquire);
+	uint32_t h = atomic_load_explicit(&c->head, memory_order_relaxed), hs = c->hs;
 	uint32_t t = atomic_load_explicit(&c->tail, memory_order_acquire);
-	int n = 0, state = c->ins_state;
-	size_t pos = 0, status_at = 0, blank_at = 0;
-	int have_status, have_blank = 0;
+	int n = 0, state = c->ins_state, have_status, cand = 0;
+	size_t pos = base, status_at = base, cand_at = 0;
 
 	*s = c->ws;
 	have_status = rq_resp_after_status(s);
 	pre->whole = 0;
-	if (state == 1) {
+	pre->stop = total;
+	if (state == 1) { /* finish the header a short write cut */
 		if (render_header(c, c->ins_slot, &ins[0]) < 0 || c->ins_sent > ins[0].len)
 			return 0;
-		ins[0].at = 0;
+		ins[0].at = base;
 		ins[0].sent = c->ins_sent;
 		n = 1;
 		state = 2;
 	}
-	for (int i = 0; i < iovcnt; i++) {
-		const char *b = iov[i].iov_base;
-		size_t len = iov[i].iov_len, off = 0;
+	for (int i = from.i; i < iovcnt; i++) {
+		size_t skip = i == from.i ? from.off : 0, len = iov[i].iov_len - skip, off = 0;
+		const char *b = (const char *)iov[i].iov_base + skip;
 
 		while (off < len) {
 			enum rq_ev ev;
-			uint32_t slot;
 
-			if (n == RQ_PIPE)
-				return n; /* no room for more: the rest is scanned after the write */
-			off += rq_resp_feed(s, b + off, len - off, method_of(c, h), &ev);
-			if (ev == RQ_EV_DEAD || ev == RQ_EV_NONE) {
-				if (ev == RQ_EV_DEAD)
-					goto out;
-				continue;
-			}
+			off += rq_resp_feed(s, b + off, len - off, method_of(c, h, hs, t), &ev);
+			if (ev == RQ_EV_DEAD)
+				goto out;
 			if (ev == RQ_EV_STATUS) {
 				status_at = pos + off;
 				have_status = 1;
-				have_blank = 0;
 			} else if (ev == RQ_EV_BLANK) {
-				blank_at = pos + off;
-				have_blank = 1;
+				cand = state == 0 && s->status >= 200 && !s->xr_seen && answers(c, h, hs, t);
+				cand_at = have_status ? status_at : pos + off;
 			} else if (ev == RQ_EV_END) {
-				if (s->status >= 200) {
-					if (state == 0 && !s->xr_seen && (have_status || have_blank) &&
-					    answered(c, h, &slot) && render_header(c, slot, &ins[n]) == 0) {
-						ins[n].at = have_status ? status_at : blank_at;
-						ins[n].sent = 0;
-						n++;
+				if (cand) {
+					if (n == INS_CALL) {
+						pre->stop = cand_at;
+						return n;
 					}
-					if (h < t)
-						h++;
+					if (render_header(c, q_slot(c, h), &ins[n]) == 0) {
+						ins[n].at = cand_at;
+						ins[n++].sent = 0;
+					}
+					cand = 0;
 				}
+				if (s->status >= 200)
+					step(c, &h, &hs, t);
 				state = 0;
-				have_status = have_blank = 0;
+				have_status = 0;
 			}
 		}
 		pos += len;
 	}
+	if (cand) { /* the write ends between the blank line's CR and LF */
+		if (n == INS_CALL) {
+			pre->stop = cand_at;
+			return n;
+		}
+		if (render_header(c, q_slot(c, h), &ins[n]) == 0) {
+			ins[n].at = cand_at;
+			ins[n++].sent = 0;
+			state = 2;
+		}
+	}
 out:
 	pre->h = h;
+	pre->hs = hs;
 	pre->state = state;
 	pre->whole = 1;
 	return n;
 }
 
-/* A write that went out whole leaves the scanner where prescan left it. */
+/* A plan that went out whole leaves the scanner where prescan left it. */
 static void commit(struct rq_conn *c, const struct pre *pre)
 {
 	c->ws = pre->s;
-	atomic_store_explicit(&c->head, pre->h, memory_order_release);
-	c->ins_state = (uint32_t)pre->state;
+	pop_to(c, pre->h, pre->hs);
+	c->ins_state = (uint8_t)pre->state;
 }
 
-/*
- * Commits the response scanner over the `len` caller bytes that were written:
- * pops answered requests and keeps the insertion state right.
- */
-static void postscan(struct rq_conn *c, const struct iovec *iov, int iovcnt, size_t len,
-		     const struct ins *ins, int nins, const struct cut *cut)
-{
-	size_t pos = 0;
+static const struct cut no_cut = { 0, 0, -1, 0 };
 
-	if (nins && ins[0].at == 0 && ins[0].sent && cut->full > 0)
-		c->ins_state = 2; /* a pending remainder went out whole */
-	for (int i = 0; i < iovcnt && len; i++) {
-		const char *b = iov[i].iov_base;
-		size_t seg = iov[i].iov_len < len ? iov[i].iov_len : len, off = 0;
+/*
+ * Commits the response scanner over the `len` caller bytes from `from`
+ * (caller offset `base`) that were written: pops answered requests and keeps
+ * the insertion state right.
+ */
+static void postscan(struct rq_conn *c, const struct iovec *iov, int iovcnt, struct cursor from,
+		     size_t base, size_t len, const struct ins *ins, int nins, const struct cut *cut)
+{
+	size_t pos = base;
+
+	if (nins && ins[0].at == base && cut->full > 0)
+		c->ins_state = 2; /* one at the very start (a remainder, or after a status line) is out */
+	for (int i = from.i; i < iovcnt && len; i++) {
+		size_t skip = i == from.i ? from.off : 0, avail = iov[i].iov_len - skip;
+		size_t seg = avail < len ? avail : len, off = 0;
+		const char *b = (const char *)iov[i].iov_base + skip;
 
 		while (off < seg) {
-			uint32_t h = atomic_load_explicit(&c->head, memory_order_relaxed);
+			uint32_t h = atomic_load_explicit(&c->head, memory_order_relaxed), hs = c->hs;
+			uint32_t t = atomic_load_explicit(&c->tail, memory_order_acquire);
 			enum rq_ev ev;
 
-			off += rq_resp_feed(&c->ws, b + off, seg - off, method_of(c, h), &ev);
+			off += rq_resp_feed(&c->ws, b + off, seg - off, method_of(c, h, hs, t), &ev);
 			if (ev == RQ_EV_STATUS || ev == RQ_EV_BLANK) {
 				for (int k = 0; k < nins && k < cut->full; k++)
 					if (ins[k].at == pos + off)
 						c->ins_state = 2;
 			} else if (ev == RQ_EV_END) {
-				if (c->ws.status >= 200 &&
-				    h < atomic_load_explicit(&c->tail, memory_order_acquire))
-					atomic_store_explicit(&c->head, h + 1, memory_order_release);
+				if (c->ws.status >= 200) {
+					step(c, &h, &hs, t);
+					pop_to(c, h, hs);
+				}
 				c->ins_state = 0;
 			}
 		}
@@ -802,8 +878,8 @@ static void postscan(struct rq_conn *c, const struct iovec *iov, int iovcnt, siz
 	}
 	if (cut->ins >= 0) {
 		c->ins_state = cut->sent < ins[cut->ins].len ? 1 : 2;
-		c->ins_sent = (uint32_t)cut->sent;
-		c->ins_slot = ins[cut->ins].slot;
+		c->ins_sent = (uint16_t)cut->sent;
+		c->ins_slot = (uint8_t)ins[cut->ins].slot;
 	}
 }
 
@@ -813,43 +889,40 @@ static void postscan(struct rq_conn *c, const struct iovec *iov, int iovcnt, siz
  */
 static void answered_all(struct rq_conn *c)
 {
-	uint32_t h = atomic_load_explicit(&c->head, memory_order_relaxed);
-
-	if (h && rq_resp_at_start(&c->ws))
-		rq_ctx_finish(atomic_load_explicit(&slot_at(c, h - 1)->serial, memory_order_relaxed));
+	if (c->done && rq_resp_at_start(&c->ws))
+		rq_ctx_finish(c->done);
 }
 
-/* The context for a write on c: a response starting now speaks for the oldest open request. */
+/* The context for I/O on c: a response starting now speaks for the request it answers. */
 static void conn_ctx(struct rq_conn *c)
 {
-	uint32_t h = atomic_load_explicit(&c->head, memory_order_acquire);
+	uint32_t h = atomic_load_explicit(&c->head, memory_order_relaxed);
+	uint32_t t = atomic_load_explicit(&c->tail, memory_order_acquire);
 
-	if (rq_resp_at_start(&c->ws) && h < atomic_load_explicit(&c->tail, memory_order_acquire)) {
-		atomic_store_explicit(&c->cur, h, memory_order_relaxed);
-		atomic_store_explicit(&c->has_cur, 1, memory_order_release);
-	}
-	if (atomic_load_explicit(&c->has_cur, memory_order_acquire))
-		rq_ctx_set_slot(slot_at(c, atomic_load_explicit(&c->cur, memory_order_relaxed)));
-	else
-		rq_ctx_clear();
+	if (rq_resp_at_start(&c->ws) && answers(c, h, c->hs, t))
+		atomic_store_explicit(&c->cur, q_slot(c, h), memory_order_release);
+	enter(c);
 }
 
 /*
- * Lays out the caller's bytes with the insertions. If the iovecs run out, the
- * plan stops early (the caller sees a short write, which writev allows) and
- * insertions beyond that point are dropped. Returns the insertions planned.
+ * Lays out the caller's bytes from `from` (caller offset `base`) up to offset
+ * `stop`, with the insertions. If the iovecs run out, the plan stops early
+ * and the rest is for the next syscall. Returns the insertions planned.
  */
-static int plan_conn(struct plan *pl, const struct iovec *iov, int iovcnt, struct ins *ins, int nins)
+static int plan_conn(struct plan *pl, const struct iovec *iov, int iovcnt, struct cursor from,
+		     size_t base, size_t stop, struct ins *ins, int nins)
 {
-	size_t pos = 0;
+	size_t pos = base;
 	int k = 0;
 
 	pl->n = 0;
 	pl->bytes = pl->caller = 0;
-	for (int i = 0; i < iovcnt; i++) {
-		const char *b = iov[i].iov_base;
-		size_t len = iov[i].iov_len, off = 0;
+	for (int i = from.i; i < iovcnt && pos < stop; i++) {
+		size_t skip = i == from.i ? from.off : 0, len = iov[i].iov_len - skip, off = 0;
+		const char *b = (const char *)iov[i].iov_base + skip;
 
+		if (len > stop - pos)
+			len = stop - pos;
 		for (; k < nins && ins[k].at <= pos + len; k++) {
 			size_t cut = ins[k].at - pos;
 
@@ -870,58 +943,86 @@ static int plan_conn(struct plan *pl, const struct iovec *iov, int iovcnt, struc
 	return k;
 }
 
+/* After the scanner moved: a dead one means no more headers on this connection. */
+static void settle(struct rq_conn *c)
+{
+	echo_on(c);
+	answered_all(c);
+}
+
+/*
+ * The write path of a connection. Each syscall carries up to INS_CALL header
+ * insertions; a write with more response heads than that (a pipelined batch)
+ * goes out in as many syscalls, and returns what it got out if one of them
+ * comes up short, as a short write does.
+ */
 static ssize_t conn_write(int fd, const struct iovec *iov, int iovcnt, const struct rq_call *k,
 			  size_t total)
 {
 	struct rq_conn *c = rq_conn_peek(fd);
-	struct ins ins[RQ_PIPE];
+	struct ins ins[INS_CALL];
+	struct cursor at = { 0, 0 };
+	struct rq_call again;
+	struct msghdr bare;
+	size_t done = 0;
 	int saved = errno;
-	struct plan pl;
-	struct pre pre;
 
 	conn_ctx(c);
-	if (rq_hdrs_dead(&c->ws) || !total)
+	if (!echo_on(c) || !total)
 		return rq_io_plain(fd, iov, iovcnt, k);
 	for (;;) {
-		int nins = prescan(c, iov, iovcnt, ins, &pre);
+		struct plan pl;
+		struct pre pre;
 		struct cut cut;
+		int nins = prescan(c, iov, iovcnt, at, done, total, ins, &pre);
 		ssize_t r;
 
-		if (nins)
-			nins = plan_conn(&pl, iov, iovcnt, ins, nins);
-		if (!nins) {
+		if (!nins && !done) { /* nothing to weave in: the caller's own call */
 			r = rq_io_plain(fd, iov, iovcnt, k);
 			if (r > 0) {
 				int e = errno;
 
-				if ((size_t)r == total && pre.whole) {
+				if ((size_t)r == total && pre.whole)
 					commit(c, &pre);
-				} else {
-					cut = (struct cut){ (size_t)r, 0, -1, 0 };
-					postscan(c, iov, iovcnt, cut.caller, ins, 0, &cut);
-				}
-				answered_all(c);
+				else
+					postscan(c, iov, iovcnt, at, 0, (size_t)r, ins, 0, &no_cut);
+				settle(c);
 				errno = e;
 			}
 			return r;
 		}
+		nins = plan_conn(&pl, iov, iovcnt, at, done, pre.stop, ins, nins);
 		r = emit(fd, &pl, k);
-		if (r <= 0)
-			return r;
-		if ((size_t)r == pl.bytes && pl.caller == total && pre.whole) {
+		if (r <= 0) {
+			if (!done)
+				return r;
+			errno = saved;
+			return (ssize_t)done;
+		}
+		if ((size_t)r == pl.bytes && pl.caller == pre.stop - done && pre.whole) {
 			commit(c, &pre);
-			answered_all(c);
-			errno = saved;
-			return (ssize_t)total;
+			cut.caller = pl.caller;
+		} else {
+			cut = map(&pl, (size_t)r);
+			postscan(c, iov, iovcnt, at, done, cut.caller, ins, nins, &cut);
 		}
-		cut = map(&pl, (size_t)r);
-		postscan(c, iov, iovcnt, cut.caller, ins, nins, &cut);
-		answered_all(c);
-		if (cut.caller || (size_t)r == pl.bytes) {
+		settle(c);
+		done += cut.caller;
+		advance(&at, iov, iovcnt, cut.caller);
+		if (done == total || ((size_t)r < pl.bytes && done)) {
 			errno = saved;
-			return (ssize_t)cut.caller;
+			return (ssize_t)done; /* all of it, or a short write */
 		}
-		/* Only inserted bytes went out: send on rather than return 0. */
+		if (k->how == RQ_SENDMSG && k->msg->msg_controllen) {
+			/* the ancillary data went with the first bytes; not again */
+			bare = *k->msg;
+			bare.msg_control = NULL;
+			bare.msg_controllen = 0;
+			again = *k;
+			again.msg = &bare;
+			k = &again;
+		}
+		/* Only inserted bytes went out, or the plan did and more follows: on. */
 	}
 }
 
@@ -983,8 +1084,14 @@ static __attribute__((noinline)) ssize_t write_general(int fd, struct rq_fd *e,
 		bad = 1;
 	if (fl & RQ_FD_CONN) {
 		if (bad) { /* let the kernel judge it; still set the context */
-			conn_ctx(rq_conn_peek(fd));
-			return rq_io_plain(fd, iov, iovcnt, k);
+			struct rq_conn *c = rq_conn_peek(fd);
+			ssize_t r;
+
+			conn_ctx(c);
+			r = rq_io_plain(fd, iov, iovcnt, k);
+			if (r > 0) /* bytes reqctx did not read went out */
+				atomic_store_explicit(&c->echo, 0, memory_order_relaxed);
+			return r;
 		}
 		return conn_write(fd, iov, iovcnt, k, total);
 	}
@@ -1015,10 +1122,14 @@ ssize_t rq_io_write_slow(int fd, struct rq_fd *e, const struct iovec *iov, int i
 
 /* ---- reads ---- */
 
-static void push(struct rq_conn *c, const char *id, uint32_t len, uint32_t flags)
+static void set_cur(struct rq_conn *c, uint32_t p)
 {
-	uint32_t h = atomic_load_explicit(&c->head, memory_order_acquire);
-	uint32_t t = atomic_load_explicit(&c->tail, memory_order_relaxed);
+	atomic_store_explicit(&c->cur, p, memory_order_release);
+}
+
+/* Fills slot p with a new request (a generated ID if len is 0). */
+static void fill(struct rq_conn *c, uint32_t p, const char *id, uint32_t len, uint32_t flags)
+{
 	char uuid[RQ_UUID_LEN];
 
 	if (!len) {
@@ -1026,13 +1137,78 @@ static void push(struct rq_conn *c, const char *id, uint32_t len, uint32_t flags
 		id = uuid;
 		len = RQ_UUID_LEN;
 	}
-	if (t - h >= RQ_PIPE)
-		t--; /* too deep a pipeline: the newest request replaces the last queued */
-	rq_slot_fill(slot_at(c, t), id, len, flags);
-	atomic_store_explicit(&c->tail, t + 1, memory_order_release);
-	atomic_store_explicit(&c->cur, t, memory_order_relaxed);
-	atomic_store_explicit(&c->has_cur, 1, memory_order_release);
-	c->seen++;
+	if (p >= RQ_INLINE)
+		c->deep_used = 1;
+	rq_slot_fill(rq_conn_slot(c, p), id, len, flags);
+}
+
+/*
+ * A free slot for a new request, the lowest, so that shallow pipelines stay
+ * inside struct rq_conn; the overflow area is mapped on first use. -1 if none.
+ */
+static int free_slot(struct rq_conn *c, int fd)
+{
+	uint64_t used = atomic_load_explicit(&c->used, memory_order_acquire);
+	struct rq_slot *d;
+	int p;
+
+	if (used == ~(uint64_t)0)
+		return -1;
+	p = __builtin_ctzll(~used);
+	if (p >= RQ_INLINE && !atomic_load_explicit(&c->deep, memory_order_relaxed)) {
+		if (!(d = rq_deep_get(fd)))
+			return -1;
+		atomic_store_explicit(&c->deep, d, memory_order_release);
+	}
+	return p;
+}
+
+/*
+ * The reader completed a request head: it is queued for its response and
+ * becomes the connection's current request. With RQ_PIPE unanswered already
+ * it is counted as lost instead: its response gets no header, and the lines
+ * it logs carry the newest queued request's ID (see struct rq_conn). Once
+ * nobody answers the ring, each request simply replaces the current one.
+ */
+static void push(struct rq_conn *c, int fd, const char *id, uint32_t len, uint32_t flags)
+{
+	uint32_t h, t;
+	int p;
+
+	c->seen = 1;
+	if (atomic_load_explicit(&c->echo, memory_order_relaxed)) {
+		h = atomic_load_explicit(&c->head, memory_order_acquire);
+		t = atomic_load_explicit(&c->tail, memory_order_relaxed);
+		if (t - h < RQ_PIPE && (p = free_slot(c, fd)) >= 0) {
+			fill(c, (uint32_t)p, id, len, flags);
+			atomic_fetch_or_explicit(&c->used, (uint64_t)1 << p, memory_order_relaxed);
+			c->qslot[t % RQ_PIPE] = (uint8_t)p;
+			c->qskip[t % RQ_PIPE] = c->lost;
+			c->lost = 0;
+			atomic_store_explicit(&c->tail, t + 1, memory_order_release);
+			set_cur(c, (uint32_t)p);
+			return;
+		}
+		if (!(flags & RQ_SLOT_HEAD) && (c->lost & ~RQ_SKIP_LOST) < RQ_SKIP_MAX)
+			c->lost++;
+		else
+			c->lost |= RQ_SKIP_LOST;
+		return;
+	}
+	p = (int)atomic_load_explicit(&c->cur, memory_order_relaxed);
+	if (p == (int)RQ_NO_CUR)
+		p = 0;
+	fill(c, (uint32_t)p, id, len, flags);
+	set_cur(c, (uint32_t)p);
+}
+
+/* The request stream turned out not to be HTTP: one ID for the connection's whole life. */
+static void req_dead(struct rq_conn *c, int fd)
+{
+	if (c->seen)
+		return;
+	atomic_store_explicit(&c->echo, 0, memory_order_relaxed); /* no response heads to look for */
+	push(c, fd, NULL, 0, 0);
 }
 
 void rq_conn_read(int fd, const struct iovec *iov, int iovcnt, ssize_t r)
@@ -1041,7 +1217,7 @@ void rq_conn_read(int fd, const struct iovec *iov, int iovcnt, ssize_t r)
 	size_t left = r > 0 ? (size_t)r : 0;
 	int saved = errno;
 
-	for (int i = 0; i < iovcnt && left && !rq_hdrs_dead(&c->rp); i++) {
+	for (int i = 0; i < iovcnt && left && !rq_hdrs_dead(&c->rp.h); i++) {
 		const char *b = iov[i].iov_base;
 		size_t len = iov[i].iov_len < left ? iov[i].iov_len : left, off = 0;
 
@@ -1051,20 +1227,13 @@ void rq_conn_read(int fd, const struct iovec *iov, int iovcnt, ssize_t r)
 
 			off += rq_req_feed(&c->rp, b + off, len - off, &ev);
 			if (ev == RQ_EV_HEAD)
-				push(c, c->rp.xr, c->rp.xr_have ? c->rp.xr_len : 0,
-				     c->rp.method == RQ_M_HEAD ? RQ_SLOT_HEAD : 0);
-			else if (ev == RQ_EV_DEAD && !c->seen) {
-				push(c, NULL, 0, 0); /* not HTTP: one ID for the connection */
-				atomic_store_explicit(&c->head, atomic_load(&c->tail),
-						      memory_order_release);
-				rq_hdrs_kill(&c->ws); /* and no response heads to look for */
-			}
+				push(c, fd, c->rp.xr, c->rp.h.xr_have ? c->rp.h.xr_len : 0,
+				     c->rp.h.method == RQ_M_HEAD ? RQ_SLOT_HEAD : 0);
+			else if (ev == RQ_EV_DEAD)
+				req_dead(c, fd);
 		}
 	}
-	if (atomic_load_explicit(&c->has_cur, memory_order_acquire))
-		rq_ctx_set_slot(slot_at(c, atomic_load_explicit(&c->cur, memory_order_relaxed)));
-	else
-		rq_ctx_clear();
+	enter(c);
 	errno = saved;
 }
 
@@ -1076,6 +1245,20 @@ void rq_carry_read(int fd)
 	if (c && atomic_load_explicit(&c->slots[0].serial, memory_order_relaxed) !=
 		     rq_ctx_cur()->serial)
 		rq_ctx_set_slot(&c->slots[0]);
+}
+
+void rq_conn_skipped(int fd, ssize_t r)
+{
+	struct rq_conn *c = rq_conn_peek(fd);
+	int saved = errno;
+
+	if (r > 0 && !rq_hdrs_dead(&c->rp.h)) {
+		rq_hdrs_opaque(&c->rp.h, (uint64_t)r);
+		if (rq_hdrs_dead(&c->rp.h))
+			req_dead(c, fd);
+	}
+	enter(c);
+	errno = saved;
 }
 
 void rq_conn_opaque(int fd, ssize_t r)
@@ -1090,8 +1273,67 @@ void rq_conn_opaque(int fd, ssize_t r)
 		return;
 	c = rq_conn_peek(fd);
 	conn_ctx(c);
-	if (r > 0)
-		rq_resp_opaque(&c->ws, (uint64_t)r);
+	if (r > 0 && echo_on(c)) {
+		rq_hdrs_opaque(&c->ws, (uint64_t)r);
+		settle(c);
+	}
+	errno = saved;
+}
+
+void rq_conn_wrote(int fd, const struct iovec *iov, int iovcnt, ssize_t r)
+{
+	struct rq_conn *c = rq_conn_peek(fd);
+	int saved = errno;
+
+	conn_ctx(c);
+	if (r > 0 && echo_on(c)) {
+		postscan(c, iov, iovcnt, (struct cursor){ 0, 0 }, 0, (size_t)r, NULL, 0, &no_cut);
+		settle(c);
+	}
+	errno = saved;
+}
+
+/*
+ * Writes the rest of a header insertion a short write cut, so that bytes
+ * going out by another way do not land inside it. Returns 0 or -errno.
+ */
+static int flush_cut(struct rq_conn *c, int fd)
+{
+	struct ins in;
+
+	if (c->ins_state != 1)
+		return 0;
+	if (render_header(c, c->ins_slot, &in) < 0 || c->ins_sent > in.len)
+		return -EIO;
+	while (c->ins_sent < in.len) {
+		ssize_t r = rq_sys.write(fd, in.text + c->ins_sent, in.len - c->ins_sent);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r < 0 ? -errno : -EAGAIN;
+		c->ins_sent = (uint16_t)(c->ins_sent + (size_t)r);
+	}
+	c->ins_state = 2;
+	return 0;
+}
+
+int rq_conn_unseen_pre(int fd)
+{
+	struct rq_conn *c = rq_conn_peek(fd);
+	int saved = errno, r = flush_cut(c, fd);
+
+	errno = saved;
+	return r == -EIO ? 0 : r;
+}
+
+void rq_conn_unseen(int fd)
+{
+	struct rq_conn *c = rq_conn_peek(fd);
+	int saved = errno;
+
+	flush_cut(c, fd);
+	atomic_store_explicit(&c->echo, 0, memory_order_relaxed);
 	errno = saved;
 }
 struct rq_sys rq_sys;

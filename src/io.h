@@ -54,8 +54,26 @@ static inline ssize_t rq_io_write(int fd, const struct iovec *iov, int iovcnt,
 /* After a read on a connection: scans the r bytes in iov, sets the context. */
 void rq_conn_read(int fd, const struct iovec *iov, int iovcnt, ssize_t r);
 
-/* After sendfile on a connection: r opaque bytes were written. */
+/*
+ * Bytes that reach or leave a connection through a call reqctx cannot weave
+ * into or cannot read (README, "Response header"):
+ *   rq_conn_opaque   r bytes written unseen (sendfile, splice, copy_file_range);
+ *                    also a carrier write. They can only be body bytes;
+ *                    anywhere else no header goes out on the connection again;
+ *   rq_conn_wrote    r bytes written from iov, seen but not woven into
+ *                    (sendmmsg, pwritev2): the scanner follows them;
+ *   rq_conn_skipped  r request bytes read unseen (splice from the socket);
+ *   rq_conn_unseen   bytes will go out by a way reqctx cannot follow at all
+ *                    (stdio on the connection): no header on it again.
+ * rq_conn_unseen_pre, before such a call, finishes a header a short write
+ * cut, so that no byte lands inside it: 0, or -errno (then the call must not
+ * be made: the caller gets that error, EAGAIN on a non-blocking socket).
+ */
 void rq_conn_opaque(int fd, ssize_t r);
+void rq_conn_wrote(int fd, const struct iovec *iov, int iovcnt, ssize_t r);
+void rq_conn_skipped(int fd, ssize_t r);
+void rq_conn_unseen(int fd);
+int rq_conn_unseen_pre(int fd);
 
 /* After a read on a carrier: the carried context becomes the thread's. */
 void rq_carry_read(int fd);
@@ -71,6 +89,38 @@ static inline void rq_io_read(int fd, const struct iovec *iov, int iovcnt, ssize
 		rq_conn_read(fd, iov, iovcnt, r);
 	else if (fl & RQ_FD_CARRY)
 		rq_carry_read(fd);
+}
+
+/* Before a call that writes fd without reqctx weaving into it: see rq_conn_unseen_pre. */
+static inline int rq_io_unseen_pre(int fd)
+{
+	if (likely(!(rq_fd_flags(rq_fd_peek(fd)) & RQ_FD_CONN)))
+		return 0;
+	return rq_conn_unseen_pre(fd);
+}
+
+/* After r bytes moved from fd `in` to fd `out` by splice, tee, sendfile or copy_file_range (-1: none). */
+static inline void rq_io_moved(int in, int out, ssize_t r)
+{
+	uint32_t fi = in >= 0 ? rq_fd_flags(rq_fd_peek(in)) : 0;
+
+	if (unlikely(fi & RQ_FD_CONN))
+		rq_conn_skipped(in, r);
+	else if (unlikely(fi & RQ_FD_CARRY))
+		rq_carry_read(in);
+	if (unlikely(rq_fd_flags(rq_fd_peek(out)) & (RQ_FD_CONN | RQ_FD_CARRY)))
+		rq_conn_opaque(out, r);
+}
+
+/* After r bytes of iov were written to fd by a call reqctx saw but did not weave into. */
+static inline void rq_io_wrote(int fd, const struct iovec *iov, int iovcnt, ssize_t r)
+{
+	uint32_t fl = rq_fd_flags(rq_fd_peek(fd));
+
+	if (unlikely(fl & RQ_FD_CONN))
+		rq_conn_wrote(fd, iov, iovcnt, r);
+	else if (unlikely(fl & RQ_FD_CARRY))
+		rq_conn_opaque(fd, r); /* a carrier: takes the writer's context */
 }
 
 /* Renders the current context's prefix into buf; returns its length. */

@@ -6,6 +6,7 @@
 
 #include "common.h"
 #include "ctx.h"
+#include "fcgi.h"
 #include "fdtab.h"
 #include "http.h"
 #include "id.h"
@@ -35,7 +36,7 @@ static void init_once(void)
 /* Request events as text: "H<id or ->;" per head, "D;" when the scanner stops. */
 static size_t req_events(const uint8_t *s, size_t n, size_t chunk, char *out, size_t cap)
 {
-	struct rq_hdrs p;
+	struct rq_req p;
 	size_t len = 0;
 
 	memset(&p, 0, sizeof(p));
@@ -50,10 +51,10 @@ static size_t req_events(const uint8_t *s, size_t n, size_t chunk, char *out, si
 			CHECK(used > 0 || ev != RQ_EV_NONE);
 			off += used;
 			if (ev == RQ_EV_HEAD) {
-				CHECK(!p.xr_have || rq_id_valid(p.xr, p.xr_len));
+				CHECK(!p.h.xr_have || rq_id_valid(p.xr, p.h.xr_len));
 				len += (size_t)snprintf(out + len, cap - len, "H%.*s;",
-							p.xr_have ? (int)p.xr_len : 1,
-							p.xr_have ? p.xr : "-");
+							p.h.xr_have ? (int)p.h.xr_len : 1,
+							p.h.xr_have ? p.xr : "-");
 			} else if (ev == RQ_EV_DEAD) {
 				len += (size_t)snprintf(out + len, cap - len, "D;");
 			}
@@ -170,5 +171,229 @@ int rq_fuzz_prefix(const uint8_t *data, size_t size)
 	}
 	CHECK(fk.len == w && memcmp(fk.out, want, w) == 0);
 	rq_fd_forget(300);
+	return 0;
+}
+
+/* ---- FastCGI ---- */
+
+/* Inbound events as text: "B<rid>;", "P<rid>=<id or ->;", "D;" (R events left out). */
+static size_t fcgi_events(const uint8_t *s, size_t n, size_t chunk, char *out, size_t cap)
+{
+	static struct rq_fcgi_in in;
+	size_t len = 0;
+
+	rq_fcgi_in_init(&in);
+	for (size_t at = 0; at < n; at += chunk) {
+		size_t m = n - at < chunk ? n - at : chunk, off = 0;
+
+		while (off < m) {
+			enum rq_fcgi_ev ev;
+			size_t used = rq_fcgi_in_feed(&in, (const char *)s + at + off, m - off, &ev);
+			int k = rq_fcgi_in_cur(&in);
+
+			CHECK(used <= m - off);
+			CHECK(used > 0 || ev != RQ_FCGI_EV_NONE);
+			off += used;
+			if (ev == RQ_FCGI_EV_BEGIN) {
+				len += (size_t)snprintf(out + len, cap - len, "B%u;", rq_fcgi_in_rid(&in, k));
+			} else if (ev == RQ_FCGI_EV_PARAMS) {
+				size_t idl = rq_fcgi_in_id(&in, k);
+
+				CHECK(!idl || rq_id_valid(in.xr[k], idl));
+				len += (size_t)snprintf(out + len, cap - len, "P%u=%.*s;",
+							rq_fcgi_in_rid(&in, k), idl ? (int)idl : 1,
+							idl ? in.xr[k] : "-");
+			} else if (ev == RQ_FCGI_EV_DEAD) {
+				len += (size_t)snprintf(out + len, cap - len, "D;");
+			}
+			CHECK(ev != RQ_FCGI_EV_RECORD || k >= 0);
+			if (len >= cap - 300)
+				return len;
+		}
+	}
+	return len;
+}
+
+static int fz_id(void *arg, unsigned rid, char *id, size_t *len)
+{
+	(void)arg;
+	*len = (size_t)snprintf(id, REQCTX_ID_MAX, "fz-%u", rid);
+	return 0;
+}
+
+/* A FastCGI client writing through the planner and a fake kernel. */
+struct fz_client {
+	struct rq_fcgi_out o;
+	size_t kcap;   /* bytes the kernel takes per call */
+	size_t done;   /* caller bytes out */
+	size_t len;    /* bytes out in all */
+	uint8_t out[1 << 20];
+	int nins;
+	struct {
+		size_t pos; /* caller offset in the stream */
+		size_t len;
+		char text[RQ_FCGI_INS_MAX];
+	} ins[4096];
+};
+
+/* One writev of n caller bytes; returns what it returns (always > 0 here). */
+static size_t fz_write(struct fz_client *w, const uint8_t *p, size_t n)
+{
+	struct iovec v = { (void *)p, n };
+
+	for (;;) {
+		struct rq_fcgi_plan pl;
+		struct iovec lay[16];
+		size_t bytes, room, take = 0, rem, pos = 0, got;
+		int m;
+
+		CHECK(rq_fcgi_out_plan(&w->o, &v, 1, fz_id, NULL, &pl) == pl.n);
+		CHECK(pl.upto <= n && pl.n <= RQ_FCGI_PLAN_MAX);
+		m = rq_fcgi_out_iov(&pl, &v, 1, lay, 16, &bytes);
+		room = w->kcap;
+		for (int i = 0; i < m && room; i++) {
+			size_t t = lay[i].iov_len < room ? lay[i].iov_len : room;
+
+			CHECK(w->len + t <= sizeof(w->out));
+			memcpy(w->out + w->len, lay[i].iov_base, t);
+			w->len += t;
+			take += t;
+			room -= t;
+		}
+		CHECK(take > 0);
+		/* Which insertions started going out: the layout, worked out here again. */
+		rem = take;
+		for (int k = 0; k < pl.n; k++) {
+			size_t seg = pl.ins[k].at - pos, t = seg < rem ? seg : rem, il, ti;
+
+			rem -= t;
+			pos += t;
+			if (t < seg)
+				break;
+			il = (size_t)(pl.ins[k].len - pl.ins[k].off);
+			ti = il < rem ? il : rem;
+			if (!pl.ins[k].off && ti && w->nins < 4096) {
+				w->ins[w->nins].pos = w->done + pl.ins[k].at;
+				w->ins[w->nins].len = pl.ins[k].len;
+				memcpy(w->ins[w->nins++].text, pl.ins[k].text, pl.ins[k].len);
+			}
+			rem -= ti;
+			if (ti < il)
+				break;
+		}
+		got = rq_fcgi_out_commit(&w->o, &v, 1, &pl, take);
+		CHECK(got <= n);
+		if (got) {
+			w->done += got;
+			return got;
+		}
+		CHECK(take < bytes);
+	}
+}
+
+static void fz_run(struct fz_client *w, const uint8_t *s, size_t n, size_t kcap, size_t chunk)
+{
+	memset(&w->o, 0, sizeof(w->o));
+	rq_fcgi_out_init(&w->o);
+	w->kcap = kcap;
+	w->done = w->len = 0;
+	w->nins = 0;
+	while (w->done < n) {
+		size_t want = n - w->done < chunk ? n - w->done : chunk;
+
+		fz_write(w, s + w->done, want);
+	}
+}
+
+/*
+ * The output is the input with the recorded insertions, each a well-formed
+ * PARAMS record for the requestId of the empty PARAMS record it precedes.
+ */
+static void fz_check_layout(const struct fz_client *w, const uint8_t *s, size_t n)
+{
+	size_t o = 0, pos = 0;
+
+	for (int k = 0; k < w->nins; k++) {
+		const uint8_t *t = (const uint8_t *)w->ins[k].text, *h = s + w->ins[k].pos;
+		size_t clen = (size_t)t[4] << 8 | t[5], vlen;
+		char want[32];
+		int wl;
+
+		CHECK(w->ins[k].pos >= pos && w->ins[k].pos + 8 <= n);
+		CHECK(memcmp(w->out + o, s + pos, w->ins[k].pos - pos) == 0);
+		o += w->ins[k].pos - pos;
+		pos = w->ins[k].pos;
+		CHECK(h[0] == 1 && h[1] == RQ_FCGI_PARAMS && h[4] == 0 && h[5] == 0);
+		CHECK(t[0] == 1 && t[1] == RQ_FCGI_PARAMS && t[2] == h[2] && t[3] == h[3] && t[7] == 0);
+		CHECK(8 + clen + t[6] == w->ins[k].len && (clen + t[6]) % 8 == 0);
+		wl = snprintf(want, sizeof(want), "fz-%u", (unsigned)h[2] << 8 | h[3]);
+		vlen = (size_t)wl;
+		CHECK(t[8] == 17 && t[9] == vlen && clen == 2 + 17 + vlen);
+		CHECK(memcmp(t + 10, "HTTP_X_REQUEST_ID", 17) == 0 && memcmp(t + 27, want, vlen) == 0);
+		for (size_t i = 8 + clen; i < w->ins[k].len; i++)
+			CHECK(t[i] == 0);
+		CHECK(memcmp(w->out + o, t, w->ins[k].len) == 0);
+		o += w->ins[k].len;
+	}
+	CHECK(w->len - o == n - pos && memcmp(w->out + o, s + pos, n - pos) == 0);
+}
+
+/* Events of the output = the input's, with some "P<rid>=-" become "P<rid>=fz-<rid>". */
+static void fz_check_events(const char *in, size_t a, const char *out, size_t b, int all)
+{
+	size_t i = 0, j = 0;
+
+	while (i < a && j < b) {
+		if (in[i] == out[j]) {
+			i++;
+			j++;
+			continue;
+		}
+		/* in: "-;" where out: "fz-<rid>;" */
+		CHECK(in[i] == '-' && out[j] == 'f');
+		while (j < b && out[j] != ';')
+			j++;
+		i++;
+	}
+	CHECK(i == a && j == b);
+	if (all) /* every request without an ID got one */
+		CHECK(!memmem(out, b, "=-;", 3));
+}
+
+int rq_fuzz_fcgi(const uint8_t *data, size_t size)
+{
+	static char whole[1 << 16], split[1 << 16], ev1[1 << 16], ev2[1 << 16];
+	static struct fz_client w1, w2;
+	size_t chunk, kcap, wchunk, a, b, c;
+	const uint8_t *s;
+	size_t n;
+
+	if (size < 3 || size > 16384)
+		return 0;
+	init_once();
+	chunk = data[0] % 17 + 1;
+	kcap = data[1] % 64 + 1;
+	wchunk = data[2] < 128 ? size : (size_t)data[2] - 127;
+	s = data + 3;
+	n = size - 3;
+	/* inbound: split reads change nothing */
+	a = fcgi_events(s, n, n ? n : 1, whole, sizeof(whole));
+	b = fcgi_events(s, n, chunk, split, sizeof(split));
+	CHECK(a == b && memcmp(whole, split, a) == 0);
+	/* outbound, whole writes: every request without an ID gets one */
+	fz_run(&w1, s, n, SIZE_MAX, n ? n : 1);
+	fz_check_layout(&w1, s, n);
+	c = fcgi_events(w1.out, w1.len, w1.len ? w1.len : 1, ev1, sizeof(ev1));
+	if (a < sizeof(whole) - 300 && c < sizeof(ev1) - 300)
+		fz_check_events(whole, a, ev1, c, !memmem(whole, a, "D;", 2));
+	/* whatever the kernel takes, the same bytes */
+	fz_run(&w2, s, n, kcap, n ? n : 1);
+	CHECK(w2.len == w1.len && memcmp(w2.out, w1.out, w1.len) == 0);
+	/* caller writes of any size: the input with fewer or the same insertions */
+	fz_run(&w2, s, n, kcap, wchunk);
+	fz_check_layout(&w2, s, n);
+	c = fcgi_events(w2.out, w2.len, w2.len ? w2.len : 1, ev2, sizeof(ev2));
+	if (a < sizeof(whole) - 300 && c < sizeof(ev2) - 300)
+		fz_check_events(whole, a, ev2, c, 0);
 	return 0;
 }

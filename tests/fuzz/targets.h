@@ -23,4 +23,15 @@ int rq_fuzz_http(const uint8_t *data, size_t size);
  */
 int rq_fuzz_prefix(const uint8_t *data, size_t size);
 
+/*
+ * FastCGI: the first byte picks a read size, the second how many bytes the
+ * fake kernel takes per call, the third the client's write size; the rest is
+ * a stream. Inbound, the events must be the same for one read and for split
+ * reads, and every ID valid. Outbound, the bytes written must be the stream
+ * with whole PARAMS records inserted right before empty PARAMS records, the
+ * same whatever the kernel takes, and read back inbound they must give each
+ * request that had no ID the inserted one and change nothing else.
+ */
+int rq_fuzz_fcgi(const uint8_t *data, size_t size);
+
 #endif

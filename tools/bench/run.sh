@@ -473,6 +473,7 @@ for r in $ROWS; do
 	esac
 done
 
+. "$(dirname "$0")/correlate.sh" # row 8: batched log correlation (BENCH_ROWS unset, or with 8)
 . "$(dirname "$0")/lines.sh" # multi-line writes: syscalls and time (rows "lines"; BENCH_LINES=0 skips)
 
 say ""
