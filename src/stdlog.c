@@ -105,8 +105,8 @@ static char last_byte(const struct iovec *v, int nv)
  * A buffered stream gets the pieces into its buffer: a fully buffered one
  * has them copied there while its put area has room (what the inlined
  * putc_unlocked does), else through fwrite_unlocked, which flushes as glibc
- * always does (a line-buffered stream at each newline). The line state is the stream's as the program produces it
- * (see README, "stdio").
+ * always does (a line-buffered stream at each newline). The line state is
+ * the stream's as the program produces it (see README, "stdio").
  */
 static size_t put_buffered(FILE *f, struct rq_fd *e, const struct iovec *v, int nv, size_t total)
 {
