@@ -48,13 +48,12 @@ ssize_t rq_io_plain(int fd, const struct iovec *iov, int iovcnt, const struct rq
 	return rq_sys.sendmsg(fd, k->msg, k->flags);
 }
 
-/* The one system call for n iovecs, the way the caller's call would make it. */
-static ssize_t send_iov(int fd, const struct iovec *iov, int n, const struct rq_call *k)
+static ssize_t emit(int fd, const struct plan *pl, const struct rq_call *k)
 {
 	struct msghdr m;
 
 	if (k->how == RQ_WRITE || k->how == RQ_WRITEV)
-		return rq_sys.writev(fd, iov, n);
+		return rq_sys.writev(fd, pl->iov, pl->n);
 	memset(&m, 0, sizeof(m));
 	if (k->how == RQ_SENDMSG) {
 		m = *k->msg;
@@ -62,14 +61,9 @@ static ssize_t send_iov(int fd, const struct iovec *iov, int n, const struct rq_
 		m.msg_name = (void *)k->to;
 		m.msg_namelen = k->tolen;
 	}
-	m.msg_iov = (struct iovec *)iov;
-	m.msg_iovlen = (size_t)n;
+	m.msg_iov = (struct iovec *)pl->iov;
+	m.msg_iovlen = (size_t)pl->n;
 	return rq_sys.sendmsg(fd, &m, k->flags);
-}
-
-static ssize_t emit(int fd, const struct plan *pl, const struct rq_call *k)
-{
-	return send_iov(fd, pl->iov, pl->n, k);
 }
 
 static void add(struct plan *pl, const void *p, size_t len, int ins, size_t before)
@@ -474,15 +468,64 @@ static void plan_log(struct lplan *pl, struct rq_walk *w)
 	}
 }
 
-/* A pooled plan goes out with its entry released if the thread is cancelled in the call. */
-static ssize_t emit_log(int fd, const struct lplan *pl, const struct rq_call *k)
+/* emit_log's and log_bare's answer when the line state moved under the plan. */
+#define STALE (-2)
+
+/*
+ * Publishes the line state `post` a write will leave, in place of the state
+ * st it was planned from (src/lines.h). With `check`, only if no other write
+ * came in between: none by a signal handler on this thread since the write
+ * began (its epoch), and, when the state changes, none by another thread
+ * (the compare-and-swap). Returns 0 if one did: the write is planned again.
+ */
+static inline int publish(struct rq_fd *e, unsigned epoch, uint32_t st, uint32_t post, int check)
 {
+	if (check && rq_ln_epoch != epoch)
+		return 0;
+	if (post == st)
+		return 1;
+	if (!check) {
+		atomic_store_explicit(&e->line, post, memory_order_release);
+		return 1;
+	}
+	return atomic_compare_exchange_strong_explicit(&e->line, &st, post, memory_order_release,
+						       memory_order_relaxed);
+}
+
+/*
+ * The system call of a planned log write, with its line state published
+ * right before it: everything the call needs is ready first, so that only a
+ * handful of instructions separate the store from the system call (a signal
+ * handler that runs there is the one that sees the state too early).
+ * Returns what the call returns, or STALE. A pooled plan's entry is released
+ * if the thread is cancelled in the call.
+ */
+static ssize_t emit_log(int fd, struct rq_fd *e, unsigned epoch, uint32_t st, uint32_t post,
+			const struct lplan *pl, const struct rq_call *k, int check)
+{
+	ssize_t (*wv)(int, const struct iovec *, int) = rq_sys.writev;
+	ssize_t (*sm)(int, const struct msghdr *, int) = rq_sys.sendmsg;
+	int vec = k->how == RQ_WRITE || k->how == RQ_WRITEV;
+	struct msghdr m;
 	ssize_t r;
 
-	if (!pl->pool)
-		return send_iov(fd, pl->iov, pl->n, k);
+	memset(&m, 0, sizeof(m));
+	if (k->how == RQ_SENDMSG) {
+		m = *k->msg;
+	} else if (k->how == RQ_SENDTO) {
+		m.msg_name = (void *)k->to;
+		m.msg_namelen = k->tolen;
+	}
+	m.msg_iov = pl->iov;
+	m.msg_iovlen = (size_t)pl->n;
+	if (!pl->pool) {
+		if (!publish(e, epoch, st, post, check))
+			return STALE;
+		return vec ? wv(fd, pl->iov, pl->n) : sm(fd, &m, k->flags);
+	}
 	pthread_cleanup_push(pool_put, pl->pool);
-	r = send_iov(fd, pl->iov, pl->n, k);
+	r = !publish(e, epoch, st, post, check) ? STALE
+	    : vec ? wv(fd, pl->iov, pl->n) : sm(fd, &m, k->flags);
 	pthread_cleanup_pop(0);
 	return r;
 }
@@ -522,16 +565,16 @@ static size_t map_log(int fd, struct rq_walk *w, size_t r, uint32_t st0, uint32_
  * to finish: the caller's own call, with the line state it leaves published
  * before it.
  */
-static ssize_t log_bare(int fd, struct rq_fd *e, uint32_t st, const struct iovec *iov,
-			int iovcnt, const struct rq_call *k, size_t total)
+static ssize_t log_bare(int fd, struct rq_fd *e, unsigned epoch, uint32_t st,
+			const struct iovec *iov, int iovcnt, const struct rq_call *k, size_t total,
+			int check)
 {
 	uint32_t post = byte_before(iov, iovcnt, total) != '\n' ? RQ_LN_MID : 0;
-	unsigned epoch = rq_ln_begin();
 	ssize_t r;
 	int saved;
 
-	if (post != st)
-		atomic_store_explicit(&e->line, post, memory_order_release);
+	if (!publish(e, epoch, st, post, check))
+		return STALE;
 	r = rq_io_plain(fd, iov, iovcnt, k);
 	saved = errno;
 	if (r <= 0)
@@ -545,8 +588,9 @@ static ssize_t log_bare(int fd, struct rq_fd *e, uint32_t st, const struct iovec
 /*
  * Writes the caller's bytes with the prefix before each line that starts;
  * returns what the caller's call returns. Each system call publishes the
- * line state it will leave before it is made (src/lines.h); a short one
- * corrects it. A call that got some of the caller's bytes out returns their
+ * line state it will leave before it is made (src/lines.h), unless a signal
+ * handler (or another thread) wrote meanwhile: then the plan is made again,
+ * from the state that write left, up to 4 times. A short call corrects it. A call that got some of the caller's bytes out returns their
  * count; one that got only prefix bytes out is followed by another.
  */
 static ssize_t log_write(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
@@ -563,25 +607,28 @@ static ssize_t log_write(int fd, struct rq_fd *e, const struct iovec *iov, int i
 
 	if (rq_prefix_wanted())
 		pfx = rq_prefix_acquire(buf, &plen);
-	for (;;) {
+	for (int tries = 0;;) {
 		struct rq_walk w, start;
 		uint32_t st, post, now;
-		unsigned epoch;
+		unsigned epoch = rq_ln_begin();
 		size_t rlen = rq_ln_load(fd, e, &st, rest), c;
 		ssize_t r;
 
-		if (!pfx && !rlen && !done)
-			return log_bare(fd, e, st, iov, iovcnt, k, total);
-		epoch = rq_ln_begin();
+		if (!pfx && !rlen && !done) {
+			r = log_bare(fd, e, epoch, st, iov, iovcnt, k, total, tries++ < 4);
+			if (r == STALE)
+				continue;
+			return r;
+		}
 		rq_walk_init(&w, iov, iovcnt, total - done, st & RQ_LN_MID, rest, rlen, pfx, plen);
 		w.i = cur.i;
 		w.off = cur.off;
 		start = w;
 		plan_log(&pl, &w);
 		post = pl.mid ? RQ_LN_MID : 0;
-		if (post != st)
-			atomic_store_explicit(&e->line, post, memory_order_release);
-		r = emit_log(fd, &pl, k);
+		r = emit_log(fd, e, epoch, st, post, &pl, k, tries++ < 4);
+		if (r == STALE)
+			continue;
 		if (r > 0)
 			room_after((size_t)r, pl.bytes);
 		if (r > 0 && (size_t)r == pl.bytes) {
@@ -1039,7 +1086,7 @@ static ssize_t conn_write(int fd, const struct iovec *iov, int iovcnt, const str
 static ssize_t log_line(int fd, struct rq_fd *e, const char *s, size_t n)
 {
 	struct iovec v[2];
-	unsigned epoch;
+	unsigned epoch = rq_ln_begin();
 	ssize_t r;
 
 	if (!n || n > SSIZE_MAX || !plausible(s, n) || s[n - 1] != '\n' ||
@@ -1053,7 +1100,10 @@ static ssize_t log_line(int fd, struct rq_fd *e, const char *s, size_t n)
 	}
 	v[1].iov_base = (void *)s;
 	v[1].iov_len = n;
-	epoch = rq_ln_begin();
+	if (unlikely(rq_ln_epoch != epoch)) { /* a handler wrote meanwhile: plan from what it left */
+		rq_prefix_release(v[0].iov_base);
+		return NOT_LINE;
+	}
 	/* writev leaves errno alone when it succeeds, and so does everything here */
 	r = rq_sys.writev(fd, v, 2);
 	if (likely(r == (ssize_t)(v[0].iov_len + n))) {

@@ -116,15 +116,27 @@ static size_t put_buffered(FILE *f, struct rq_fd *e, const struct iovec *v, int 
 	struct rq_walk w;
 	struct rq_seg s;
 	uint32_t st, post, after;
-	int mid = where(f, e, &st, rest, &rlen);
-	unsigned epoch = rq_ln_begin();
+	unsigned epoch;
+	int mid;
 
 	if (rq_prefix_wanted())
 		pfx = rq_prefix_acquire(buf, &plen);
-	rq_walk_init(&w, v, nv, total, mid, rest, rlen, pfx, plen);
 	post = after = last_byte(v, nv) != '\n' ? RQ_LN_MID : 0;
-	if (post != st)
-		atomic_store_explicit(&e->line, post, memory_order_release);
+	for (int tries = 0;; tries++) { /* again if a signal handler wrote meanwhile */
+		epoch = rq_ln_begin();
+		mid = where(f, e, &st, rest, &rlen);
+		if (post == st)
+			break;
+		if (tries == 3) {
+			atomic_store_explicit(&e->line, post, memory_order_release);
+			break;
+		}
+		if (rq_ln_epoch == epoch &&
+		    atomic_compare_exchange_strong_explicit(&e->line, &st, post, memory_order_release,
+							    memory_order_relaxed))
+			break;
+	}
+	rq_walk_init(&w, v, nv, total, mid, rest, rlen, pfx, plen);
 	while (rq_walk_next(&w, &s)) {
 		size_t put;
 
