@@ -3,9 +3,10 @@
 # tools/bench/run.sh, whose helpers and variables it uses and whose summary
 # gets its rows ("lines"); BENCH_LINES=0 skips it.
 #
-#   - one write(2) of BENCH_LINES_MB (default 100) MB of 80-byte lines to a
-#     file that is a log (fd 1, REQCTX_LOG_FDS=1): tools/bench/bigwrite.c
-#     times the writes itself;
+#   - one write(2) of BENCH_LINES_MB (default 100) MB of 80-byte lines into a
+#     pipe that is a log (fd 1, REQCTX_LOG_FDS=1; `cat >/dev/null` reads it, as
+#     a log shipper would, and no disk writeback blurs the times):
+#     tools/bench/bigwrite.c times the writes itself;
 #   - `cat` of 3,000,000 `seq` lines (22 MB of 7-byte lines) into a pipe: cat
 #     writes 128 KB at a time, so each write holds about 18,000 lines.
 #
@@ -14,16 +15,16 @@
 
 LN_MB=${BENCH_LINES_MB:-100}
 
-# ln_strace OUT PRELOAD CMD...: write/writev calls on fd 1 of CMD.
+# ln_strace OUT PRELOAD CMD...: write/writev calls on fd 1 of CMD, into a pipe.
 ln_strace() {
 	o=$1
 	p=$2
 	shift 2
 	if [ "$p" = with ]; then
 		strace -f -qq -e trace=write,writev -o "$o" -E LD_PRELOAD="$LIB" -E REQCTX_LOG_FDS=1 \
-			"$@" >"$W/ln.out" 2>/dev/null
+			"$@" 2>/dev/null | { head -c 14 >"$W/ln.out"; cat >/dev/null; }
 	else
-		strace -f -qq -e trace=write,writev -o "$o" "$@" >"$W/ln.out" 2>/dev/null
+		strace -f -qq -e trace=write,writev -o "$o" "$@" 2>/dev/null | cat >/dev/null
 	fi
 	grep -cE '^[0-9]+ +writev?\(1,' "$o"
 }
@@ -65,17 +66,19 @@ row_lines() {
 	: >"$W/ln.t0"; : >"$W/ln.t1"
 	r=1
 	while [ $r -le "$ROUNDS" ]; do
-		"$bw" "$LN_MB" 80 2>&1 >"$W/ln.big" | awk '{ print $2 }' >>"$W/ln.t0"
-		LD_PRELOAD="$LIB" REQCTX_LOG_FDS=1 "$bw" "$LN_MB" 80 2>&1 >"$W/ln.big" | awk '{ print $2 }' >>"$W/ln.t1"
+		"$bw" "$LN_MB" 80 2>"$W/ln.ns" | cat >/dev/null
+		awk '{ print $2 }' "$W/ln.ns" >>"$W/ln.t0"
+		LD_PRELOAD="$LIB" REQCTX_LOG_FDS=1 "$bw" "$LN_MB" 80 2>"$W/ln.ns" | cat >/dev/null
+		awk '{ print $2 }' "$W/ln.ns" >>"$W/ln.t1"
 		r=$((r + 1))
 	done
-	rm -f "$W/ln.big" "$W/ln.out"
+	rm -f "$W/ln.ns" "$W/ln.out"
 	ta=$(median <"$W/ln.t0")
 	tb=$(median <"$W/ln.t1")
-	say "  write(2) of $LN_MB MB of 80-byte lines: $a -> $b system calls;" \
+	say "  write(2) of $LN_MB MB of 80-byte lines into a pipe: $a -> $b system calls;" \
 		"$(fmt "$(calc "$ta / 1e6")" %.1f) -> $(fmt "$(calc "$tb / 1e6")" %.1f) ms in the writes"
 	cmd "[LD_PRELOAD=$LIB REQCTX_LOG_FDS=1] strace -f -e trace=write,writev -o st.txt" \
-		"$bw $LN_MB 80 >big.log; grep -cE 'writev?\\(1,' st.txt"
+		"$bw $LN_MB 80 | cat >/dev/null; grep -cE 'writev?\\(1,' st.txt"
 	row lines "syscalls, one write(2) of $LN_MB MB of lines" "$a" "$b" "$(calc "$b / $a")x" "" info
 	row lines "time in that write" "$(fmt "$(calc "$ta / 1e6")" %.1f) ms" \
 		"$(fmt "$(calc "$tb / 1e6")" %.1f) ms" "$(fmt "$(calc "$tb / $ta")" %.2f)x" "" info
