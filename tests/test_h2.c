@@ -14,6 +14,7 @@
 #include "common.h"
 #include "h2.h"
 #include "id.h"
+#include "internal.h"
 
 #define PY "/usr/bin/python3"
 
@@ -437,4 +438,183 @@ Test(h2, a_response_head_gets_the_field_at_the_end_of_its_frame)
 	server_write(&d, in.b, in.n);
 	expect_bytes(&d.wire, &want, "one write");
 	cr_assert_eq(d.h.out.last, 0);
+}
+
+/*
+ * The server's bytes `in`, written in two writes cut at `cut`, through a
+ * kernel taking `cap` bytes a call (EAGAIN every `eagain`-th call), by a
+ * blocking or non-blocking (`hold`) caller, after n client requests.
+ */
+static const struct buf *written(const struct buf *in, size_t cut, size_t cap, int eagain,
+				 int hold, int nreq)
+{
+	static struct drv d;
+
+	drv_init(&d);
+	clients(&d, nreq);
+	d.cap = cap;
+	d.eagain = eagain;
+	d.hold = hold;
+	server_write(&d, in->b, cut);
+	server_write(&d, in->b + cut, in->n - cut);
+	cr_assert_eq(d.h.out.skip, 0);
+	cr_assert_eq(d.h.out.ins_st, 0, "an insertion left in force");
+	return &d.wire;
+}
+
+static struct buf sv_in, sv_a, sv_b;
+static size_t sv_hdr, sv_len;
+
+/* The cut points worth trying: all of them, or for a long input those near sv's frame. */
+static int worth(size_t cut, size_t n)
+{
+	if (n < 2000)
+		return 1;
+	return cut < 40 || cut % 997 == 0 || cut + 40 > n ||
+	       (cut + 12 > sv_hdr && cut < sv_hdr + 24) ||
+	       (cut + 12 > sv_hdr + sv_len && cut < sv_hdr + sv_len + 12);
+}
+
+/* Every split, every kernel: the bytes expected for each split by `want(cut)`. */
+static void every_way(const struct buf *in, const struct buf *(*want)(size_t cut), int nreq)
+{
+	static const size_t caps[] = { 0, 1, 2, 3, 5, 8, 13, 64 }, big_caps[] = { 0, 7, 4097 };
+	const size_t *cp = in->n < 2000 ? caps : big_caps;
+	size_t ncaps = in->n < 2000 ? RQ_ARRAY_LEN(caps) : RQ_ARRAY_LEN(big_caps);
+
+	for (size_t cut = 0; cut <= in->n; cut++) {
+		const struct buf *w;
+
+		if (!worth(cut, in->n))
+			continue;
+		w = want(cut);
+		for (size_t c = 0; c < ncaps; c++)
+			for (int hold = 0; hold < 2; hold++)
+				for (int ea = 0; ea < 2; ea++) {
+					char what[96];
+
+					snprintf(what, sizeof(what), "cut %zu cap %zu hold %d eagain %d",
+						 cut, cp[c], hold, ea);
+					expect_bytes(written(in, cut, cp[c], ea ? 3 : 0, hold, nreq),
+						     w, what);
+				}
+	}
+}
+
+/*
+ * SETTINGS, then a response head on stream 1 (`pad` bytes of padding; its
+ * block cut into a HEADERS and a CONTINUATION frame after `first` bytes if
+ * first > 0; `big` bytes of an extra header), then DATA. sv_a: the bytes
+ * expected when the head's last frame is in one write; sv_b: with END_HEADERS
+ * cleared and a CONTINUATION; sv_hdr, sv_len: where that last frame is.
+ */
+static void head_frames(struct buf *b, const struct buf *blk, size_t first, unsigned last_flags,
+			int pad, const struct buf *f, int at_end)
+{
+	static struct buf p;
+	size_t from = 0;
+
+	if (first) {
+		frame(b, 1, 0, 1, blk->b, first);
+		from = first;
+		sv_hdr = b->n;
+		p.n = 0;
+		put(&p, blk->b + from, blk->n - from);
+		if (f && !at_end)
+			put(&p, f->b, f->n);
+		frame(b, 9, last_flags, 1, p.b, p.n);
+	} else {
+		p.n = 0;
+		if (pad)
+			put8(&p, (unsigned)pad);
+		put(&p, blk->b, blk->n);
+		if (f && !at_end)
+			put(&p, f->b, f->n);
+		for (int i = 0; i < pad; i++)
+			put8(&p, 0);
+		sv_hdr = b->n;
+		frame(b, 1, last_flags | (pad ? 0x8 : 0), 1, p.b, p.n);
+	}
+	if (f && at_end)
+		frame(b, 9, 0x4, 1, f->b, f->n);
+}
+
+static void server_case2(int pad, size_t first, size_t big)
+{
+	static struct buf blk, f;
+	static char v[20000];
+	static const char settings[] = "\0\3\0\0\0\x64";
+
+	blk.n = 0;
+	resp_block(&blk);
+	if (big) {
+		memset(v, 'v', big);
+		v[big] = '\0';
+		lit(&blk, "x-big", v);
+	}
+	f.n = 0;
+	field(&f, "id-1");
+	sv_in.n = sv_a.n = sv_b.n = 0;
+	frame(&sv_in, 4, 0, 0, settings, 6);
+	head_frames(&sv_in, &blk, first, 0x4, pad, NULL, 0);
+	sv_len = sv_in.n - sv_hdr;
+	frame(&sv_in, 0, 0x1, 1, "hello", 5);
+	frame(&sv_a, 4, 0, 0, settings, 6);
+	if (sv_len - 9 + f.n <= 16384)
+		head_frames(&sv_a, &blk, first, 0x4, pad, &f, 0);
+	else
+		head_frames(&sv_a, &blk, first, 0, pad, &f, 1);
+	frame(&sv_a, 0, 0x1, 1, "hello", 5);
+	frame(&sv_b, 4, 0, 0, settings, 6);
+	head_frames(&sv_b, &blk, first, 0, pad, &f, 1);
+	frame(&sv_b, 0, 0x1, 1, "hello", 5);
+}
+
+static void server_case(int pad)
+{
+	server_case2(pad, 0, 0);
+}
+
+static const struct buf *want_split(size_t cut)
+{
+	if (cut <= sv_hdr || cut >= sv_hdr + sv_len)
+		return &sv_a; /* the frame wholly in one write */
+	if (cut <= sv_hdr + 4)
+		return &sv_b; /* its length already out unchanged, its flags byte not */
+	if (cut < sv_hdr + 9)
+		return &sv_in; /* its flags byte out too: left alone */
+	return &sv_b;          /* cut after its header: END_HEADERS cleared, a CONTINUATION */
+}
+
+Test(h2, every_split_and_every_partial_write_of_a_response_head)
+{
+	server_case(0);
+	every_way(&sv_in, want_split, 1);
+}
+
+Test(h2, a_padded_head_gets_the_field_before_its_padding)
+{
+	server_case(5);
+	every_way(&sv_in, want_split, 1);
+}
+
+Test(h2, a_block_continued_gets_the_field_in_its_last_frame)
+{
+	server_case2(0, 3, 0);
+	every_way(&sv_in, want_split, 1);
+}
+
+Test(h2, a_head_too_big_for_the_frame_size_gets_a_continuation)
+{
+	/* 16384 bytes of payload with the field: one byte too many */
+	server_case2(0, 0, 16384 - 19 - 24 + 1); /* 19: the field; 24: the rest of the block */
+	cr_assert_eq(sv_len - 9 + 19, 16385);
+	every_way(&sv_in, want_split, 1);
+}
+
+Test(h2, a_head_that_fits_exactly_gets_the_field_in_its_frame)
+{
+	server_case2(0, 0, 16384 - 19 - 24);
+	cr_assert_eq(sv_len - 9 + 19, 16384);
+	every_way(&sv_in, want_split, 1);
 }
