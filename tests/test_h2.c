@@ -445,21 +445,37 @@ Test(h2, a_response_head_gets_the_field_at_the_end_of_its_frame)
  * kernel taking `cap` bytes a call (EAGAIN every `eagain`-th call), by a
  * blocking or non-blocking (`hold`) caller, after n client requests.
  */
-static const struct buf *written(const struct buf *in, size_t cut, size_t cap, int eagain,
-				 int hold, int nreq)
+static const struct buf *scen_client; /* when set, the client's bytes instead of clients() */
+
+static const struct buf *written_at(const struct buf *in, const size_t *cuts, int ncuts,
+				    size_t cap, int eagain, int hold, int nreq)
 {
 	static struct drv d;
+	size_t at = 0;
 
 	drv_init(&d);
-	clients(&d, nreq);
+	if (scen_client)
+		client(&d, scen_client->b, scen_client->n);
+	else
+		clients(&d, nreq);
 	d.cap = cap;
 	d.eagain = eagain;
 	d.hold = hold;
-	server_write(&d, in->b, cut);
-	server_write(&d, in->b + cut, in->n - cut);
+	for (int i = 0; i <= ncuts; i++) {
+		size_t to = i < ncuts ? cuts[i] : in->n;
+
+		server_write(&d, in->b + at, to - at);
+		at = to;
+	}
 	cr_assert_eq(d.h.out.skip, 0);
 	cr_assert_eq(d.h.out.ins_st, 0, "an insertion left in force");
 	return &d.wire;
+}
+
+static const struct buf *written(const struct buf *in, size_t cut, size_t cap, int eagain,
+				 int hold, int nreq)
+{
+	return written_at(in, &cut, 1, cap, eagain, hold, nreq);
 }
 
 static struct buf sv_in, sv_a, sv_b;
@@ -617,4 +633,398 @@ Test(h2, a_head_that_fits_exactly_gets_the_field_in_its_frame)
 	server_case2(0, 0, 16384 - 19 - 24);
 	cr_assert_eq(sv_len - 9 + 19, 16384);
 	every_way(&sv_in, want_split, 1);
+}
+
+/* ---- the independent reference (tests/h2ref.py) ---- */
+
+static const char *ref_script(void)
+{
+	static char path[512];
+	const char *b = getenv("REQCTX_BUILD");
+
+	snprintf(path, sizeof(path), "%s/../tests/h2ref.py", b && *b ? b : "build");
+	return path;
+}
+
+static void hexline(FILE *f, const char *word, const uint8_t *b, size_t n)
+{
+	fprintf(f, "%s ", word);
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "%02x", b[i]);
+	fputc('\n', f);
+}
+
+struct ref {
+	char path[64];
+	FILE *f;
+	int wires;
+};
+
+static void ref_start(struct ref *r, const struct buf *orig, const char *ids, unsigned mfs)
+{
+	int fd;
+
+	snprintf(r->path, sizeof(r->path), "/tmp/rq_h2ref.XXXXXX");
+	fd = mkstemp(r->path);
+	cr_assert_geq(fd, 0);
+	r->f = fdopen(fd, "w");
+	r->wires = 0;
+	fprintf(r->f, "MFS %u\n", mfs);
+	hexline(r->f, "ORIG", orig->b, orig->n);
+	fprintf(r->f, "IDS %s\n", ids);
+}
+
+/* A wire made from ORIG written in writes that ended at the `n` offsets `cuts`. */
+static void ref_wire(struct ref *r, const struct buf *w, const size_t *cuts, int n)
+{
+	fprintf(r->f, "WIRE ");
+	for (size_t i = 0; i < w->n; i++)
+		fprintf(r->f, "%02x", w->b[i]);
+	for (int i = 0; i < n; i++)
+		fprintf(r->f, "%c%zu", i ? ',' : ' ', cuts[i]);
+	fputc('\n', r->f);
+	r->wires++;
+}
+
+/* Every wire must decode to ORIG with the IDs added, and nothing else changed. */
+static void ref_finish(struct ref *r)
+{
+	char cmd[1024], line[4096];
+	FILE *p;
+	int n = 0;
+
+	fclose(r->f);
+	snprintf(cmd, sizeof(cmd), PY " %s check < %s", ref_script(), r->path);
+	p = popen(cmd, "r");
+	cr_assert_not_null(p);
+	while (fgets(line, sizeof(line), p)) {
+		cr_assert_str_eq(line, "ok\n", "wire %d: %s", n, line);
+		n++;
+	}
+	cr_assert_eq(pclose(p), 0, "%s failed", cmd);
+	unlink(r->path);
+	cr_assert_eq(n, r->wires, "the reference answered %d of %d", n, r->wires);
+	cr_assert_gt(n, 0);
+}
+
+/* The reference's verdict on every split and kernel of every_way. */
+static void ref_every_way(const struct buf *in, const char *ids, int nreq)
+{
+	static const size_t caps[] = { 0, 1, 3, 7 };
+	struct ref r;
+
+	ref_start(&r, in, ids, 16384);
+	for (size_t cut = 0; cut <= in->n; cut++)
+		for (size_t c = 0; c < RQ_ARRAY_LEN(caps); c++)
+			for (int hold = 0; hold < 2; hold++)
+				ref_wire(&r, written(in, cut, caps[c], hold ? 4 : 0, hold, nreq),
+					 &cut, 1);
+	ref_finish(&r);
+}
+
+/* Writes `in` after n requests, in one write, and returns the wire. */
+static const struct buf *one_write(const struct buf *in, int nreq)
+{
+	return written(in, in->n, 0, 0, 0, nreq);
+}
+
+Test(h2, informational_heads_trailers_and_own_ids_are_left_alone)
+{
+	static struct buf in, want, blk;
+
+	in.n = want.n = 0;
+	/* stream 1: 103, then 200 */
+	blk.n = 0;
+	put8(&blk, 0x48); /* :status (index 8 name), literal with indexing */
+	put8(&blk, 3);
+	put(&blk, "103", 3);
+	lit(&blk, "link", "</a.css>");
+	frame(&in, 1, 0x4, 1, blk.b, blk.n);
+	frame(&want, 1, 0x4, 1, blk.b, blk.n);
+	blk.n = 0;
+	put8(&blk, 0x88);
+	frame(&in, 1, 0x4, 1, blk.b, blk.n);
+	field(&blk, "id-1");
+	frame(&want, 1, 0x4, 1, blk.b, blk.n);
+	/* stream 3: the server's own ID header */
+	blk.n = 0;
+	put8(&blk, 0x88);
+	lit(&blk, "x-request-id", "server-3");
+	frame(&in, 1, 0x4, 3, blk.b, blk.n);
+	frame(&want, 1, 0x4, 3, blk.b, blk.n);
+	/* stream 5: 200, DATA, trailers */
+	blk.n = 0;
+	put8(&blk, 0x88);
+	frame(&in, 1, 0x4, 5, blk.b, blk.n);
+	field(&blk, "id-5");
+	frame(&want, 1, 0x4, 5, blk.b, blk.n);
+	frame(&in, 0, 0, 5, "d", 1);
+	frame(&want, 0, 0, 5, "d", 1);
+	blk.n = 0;
+	lit(&blk, "grpc-status", "0");
+	frame(&in, 1, 0x5, 5, blk.b, blk.n);
+	frame(&want, 1, 0x5, 5, blk.b, blk.n);
+	/* stream 7: a block with no :status at all (not a response head) */
+	blk.n = 0;
+	lit(&blk, "x-other", "1");
+	frame(&in, 1, 0x5, 7, blk.b, blk.n);
+	frame(&want, 1, 0x5, 7, blk.b, blk.n);
+	/* a push promise on stream 9 and the pushed response on stream 2 */
+	blk.n = 0;
+	put(&blk, "\0\0\0\2", 4);
+	req_block(&blk, NULL);
+	frame(&in, 5, 0x4, 9, blk.b, blk.n);
+	frame(&want, 5, 0x4, 9, blk.b, blk.n);
+	blk.n = 0;
+	put8(&blk, 0x88);
+	frame(&in, 1, 0x5, 2, blk.b, blk.n);
+	frame(&want, 1, 0x5, 2, blk.b, blk.n);
+	/* stream 9 itself */
+	blk.n = 0;
+	put8(&blk, 0x8d); /* :status 500 */
+	frame(&in, 1, 0x5, 9, blk.b, blk.n);
+	field(&blk, "id-9");
+	frame(&want, 1, 0x5, 9, blk.b, blk.n);
+	expect_bytes(one_write(&in, 5), &want, "one write");
+	ref_every_way(&in, "1=id-1 3=id-3 5=id-5 7=id-7 9=id-9", 5);
+}
+
+Test(h2, the_status_from_the_dynamic_table_decides)
+{
+	static struct buf in, want, blk;
+
+	in.n = want.n = 0;
+	/* :status 103 and :status 200 inserted into the table, then used by index */
+	blk.n = 0;
+	put8(&blk, 0x48);
+	put8(&blk, 3);
+	put(&blk, "103", 3);
+	frame(&in, 1, 0x4, 1, blk.b, blk.n);
+	frame(&want, 1, 0x4, 1, blk.b, blk.n);
+	blk.n = 0;
+	put8(&blk, 0x48);
+	put8(&blk, 3);
+	put(&blk, "200", 3);
+	frame(&in, 1, 0x4, 1, blk.b, blk.n);
+	field(&blk, "id-1");
+	frame(&want, 1, 0x4, 1, blk.b, blk.n);
+	blk.n = 0;
+	put8(&blk, 0x80 | 63); /* :status 103 */
+	frame(&in, 1, 0x4, 3, blk.b, blk.n);
+	frame(&want, 1, 0x4, 3, blk.b, blk.n);
+	blk.n = 0;
+	put8(&blk, 0x80 | 62); /* :status 200 */
+	frame(&in, 1, 0x4, 3, blk.b, blk.n);
+	field(&blk, "id-3");
+	frame(&want, 1, 0x4, 3, blk.b, blk.n);
+	expect_bytes(one_write(&in, 2), &want, "one write");
+}
+
+Test(h2, a_larger_client_frame_size_keeps_big_heads_in_one_frame)
+{
+	static struct drv d;
+	static struct buf c;
+
+	server_case2(0, 0, 16384 - 19 - 24 + 1);
+	drv_init(&d);
+	clients(&d, 1);
+	c.n = 0;
+	frame(&c, 4, 0, 0, "\0\5\0\0\x80\0", 6); /* SETTINGS_MAX_FRAME_SIZE 32768 */
+	client(&d, c.b, c.n);
+	server_write(&d, sv_in.b, sv_in.n);
+	/* the field in the HEADERS frame itself: sv_a built for 16384 would have split it */
+	cr_assert_eq(d.wire.n, sv_in.n + 19);
+	cr_assert_eq(d.wire.b[sv_hdr + 2], (uint8_t)(sv_len - 9 + 19));
+	cr_assert_eq(d.wire.b[sv_hdr + 4], 0x4);
+}
+
+Test(h2, many_heads_in_one_write_each_get_their_field)
+{
+	static struct buf in, want, blk;
+	int n = 30; /* more than one plan holds */
+
+	in.n = want.n = 0;
+	for (int i = 0; i < n; i++) {
+		char id[16];
+
+		blk.n = 0;
+		put8(&blk, 0x88);
+		frame(&in, 1, 0x4, (uint32_t)(2 * i + 1), blk.b, blk.n);
+		frame(&in, 0, 0x1, (uint32_t)(2 * i + 1), "x", 1);
+		snprintf(id, sizeof(id), "id-%d", 2 * i + 1);
+		field(&blk, id);
+		frame(&want, 1, 0x4, (uint32_t)(2 * i + 1), blk.b, blk.n);
+		frame(&want, 0, 0x1, (uint32_t)(2 * i + 1), "x", 1);
+	}
+	expect_bytes(one_write(&in, n), &want, "one write");
+	expect_bytes(written(&in, in.n, 7, 0, 1, n), &want, "7 bytes a call, non-blocking");
+}
+
+Test(h2, a_non_blocking_write_cut_in_a_trailing_insertion_is_reported_short)
+{
+	static struct drv d;
+	static struct buf in, blk, want;
+	ssize_t r;
+
+	drv_init(&d);
+	clients(&d, 1);
+	d.hold = 1;
+	blk.n = 0;
+	put8(&blk, 0x88);
+	in.n = 0;
+	frame(&in, 1, 0x5, 1, blk.b, blk.n); /* ends the write: the field trails */
+	field(&blk, "id-1");
+	want.n = 0;
+	frame(&want, 1, 0x5, 1, blk.b, blk.n);
+	d.cap = in.n + 5; /* the caller's bytes and 5 of the field's 19 */
+	r = write_once(&d, in.b, in.n);
+	cr_assert_eq(r, (ssize_t)in.n - 1, "told %zd", r);
+	cr_assert_eq(d.wire.n, in.n + 5);
+	/* the caller sends its last byte again: it is dropped, the field finished */
+	d.cap = 0;
+	r = write_once(&d, in.b + in.n - 1, 1);
+	cr_assert_eq(r, 1);
+	expect_bytes(&d.wire, &want, "after the retry");
+	/* a blocking caller gets the field out before its write returns */
+	drv_init(&d);
+	clients(&d, 1);
+	d.cap = in.n + 5;
+	r = write_once(&d, in.b, in.n);
+	cr_assert_eq(r, (ssize_t)in.n);
+	cr_assert_eq(d.h.out.ins_st, 1);
+	d.cap = 3;
+	flush(&d);
+	expect_bytes(&d.wire, &want, "after the flush");
+}
+
+/* ---- scenarios made by python3-h2's own client and server ---- */
+
+struct scen {
+	struct buf c, s;
+	int nchunks;
+	size_t chunk[32];   /* where each of the server's writes ended */
+	char ids[1024];     /* IDS line for the reference */
+	char events[1024];  /* the inbound events expected */
+	unsigned last;
+};
+
+static int unhex(const char *h, struct buf *b)
+{
+	unsigned v;
+
+	while (h[0] && h[0] != '\n' && sscanf(h, "%2x", &v) == 1) {
+		put8(b, v);
+		h += 2;
+	}
+	return 0;
+}
+
+static void scen_load(const char *name, struct scen *sc)
+{
+	char cmd[1024];
+	static char line[1 << 17];
+	unsigned slot = 0;
+	size_t il = 0, el = 0;
+	FILE *p;
+
+	memset(sc, 0, sizeof(*sc));
+	snprintf(cmd, sizeof(cmd), PY " %s gen %s", ref_script(), name);
+	p = popen(cmd, "r");
+	cr_assert_not_null(p);
+	while (fgets(line, sizeof(line), p)) {
+		if (line[0] == 'C') {
+			unhex(line + 2, &sc->c);
+		} else if (line[0] == 'S') {
+			unhex(line + 2, &sc->s);
+			sc->chunk[sc->nchunks++] = sc->s.n;
+		} else if (line[0] == 'I') {
+			unsigned sid;
+			char id[300];
+
+			cr_assert_eq(sscanf(line, "I %u %299[^\n]", &sid, id), 2);
+			if (strcmp(id, "-") && rq_id_valid(id, strlen(id))) {
+				il += (size_t)snprintf(sc->ids + il, sizeof(sc->ids) - il, "%u=%s ", sid, id);
+				el += (size_t)snprintf(sc->events + el, sizeof(sc->events) - el,
+						       "R%u@%u:%s;", sid, slot, id);
+			} else {
+				il += (size_t)snprintf(sc->ids + il, sizeof(sc->ids) - il, "%u=id-%u ", sid,
+						       sid);
+				el += (size_t)snprintf(sc->events + el, sizeof(sc->events) - el,
+						       "R%u@%u:-;", sid, slot);
+			}
+			sc->last = slot++;
+		}
+	}
+	cr_assert_eq(pclose(p), 0, "%s", cmd);
+	cr_assert_gt(sc->c.n, 0);
+	cr_assert_gt(sc->s.n, 0);
+	sc->nchunks--; /* the last chunk ends at the end */
+}
+
+/* Cut points near the starts and ends of the frames of b, and every `stride`-th. */
+static int near_frames(const struct buf *b, size_t cut, size_t stride)
+{
+	for (size_t at = 0; at + 9 <= b->n;) {
+		size_t len = (size_t)b->b[at] << 16 | (size_t)b->b[at + 1] << 8 | b->b[at + 2];
+
+		if (cut + 12 > at && cut < at + 24)
+			return 1;
+		at += 9 + len;
+	}
+	return cut % stride == 0 || cut + 12 > b->n;
+}
+
+static void scenario(const char *name, size_t stride, const size_t *caps, int ncaps)
+{
+	static struct scen sc;
+	struct ref r;
+
+	scen_load(name, &sc);
+	/* the client's side at every split */
+	expect_reads(sc.c.b, sc.c.n, sc.events, sc.last);
+	scen_client = &sc.c;
+	ref_start(&r, &sc.s, sc.ids, 16384);
+	/* the server's own writes */
+	for (int c = 0; c < ncaps; c++)
+		for (int hold = 0; hold < 2; hold++)
+			ref_wire(&r, written_at(&sc.s, sc.chunk, sc.nchunks, caps[c], hold ? 3 : 0, hold, 0),
+				 sc.chunk, sc.nchunks);
+	/* every split in two */
+	for (size_t cut = 0; cut <= sc.s.n; cut++) {
+		if (!near_frames(&sc.s, cut, stride))
+			continue;
+		for (int c = 0; c < ncaps; c++)
+			for (int hold = 0; hold < 2; hold++)
+				ref_wire(&r, written(&sc.s, cut, caps[c], hold ? 3 : 0, hold, 0), &cut, 1);
+	}
+	/* writes of k bytes */
+	for (size_t k = 1; k <= 40; k++) {
+		static size_t cuts[1 << 15];
+		int n = 0;
+
+		if (sc.s.n / k >= RQ_ARRAY_LEN(cuts))
+			continue;
+		for (size_t at = k; at < sc.s.n; at += k)
+			cuts[n++] = at;
+		ref_wire(&r, written_at(&sc.s, cuts, n, caps[k % (size_t)ncaps], 0, (int)(k & 1), 0),
+			 cuts, n);
+	}
+	ref_finish(&r);
+	scen_client = NULL;
+}
+
+Test(h2, python_h2_server_responses_decode_with_every_id_at_every_split)
+{
+	static const size_t caps[] = { 0, 1, 3 };
+
+	scenario("mix", 1, caps, 3);
+}
+
+Test(h2, python_h2_server_continued_head_decodes_with_its_id)
+{
+	/* (a kernel taking a few bytes a call makes each write plan the whole rest again:
+	   quadratic in the block's size, so not with 32 KB blocks here) */
+	static const size_t caps[] = { 0, 4097 };
+
+	scenario("big", 1000, caps, 2);
 }
