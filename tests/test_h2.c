@@ -31,7 +31,7 @@ TestSuite(h2, .init = setup, .timeout = 300);
 
 struct buf {
 	size_t n;
-	uint8_t b[1 << 17];
+	uint8_t b[1 << 19];
 };
 
 static void put(struct buf *b, const void *p, size_t n)
@@ -361,7 +361,8 @@ static void server_write(struct drv *d, const uint8_t *b, size_t n)
 
 static void drv_init(struct drv *d)
 {
-	memset(d, 0, sizeof(*d));
+	memset(d, 0, offsetof(struct drv, wire));
+	d->wire.n = 0;
 	rq_h2_init(&d->h, 0);
 }
 
@@ -1027,4 +1028,297 @@ Test(h2, python_h2_server_continued_head_decodes_with_its_id)
 	static const size_t caps[] = { 0, 4097 };
 
 	scenario("big", 1000, caps, 2);
+}
+
+/* ---- hostile input ---- */
+
+/* The client's bytes b after the preface: the events must end with the scanner stopping. */
+static void expect_dead(const struct buf *b, const char *before, const char *why)
+{
+	static struct buf all;
+	char want[1024];
+
+	all.n = 0;
+	put(&all, preface_settings, sizeof(preface_settings));
+	put(&all, b->b, b->n);
+	snprintf(want, sizeof(want), "%sD;", before);
+	for (size_t chunk = 1; chunk <= all.n; chunk += chunk < 64 ? 1 : 509) {
+		static struct rq_h2 h;
+		struct rq_h2_ev ev;
+
+		rq_h2_init(&h, 0);
+		cr_assert_str_eq(reads(&h, all.b, all.n, chunk), want, "%s, reads of %zu", why, chunk);
+		cr_assert_eq(atomic_load(&h.in_dead), 1, "%s", why);
+		/* and nothing more from it */
+		cr_assert_eq(rq_h2_read(&h, (const char *)all.b, all.n, &ev), all.n);
+		cr_assert_eq(ev.type, RQ_H2_EV_NONE);
+	}
+}
+
+static void headers(struct buf *b, uint32_t sid, const struct buf *blk)
+{
+	frame(b, 1, 0x5, sid, blk->b, blk->n);
+}
+
+Test(h2, a_wrong_preface_stops_the_scanner)
+{
+	static struct rq_h2 h;
+	static const char h1[] = "PRI * HTTP/1.1\r\n\r\n";
+	uint8_t m = 0;
+
+	rq_h2_init(&h, 0);
+	cr_assert_str_eq(reads(&h, (const uint8_t *)h1, sizeof(h1) - 1, 1), "D;");
+	cr_assert_eq(rq_h2_preface(&m, "PRI * HTTP/2.0\r\n", 16), 0);
+	cr_assert_eq(rq_h2_preface(&m, "\r\nSM\r\n\r\nxyz", 11), 1);
+	cr_assert_eq(m, 24);
+	m = 0;
+	cr_assert_eq(rq_h2_preface(&m, "PRI * HTTP/1.1", 14), -1);
+	m = 0;
+	cr_assert_eq(rq_h2_preface(&m, "GET / HTTP/1.1\r\n", 16), -1);
+}
+
+Test(h2, frames_out_of_place_stop_the_scanner)
+{
+	static struct buf b, blk;
+
+	blk.n = 0;
+	req_block(&blk, "x");
+	b.n = 0;
+	headers(&b, 0, &blk);
+	expect_dead(&b, "", "HEADERS on stream 0");
+	b.n = 0;
+	headers(&b, 2, &blk);
+	expect_dead(&b, "", "HEADERS on an even stream");
+	b.n = 0;
+	frame(&b, 9, 0x4, 1, blk.b, blk.n);
+	expect_dead(&b, "", "CONTINUATION with no block");
+	b.n = 0;
+	frame(&b, 1, 0x1, 1, blk.b, blk.n);
+	frame(&b, 0, 0x1, 1, "x", 1);
+	expect_dead(&b, "", "DATA inside a block");
+	b.n = 0;
+	frame(&b, 1, 0x1, 1, blk.b, 2);
+	frame(&b, 9, 0x4, 3, blk.b + 2, blk.n - 2);
+	expect_dead(&b, "", "CONTINUATION of another stream");
+	b.n = 0;
+	frame(&b, 5, 0x4, 1, "\0\0\0\2\x82", 5);
+	expect_dead(&b, "", "PUSH_PROMISE from a client");
+	b.n = 0;
+	frame(&b, 0, 0, 0, "x", 1);
+	expect_dead(&b, "", "DATA on stream 0");
+	b.n = 0;
+	frame(&b, 1, 0x4 | 0x8, 1, "\x09\x82\x86\x84", 4);
+	expect_dead(&b, "", "padding longer than the frame");
+	b.n = 0;
+	frame(&b, 1, 0x4 | 0x20, 1, "\0\0\0", 3);
+	expect_dead(&b, "", "a priority field cut short");
+}
+
+Test(h2, bad_settings_stop_the_scanner)
+{
+	static struct buf b;
+
+	b.n = 0;
+	frame(&b, 4, 0, 0, "\0\5\0\0\x3f\xff", 6);
+	expect_dead(&b, "", "MAX_FRAME_SIZE below 16384");
+	b.n = 0;
+	frame(&b, 4, 0, 0, "\0\5\1\0\0\0", 6);
+	expect_dead(&b, "", "MAX_FRAME_SIZE above 2^24-1");
+	b.n = 0;
+	frame(&b, 4, 0, 0, "\0\1\0\0\0", 5);
+	expect_dead(&b, "", "a setting cut short");
+	b.n = 0;
+	frame(&b, 4, 0x1, 0, "\0\1\0\0\0\0", 6);
+	expect_dead(&b, "", "an ACK with a payload");
+	b.n = 0;
+	frame(&b, 4, 0, 1, "\0\1\0\0\0\0", 6);
+	expect_dead(&b, "", "SETTINGS on a stream");
+}
+
+Test(h2, a_settings_flood_stops_the_scanner_and_a_steady_trickle_does_not)
+{
+	static struct buf b, blk;
+	static struct rq_h2 h;
+
+	b.n = 0;
+	for (int i = 0; i < RQ_H2_SETTINGS_RUN; i++) /* with the preface's, one too many */
+		frame(&b, 4, 0, 0, "\0\4\0\0\xff\xff", 6);
+	expect_dead(&b, "", "SETTINGS flood");
+	/* the same count spread between requests is fine; ACKs do not count */
+	b.n = 0;
+	put(&b, preface_settings, sizeof(preface_settings));
+	blk.n = 0;
+	req_block(&blk, "a");
+	for (int i = 0; i < 3 * RQ_H2_SETTINGS_RUN; i++) {
+		frame(&b, 4, 0x1, 0, "", 0);
+		if (i % 20 == 0)
+			headers(&b, (uint32_t)(2 * i + 1), &blk);
+		else
+			frame(&b, 4, 0, 0, "\0\4\0\0\xff\xff", 6);
+	}
+	rq_h2_init(&h, 0);
+	cr_assert_str_eq(reads(&h, b.b, b.n, b.n), "R1@0:a;R41@1:a;R81@2:a;R121@3:a;R161@4:a;");
+}
+
+Test(h2, a_continuation_flood_stops_the_scanner)
+{
+	static struct buf b, blk;
+	static struct rq_h2 h;
+
+	blk.n = 0;
+	req_block(&blk, "a");
+	b.n = 0;
+	frame(&b, 1, 0x1, 1, blk.b, blk.n);
+	for (int i = 1; i < RQ_H2_BLOCK_FRAMES; i++)
+		frame(&b, 9, 0, 1, "", 0);
+	frame(&b, 9, 0x4, 1, "", 0);
+	expect_dead(&b, "", "one CONTINUATION too many");
+	/* RQ_H2_BLOCK_FRAMES frames in all is still a request */
+	b.n = 0;
+	put(&b, preface_settings, sizeof(preface_settings));
+	frame(&b, 1, 0x1, 1, blk.b, blk.n);
+	for (int i = 2; i < RQ_H2_BLOCK_FRAMES; i++)
+		frame(&b, 9, 0, 1, "", 0);
+	frame(&b, 9, 0x4, 1, "", 0);
+	rq_h2_init(&h, 0);
+	cr_assert_str_eq(reads(&h, b.b, b.n, 7), "R1@0:a;");
+}
+
+Test(h2, a_block_of_more_than_256_KiB_stops_the_scanner)
+{
+	static struct buf b, blk;
+	static char v[16384];
+	size_t total = 0;
+
+	memset(v, 'v', sizeof(v));
+	blk.n = 0;
+	put8(&blk, 0x82);
+	put8(&blk, 0);
+	hint(&blk, 0, 7, 3);
+	put(&blk, "big", 3);
+	hint(&blk, 0, 7, RQ_H2_BLOCK_MAX); /* a value longer than the cap */
+	b.n = 0;
+	frame(&b, 1, 0x1, 1, blk.b, blk.n);
+	total = blk.n;
+	while (total <= RQ_H2_BLOCK_MAX) {
+		frame(&b, 9, 0, 1, v, sizeof(v));
+		total += sizeof(v);
+	}
+	expect_dead(&b, "", "a 256 KiB block");
+}
+
+Test(h2, invalid_hpack_stops_the_scanner)
+{
+	static const struct {
+		const char *why;
+		const char *block;
+		size_t n;
+	} bad[] = {
+		{ "index 0", "\x80", 1 },
+		{ "an index past the table", "\xbe", 1 },
+		{ "a name index past the table", "\x7e\x01x", 3 },
+		{ "an integer of five continuation bytes", "\xff\x80\x80\x80\x80\x01", 6 },
+		{ "an overlong integer", "\xff\x80\x00", 3 },
+		{ "a size update after a field", "\x82\x20", 2 },
+		{ "a size update beyond the table size", "\x3f\xe2\x1f", 3 }, /* 4097 */
+		{ "EOS in a Huffman string", "\x00\x8c" "x-request-id" "\x84\xff\xff\xff\xfc", 19 },
+		{ "Huffman padding of 11 bits", "\x00\x8c" "x-request-id" "\x82\x1f\xff", 17 },
+		{ "Huffman padding not all ones", "\x00\x8c" "x-request-id" "\x81\x18", 16 },
+		{ "a Huffman name ending in EOS", "\x00\x84\xff\xff\xff\xfc\x01x", 8 },
+		{ "a block ending inside a literal", "\x00\x03" "ab", 4 },
+		{ "a block ending inside an integer", "\xff", 1 },
+	};
+
+	for (size_t i = 0; i < RQ_ARRAY_LEN(bad); i++) {
+		static struct buf b;
+
+		b.n = 0;
+		frame(&b, 1, 0x5, 1, bad[i].block, bad[i].n);
+		expect_dead(&b, "", bad[i].why);
+	}
+}
+
+Test(h2, bad_ids_are_dropped_whole)
+{
+	static struct buf b, blk;
+	static char longid[REQCTX_ID_MAX + 2];
+
+	memset(longid, 'a', sizeof(longid) - 1);
+	b.n = 0;
+	put(&b, preface_settings, sizeof(preface_settings));
+	blk.n = 0;
+	req_block(&blk, longid); /* 129 bytes */
+	headers(&b, 1, &blk);
+	blk.n = 0;
+	req_block(&blk, "a]b");
+	headers(&b, 3, &blk);
+	blk.n = 0;
+	req_block(&blk, "");
+	headers(&b, 5, &blk);
+	blk.n = 0;
+	req_block(&blk, "bad\x01");
+	lit(&blk, "x-request-id", "second-wins");
+	headers(&b, 7, &blk);
+	longid[REQCTX_ID_MAX] = '\0'; /* 128 bytes: valid */
+	blk.n = 0;
+	req_block(&blk, longid);
+	headers(&b, 9, &blk);
+	{
+		char want[512];
+
+		snprintf(want, sizeof(want), "R1@0:-;R3@1:-;R5@2:-;R7@3:second-wins;R9@4:%s;", longid);
+		expect_reads(b.b, b.n, want, 4);
+	}
+}
+
+Test(h2, an_hpack_bomb_stops_the_scanner)
+{
+	static struct buf b, blk;
+	static char v[4000];
+
+	memset(v, 'v', sizeof(v) - 1);
+	blk.n = 0;
+	req_block(&blk, NULL);
+	lit_idx(&blk, "bomb", v); /* 4036 bytes in the table */
+	b.n = 0;
+	headers(&b, 1, &blk);
+	blk.n = 0;
+	req_block(&blk, NULL);
+	for (int i = 0; i < 70; i++) /* 70 references: 282 KB once decoded */
+		put8(&blk, 0x80 | 62);
+	headers(&b, 3, &blk);
+	expect_dead(&b, "R1@0:-;", "70 references to a 4 KB entry");
+}
+
+Test(h2, a_table_of_more_entries_than_tracked_stops_the_scanner)
+{
+	static struct drv d;
+	static struct buf s, b, blk;
+
+	/* the server allows a 64 KiB table: room for more than RQ_HP_ENTS small entries */
+	drv_init(&d);
+	s.n = 0;
+	frame(&s, 4, 0, 0, "\0\1\0\1\0\0", 6);
+	server_write(&d, s.b, s.n);
+	cr_assert_eq(atomic_load(&d.h.own_hts), 65536);
+	b.n = 0;
+	put(&b, preface_settings, sizeof(preface_settings));
+	blk.n = 0;
+	hint(&blk, 0x20, 5, 65536); /* size update: allowed now */
+	req_block(&blk, NULL);
+	for (int i = 0; i < RQ_HP_ENTS; i++) {
+		char name[8];
+
+		snprintf(name, sizeof(name), "n%d", i);
+		lit_idx(&blk, name, "v");
+	}
+	headers(&b, 1, &blk);
+	client(&d, b.b, b.n); /* RQ_HP_ENTS entries: fine */
+	cr_assert_eq(d.h.in.hp.n, RQ_HP_ENTS);
+	b.n = 0;
+	blk.n = 0;
+	req_block(&blk, NULL);
+	lit_idx(&blk, "one", "more");
+	headers(&b, 3, &blk);
+	cr_assert_str_eq(reads(&d.h, b.b, b.n, 1), "D;");
 }
