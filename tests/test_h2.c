@@ -1322,3 +1322,238 @@ Test(h2, a_table_of_more_entries_than_tracked_stops_the_scanner)
 	headers(&b, 3, &blk);
 	cr_assert_str_eq(reads(&d.h, b.b, b.n, 1), "D;");
 }
+
+/* ---- streams, contexts and giving up ---- */
+
+Test(h2, streams_beyond_the_cap_share_the_connection_and_slots_come_back)
+{
+	static struct drv d;
+	static struct buf b, blk, s;
+	char want[4096];
+	size_t len = 0;
+	int n = RQ_H2_STREAMS + 2;
+
+	drv_init(&d);
+	b.n = 0;
+	put(&b, preface_settings, sizeof(preface_settings));
+	for (int i = 0; i < n; i++) {
+		blk.n = 0;
+		req_block(&blk, NULL);
+		headers(&b, (uint32_t)(2 * i + 1), &blk);
+		len += (size_t)snprintf(want + len, sizeof(want) - len, "R%d@%d:-;", 2 * i + 1,
+					i < RQ_H2_STREAMS ? i : RQ_H2_CONN);
+	}
+	cr_assert_str_eq(reads(&d.h, b.b, b.n, b.n), want);
+	cr_assert_eq(d.h.in.last, RQ_H2_CONN);
+	/* the server answers streams 1 and 3 (END_STREAM): their slots are free again */
+	s.n = 0;
+	blk.n = 0;
+	put8(&blk, 0x88);
+	frame(&s, 1, 0x5, 1, blk.b, blk.n);
+	frame(&s, 1, 0x4, 3, blk.b, blk.n);
+	frame(&s, 0, 0x1, 3, "x", 1);
+	server_write(&d, s.b, s.n);
+	cr_assert_eq(d.h.out.last, 1);
+	b.n = 0;
+	blk.n = 0;
+	req_block(&blk, "new-one");
+	headers(&b, 1001, &blk);
+	headers(&b, 1003, &blk);
+	headers(&b, 1005, &blk);
+	cr_assert_str_eq(reads(&d.h, b.b, b.n, 5), "R1001@0:new-one;R1003@1:new-one;R1005@32:new-one;");
+	/* a reset frees a slot too */
+	b.n = 0;
+	frame(&b, 3, 0, 7, "\0\0\0\x08", 4);
+	headers(&b, 1007, &blk);
+	cr_assert_str_eq(reads(&d.h, b.b, b.n, 3), "R1007@3:new-one;");
+}
+
+Test(h2, the_context_follows_the_last_frame_read_and_written)
+{
+	static struct drv d;
+	static struct buf b, blk, s;
+
+	drv_init(&d);
+	clients(&d, 3);
+	cr_assert_eq(d.h.in.last, 2);
+	b.n = 0;
+	frame(&b, 8, 0, 1, "\0\0\1\0", 4); /* WINDOW_UPDATE for stream 1 */
+	frame(&b, 6, 0, 0, "12345678", 8); /* PING: no stream */
+	reads(&d.h, b.b, b.n, b.n);
+	cr_assert_eq(d.h.in.last, 0);
+	b.n = 0;
+	frame(&b, 0, 0, 3, "ab", 2);       /* DATA for stream 3 */
+	frame(&b, 2, 0, 5, "\0\0\0\1\x10", 5); /* PRIORITY: does not count */
+	frame(&b, 4, 0x1, 0, "", 0);
+	reads(&d.h, b.b, b.n, 3);
+	cr_assert_eq(d.h.in.last, 1);
+	b.n = 0;
+	frame(&b, 0, 0, 99, "ab", 2); /* a stream not tracked: the connection's */
+	reads(&d.h, b.b, b.n, 3);
+	cr_assert_eq(d.h.in.last, RQ_H2_CONN);
+	cr_assert_eq(d.h.out.last, RQ_H2_NONE);
+	s.n = 0;
+	blk.n = 0;
+	put8(&blk, 0x88);
+	frame(&s, 1, 0x4, 5, blk.b, blk.n);
+	frame(&s, 0, 0, 3, "x", 1);
+	frame(&s, 4, 0x1, 0, "", 0);
+	server_write(&d, s.b, s.n);
+	cr_assert_eq(d.h.out.last, 1); /* DATA of stream 3 was the last with a stream */
+}
+
+Test(h2, after_the_client_side_gives_up_no_response_is_changed)
+{
+	static struct drv d;
+	static struct buf b, s, blk;
+
+	drv_init(&d);
+	clients(&d, 1);
+	b.n = 0;
+	frame(&b, 9, 0x4, 1, "", 0); /* CONTINUATION out of place */
+	cr_assert_str_eq(reads(&d.h, b.b, b.n, 1), "D;");
+	s.n = 0;
+	blk.n = 0;
+	put8(&blk, 0x88);
+	frame(&s, 1, 0x5, 1, blk.b, blk.n);
+	server_write(&d, s.b, s.n);
+	expect_bytes(&d.wire, &s, "unchanged");
+}
+
+Test(h2, a_server_block_reqctx_cannot_read_ends_its_edits)
+{
+	static struct drv d;
+	static struct buf s, blk, want;
+
+	drv_init(&d);
+	clients(&d, 3);
+	s.n = want.n = 0;
+	blk.n = 0;
+	put8(&blk, 0x88);
+	frame(&s, 1, 0x4, 1, blk.b, blk.n);
+	field(&blk, "id-1");
+	frame(&want, 1, 0x4, 1, blk.b, blk.n);
+	frame(&s, 1, 0x4, 3, "\x80", 1); /* index 0: not HPACK */
+	frame(&want, 1, 0x4, 3, "\x80", 1);
+	frame(&s, 1, 0x4, 5, "\x88", 1);
+	frame(&want, 1, 0x4, 5, "\x88", 1);
+	server_write(&d, s.b, s.n);
+	expect_bytes(&d.wire, &want, "edits stop at the bad block");
+	cr_assert_eq(d.h.out.nomore, 1);
+}
+
+Test(h2, a_cut_head_whose_block_turns_bad_still_gets_its_continuation)
+{
+	static struct drv d;
+	static struct buf s, want;
+
+	drv_init(&d);
+	clients(&d, 1);
+	s.n = want.n = 0;
+	frame(&s, 1, 0x4, 1, "\x88\x80", 2); /* the index 0 comes in the second write */
+	frame(&want, 1, 0, 1, "\x88\x80", 2);
+	frame(&want, 9, 0x4, 1, "", 0); /* an empty CONTINUATION ends the block */
+	server_write(&d, s.b, 10);
+	server_write(&d, s.b + 10, s.n - 10);
+	expect_bytes(&d.wire, &want, "the END_HEADERS cleared is made good");
+}
+
+Test(h2, the_server_encoder_must_keep_to_the_client_table_size)
+{
+	static struct drv d;
+	static struct buf s, blk, want, c;
+
+	/* a size update to 8192 without the client allowing it: the planner stops */
+	drv_init(&d);
+	clients(&d, 2);
+	s.n = 0;
+	frame(&s, 1, 0x5, 1, "\x3f\xe1\x3f\x88", 4);
+	frame(&s, 1, 0x5, 3, "\x88", 1);
+	server_write(&d, s.b, s.n);
+	expect_bytes(&d.wire, &s, "unchanged");
+	/* the same once the client announced 8192 */
+	drv_init(&d);
+	clients(&d, 2);
+	c.n = 0;
+	frame(&c, 4, 0, 0, "\0\1\0\0\x20\0", 6);
+	client(&d, c.b, c.n);
+	want.n = 0;
+	blk.n = 0;
+	put(&blk, "\x3f\xe1\x3f\x88", 4);
+	field(&blk, "id-1");
+	frame(&want, 1, 0x5, 1, blk.b, blk.n);
+	blk.n = 0;
+	put8(&blk, 0x88);
+	field(&blk, "id-3");
+	frame(&want, 1, 0x5, 3, blk.b, blk.n);
+	server_write(&d, s.b, s.n);
+	expect_bytes(&d.wire, &want, "both heads");
+}
+
+Test(h2, an_upgraded_connection_answers_stream_1_with_the_http1_id)
+{
+	static struct drv d;
+	static struct buf s, blk, want, b;
+
+	memset(&d, 0, offsetof(struct drv, wire));
+	rq_h2_init(&d.h, RQ_H2_UPGRADED);
+	strcpy(d.ids.id[0], "from-http1");
+	s.n = want.n = 0;
+	frame(&s, 4, 0, 0, "", 0);
+	frame(&want, 4, 0, 0, "", 0);
+	blk.n = 0;
+	put8(&blk, 0x88);
+	frame(&s, 1, 0x5, 1, blk.b, blk.n);
+	field(&blk, "from-http1");
+	frame(&want, 1, 0x5, 1, blk.b, blk.n);
+	server_write(&d, s.b, s.n);
+	expect_bytes(&d.wire, &want, "stream 1");
+	/* then the client's preface, and stream 3 is a new request */
+	b.n = 0;
+	put(&b, preface_settings, sizeof(preface_settings));
+	blk.n = 0;
+	req_block(&blk, "three");
+	headers(&b, 3, &blk);
+	cr_assert_str_eq(reads(&d.h, b.b, b.n, 4), "R3@0:three;");
+}
+
+Test(h2, echo_off_changes_nothing)
+{
+	static const char *const env[] = { "REQCTX_ECHO=0", NULL };
+	static struct drv d;
+	static struct buf s;
+
+	test_config(env);
+	drv_init(&d);
+	clients(&d, 1);
+	s.n = 0;
+	frame(&s, 1, 0x5, 1, "\x88", 1);
+	server_write(&d, s.b, s.n);
+	expect_bytes(&d.wire, &s, "unchanged");
+	cr_assert_eq(d.h.out.last, 0);
+}
+
+Test(h2, a_configured_header_name_is_read_and_written_in_lower_case)
+{
+	static const char *const env[] = { "REQCTX_HEADER=X-Correlation-Id", NULL };
+	static struct drv d;
+	static struct buf b, blk, s, want;
+
+	test_config(env);
+	drv_init(&d);
+	b.n = 0;
+	put(&b, preface_settings, sizeof(preface_settings));
+	blk.n = 0;
+	req_block(&blk, NULL);
+	lit(&blk, "x-correlation-id", "corr-1");
+	headers(&b, 1, &blk);
+	client(&d, b.b, b.n);
+	s.n = want.n = 0;
+	frame(&s, 1, 0x5, 1, "\x88", 1);
+	blk.n = 0;
+	put8(&blk, 0x88);
+	lit(&blk, "x-correlation-id", "corr-1");
+	frame(&want, 1, 0x5, 1, blk.b, blk.n);
+	server_write(&d, s.b, s.n);
+	expect_bytes(&d.wire, &want, "x-correlation-id");
+}
