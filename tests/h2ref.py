@@ -15,7 +15,7 @@
                         whose last frame's flags byte and the end of its frame header
                         went out in different writes cannot get the field (reqctx
                         never saw the frame whole before its flags went out).
-  h2ref.py huff <hex>   prints the Huffman coding (RFC 7541 Appendix B) of the bytes
+  h2ref.py huff <hex>... prints the Huffman coding (RFC 7541 Appendix B) of each, a line each
 """
 import sys
 
@@ -220,9 +220,10 @@ def gen(name):
         print("I %d %s" % (sid, rid.decode() if rid is not None else "-"))
 
 
-def huff(hexs):
+def huff(args):
     enc = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH)
-    print(enc.encode(bytes.fromhex(hexs)).hex())
+    for hexs in args:
+        print(enc.encode(bytes.fromhex(hexs)).hex())
 
 
 if __name__ == "__main__":
@@ -231,4 +232,4 @@ if __name__ == "__main__":
     elif sys.argv[1] == "check":
         check()
     elif sys.argv[1] == "huff":
-        huff(sys.argv[2] if len(sys.argv) > 2 else "")
+        huff(sys.argv[2:])

@@ -298,3 +298,162 @@ Test(hpack, c5_c6_invalid_values_are_present_without_an_id)
 	sequence(256, raw, 3);
 	sequence(256, huff, 3);
 }
+
+/* ---- the table and its limits ---- */
+
+static int feed_hex(struct rq_hpack *d, struct rq_hp_vals *v, const char *hex)
+{
+	static uint8_t b[4096];
+	size_t n = dehex(hex, b);
+
+	return block(d, v, b, n, 0);
+}
+
+Test(hpack, size_updates_evict_and_an_entry_too_big_empties_the_table)
+{
+	static struct rq_hpack d;
+
+	config("custom-key");
+	rq_hp_init(&d, 4096, 4096);
+	cr_assert_eq(feed_hex(&d, NULL, C3_1), RQ_HP_OK);
+	cr_assert_eq(feed_hex(&d, NULL, C3_2), RQ_HP_OK);
+	cr_assert_str_eq(table(&d), T2);
+	/* an update to 60 keeps only what fits: nothing (53 + 57 > 60 and 53 < 60: the newest) */
+	cr_assert_eq(feed_hex(&d, NULL, "3f1d 82"), RQ_HP_OK); /* 31 + 29 = 60 */
+	cr_assert_str_eq(table(&d), "53/13/0,=53");
+	/* 0 empties it */
+	cr_assert_eq(feed_hex(&d, NULL, "20"), RQ_HP_OK);
+	cr_assert_str_eq(table(&d), "=0");
+	/* two updates at the start of a block are allowed (RFC 7541 4.2) */
+	cr_assert_eq(feed_hex(&d, NULL, "20 3fe11f 82"), RQ_HP_OK); /* 0, then 4096 */
+	cr_assert_eq(d.max, 4096);
+	/* an entry bigger than the table empties it and is not added */
+	cr_assert_eq(feed_hex(&d, NULL, C3_1), RQ_HP_OK);
+	cr_assert_eq(feed_hex(&d, NULL, "3f19"), RQ_HP_OK); /* max 56 */
+	cr_assert_str_eq(table(&d), "=0");
+	cr_assert_eq(feed_hex(&d, NULL, C3_1), RQ_HP_OK); /* 57 > 56 */
+	cr_assert_str_eq(table(&d), "=0");
+}
+
+Test(hpack, the_newest_ids_of_the_table_are_remembered)
+{
+	static struct rq_hpack d;
+	static struct rq_hp_vals v;
+	char hex[256];
+
+	config("X-Request-Id");
+	rq_hp_init(&d, 4096, 4096);
+	rq_hp_vals_init(&v);
+	for (int i = 0; i < RQ_HP_VALS + 1; i++) { /* "id-0" .. "id-8", each indexed */
+		snprintf(hex, sizeof(hex), "400c 782d 7265 7175 6573 742d 6964 0469 642d %02x", '0' + i);
+		cr_assert_eq(feed_hex(&d, &v, hex), RQ_HP_OK);
+		cr_assert_str_eq(result(&d), (snprintf(hex, sizeof(hex), "id=id-%d;st=0", i), hex));
+	}
+	/* index 62 is id-8, index 62 + 8 = 70 is id-0, whose value was forgotten */
+	cr_assert_eq(feed_hex(&d, &v, "be"), RQ_HP_OK);
+	cr_assert_str_eq(result(&d), "id=id-8;st=0");
+	cr_assert_eq(feed_hex(&d, &v, "c5"), RQ_HP_OK); /* 69: id-1 */
+	cr_assert_str_eq(result(&d), "id=id-1;st=0");
+	cr_assert_eq(feed_hex(&d, &v, "c6"), RQ_HP_OK); /* 70: id-0 */
+	cr_assert_str_eq(result(&d), "id?;st=0");
+	/* the first valid value wins within a block */
+	cr_assert_eq(feed_hex(&d, &v, "c6 be c5"), RQ_HP_OK);
+	cr_assert_str_eq(result(&d), "id=id-8;st=0");
+	/* without a pool, only the presence */
+	cr_assert_eq(feed_hex(&d, NULL, "be"), RQ_HP_OK);
+	cr_assert_str_eq(result(&d), "id?;st=0");
+}
+
+Test(hpack, integers_up_to_four_continuation_bytes)
+{
+	static struct rq_hpack d;
+
+	config("X-Request-Id");
+	/* a literal whose value length takes four continuation bytes, skipped: the block
+	   ends inside it, which is an error, but the integer itself was fine */
+	rq_hp_init(&d, 4096, 4096);
+	rq_hp_begin(&d);
+	cr_assert_eq(rq_hp_feed(&d, NULL, (const uint8_t *)"\x00\x01x\x7f\xff\xff\xff\x7f", 8), RQ_HP_OK);
+	cr_assert_eq(d.left, 127u + 0x0fffffffu);
+	cr_assert_eq(rq_hp_end(&d), RQ_HP_ERR);
+	/* 31 is 0x1f 0x00: a zero first continuation byte is not overlong */
+	rq_hp_init(&d, 4096, 4096);
+	cr_assert_eq(feed_hex(&d, NULL, "3f00"), RQ_HP_OK);
+	cr_assert_eq(d.max, 31);
+}
+
+Test(hpack, every_huffman_symbol_decodes_to_one_octet_and_id_characters_to_themselves)
+{
+	static struct rq_hpack d;
+	static struct rq_hp_vals v;
+	static uint8_t blk[8192];
+	static char cmd[16384], line[4096];
+	const char *b = getenv("REQCTX_BUILD");
+	FILE *p;
+	size_t cl;
+
+	config("X-Request-Id");
+	/* "a<c>a" for every byte c, then all 256 bytes in a row, Huffman-coded by python3-hpack */
+	cl = (size_t)snprintf(cmd, sizeof(cmd), "/usr/bin/python3 %s/../tests/h2ref.py huff",
+			      b && *b ? b : "build");
+	for (int c = 0; c < 256; c++)
+		cl += (size_t)snprintf(cmd + cl, sizeof(cmd) - cl, " 61%02x61", c);
+	cl += (size_t)snprintf(cmd + cl, sizeof(cmd) - cl, " ");
+	for (int c = 0; c < 256; c++)
+		cl += (size_t)snprintf(cmd + cl, sizeof(cmd) - cl, "%02x", c);
+	p = popen(cmd, "r");
+	cr_assert_not_null(p);
+	for (int c = 0; c < 256; c++) {
+		size_t n = 0, hl;
+		uint8_t huff[2048];
+
+		cr_assert_not_null(fgets(line, sizeof(line), p), "byte %d", c);
+		hl = dehex(line, huff);
+		blk[n++] = 0x40;
+		blk[n++] = 12;
+		memcpy(blk + n, "x-request-id", 12);
+		n += 12;
+		cr_assert_lt(hl, 127);
+		blk[n++] = (uint8_t)(0x80 | hl);
+		memcpy(blk + n, huff, hl);
+		n += hl;
+		rq_hp_init(&d, 4096, 4096);
+		rq_hp_vals_init(&v);
+		cr_assert_eq(block(&d, &v, blk, n, 0), RQ_HP_OK, "byte %d", c);
+		cr_assert_str_eq(table(&d), "47/12/1,=47", "byte %d: %s", c, table(&d)); /* 12 + 3 + 32 */
+		if (rq_id_char((unsigned char)c)) {
+			char want[32];
+
+			snprintf(want, sizeof(want), "id=a%ca;st=0", c);
+			cr_assert_str_eq(result(&d), want, "byte %d", c);
+		} else {
+			cr_assert_str_eq(result(&d), "id?;st=0", "byte %d", c);
+		}
+	}
+	/* the 256 in a row: 256 octets, and the stream stays in step (a field follows) */
+	{
+		size_t n = 0, hl;
+		static uint8_t huff[2048];
+
+		cr_assert_not_null(fgets(line, sizeof(line), p));
+		hl = dehex(line, huff);
+		blk[n++] = 0x40;
+		blk[n++] = 1;
+		blk[n++] = 'z';
+		blk[n++] = 0xff; /* Huffman, length hl: 127 + the rest in 7-bit groups */
+		for (size_t r = hl - 127; ; r >>= 7) {
+			blk[n++] = (uint8_t)((r & 0x7f) | (r >= 128 ? 0x80 : 0));
+			if (r < 128)
+				break;
+		}
+		memcpy(blk + n, huff, hl);
+		n += hl;
+		memcpy(blk + n, "\x00\x0cx-request-id\x02ok", 17);
+		n += 17;
+		rq_hp_init(&d, 4096, 4096);
+		cr_assert_eq(block(&d, &v, blk, n, SIZE_MAX), RQ_HP_OK);
+		cr_assert_str_eq(table(&d), "289/1/0,=289"); /* 1 + 256 + 32 */
+		cr_assert_str_eq(result(&d), "id=ok;st=0");
+	}
+	cr_assert_eq(pclose(p), 0);
+}
