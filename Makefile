@@ -81,7 +81,7 @@ $(B)/tests/test_fuzz: tests/test_fuzz.c tests/fuzz/targets.c $(SRC_T) $(wildcard
 
 # make fuzz: each libFuzzer target for FUZZ_SECONDS, new inputs kept under $(B)/fuzz.
 FUZZ_SECONDS ?= 60
-FUZZERS := http prefix
+FUZZERS := http prefix h2
 fuzz: $(FUZZERS:%=$(B)/fuzz/fuzz_%)
 	@for t in $(FUZZERS); do \
 		mkdir -p $(B)/fuzz/corpus_$$t; \
