@@ -401,6 +401,8 @@ int rq_fuzz_h2(const uint8_t *data, size_t size)
 	init_once();
 	chunk = data[0] % 17 + 1;
 	cap = data[1] % 23;
+	if (cap)
+		cap = 1 + (cap - 1) * (cap - 1); /* 1, 2, 5, 10 ... 442 bytes a call */
 	hold = data[2] & 1;
 	wsize = (size_t)(data[2] >> 1) * 7 + 1;
 	clen = (size_t)data[3] << 8 | data[4];
