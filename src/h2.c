@@ -59,31 +59,60 @@ static _Atomic uint64_t *slotw(struct rq_h2 *h, int i)
 	return &h->st[i].w;
 }
 
+/*
+ * Stream sid's preferred slot: a client opens streams 1, 3, 5 ... in order,
+ * so up to RQ_H2_STREAMS streams opened one after another at once never
+ * collide, and a lookup usually costs one load.
+ */
+static int pref(uint32_t sid)
+{
+	return (int)((sid >> 1) % RQ_H2_STREAMS);
+}
+
+static int map_at(struct rq_h2 *h, int i, uint32_t sid, uint32_t *fl)
+{
+	uint64_t w = atomic_load_explicit(slotw(h, i), memory_order_acquire);
+
+	if ((uint32_t)(w >> 32) != sid || !(uint32_t)w)
+		return 0;
+	if (fl)
+		*fl = (uint32_t)w;
+	return 1;
+}
+
 /* The slot tracking stream sid, or -1. */
 static int map_find(struct rq_h2 *h, uint32_t sid, uint32_t *fl)
 {
-	for (int i = 0; sid && i < RQ_H2_STREAMS; i++) {
-		uint64_t w = atomic_load_explicit(slotw(h, i), memory_order_acquire);
+	int p = pref(sid);
 
-		if ((uint32_t)(w >> 32) == sid && (uint32_t)w) {
-			if (fl)
-				*fl = (uint32_t)w;
+	if (!sid)
+		return -1;
+	if (map_at(h, p, sid, fl))
+		return p;
+	for (int i = 0; i < RQ_H2_STREAMS; i++)
+		if (i != p && map_at(h, i, sid, fl))
 			return i;
-		}
-	}
 	return -1;
+}
+
+static int map_take(struct rq_h2 *h, int i, uint32_t sid)
+{
+	uint64_t w = atomic_load_explicit(slotw(h, i), memory_order_acquire);
+
+	return !(uint32_t)w &&
+	       atomic_compare_exchange_strong(slotw(h, i), &w, mk(sid, S_USED));
 }
 
 /* A slot for a new stream, or RQ_H2_CONN when all are taken. Reader only. */
 static unsigned map_new(struct rq_h2 *h, uint32_t sid)
 {
-	for (int i = 0; i < RQ_H2_STREAMS; i++) {
-		uint64_t w = atomic_load_explicit(slotw(h, i), memory_order_acquire);
+	int p = pref(sid);
 
-		if (!(uint32_t)w &&
-		    atomic_compare_exchange_strong(slotw(h, i), &w, mk(sid, S_USED)))
+	if (map_take(h, p, sid))
+		return (unsigned)p;
+	for (int i = 0; i < RQ_H2_STREAMS; i++)
+		if (i != p && map_take(h, i, sid))
 			return (unsigned)i;
-	}
 	return RQ_H2_CONN;
 }
 
@@ -104,6 +133,25 @@ static void map_mark(struct rq_h2 *h, uint32_t sid, uint32_t bit, int reset)
 		nw = reset || (fl & (S_REQ_END | S_RESP_END)) == (S_REQ_END | S_RESP_END)
 			? 0 : mk(sid, fl);
 	} while (!atomic_compare_exchange_weak(slotw(h, i), &w, nw));
+}
+
+/*
+ * A change to the map from the server's bytes: made now when committing,
+ * kept in the plan when planning (the commit makes it if the plan is adopted).
+ */
+static void out_mark(struct scan *s, uint32_t sid, uint32_t bit, int reset)
+{
+	struct rq_h2_plan *p = s->p;
+
+	if (!p) {
+		map_mark(s->h, sid, bit, reset);
+	} else if (p->nlog == RQ_H2_LOG) {
+		p->adopt = 0; /* too many: the commit will scan the bytes again */
+	} else {
+		p->log[p->nlog].sid = sid;
+		p->log[p->nlog].bit = (uint8_t)bit;
+		p->log[p->nlog++].reset = (uint8_t)reset;
+	}
 }
 
 /* ---- giving up ---- */
@@ -141,7 +189,7 @@ static void track_last(struct scan *s)
 	struct rq_h2_fr *fr = s->fr;
 	int k;
 
-	if (!fr->sid || fr->type == T_PRIORITY || (s->out && s->p))
+	if (!fr->sid || fr->type == T_PRIORITY)
 		return;
 	k = map_find(s->h, fr->sid, NULL);
 	if (s->out)
@@ -461,8 +509,12 @@ static void hdr_done(struct scan *s)
 			bad(s);
 			return;
 		}
-		if (fr->type == T_RST && !(s->out && s->p))
-			map_mark(s->h, fr->sid, 0, 1);
+		if (fr->type == T_RST) {
+			if (s->out)
+				out_mark(s, fr->sid, 0, 1);
+			else
+				map_mark(s->h, fr->sid, 0, 1);
+		}
 		break;
 	}
 	track_last(s);
@@ -503,26 +555,27 @@ static void frag_end(struct scan *s)
 		}
 		return;
 	}
-	if (!s->p) {
-		if (fr->blk_cand && !hp->err && hp->status >= 200)
-			map_mark(s->h, fr->blk_sid, S_RESP_HEAD, 0);
-		if (fr->blk_es)
-			map_mark(s->h, fr->blk_sid, S_RESP_END, 0);
-	} else if (fr->watch) {
+	if (fr->watch) {
 		fr->watch = 0;
 		decide(s);
 	}
+	if (fr->blk_cand && !hp->err && hp->status >= 200)
+		out_mark(s, fr->blk_sid, S_RESP_HEAD, 0);
+	if (fr->blk_es)
+		out_mark(s, fr->blk_sid, S_RESP_END, 0);
 }
 
 static void frame_end(struct scan *s)
 {
 	struct rq_h2_fr *fr = s->fr;
 
-	if (s->p) {
-		if (s->o->ins_st == 2 && s->o->ins_pos == fr->pos)
-			decide_cut(s);
-	} else if (fr->type == T_DATA && (fr->flags & FL_END_STREAM)) {
-		map_mark(s->h, fr->sid, s->out ? S_RESP_END : S_REQ_END, 0);
+	if (s->p && s->o->ins_st == 2 && s->o->ins_pos == fr->pos)
+		decide_cut(s);
+	if (fr->type == T_DATA && (fr->flags & FL_END_STREAM)) {
+		if (s->out)
+			out_mark(s, fr->sid, S_RESP_END, 0);
+		else
+			map_mark(s->h, fr->sid, S_REQ_END, 0);
 	}
 	fr->st = F_HDR;
 	fr->n = 0;
@@ -533,9 +586,14 @@ static void setting(struct scan *s, unsigned id, uint32_t v)
 	struct rq_h2 *h = s->h;
 
 	if (s->out) {
-		if (!s->p && id == SET_HEADER_TABLE_SIZE &&
-		    v > atomic_load_explicit(&h->own_hts, memory_order_relaxed))
+		if (id != SET_HEADER_TABLE_SIZE)
+			return;
+		if (s->p) {
+			if (v > s->p->hts)
+				s->p->hts = v;
+		} else if (v > atomic_load_explicit(&h->own_hts, memory_order_relaxed)) {
 			atomic_store_explicit(&h->own_hts, v, memory_order_release);
+		}
 		return;
 	}
 	if (id == SET_HEADER_TABLE_SIZE &&
@@ -630,8 +688,11 @@ static size_t feed(struct scan *s, const uint8_t *b, size_t n)
 				}
 				fr->hdr_pos = fr->pos;
 			}
-			fr->b[fr->n++] = b[i++];
-			fr->pos++;
+			take = avail < 9u - fr->n ? avail : 9u - fr->n;
+			memcpy(fr->b + fr->n, b + i, take);
+			fr->n = (uint8_t)(fr->n + take);
+			i += take;
+			fr->pos += take;
 			if (fr->n == 9)
 				hdr_done(s);
 			break;
@@ -782,6 +843,9 @@ int rq_h2_plan(struct rq_h2 *h, const struct iovec *iov, int iovcnt, rq_h2_id_fn
 	p->base = o->fr.pos - skip;
 	p->n = p->ng = 0;
 	p->tlen = 0;
+	p->adopt = 0;
+	p->nlog = 0;
+	p->hts = 0;
 	if (o->fr.st == F_DEAD || (!o->ins_st && !o->rep_n && !skip && no_edits_in(h, o)))
 		return 0; /* nothing to add: the commit only follows the frames */
 	if (skip > p->total) {
@@ -790,6 +854,7 @@ int rq_h2_plan(struct rq_h2 *h, const struct iovec *iov, int iovcnt, rq_h2_id_fn
 		return 0;
 	}
 	p->scratch = *o;
+	p->adopt = 1;
 	o = &p->scratch;
 	s.fr = &o->fr;
 	s.hp = &o->hp;
@@ -943,8 +1008,21 @@ size_t rq_h2_commit(struct rq_h2 *h, const struct rq_h2_plan *p, const struct io
 		c = p->covered;
 	if (c < skip || o->fr.st == F_DEAD)
 		return c < skip ? 0 : c;
-	out_limits(h, &o->hp);
-	feed_iov(&s, iov, iovcnt, skip, c);
+	if (c == p->covered && p->adopt) {
+		/* all the plan scanned went out: its state is the state */
+		for (int k = 0; k < p->nlog; k++)
+			map_mark(h, p->log[k].sid, p->log[k].bit, p->log[k].reset);
+		if (p->hts > atomic_load_explicit(&h->own_hts, memory_order_relaxed))
+			atomic_store_explicit(&h->own_hts, p->hts, memory_order_release);
+		o->fr = p->scratch.fr;
+		o->fr.watch = 0;
+		o->hp = p->scratch.hp;
+		o->last = p->scratch.last;
+		o->nomore = p->scratch.nomore;
+	} else {
+		out_limits(h, &o->hp);
+		feed_iov(&s, iov, iovcnt, skip, c);
+	}
 	o->skip = 0;
 	E = p->base + c;
 	if (o->rep_n && o->rep_pos + o->rep_n <= E)

@@ -46,18 +46,24 @@
  *
  * ---- Integration (the connection layer) ----------------------------------
  *
- * Memory: sizeof(struct rq_h2) is about 4.8 KiB per HTTP/2 connection (two
- * HPACK tables of RQ_HP_ENTS entries, RQ_HP_VALS remembered IDs, the stream
- * map), allocated only once a connection turns out to speak HTTP/2, plus
- * RQ_H2_STREAMS + 1 request slots (struct rq_slot) for the IDs. A plan
- * (struct rq_h2_plan) is about 3.7 KiB of the writer's stack.
+ * Memory: sizeof(struct rq_h2) is 4696 bytes per HTTP/2 connection (two HPACK
+ * tables of RQ_HP_ENTS entries, RQ_HP_VALS remembered IDs, the stream map),
+ * needed only once a connection turns out to speak HTTP/2, plus
+ * RQ_H2_STREAMS + 1 request slots (struct rq_slot, 152 bytes each: 5 KiB) for
+ * the IDs. A plan (struct rq_h2_plan) is 3888 bytes of the writer's stack. The
+ * state is plain memory: it may live in any zeroed or reused block, and is
+ * never resized.
  *
  * Detection:
  *   - h2c by prior knowledge: the HTTP/1 request scanner stops (RQ_EV_DEAD)
  *     on "PRI * HTTP/2.0" at its 12th byte. Run rq_h2_preface() on every byte
  *     of the connection's first reads until it answers 1 (the preface is
  *     there: rq_h2_init(h, 0), then rq_h2_read() the whole preface and what
- *     follows) or -1 (not HTTP/2).
+ *     follows) or -1 (not HTTP/2). A server on an HTTP/2-only port (nginx
+ *     `listen 80 http2`) may write its SETTINGS before it reads anything: a
+ *     first write on a connection with no request yet whose 4th byte is 0x04
+ *     (SETTINGS) and whose stream ID is 0 is that server preface: init then,
+ *     and plan that write; the first read must then be the client preface.
  *   - h2 over TLS: after the handshake, if SSL_get0_alpn_selected() is "h2",
  *     rq_h2_init(h, 0) and feed every plaintext byte read from the start.
  *   - h2c by Upgrade: the request scanner must note a request with
@@ -67,7 +73,8 @@
  *     copy the HTTP/1 request's ID there), the server's bytes after the 101
  *     head are frames (plan only those: pass the rest of the iovecs), and the
  *     client's next bytes are the preface. The client's HTTP2-Settings are
- *     not read: its table size is then not checked on the response side.
+ *     not read: its table size is then not checked on the response side (its
+ *     MAX_FRAME_SIZE cannot be below the 16384 assumed).
  *
  * On read (n bytes in buf): loop `off += rq_h2_read(h, buf + off, n - off,
  * &ev)` until off == n. RQ_H2_EV_REQ: fill slot ev.slot with ev.id (ev.id_len
@@ -78,12 +85,20 @@
  * `h->in.last` (RQ_H2_CONN: the connection's ID; RQ_H2_NONE: no stream yet).
  *
  * A read that holds frames of several streams leaves the context on the
- * stream of the last frame read (with a non-zero stream ID; SETTINGS, PING,
- * GOAWAY and connection-level WINDOW_UPDATE leave it as it was). A line the
- * server logs after that read, before its next read or write on the
- * connection, carries that stream's ID, even if it is about an earlier
- * stream of the same read. A write of frames makes the stream of its last
- * frame current (`h->out.last`).
+ * stream of the last frame read with a non-zero stream ID (PRIORITY frames
+ * and frames on stream 0 -- SETTINGS, PING, GOAWAY, a connection-level
+ * WINDOW_UPDATE -- leave it as it was; a stream not tracked gives the
+ * connection's ID). A line the server logs after that read, before its next
+ * read or write on the connection, carries that stream's ID, even if it is
+ * about an earlier stream of the same read. A write makes the stream of its
+ * last frame current (`h->out.last`, same rules), so what the server logs
+ * after writing a response (nginx's access log line) carries that
+ * response's ID. A server that runs each request as it parses the read
+ * (nginx) and logs about it before answering it (a 404's error line) logs
+ * the first stream of a read under the last one's ID, and each later one
+ * under the ID of the response it wrote just before.
+ * RQ_H2_EV_REQ events come in frame order, so a layer that wants the first
+ * new stream of a read instead can have it.
  *
  * On write (the caller's iovecs, `total` bytes):
  *     rq_h2_plan(h, iov, iovcnt, id_fn, arg, &p);
@@ -106,6 +121,11 @@
  * For SSL_write, which takes one buffer and must be retried with the same
  * one, emit the wire segments in order (a bounce buffer or one SSL_write per
  * segment) and commit only what OpenSSL reports written.
+ *
+ * Cost: a plan scans the caller's bytes ahead on a copy of the outbound state
+ * (1.8 KiB), and the commit scans the bytes that went out; DATA payloads are
+ * skipped by length, header blocks decoded. A kernel that takes a few bytes
+ * per call makes each retry plan the rest of the write again.
  *
  * sendfile on an HTTP/2 connection: the bytes are DATA payload the scanner
  * cannot see; the connection layer must stop planning (rq_h2_out_kill) unless
@@ -132,6 +152,7 @@
 #define RQ_H2_SETTINGS_RUN 32          /* client SETTINGS frames in a row without a header block */
 #define RQ_H2_EDITS        16          /* edits in one plan */
 #define RQ_H2_TEXT         1024        /* inserted bytes in one plan */
+#define RQ_H2_LOG          32          /* stream map changes a plan keeps for its commit */
 /* Largest insertion: a CONTINUATION header and the field. */
 #define RQ_H2_INS_MAX      (9 + 1 + 1 + RQ_HDR_MAX + 2 + REQCTX_ID_MAX)
 
@@ -240,6 +261,12 @@ struct rq_h2_grp {
 	const char *ins;
 };
 
+/* A change to the stream map that a plan found, made when its bytes go out. */
+struct rq_h2_mark {
+	uint32_t sid;
+	uint8_t bit, reset;
+};
+
 struct rq_h2_plan {
 	size_t total;      /* the caller's bytes */
 	size_t covered;    /* of those, the ones this plan covers (the rest: next call) */
@@ -250,6 +277,10 @@ struct rq_h2_plan {
 	struct rq_h2_edit e[RQ_H2_EDITS];
 	struct rq_h2_grp g[RQ_H2_EDITS];
 	char text[RQ_H2_TEXT];
+	int adopt;         /* scratch may become the state if all of it goes out */
+	int nlog;
+	uint32_t hts;      /* largest HEADER_TABLE_SIZE the server announced in it */
+	struct rq_h2_mark log[RQ_H2_LOG];
 	struct rq_h2_out scratch; /* the outbound state, scanned ahead */
 };
 

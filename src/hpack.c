@@ -16,29 +16,31 @@ enum { W_INDEX, W_NAMEIDX, W_SIZE, W_NLEN, W_VLEN }; /* what an integer is for *
 
 static const char status_name[] = ":status";
 
-/* RFC 7541 Appendix A. */
+/* RFC 7541 Appendix A, with the lengths. */
+#define E(n, v) { n, v, sizeof(n) - 1, sizeof(v) - 1 }
 static const struct {
 	const char *name, *value;
+	uint8_t nlen, vlen;
 } stat[61] = {
-	{ ":authority", "" }, { ":method", "GET" }, { ":method", "POST" }, { ":path", "/" },
-	{ ":path", "/index.html" }, { ":scheme", "http" }, { ":scheme", "https" },
-	{ ":status", "200" }, { ":status", "204" }, { ":status", "206" }, { ":status", "304" },
-	{ ":status", "400" }, { ":status", "404" }, { ":status", "500" },
-	{ "accept-charset", "" }, { "accept-encoding", "gzip, deflate" },
-	{ "accept-language", "" }, { "accept-ranges", "" }, { "accept", "" },
-	{ "access-control-allow-origin", "" }, { "age", "" }, { "allow", "" },
-	{ "authorization", "" }, { "cache-control", "" }, { "content-disposition", "" },
-	{ "content-encoding", "" }, { "content-language", "" }, { "content-length", "" },
-	{ "content-location", "" }, { "content-range", "" }, { "content-type", "" },
-	{ "cookie", "" }, { "date", "" }, { "etag", "" }, { "expect", "" }, { "expires", "" },
-	{ "from", "" }, { "host", "" }, { "if-match", "" }, { "if-modified-since", "" },
-	{ "if-none-match", "" }, { "if-range", "" }, { "if-unmodified-since", "" },
-	{ "last-modified", "" }, { "link", "" }, { "location", "" }, { "max-forwards", "" },
-	{ "proxy-authenticate", "" }, { "proxy-authorization", "" }, { "range", "" },
-	{ "referer", "" }, { "refresh", "" }, { "retry-after", "" }, { "server", "" },
-	{ "set-cookie", "" }, { "strict-transport-security", "" }, { "transfer-encoding", "" },
-	{ "user-agent", "" }, { "vary", "" }, { "via", "" }, { "www-authenticate", "" },
+	E(":authority", ""), E(":method", "GET"), E(":method", "POST"), E(":path", "/"),
+	E(":path", "/index.html"), E(":scheme", "http"), E(":scheme", "https"),
+	E(":status", "200"), E(":status", "204"), E(":status", "206"), E(":status", "304"),
+	E(":status", "400"), E(":status", "404"), E(":status", "500"), E("accept-charset", ""),
+	E("accept-encoding", "gzip, deflate"), E("accept-language", ""), E("accept-ranges", ""),
+	E("accept", ""), E("access-control-allow-origin", ""), E("age", ""), E("allow", ""),
+	E("authorization", ""), E("cache-control", ""), E("content-disposition", ""),
+	E("content-encoding", ""), E("content-language", ""), E("content-length", ""),
+	E("content-location", ""), E("content-range", ""), E("content-type", ""), E("cookie", ""),
+	E("date", ""), E("etag", ""), E("expect", ""), E("expires", ""), E("from", ""),
+	E("host", ""), E("if-match", ""), E("if-modified-since", ""), E("if-none-match", ""),
+	E("if-range", ""), E("if-unmodified-since", ""), E("last-modified", ""), E("link", ""),
+	E("location", ""), E("max-forwards", ""), E("proxy-authenticate", ""),
+	E("proxy-authorization", ""), E("range", ""), E("referer", ""), E("refresh", ""),
+	E("retry-after", ""), E("server", ""), E("set-cookie", ""),
+	E("strict-transport-security", ""), E("transfer-encoding", ""), E("user-agent", ""),
+	E("vary", ""), E("via", ""), E("www-authenticate", ""),
 };
+#undef E
 
 /*
  * The Huffman code of RFC 7541 Appendix B is canonical: codes of one length
@@ -225,8 +227,8 @@ static int lookup(struct rq_hpack *d, uint32_t i, int *kind, uint32_t *nlen, uin
 	if (i <= 61) {
 		const char *n = stat[i - 1].name, *v = stat[i - 1].value;
 
-		*nlen = (uint32_t)strlen(n);
-		*vlen = (uint32_t)strlen(v);
+		*nlen = stat[i - 1].nlen;
+		*vlen = stat[i - 1].vlen;
 		*aux = 0;
 		if (i >= 8 && i <= 14) {
 			*kind = RQ_HP_STATUS;

@@ -1157,7 +1157,7 @@ Test(h2, a_settings_flood_stops_the_scanner_and_a_steady_trickle_does_not)
 			frame(&b, 4, 0, 0, "\0\4\0\0\xff\xff", 6);
 	}
 	rq_h2_init(&h, 0);
-	cr_assert_str_eq(reads(&h, b.b, b.n, b.n), "R1@0:a;R41@1:a;R81@2:a;R121@3:a;R161@4:a;");
+	cr_assert_str_eq(reads(&h, b.b, b.n, b.n), "R1@0:a;R41@20:a;R81@8:a;R121@28:a;R161@16:a;");
 }
 
 Test(h2, a_continuation_flood_stops_the_scanner)
@@ -1514,7 +1514,7 @@ Test(h2, an_upgraded_connection_answers_stream_1_with_the_http1_id)
 	blk.n = 0;
 	req_block(&blk, "three");
 	headers(&b, 3, &blk);
-	cr_assert_str_eq(reads(&d.h, b.b, b.n, 4), "R3@0:three;");
+	cr_assert_str_eq(reads(&d.h, b.b, b.n, 4), "R3@1:three;");
 }
 
 Test(h2, echo_off_changes_nothing)

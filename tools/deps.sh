@@ -11,7 +11,7 @@ want gcc
 want make
 want libc6-dev
 case "$what" in
-test)  want libcriterion-dev; want libunwind-dev; want curl; want python3; want nginx-light ;;
+test)  want libcriterion-dev; want libunwind-dev; want curl; want python3; want python3-h2; want nginx-light ;;
 demo)  want curl ;;
 bench) want valgrind; want strace; want wrk; want nginx-light; want python3 ;;
 esac
