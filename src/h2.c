@@ -154,6 +154,29 @@ static void out_mark(struct scan *s, uint32_t sid, uint32_t bit, int reset)
 	}
 }
 
+/*
+ * map_find for the outbound side: when planning, as the map will be once the
+ * changes the plan found so far are made.
+ */
+static int out_find(struct scan *s, uint32_t sid, uint32_t *fl)
+{
+	uint32_t f = 0;
+	int k = map_find(s->h, sid, &f);
+
+	for (int i = 0; s->p && k >= 0 && i < s->p->nlog; i++) {
+		const struct rq_h2_mark *m = &s->p->log[i];
+
+		if (m->sid != sid)
+			continue;
+		f |= m->bit;
+		if (m->reset || (f & (S_REQ_END | S_RESP_END)) == (S_REQ_END | S_RESP_END))
+			k = -1;
+	}
+	if (fl)
+		*fl = f;
+	return k;
+}
+
 /* ---- giving up ---- */
 
 static void die(struct scan *s)
@@ -191,7 +214,7 @@ static void track_last(struct scan *s)
 
 	if (!fr->sid || fr->type == T_PRIORITY)
 		return;
-	k = map_find(s->h, fr->sid, NULL);
+	k = s->out ? out_find(s, fr->sid, NULL) : map_find(s->h, fr->sid, NULL);
 	if (s->out)
 		s->o->last = (uint8_t)(k >= 0 ? k : RQ_H2_CONN);
 	else
@@ -427,7 +450,7 @@ static void out_block(struct scan *s)
 	fr->blk_slot = RQ_H2_CONN;
 	if (fr->blk != B_HDR || !(fr->sid & 1))
 		return; /* a push promise, or a pushed response: no request of the client's */
-	k = map_find(s->h, fr->sid, &fl);
+	k = out_find(s, fr->sid, &fl);
 	if (k >= 0) {
 		if (fl & S_RESP_HEAD)
 			return; /* trailers */

@@ -220,6 +220,39 @@ static void h2_emit(struct h2_wire *w, const uint8_t *p, size_t n, int32_t lab, 
 	}
 }
 
+/* Two outbound states that must behave the same from now on. */
+static void h2_same(const struct rq_h2 *a, const struct rq_h2 *b)
+{
+	const struct rq_h2_fr *x = &a->out.fr, *y = &b->out.fr;
+	const struct rq_hpack *p = &a->out.hp, *q = &b->out.hp;
+
+	CHECK(x->st == y->st && x->n == y->n && x->type == y->type && x->flags == y->flags);
+	CHECK(x->pre == y->pre && x->pad == y->pad && x->blk == y->blk && x->blk_es == y->blk_es);
+	CHECK(x->blk_cand == y->blk_cand && x->blk_slot == y->blk_slot);
+	CHECK(x->blk_frames == y->blk_frames && x->len == y->len && x->sid == y->sid);
+	CHECK(x->left == y->left && x->frag == y->frag && x->blk_sid == y->blk_sid);
+	CHECK(x->blk_bytes == y->blk_bytes && x->pos == y->pos && x->hdr_pos == y->hdr_pos);
+	CHECK(memcmp(x->b, y->b, x->n) == 0);
+	CHECK(p->st == q->st && p->rep == q->rep && p->what == q->what && p->err == q->err);
+	CHECK(p->max == q->max && p->size == q->size && p->n == q->n && p->ins == q->ins);
+	CHECK(p->left == q->left && p->ival == q->ival && p->nlen == q->nlen && p->vlen == q->vlen);
+	CHECK(p->id_seen == q->id_seen && p->status == q->status && p->list == q->list);
+	for (uint32_t i = 1; i <= p->n; i++) {
+		uint32_t s1, s2, n1, n2;
+		int k1, k2;
+
+		CHECK(rq_hp_entry(p, i, &s1, &n1, &k1) == 0 && rq_hp_entry(q, i, &s2, &n2, &k2) == 0);
+		CHECK(s1 == s2 && n1 == n2 && k1 == k2);
+	}
+	CHECK(a->out.last == b->out.last && a->out.nomore == b->out.nomore);
+	CHECK(a->out.skip == b->out.skip && a->out.ins_st == b->out.ins_st);
+	CHECK(a->out.rep_n == b->out.rep_n && a->out.ins_len == b->out.ins_len);
+	CHECK(a->out.ins_sent == b->out.ins_sent && a->out.ins_pos == b->out.ins_pos);
+	CHECK(atomic_load(&a->own_hts) == atomic_load(&b->own_hts));
+	for (int i = 0; i < RQ_H2_STREAMS; i++)
+		CHECK(atomic_load(&a->st[i].w) == atomic_load(&b->st[i].w));
+}
+
 /*
  * Writes s[0..n) in caller writes of `wsize` through a kernel taking `cap`
  * bytes a call, labelling what goes out from the plan's edits.
@@ -272,7 +305,18 @@ static void h2_write(struct rq_h2 *h, const uint8_t *s, size_t n, size_t wsize, 
 				break;
 		}
 		rq_h2_map(&p, r, &c, &x);
-		done += rq_h2_commit(h, &p, &v, 1, c, x, hold);
+		if (p.adopt && c == p.covered) { /* adopting the plan = scanning the bytes again */
+			static struct rq_h2 copy;
+
+			copy = *h;
+			p.adopt = 0;
+			rq_h2_commit(&copy, &p, &v, 1, c, x, hold);
+			p.adopt = 1;
+			done += rq_h2_commit(h, &p, &v, 1, c, x, hold);
+			h2_same(h, &copy);
+		} else {
+			done += rq_h2_commit(h, &p, &v, 1, c, x, hold);
+		}
 		if (n == 0)
 			break;
 	}
