@@ -419,6 +419,7 @@ static void decide_cut(struct scan *s)
 	o->ins_st = 0;
 }
 
+/* Inbound HEADERS: a new stream (odd, above all before it) gets a slot; others are trailers. */
 static void in_block(struct scan *s)
 {
 	struct rq_h2_fr *fr = s->fr;
@@ -439,6 +440,7 @@ static void in_block(struct scan *s)
 	fr->blk_slot = (uint8_t)(k >= 0 ? k : RQ_H2_CONN);
 }
 
+/* Outbound HEADERS: a candidate for the ID unless pushed, or after the final head (trailers). */
 static void out_block(struct scan *s)
 {
 	struct rq_h2_fr *fr = s->fr;
@@ -459,6 +461,10 @@ static void out_block(struct scan *s)
 	fr->blk_cand = 1;
 }
 
+/*
+ * A frame header is complete: checks where the frame may be (RFC 9113 4.3,
+ * 6), sets up reading its payload, and opens a header block.
+ */
 static void hdr_done(struct scan *s)
 {
 	struct rq_h2_fr *fr = s->fr;
