@@ -119,8 +119,13 @@
  * empty write plans exactly that remainder.
  *
  * For SSL_write, which takes one buffer and must be retried with the same
- * one, emit the wire segments in order (a bounce buffer or one SSL_write per
- * segment) and commit only what OpenSSL reports written.
+ * one: emit the wire segments in order (a bounce buffer, or one SSL_write
+ * per segment) and commit only what OpenSSL reports written. A plan's texts
+ * live in the plan, so after SSL_ERROR_WANT_WRITE keep the plan (and any
+ * bounce buffer) where the retry finds it at the same address, per thread or
+ * per connection, and give OpenSSL the same segment again; plan anew only
+ * after a commit (a new plan may differ: the client's SETTINGS or the
+ * reader's state may have changed in between).
  *
  * Cost: a plan scans the caller's bytes ahead on a copy of the outbound state
  * (1.8 KiB), and the commit scans the bytes that went out; DATA payloads are
