@@ -1,5 +1,6 @@
 #include "h2.h"
 
+#include <errno.h>
 #include <string.h>
 
 #include "config.h"
@@ -1090,6 +1091,26 @@ size_t rq_h2_commit(struct rq_h2 *h, const struct rq_h2_plan *p, const struct io
 		reported = c - 1;
 	}
 	return reported;
+}
+
+int rq_h2_opaque(struct rq_h2 *h, uint64_t n)
+{
+	struct rq_h2_out *o = &h->out;
+	struct rq_h2_fr *fr = &o->fr;
+	struct scan s = { .h = h, .fr = fr, .hp = &o->hp, .out = 1, .o = o };
+
+	if (!n || fr->st == F_DEAD)
+		return 0;
+	if (o->skip || (o->ins_st && o->ins_pos == fr->pos))
+		return -EAGAIN; /* an insertion must go out first */
+	if (fr->st == F_SKIP && fr->type == T_DATA && fr->left >= n) {
+		fr->left -= (uint32_t)n;
+		fr->pos += n;
+		settle(&s);
+		return 0;
+	}
+	rq_h2_out_kill(h);
+	return -EINVAL;
 }
 
 void rq_h2_out_kill(struct rq_h2 *h)

@@ -132,9 +132,11 @@
  * skipped by length, header blocks decoded. A kernel that takes a few bytes
  * per call makes each retry plan the rest of the write again.
  *
- * sendfile on an HTTP/2 connection: the bytes are DATA payload the scanner
- * cannot see; the connection layer must stop planning (rq_h2_out_kill) unless
- * it can show them.
+ * sendfile on an HTTP/2 connection (nginx sends DATA payloads of files that
+ * way on h2c): first get out any insertion due at this point (plan an empty
+ * write, as above), then sendfile, then rq_h2_opaque(h, r). Bytes inside a
+ * DATA frame's payload are accounted for; anywhere else the planner stops
+ * for the connection.
  *
  * On close: nothing to free; the state is plain memory.
  */
@@ -338,7 +340,18 @@ void rq_h2_map(const struct rq_h2_plan *p, size_t wire, size_t *caller, size_t *
 size_t rq_h2_commit(struct rq_h2 *h, const struct rq_h2_plan *p, const struct iovec *iov,
 		    int iovcnt, size_t caller, size_t ins, int hold);
 
-/* Stops planning new edits for good (sendfile and other bytes it cannot see). */
+/*
+ * Accounts for n bytes the server wrote without showing them (sendfile).
+ * Returns 0 if they are DATA payload; -EAGAIN, changing nothing, if an
+ * insertion is due first; -EINVAL if they cannot be followed: the planner
+ * then stops for good (rq_h2_out_kill).
+ */
+int rq_h2_opaque(struct rq_h2 *h, uint64_t n);
+
+/*
+ * Stops planning new edits for good. An edit already half out is still
+ * finished; once none is, frames are no longer followed either.
+ */
 void rq_h2_out_kill(struct rq_h2 *h);
 
 #endif

@@ -1557,3 +1557,45 @@ Test(h2, a_configured_header_name_is_read_and_written_in_lower_case)
 	server_write(&d, s.b, s.n);
 	expect_bytes(&d.wire, &want, "x-correlation-id");
 }
+
+Test(h2, data_sent_with_sendfile_is_followed_and_anything_else_stops_the_planner)
+{
+	static struct drv d;
+	static struct buf s, want, blk;
+
+	drv_init(&d);
+	clients(&d, 2);
+	/* stream 1: HEADERS and a DATA header written, its 1000 payload bytes by sendfile */
+	s.n = want.n = 0;
+	frame(&s, 1, 0x4, 1, "\x88", 1);
+	blk.n = 0;
+	put8(&blk, 0x88);
+	field(&blk, "id-1");
+	frame(&want, 1, 0x4, 1, blk.b, blk.n);
+	put(&s, "\0\x03\xe8\0\x01\0\0\0\1", 9); /* DATA, 1000 bytes, END_STREAM */
+	put(&want, "\0\x03\xe8\0\x01\0\0\0\1", 9);
+	server_write(&d, s.b, s.n);
+	expect_bytes(&d.wire, &want, "before sendfile");
+	cr_assert_eq(rq_h2_opaque(&d.h, 600), 0);
+	cr_assert_eq(rq_h2_opaque(&d.h, 400), 0);
+	cr_assert_eq(d.h.out.fr.pos, s.n + 1000);
+	/* stream 1 is closed on both sides now; stream 3 still gets its field */
+	cr_assert_eq(atomic_load(&d.h.st[0].w), 0);
+	d.wire.n = 0;
+	s.n = want.n = 0;
+	frame(&s, 1, 0x5, 3, "\x88", 1);
+	blk.n = 0;
+	put8(&blk, 0x88);
+	field(&blk, "id-3");
+	frame(&want, 1, 0x5, 3, blk.b, blk.n);
+	/* a trailing insertion pending: sendfile must wait for it */
+	d.cap = s.n + 3;
+	cr_assert_eq(write_once(&d, s.b, s.n), (ssize_t)s.n);
+	cr_assert_eq(rq_h2_opaque(&d.h, 10), -EAGAIN);
+	d.cap = 0;
+	flush(&d);
+	expect_bytes(&d.wire, &want, "stream 3");
+	/* bytes that are not DATA payload: no more edits */
+	cr_assert_eq(rq_h2_opaque(&d.h, 10), -EINVAL);
+	cr_assert_eq(d.h.out.nomore, 1);
+}
