@@ -540,10 +540,12 @@ static void hdr_done(struct scan *s)
 			return;
 		}
 		if (fr->type == T_RST) {
+			track_last(s); /* the reset stream, whose slot keeps its ID until reused */
 			if (s->out)
 				out_mark(s, fr->sid, 0, 1);
 			else
 				map_mark(s->h, fr->sid, 0, 1);
+			return;
 		}
 		break;
 	}

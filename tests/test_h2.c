@@ -1599,3 +1599,17 @@ Test(h2, data_sent_with_sendfile_is_followed_and_anything_else_stops_the_planner
 	cr_assert_eq(rq_h2_opaque(&d.h, 10), -EINVAL);
 	cr_assert_eq(d.h.out.nomore, 1);
 }
+
+Test(h2, a_reset_stream_is_current_after_the_read_that_resets_it)
+{
+	static struct drv d;
+	static struct buf b;
+
+	drv_init(&d);
+	clients(&d, 3);
+	b.n = 0;
+	frame(&b, 3, 0, 3, "\0\0\0\x08", 4); /* RST_STREAM CANCEL for stream 3 */
+	reads(&d.h, b.b, b.n, b.n);
+	cr_assert_eq(d.h.in.last, 1);
+	cr_assert_eq(atomic_load(&d.h.st[1].w), 0, "the slot is free for the next stream");
+}

@@ -468,6 +468,7 @@ for r in $ROWS; do
 	5) row5 ;;
 	6) row6 ;;
 	7) row7 ;;
+	8) . "$(dirname "$0")/h2.sh" && row8 ;;
 	*) say "unknown row $r" ;;
 	esac
 done
