@@ -1,4 +1,4 @@
-# Sourced by tools/bench/run.sh for row 8 (BENCH_ROWS=8): what the HTTP/2
+# Sourced by tools/bench/run.sh for row 9 (BENCH_ROWS=9): what the HTTP/2
 # scanner and echo planner (src/h2.c, src/hpack.c) cost, in callgrind
 # instructions, outside any server. Two runs of different lengths, so that
 # start-up cancels out.
@@ -10,8 +10,8 @@ h2ir() { # h2ir N MODE: total Ir of bench_h2cost
 	sed -n 's/^summary: *//p' "$out"
 }
 
-row8() {
-	say "== 8. HTTP/2 scanner and planner, instructions per request and per response (callgrind)"
+row9() {
+	say "== 9. HTTP/2 scanner and planner, instructions per request and per response (callgrind)"
 	if ! have valgrind; then
 		say "  skipped: valgrind missing (apt-get install -y valgrind)"
 		return
@@ -25,6 +25,6 @@ row8() {
 	say "  read a browser's request (HEADERS, HPACK; and a RST_STREAM): $(fmt "$rd" %.0f) Ir"
 	say "  plan, lay out and commit an nginx-style response (HEADERS + DATA, ID added): $(fmt "$wr" %.0f) Ir"
 	cmd "valgrind --tool=callgrind $BIN/bench_h2cost 2000 3   # minus the run of 1000; mode 1: reads only"
-	row 8 "HTTP/2 request read (HPACK)" "" "$(fmt "$rd" %.0f) Ir" "" "" info
-	row 8 "HTTP/2 response planned + committed" "" "$(fmt "$wr" %.0f) Ir" "" "" info
+	row 9 "HTTP/2 request read (HPACK)" "" "$(fmt "$rd" %.0f) Ir" "" "" info
+	row 9 "HTTP/2 response planned + committed" "" "$(fmt "$wr" %.0f) Ir" "" "" info
 }

@@ -1,6 +1,6 @@
 /*
  * What src/h2.c costs per request and per response, for callgrind (make bench,
- * row 8): `bench_h2cost N MODE` reads N requests (MODE bit 0) and writes N
+ * row 9): `bench_h2cost N MODE` reads N requests (MODE bit 0) and writes N
  * responses through the planner (bit 1) on one HTTP/2 connection. With
  * requests only, the client resets each stream after it (as the response
  * would end it), so that the streams do not pile up. The

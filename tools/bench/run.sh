@@ -468,7 +468,7 @@ for r in $ROWS; do
 	5) row5 ;;
 	6) row6 ;;
 	7) row7 ;;
-	8) . "$(dirname "$0")/h2.sh" && row8 ;;
+	9) . "$(dirname "$0")/h2.sh" && row9 ;;
 	*) say "unknown row $r" ;;
 	esac
 done
