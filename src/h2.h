@@ -50,7 +50,7 @@
  * tables of RQ_HP_ENTS entries, RQ_HP_VALS remembered IDs, the stream map),
  * needed only once a connection turns out to speak HTTP/2, plus
  * RQ_H2_STREAMS + 1 request slots (struct rq_slot, 152 bytes each: 5 KiB) for
- * the IDs. A plan (struct rq_h2_plan) is 3888 bytes of the writer's stack. The
+ * the IDs. A plan (struct rq_h2_plan) is 4160 bytes of the writer's stack. The
  * state is plain memory: it may live in any zeroed or reused block, and is
  * never resized.
  *
@@ -128,9 +128,11 @@
  * reader's state may have changed in between).
  *
  * Cost: a plan scans the caller's bytes ahead on a copy of the outbound state
- * (1.8 KiB), and the commit scans the bytes that went out; DATA payloads are
- * skipped by length, header blocks decoded. A kernel that takes a few bytes
- * per call makes each retry plan the rest of the write again.
+ * (1.8 KiB); DATA payloads are skipped by length, header blocks decoded. When
+ * all it covered went out, the commit takes that copy as the state (and
+ * makes the stream-map changes the plan noted); otherwise it scans again the
+ * bytes that did. A kernel that takes a few bytes per call makes each retry
+ * plan the rest of the write again.
  *
  * sendfile on an HTTP/2 connection (nginx sends DATA payloads of files that
  * way on h2c): first get out any insertion due at this point (plan an empty
