@@ -2,6 +2,9 @@
 
 #include <string.h>
 #include <sys/mman.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "config.h"
 #include "fdtab.h"
@@ -32,8 +35,11 @@ enum { B_LEN = 1, B_CSIZE, B_CEXT, B_CSIZE_LF, B_CDATA, B_CDATA_CR, B_CDATA_LF,
 #define H_CL 2u
 #define H_TE 4u
 
-static const char cl_name[] = "content-length";
-static const char te_name[] = "transfer-encoding";
+/* Padded to 32 bytes: same_name reads 16 at a time. */
+static const char cl_name[32] = "content-length";
+static const char te_name[32] = "transfer-encoding";
+#define CL_LEN 14
+#define TE_LEN 17
 
 static int is_tchar(unsigned char c)
 {
@@ -68,6 +74,113 @@ static int hexval(unsigned char c)
 		return c - '0';
 	c = lower(c);
 	return (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+}
+
+/*
+ * Offset of the first byte from i on that is below `lim` (0x20: a control
+ * byte; 0x21: a space too) or 0x7f, or n if there is none: 16 bytes at a
+ * time with SSE2, else 8 (for each word, the lowest byte the test flags is
+ * always a true one: a borrow only runs towards higher bytes).
+ */
+static inline size_t to_ctl(const unsigned char *b, size_t i, size_t n, unsigned lim)
+{
+#ifdef __SSE2__
+	const __m128i below = _mm_set1_epi8((char)(lim - 1)), del = _mm_set1_epi8(0x7f);
+
+	for (; n - i >= 16; i += 16) {
+		__m128i x = _mm_loadu_si128((const __m128i *)(b + i));
+		unsigned m = (unsigned)_mm_movemask_epi8(_mm_or_si128(
+			_mm_cmpeq_epi8(_mm_min_epu8(x, below), x), _mm_cmpeq_epi8(x, del)));
+
+		if (m)
+			return i + (unsigned)__builtin_ctz(m);
+	}
+	if (n >= 16 && i < n) { /* the last 16 bytes, less those already seen */
+		__m128i x = _mm_loadu_si128((const __m128i *)(b + n - 16));
+		unsigned m = (unsigned)_mm_movemask_epi8(_mm_or_si128(
+			_mm_cmpeq_epi8(_mm_min_epu8(x, below), x), _mm_cmpeq_epi8(x, del)));
+
+		m >>= i - (n - 16);
+		return m ? i + (unsigned)__builtin_ctz(m) : n;
+	}
+#elif __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+
+	for (; n - i >= 8; i += 8) {
+		uint64_t x, d, m;
+
+		memcpy(&x, b + i, 8);
+		d = x ^ (0x7f * ones);
+		m = (((x - lim * ones) & ~x) | ((d - ones) & ~d)) & highs;
+		if (m)
+			return i + ((unsigned)__builtin_ctzll(m) >> 3);
+	}
+#endif
+	while (i < n && b[i] >= lim && b[i] != 0x7f)
+		i++;
+	return i;
+}
+
+/*
+ * Where the header name that starts at b[i] ends: the offset of its ':', or
+ * 0 if the name is not all token bytes followed by ':' in these n bytes.
+ * Names of letters, digits and '-' up to 15 bytes are checked 16 bytes at
+ * a time; others byte by byte.
+ */
+static inline size_t name_end(const unsigned char *b, size_t i, size_t n)
+{
+	size_t j = i;
+
+#ifdef __SSE2__
+	if (n >= 16) { /* the 16 bytes from i, or the last 16 with those before i shifted out */
+		size_t at = n - i >= 16 ? i : n - 16;
+		__m128i x = _mm_loadu_si128((const __m128i *)(b + at));
+		__m128i l = _mm_sub_epi8(_mm_or_si128(x, _mm_set1_epi8(0x20)), _mm_set1_epi8('a'));
+		__m128i d = _mm_sub_epi8(x, _mm_set1_epi8('0'));
+		__m128i ok = _mm_or_si128(
+			_mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(l, _mm_set1_epi8(25)), l),
+				     _mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8(9)), d)),
+			_mm_cmpeq_epi8(x, _mm_set1_epi8('-')));
+		unsigned colon = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8(':'))) >> (i - at);
+		unsigned before = colon ? (colon & -colon) - 1 : 0;
+
+		if (before && (~((unsigned)_mm_movemask_epi8(ok) >> (i - at)) & before) == 0)
+			return i + (unsigned)__builtin_ctz(colon);
+	}
+#endif
+	while (j < n && is_tchar(b[j]))
+		j++;
+	return j > i && j < n && b[j] == ':' ? j : 0;
+}
+
+/*
+ * 1 if the n name bytes at b are, ignoring case, those of lc (lower case,
+ * readable for n rounded up to 16 bytes); b has `room` bytes.
+ */
+static int same_name(const unsigned char *b, const char *lc, size_t n, size_t room)
+{
+	size_t i = 0;
+
+#ifdef __SSE2__
+	for (; room - i >= 16 && i < n; i += 16) {
+		__m128i x = _mm_loadu_si128((const __m128i *)(b + i));
+		__m128i u = _mm_sub_epi8(x, _mm_set1_epi8('A'));
+		__m128i up = _mm_cmpeq_epi8(_mm_min_epu8(u, _mm_set1_epi8(25)), u);
+		__m128i y = _mm_or_si128(x, _mm_and_si128(up, _mm_set1_epi8(0x20)));
+		unsigned eq = (unsigned)_mm_movemask_epi8(
+			_mm_cmpeq_epi8(y, _mm_loadu_si128((const __m128i *)(lc + i))));
+		unsigned want = n - i >= 16 ? 0xffff : (1u << (n - i)) - 1;
+
+		if ((eq & want) != want)
+			return 0;
+	}
+#else
+	(void)room;
+#endif
+	for (; i < n; i++)
+		if (lower(b[i]) != (unsigned char)lc[i])
+			return 0;
+	return 1;
 }
 
 /*
@@ -256,6 +369,29 @@ static void name_start(struct rq_hdrs *p)
 	p->cur = 0;
 }
 
+/* The name of header p->cur (0: one reqctx does not read) has ended: its value starts. */
+static void value_start(struct rq_hdrs *p)
+{
+	p->st = S_VALUE;
+	if (p->cur == H_XR) {
+		p->xr_st = 0;
+		p->xr_bad = 0;
+		p->xr_seen = 1;
+		p->xr_mine = 0;
+		if (!p->xr_have)
+			p->xr_len = 0;
+	} else if (p->cur == H_CL) {
+		p->cl_cur = 0;
+		p->cl_digits = 0;
+		p->cl_bad = 0;
+	} else if (p->cur == H_TE) {
+		p->te_seen = 1;
+		p->te_idx = 0;
+		p->te_ok = 1;
+		p->te_end = 0;
+	}
+}
+
 /* Feeds one header-name byte; returns -1 if it cannot be part of a name. */
 static int name_byte(struct rq_hdrs *p, unsigned char c)
 {
@@ -266,28 +402,11 @@ static int name_byte(struct rq_hdrs *p, unsigned char c)
 			return -1;
 		if ((p->match & H_XR) && i == rq_cfg.hdr_len)
 			p->cur = H_XR;
-		else if ((p->match & H_CL) && i == sizeof(cl_name) - 1)
+		else if ((p->match & H_CL) && i == CL_LEN)
 			p->cur = H_CL;
-		else if ((p->match & H_TE) && i == sizeof(te_name) - 1)
+		else if ((p->match & H_TE) && i == TE_LEN)
 			p->cur = H_TE;
-		p->st = S_VALUE;
-		if (p->cur == H_XR) {
-			p->xr_st = 0;
-			p->xr_bad = 0;
-			p->xr_seen = 1;
-			p->xr_mine = 0;
-			if (!p->xr_have)
-				p->xr_len = 0;
-		} else if (p->cur == H_CL) {
-			p->cl_cur = 0;
-			p->cl_digits = 0;
-			p->cl_bad = 0;
-		} else if (p->cur == H_TE) {
-			p->te_seen = 1;
-			p->te_idx = 0;
-			p->te_ok = 1;
-			p->te_end = 0;
-		}
+		value_start(p);
 		return 0;
 	}
 	if (!is_tchar(c))
@@ -296,9 +415,9 @@ static int name_byte(struct rq_hdrs *p, unsigned char c)
 	if (p->match) {
 		if ((p->match & H_XR) && (i >= rq_cfg.hdr_len || rq_cfg.hdr_lc[i] != c))
 			p->match &= ~H_XR;
-		if ((p->match & H_CL) && (i >= sizeof(cl_name) - 1 || cl_name[i] != c))
+		if ((p->match & H_CL) && (i >= CL_LEN || cl_name[i] != c))
 			p->match &= ~H_CL;
-		if ((p->match & H_TE) && (i >= sizeof(te_name) - 1 || te_name[i] != c))
+		if ((p->match & H_TE) && (i >= TE_LEN || te_name[i] != c))
 			p->match &= ~H_TE;
 	}
 	if (p->idx < 255)
@@ -384,6 +503,109 @@ static int value_end(struct rq_hdrs *p)
 }
 
 /*
+ * Where the header line whose value starts at b[k] ends: the offset past its
+ * LF, or 0 if it does not end in these n bytes or holds a byte the
+ * byte-wise path must judge (a bare CR, a control byte). *v is where its
+ * value's last byte ends (its CR or LF).
+ */
+static size_t line_end(const unsigned char *b, size_t k, size_t n, size_t *v)
+{
+	for (;;) {
+		k = to_ctl(b, k, n, 0x20);
+		if (k == n)
+			return 0;
+		if (b[k] != '\t')
+			break;
+		k++;
+	}
+	*v = k;
+	if (b[k] == '\n')
+		return k + 1;
+	if (b[k] == '\r' && k + 1 < n && b[k + 1] == '\n')
+		return k + 2;
+	return 0;
+}
+
+/*
+ * A whole request-ID value (no CR or LF, no control byte but tabs), read at
+ * once: what value_byte does for each of its bytes, when no ID is kept yet.
+ * Valid is OWS, 1 to REQCTX_ID_MAX ID characters, OWS.
+ */
+static void id_value(struct rq_hdrs *p, char *xr, const unsigned char *b, size_t n)
+{
+	size_t s = 0, e = n, k;
+
+	while (s < e && (b[s] == ' ' || b[s] == '\t'))
+		s++;
+	while (e > s && (b[e - 1] == ' ' || b[e - 1] == '\t'))
+		e--;
+	if (s == e)
+		return; /* nothing but OWS: xr_st stays 0, and value_end finds no ID */
+	for (k = s; k < e && rq_id_char(b[k]); k++)
+		;
+	p->xr_st = 1;
+	if (k < e || e - s > REQCTX_ID_MAX) {
+		p->xr_bad = 1;
+		return;
+	}
+	memcpy(xr, b + s, e - s);
+	p->xr_len = (uint8_t)(e - s);
+}
+
+/*
+ * Whole header lines from b[*pi], a name byte at the start of a line: those
+ * whose name, value and line end are all in these n bytes are read at once.
+ * Stops before the first line that is not whole here or not plain (the
+ * byte-wise path reads that one, and judges it). Returns 1 if it read any
+ * (*pi past them), 0 if none, -1 if a value makes the message invalid.
+ */
+static int whole_lines(struct rq_hdrs *p, char *xr, const unsigned char *b, size_t n, size_t *pi)
+{
+	size_t i = *pi;
+	int any = 0;
+
+	while (i < n && is_tchar(b[i])) {
+		size_t j = name_end(b, i, n), v, end, len;
+		unsigned char c0;
+
+		if (!j || !(end = line_end(b, j + 1, n, &v)))
+			break;
+		len = j - i;
+		c0 = lower(b[i]);
+		p->cur = 0;
+		if (len == rq_cfg.hdr_len && c0 == (unsigned char)rq_cfg.hdr_lc[0] &&
+		    same_name(b + i, rq_cfg.hdr_lc, len, n - i))
+			p->cur = H_XR;
+		else if (len == CL_LEN && c0 == 'c' && same_name(b + i, cl_name, len, n - i))
+			p->cur = H_CL;
+		else if (len == TE_LEN && c0 == 't' && same_name(b + i, te_name, len, n - i))
+			p->cur = H_TE;
+		if (p->lines < 255)
+			p->lines++;
+		i = end;
+		any = 1;
+		if (!p->cur)
+			continue;
+		value_start(p);
+		if (p->cur == H_XR && xr && !p->xr_have)
+			id_value(p, xr, b + j + 1, v - j - 1);
+		else
+			for (j++; j < v; j++)
+				value_byte(p, xr, b[j]);
+		if (value_end(p) < 0) {
+			*pi = i;
+			return -1;
+		}
+	}
+	if (any) {
+		p->st = S_LINE;
+		p->idx = 0;
+	}
+	*pi = i;
+	return any;
+}
+
+/*
  * Header name and value bytes, read the same way in requests and responses.
  * A value reqctx does not read is skipped in a tight loop. Advances *pi past
  * what it skipped; returns -1 if the message is malformed.
@@ -455,11 +677,76 @@ static int in_body(struct rq_hdrs *p, const char *buf, size_t n, size_t *i)
 	return res < 0 ? -1 : 0;
 }
 
+/*
+ * A whole request line from b[*pi] (its first byte, A-Z), read at once:
+ * method, target and version are all in these n bytes and plain. Returns 1
+ * with the scanner at the first header line (*pi past the line), or 0, with
+ * nothing changed, for the byte-wise path to read the line and judge it.
+ */
+static int request_line(struct rq_hdrs *p, const unsigned char *b, size_t n, size_t *pi)
+{
+	size_t i = *pi, j = i + 1, t, e;
+	int method;
+
+	while (j < n && j - i <= 32 && ((b[j] >= 'A' && b[j] <= 'Z') || b[j] == '-' || b[j] == '_'))
+		j++;
+	if (j - i > 32 || j == n || b[j] != ' ')
+		return 0;
+	t = to_ctl(b, j + 1, n, 0x21);
+	if (t == j + 1 || n - t < 10 || b[t] != ' ' || memcmp(b + t + 1, "HTTP/1.", 7) ||
+	    b[t + 8] < '0' || b[t + 8] > '9')
+		return 0;
+	e = t + 9;
+	if (b[e] == '\r' && e + 1 < n && b[e + 1] == '\n')
+		e += 2;
+	else if (b[e] == '\n')
+		e++;
+	else
+		return 0;
+	method = j - i == 4 && !memcmp(b + i, "HEAD", 4) ? RQ_M_HEAD
+		 : j - i == 7 && !memcmp(b + i, "CONNECT", 7) ? RQ_M_CONNECT : 0;
+	msg_reset(p);
+	p->method = (uint8_t)method;
+	p->st = S_LINE;
+	*pi = e;
+	return 1;
+}
+
+/*
+ * A whole status line from b[*pi], read at once (see request_line). Returns
+ * 1 with the scanner after it (*pi past its LF), or 0 with nothing changed.
+ */
+static int status_line(struct rq_hdrs *p, const unsigned char *b, size_t n, size_t *pi)
+{
+	size_t i = *pi, k = i + 12;
+
+	if (n - i < 13 || memcmp(b + i, "HTTP/1.", 7) || b[i + 7] < '0' || b[i + 7] > '9' ||
+	    b[i + 8] != ' ' || b[i + 9] < '0' || b[i + 9] > '9' || b[i + 10] < '0' ||
+	    b[i + 10] > '9' || b[i + 11] < '0' || b[i + 11] > '9' ||
+	    (b[k] != ' ' && b[k] != '\r' && b[k] != '\n'))
+		return 0;
+	for (;;) { /* the reason phrase: tabs and CRs may be in it, its LF ends it */
+		k = to_ctl(b, k, n, 0x20);
+		if (k == n || (b[k] != '\t' && b[k] != '\r' && b[k] != '\n'))
+			return 0;
+		if (b[k] == '\n')
+			break;
+		k++;
+	}
+	msg_reset(p);
+	p->status = (uint16_t)((b[i + 9] - '0') * 100 + (b[i + 10] - '0') * 10 + (b[i + 11] - '0'));
+	p->st = S_LINE;
+	*pi = k + 1;
+	return 1;
+}
+
 size_t rq_req_feed(struct rq_req *r, const char *buf, size_t n, enum rq_ev *ev)
 {
 	static const char version[] = "HTTP/1.";
+	const unsigned char *b = (const unsigned char *)buf;
 	struct rq_hdrs *p = &r->h;
 	size_t i = 0;
+	int w;
 
 	*ev = RQ_EV_NONE;
 	while (i < n) {
@@ -477,6 +764,8 @@ size_t rq_req_feed(struct rq_req *r, const char *buf, size_t n, enum rq_ev *ev)
 				break; /* empty lines before a request are allowed */
 			if (c < 'A' || c > 'Z')
 				return dead(p, n, ev);
+			if (request_line(p, b, n, &i))
+				continue;
 			msg_reset(p);
 			p->st = S_METHOD;
 			p->idx = 1;
@@ -545,6 +834,11 @@ size_t rq_req_feed(struct rq_req *r, const char *buf, size_t n, enum rq_ev *ev)
 			}
 			if (c == '\n')
 				goto head_end;
+			if (is_tchar(c) && (w = whole_lines(p, r->xr, b, n, &i)) != 0) {
+				if (w < 0)
+					return dead(p, n, ev);
+				continue;
+			}
 			if (line_byte(p, c) < 0)
 				return dead(p, n, ev);
 			break;
@@ -582,7 +876,9 @@ size_t rq_resp_feed(struct rq_hdrs *p, const char *buf, size_t n, int method,
 		    enum rq_ev *ev)
 {
 	static const char version[] = "HTTP/1.";
+	const unsigned char *b = (const unsigned char *)buf;
 	size_t i = 0;
+	int w;
 
 	*ev = RQ_EV_NONE;
 	while (i < n) {
@@ -596,6 +892,10 @@ size_t rq_resp_feed(struct rq_hdrs *p, const char *buf, size_t n, int method,
 				return dead(p, n, ev);
 			continue;
 		case S_START:
+			if (status_line(p, b, n, &i)) {
+				*ev = RQ_EV_STATUS;
+				return i;
+			}
 			msg_reset(p);
 			p->st = S_RVERSION;
 			/* fall through */
@@ -647,6 +947,11 @@ size_t rq_resp_feed(struct rq_hdrs *p, const char *buf, size_t n, int method,
 					break;
 				}
 				goto head_end;
+			}
+			if (is_tchar(c) && (w = whole_lines(p, NULL, b, n, &i)) != 0) {
+				if (w < 0)
+					return dead(p, n, ev);
+				continue;
 			}
 			if (line_byte(p, c) < 0)
 				return dead(p, n, ev);

@@ -198,6 +198,44 @@ Test(http, configured_header_name_is_used)
 			  "Hyes;");
 }
 
+/*
+ * Whole lines are read at once (16 bytes at a time), lines cut by a read byte
+ * by byte: each verdict below holds for every split, so both ways agree on
+ * each edge of the fast path.
+ */
+Test(http, lines_read_whole_agree_with_lines_read_byte_by_byte)
+{
+	/* names of other token bytes, longer than 16, or ending where the read does */
+	expect_all_splits("GET / HTTP/1.1\r\nX_Odd.Name~1: v\r\nUpgrade-Insecure-Requests: 1\r\n"
+			  "X-Request-Id: id-1\r\nA: b\r\n\r\n", "Hid-1;");
+	/* tabs and obs-text in values; OWS around the ID, tabs included */
+	expect_all_splits("GET / HTTP/1.1\r\nUser-Agent: a\tcaf\xc3\xa9\t\r\n"
+			  "X-Request-Id:\t \tab:c@d+e=f/g~h.i_j \t\r\n\r\n", "Hab:c@d+e=f/g~h.i_j;");
+	/* an ID with obs-text, with OWS inside, or only OWS is no ID */
+	expect_all_splits("GET / HTTP/1.1\r\nX-Request-Id: caf\xc3\xa9\r\n\r\n", "H-;");
+	expect_all_splits("GET / HTTP/1.1\r\nX-Request-Id: a\tb\r\n\r\n", "H-;");
+	expect_all_splits("GET / HTTP/1.1\r\nX-Request-Id: \t \t\r\nX-Request-Id: two\r\n\r\n",
+			  "Htwo;");
+	/* a name as long as the configured one, and the same first letter, is not it */
+	expect_all_splits("GET / HTTP/1.1\r\nContent-Type: x\r\nX-Request-Ix: y\r\n\r\n", "H-;");
+	/* a bare CR or a DEL in a value, a separator or a space in a name: not HTTP */
+	expect_all_splits("GET / HTTP/1.1\r\nAccept: a\rb\r\n\r\n", "D;");
+	expect_all_splits("GET / HTTP/1.1\r\nAccept: a\x7f\r\n\r\n", "D;");
+	expect_all_splits("GET / HTTP/1.1\r\nAc@cept: a\r\n\r\n", "D;");
+	expect_all_splits("GET / HTTP/1.1\r\nAccept : a\r\n\r\n", "D;");
+	expect_all_splits("GET / HTTP/1.1\r\n: a\r\n\r\n", "D;");
+	/* request lines: 32-letter methods, targets with obs-text, bare LF; and what is not one */
+	expect_all_splits("ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEF /\xc3\xa9?q HTTP/1.0\n"
+			  "X-Request-Id: m\n\nHEAD / HTTP/1.1\r\n\r\n", "Hm;H-(HEAD);");
+	expect_all_splits("ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFG / HTTP/1.1\r\n\r\n", "D;");
+	expect_all_splits("GET /a\x7f HTTP/1.1\r\n\r\n", "D;");
+	expect_all_splits("GET  / HTTP/1.1\r\n\r\n", "D;");
+	expect_all_splits("GET / HTTP/1.x\r\n\r\n", "D;");
+	expect_all_splits("GET / HTTP/1.1\rX\r\n\r\n", "D;");
+	expect_all_splits("HEADS / HTTP/1.1\r\nContent-Length: 2\r\n\r\nokGET / HTTP/1.1\r\n\r\n",
+			  "H-;H-;");
+}
+
 /* Response scanner: reports as "S@off" (status end), "B@off" (blank line), "E<status>@off". */
 static const char *rscan(const char *s, size_t len, size_t chunk, int method)
 {
@@ -270,6 +308,26 @@ Test(http, response_without_length_ends_the_scan)
 {
 	rexpect("HTTP/1.0 200 OK\r\n\r\nHTTP/1.1 200 OK\r\n\r\n", 0, "S@17;B@17;E200@19;");
 	rexpect("SSH-2.0-OpenSSH\r\n", 0, "D;");
+}
+
+/* The status line and header lines read whole agree with those read byte by byte. */
+Test(http, response_lines_read_whole_agree_with_byte_by_byte)
+{
+	/* a reason with a tab and a CR in it, or none at all; a bare LF ends the line */
+	rexpect("HTTP/1.1 200 O\tK\rX\r\nContent-Length: 0\r\n\r\n"
+		"HTTP/1.1 204\r\n\r\nHTTP/1.0 304\n\n", 0,
+		"S@20;B@39;E200@41;S@55;B@55;E204@57;S@70;B@70;E304@71;");
+	/* a name of the configured header's length that is another, then the header itself */
+	rexpect("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-REQUEST-ID:\tx\r\n"
+		"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 0, "S@17;B@88;E200x@90;");
+	/* obs-text and tabs in values; names longer than 16 bytes */
+	rexpect("HTTP/1.1 200 OK\r\nAccess-Control-Allow-Origin: *\r\nX-A: \xff\t\xfe\r\n"
+		"Content-Length: 1\r\n\r\nz", 0, "S@17;B@78;E200@80;");
+	/* a status of four digits, a bare CR or a DEL in a value, a space in a name */
+	rexpect("HTTP/1.1 2000 OK\r\n\r\n", 0, "D;");
+	rexpect("HTTP/1.1 200 OK\r\nServer: a\rb\r\n\r\n", 0, "S@17;D;");
+	rexpect("HTTP/1.1 200 OK\r\nServer: a\x7f\r\n\r\n", 0, "S@17;D;");
+	rexpect("HTTP/1.1 200 OK\r\nSer ver: a\r\n\r\n", 0, "S@17;D;");
 }
 
 Test(http, sendfile_bytes_count_as_body)
