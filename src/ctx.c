@@ -17,6 +17,13 @@ uint64_t rq_serial_next(void)
 	return atomic_fetch_add_explicit(&serials, 1, memory_order_relaxed);
 }
 
+/* Copies the len bytes of an ID 8 at a time (the words a slot holds); to[len] is not set. */
+static inline void copy_words(char *to, const char *from, uint32_t len)
+{
+	for (uint32_t i = 0; i < len; i += 8)
+		memcpy(to + i, from + i, 8);
+}
+
 void rq_ctx_set(const struct rq_ctx *c)
 {
 	unsigned next = rq_tls.active ^ 1;
@@ -24,7 +31,8 @@ void rq_ctx_set(const struct rq_ctx *c)
 
 	d->serial = c->serial;
 	d->len = c->len;
-	memcpy(d->id, c->id, c->len + 1);
+	copy_words(d->id, c->id, c->len);
+	d->id[c->len] = '\0';
 	atomic_signal_fence(memory_order_release);
 	rq_tls.active = next;
 	rq_tls.finished = 0;
@@ -45,20 +53,40 @@ void rq_ctx_clear(void)
 		rq_ctx_set(&unknown);
 }
 
+/* The bytes of id from i to len (1 to 7 of them) as a slot word, zero-padded. */
+static inline uint64_t tail_word(const char *id, uint32_t i, uint32_t len)
+{
+	uint64_t w = 0;
+
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	if (len >= 8) { /* the 8 bytes that end the ID, those before i shifted out */
+		memcpy(&w, id + len - 8, 8);
+		return w >> (8 * (8 - (len - i)));
+	}
+#endif
+	for (uint32_t k = 0; k < len - i; k++)
+		((unsigned char *)&w)[k] = (unsigned char)id[i + k];
+	return w;
+}
+
 static void store(struct rq_slot *s, uint64_t serial, const char *id, uint32_t len,
 		  uint32_t flags)
 {
-	uint64_t w[RQ_SLOT_WORDS] = { 0 };
-	uint32_t q = atomic_load_explicit(&s->seq, memory_order_relaxed);
+	uint32_t q = atomic_load_explicit(&s->seq, memory_order_relaxed), i;
 
-	memcpy(w, id, len);
 	atomic_store_explicit(&s->seq, q + 1, memory_order_relaxed);
 	atomic_thread_fence(memory_order_release);
 	atomic_store_explicit(&s->serial, serial, memory_order_relaxed);
 	atomic_store_explicit(&s->len, len, memory_order_relaxed);
 	atomic_store_explicit(&s->flags, flags, memory_order_relaxed);
-	for (unsigned i = 0; i < (len + 7) / 8; i++)
-		atomic_store_explicit(&s->w[i], w[i], memory_order_relaxed);
+	for (i = 0; i + 8 <= len; i += 8) {
+		uint64_t w;
+
+		memcpy(&w, id + i, 8);
+		atomic_store_explicit(&s->w[i / 8], w, memory_order_relaxed);
+	}
+	if (i < len)
+		atomic_store_explicit(&s->w[i / 8], tail_word(id, i, len), memory_order_relaxed);
 	atomic_store_explicit(&s->seq, q + 2, memory_order_release);
 }
 
@@ -74,27 +102,36 @@ void rq_slot_store(struct rq_slot *s, const struct rq_ctx *c)
 		store(s, c->serial, c->id, c->len, 0);
 }
 
+/*
+ * The words go straight into out->id (room for REQCTX_ID_MAX + 1 bytes), also
+ * when a try is torn: out is only valid once 0 is returned. The thread's
+ * inactive context buffer is such an out, since a signal handler that
+ * switches contexts puts back both buffers as they were (sigctx.c).
+ */
 int rq_slot_read(struct rq_slot *s, struct rq_ctx *out, uint32_t *flags)
 {
 	for (int tries = 0; tries < 16; tries++) {
 		uint32_t q = atomic_load_explicit(&s->seq, memory_order_acquire);
-		uint64_t w[RQ_SLOT_WORDS];
+		uint64_t serial;
 		uint32_t len;
 
 		if (q & 1)
 			continue;
-		out->serial = atomic_load_explicit(&s->serial, memory_order_relaxed);
+		serial = atomic_load_explicit(&s->serial, memory_order_relaxed);
 		len = atomic_load_explicit(&s->len, memory_order_relaxed);
 		if (len > REQCTX_ID_MAX)
 			len = REQCTX_ID_MAX;
 		if (flags)
 			*flags = atomic_load_explicit(&s->flags, memory_order_relaxed);
-		for (unsigned i = 0; i < (len + 7) / 8; i++)
-			w[i] = atomic_load_explicit(&s->w[i], memory_order_relaxed);
+		for (unsigned i = 0; i < (len + 7) / 8; i++) {
+			uint64_t w = atomic_load_explicit(&s->w[i], memory_order_relaxed);
+
+			memcpy(out->id + 8 * i, &w, 8);
+		}
 		atomic_thread_fence(memory_order_acquire);
 		if (atomic_load_explicit(&s->seq, memory_order_relaxed) != q)
 			continue;
-		memcpy(out->id, w, len);
+		out->serial = serial;
 		out->id[len] = '\0';
 		out->len = len;
 		return 0;
@@ -104,14 +141,21 @@ int rq_slot_read(struct rq_slot *s, struct rq_ctx *out, uint32_t *flags)
 
 void rq_ctx_set_slot(struct rq_slot *s)
 {
-	struct rq_ctx c;
+	unsigned next;
+	struct rq_ctx *d;
 
 	if (atomic_load_explicit(&s->serial, memory_order_relaxed) == rq_ctx_cur()->serial)
 		return;
-	if (rq_slot_read(s, &c, NULL) < 0 || c.serial == 0)
+	next = rq_tls.active ^ 1;
+	d = &rq_tls.buf[next];
+	if (rq_slot_read(s, d, NULL) < 0 || d->serial == 0) {
 		rq_ctx_clear(); /* a slot that holds no request means "unknown" */
-	else
-		rq_ctx_set(&c);
+		return;
+	}
+	atomic_signal_fence(memory_order_release); /* read straight into the inactive buffer */
+	rq_tls.active = next;
+	rq_tls.finished = 0;
+	rq_tls.handle = (double)d->serial;
 }
 
 /* Public API. */

@@ -164,46 +164,70 @@ static void seed(struct rng *r, uint64_t tok, unsigned gen)
 	r->seeded = 1;
 }
 
-/* The thread's generator, reseeded first in a new process (fork, _Fork, clone). */
-static struct rng *ready_rng(void)
+/* ready_rng's first use and reseed: the system calls, with errno saved around them. */
+static __attribute__((noinline)) struct rng *reseed(struct rng *r, unsigned gen)
+{
+	RQ_SAVE_ERRNO({
+		uint64_t tok = token();
+
+		if (!r->seeded || r->token != tok || r->gen != gen)
+			seed(r, tok, gen);
+	});
+	return r;
+}
+
+/*
+ * The thread's generator, reseeded first in a new process (fork, _Fork,
+ * clone). The common path is a few loads and touches errno not at all.
+ */
+static inline struct rng *ready_rng(void)
 {
 	struct rng *r = &rng;
 	unsigned gen = atomic_load_explicit(&fork_gen, memory_order_relaxed);
-	uint64_t tok = token();
+	_Atomic uint64_t *p = atomic_load_explicit(&wiped, memory_order_acquire);
 
-	if (unlikely(!r->seeded || r->token != tok || r->gen != gen))
-		seed(r, tok, gen);
-	return r;
+	if (likely(p && p != NO_PAGE && r->seeded && r->gen == gen &&
+		   atomic_load_explicit(p, memory_order_relaxed) == r->token && r->token))
+		return r;
+	return reseed(r, gen);
 }
 
 uint64_t rq_rand64(void)
 {
-	int e = errno;
-	uint64_t v = next(ready_rng());
+	return next(ready_rng());
+}
 
-	errno = e;
-	return v;
+/*
+ * Eight lowercase hex digits, one for each byte of x, from its low 4 bits:
+ * each byte's digit is '0' + n, plus 'a' - '0' - 10 when n is above 9
+ * (n + 6 carries into bit 4 then), computed for all eight bytes at once.
+ */
+static uint64_t hex8(uint64_t x)
+{
+	const uint64_t ones = 0x0101010101010101ull;
+	uint64_t n = x & (0x0f * ones);
+	uint64_t over = ((n + 6 * ones) >> 4) & ones;
+
+	return n + '0' * ones + over * ('a' - '0' - 10);
 }
 
 void rq_uuid4(char out[RQ_UUID_LEN])
 {
-	static const char hex[16] = "0123456789abcdef";
-	uint8_t b[16];
-	uint64_t lo, hi;
-	int e = errno;
 	struct rng *r = ready_rng();
+	uint64_t lo = next(r), hi = next(r);
+	uint64_t a = hex8(lo), b = hex8(lo >> 4), c = hex8(hi), d = hex8(hi >> 4);
 
-	lo = next(r);
-	hi = next(r);
-	memcpy(b, &lo, 8);
-	memcpy(b + 8, &hi, 8);
-	b[6] = (b[6] & 0x0f) | 0x40; /* version 4 */
-	b[8] = (b[8] & 0x3f) | 0x80; /* variant 10 */
-	for (int i = 0, o = 0; i < 16; i++) {
-		if (i == 4 || i == 6 || i == 8 || i == 10)
-			out[o++] = '-';
-		out[o++] = hex[b[i] >> 4];
-		out[o++] = hex[b[i] & 15];
-	}
-	errno = e;
+	/* 32 digits of 128 random bits: 8-4-4-4-12, then the version and the variant */
+	memcpy(out, &a, 8);
+	out[8] = '-';
+	memcpy(out + 9, &b, 4);
+	out[13] = '-';
+	memcpy(out + 14, (const char *)&b + 4, 4);
+	out[18] = '-';
+	memcpy(out + 19, &c, 4);
+	out[23] = '-';
+	memcpy(out + 24, (const char *)&c + 4, 4);
+	memcpy(out + 28, &d, 8);
+	out[14] = '4';                          /* version 4 */
+	out[19] = "89ab"[hi & 3];               /* variant 10 */
 }

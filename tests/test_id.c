@@ -98,6 +98,31 @@ Test(id, uuids_are_lowercase_v4_8_4_4_4_12)
 	}
 }
 
+/*
+ * Every random digit takes each of its values: 16 for the 30 free digits, 4
+ * for the variant (8, 9, a, b). 4096 IDs miss a given value of a given digit
+ * with probability (15/16)^4096, about 1e-115: no digit is stuck or biased to
+ * a subset, whatever the order in which the random bits are laid out.
+ */
+Test(id, every_random_digit_takes_every_value)
+{
+	static unsigned seen[36];
+
+	for (int i = 0; i < 4096; i++) {
+		char u[37] = { 0 };
+
+		rq_uuid4(u);
+		for (int k = 0; k < 36; k++)
+			seen[k] |= 1u << (u[k] <= '9' ? u[k] - '0' : u[k] - 'a' + 10);
+	}
+	for (int k = 0; k < 36; k++) {
+		if (k == 8 || k == 13 || k == 18 || k == 23 || k == 14)
+			continue;
+		cr_assert_eq(seen[k], k == 19 ? 0xf00u : 0xffffu, "digit %d took values 0x%x", k, seen[k]);
+	}
+	cr_assert_eq(seen[14], 1u << 4, "the version digit is always 4");
+}
+
 Test(id, uuids_do_not_repeat)
 {
 	enum { N = 20000 };
