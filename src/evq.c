@@ -94,18 +94,16 @@ static struct ref *_Atomic refs[RQ_FD_MAX >> REF_SHIFT];
 static _Atomic uint32_t ninst, seqs, idents, forks;
 static _Atomic int locks[NLOCKS];
 static RQ_TLS struct queue queues[RQ_EVQ_NQ];
+static RQ_TLS int queued; /* 0: every queue of this thread is empty (set when split queues) */
 static RQ_TLS int in_ctl; /* a signal handler's epoll_ctl must not wait for its own thread */
 RQ_TLS struct rq_evq_watch rq_evq_w;
 
 /* ---- instances ---- */
 
-static void *chunk(void *_Atomic *slot, size_t bytes, int make)
+static __attribute__((noinline)) void *chunk_make(void *_Atomic *slot, size_t bytes)
 {
-	void *c = atomic_load_explicit(slot, memory_order_acquire);
-	void *expected = NULL;
+	void *c, *expected = NULL;
 
-	if (c || !make)
-		return c;
 	c = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (c == MAP_FAILED)
 		return NULL;
@@ -115,6 +113,16 @@ static void *chunk(void *_Atomic *slot, size_t bytes, int make)
 		c = expected;
 	}
 	return c;
+}
+
+/* The chunk in *slot; if there is none, a zeroed one mapped (make) or NULL. */
+static inline void *chunk(void *_Atomic *slot, size_t bytes, int make)
+{
+	void *c = atomic_load_explicit(slot, memory_order_acquire);
+
+	if (likely(c) || !make)
+		return c;
+	return chunk_make(slot, bytes);
 }
 
 static struct inst *inst_at(uint32_t i, int make)
@@ -702,6 +710,8 @@ static int split(struct queue *q, struct inst *in, uint32_t idx, uint32_t ident,
 			q->n++;
 		}
 	}
+	if (q->n > 1)
+		queued = 1; /* pop hands out the first one now */
 	return pop(q, in, ev);
 }
 
@@ -722,7 +732,11 @@ static int alive(const struct queue *q)
 static struct queue *queue_for(uint32_t idx, uint32_t ident, int *fresh)
 {
 	struct queue *free_q = NULL;
+	int busy = 0;
 
+	*fresh = 1;
+	if (likely(!queued))
+		return &queues[0];
 	for (int i = 0; i < RQ_EVQ_NQ; i++) {
 		struct queue *q = &queues[i];
 
@@ -731,14 +745,16 @@ static struct queue *queue_for(uint32_t idx, uint32_t ident, int *fresh)
 				*fresh = 0;
 				return q;
 			}
-			if (alive(q))
+			if (alive(q)) {
+				busy = 1;
 				continue;
+			}
 			q->head = q->n = 0;
 		}
 		if (!free_q)
 			free_q = q;
 	}
-	*fresh = 1;
+	queued = busy;
 	return free_q;
 }
 
@@ -884,6 +900,7 @@ void rq_evq_after_fork(void)
 		atomic_store_explicit(&locks[i], 0, memory_order_relaxed);
 	for (int i = 0; i < RQ_EVQ_NQ; i++)
 		queues[i].head = queues[i].n = 0;
+	queued = 0;
 	in_ctl = 0;
 	rq_evq_w.fd1 = 0;
 }
