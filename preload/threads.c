@@ -160,6 +160,8 @@ RQ_EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
 
 	if (unlikely(!rq_ready()))
 		return passthrough(&real.lock, m);
+	if (likely(!rq_handoff_on()))
+		return real.lock(m); /* a tail call: nothing to note (handoff.h) */
 	r = real.lock(m);
 	if (r == 0)
 		rq_handoff_locked(m);
@@ -172,6 +174,8 @@ RQ_EXPORT int pthread_mutex_trylock(pthread_mutex_t *m)
 
 	if (unlikely(!rq_ready()))
 		return passthrough(&real.trylock, m);
+	if (likely(!rq_handoff_on()))
+		return real.trylock(m); /* a tail call: nothing to note (handoff.h) */
 	r = real.trylock(m);
 	if (r == 0)
 		rq_handoff_locked(m);

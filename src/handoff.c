@@ -21,7 +21,7 @@ struct held {
 };
 
 static struct queue queues[RQ_HO_QUEUES];
-static _Atomic int nmutexes; /* queues with a known mutex: none means nothing to do */
+_Atomic int rq_ho_active; /* queues with a known mutex: none means nothing to do (handoff.h) */
 static RQ_TLS struct held held;
 
 static unsigned hash(const void *p)
@@ -61,7 +61,7 @@ static struct queue *queue_of_mutex(void *m)
 	return NULL;
 }
 
-void rq_handoff_locked(void *m)
+void rq_handoff_locked_slow(void *m)
 {
 	held.m = m;
 	held.signalled = 0;
@@ -75,7 +75,7 @@ void rq_handoff_waited(void *cv, void *m)
 		return;
 	if (atomic_load_explicit(&q->m, memory_order_relaxed) != m) {
 		if (!atomic_exchange(&q->m, m))
-			atomic_fetch_add(&nmutexes, 1);
+			atomic_fetch_add(&rq_ho_active, 1);
 	}
 }
 
@@ -107,7 +107,7 @@ void rq_handoff_signal(void *cv)
  *    it is stale (a pool thread's leftover signalled into a queue that the
  *    thread waits on, such as V8's garbage collection joins in Node).
  */
-void rq_handoff_unlock(void *m)
+void rq_handoff_unlock_slow(void *m)
 {
 	struct queue *q;
 	struct rq_slot *s;
@@ -117,7 +117,7 @@ void rq_handoff_unlock(void *m)
 	if (held.m != m)
 		return;
 	held.m = NULL;
-	if (!rq_cfg.handoff || held.signalled || !atomic_load_explicit(&nmutexes, memory_order_relaxed))
+	if (!rq_cfg.handoff || held.signalled)
 		return;
 	serial = rq_ctx_cur()->serial;
 	own = serial && serial != held.handed;

@@ -27,9 +27,42 @@
 #define RQ_HO_QUEUES 32  /* condvars tracked at once */
 #define RQ_HO_DEPTH  512 /* contexts queued per condvar: 80 KiB, touched as used */
 
-void rq_handoff_locked(void *m);
+#include <stdatomic.h>
+
+#include "internal.h"
+
+/*
+ * Condvars whose consumers' mutex is known: 0 until the first untimed
+ * pthread_cond_wait (with REQCTX_HANDOFF=1), and it never goes back. While it
+ * is 0 a lock or unlock does nothing more than this load. A producer's lock
+ * taken before it turned 1 cannot be one the hand-off needs: the consumer
+ * that turned it held that mutex, and released it (inside its wait) after.
+ */
+extern _Atomic int rq_ho_active;
+
+/* 1 once hand-offs may happen (see rq_ho_active). */
+static inline int rq_handoff_on(void)
+{
+	return unlikely(atomic_load_explicit(&rq_ho_active, memory_order_relaxed) != 0);
+}
+
+void rq_handoff_locked_slow(void *m);
+void rq_handoff_unlock_slow(void *m);
 void rq_handoff_signal(void *cv);
 void rq_handoff_waited(void *cv, void *m);
-void rq_handoff_unlock(void *m);
+
+/* After m was locked (lock, trylock, timedlock, or the return of a wait). */
+static inline void rq_handoff_locked(void *m)
+{
+	if (rq_handoff_on())
+		rq_handoff_locked_slow(m);
+}
+
+/* Before m is unlocked. */
+static inline void rq_handoff_unlock(void *m)
+{
+	if (rq_handoff_on())
+		rq_handoff_unlock_slow(m);
+}
 
 #endif

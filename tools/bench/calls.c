@@ -10,11 +10,14 @@
  *               the library: the line gets its prefix)
  *   printf      fprintf of one 80-byte line to "x.log" opened for appending
  *               (a log file under the library), flushed inside the loop
+ *   mutex       pthread_mutex_lock then pthread_mutex_unlock of an
+ *               uncontended mutex (a host that never waits on a condvar)
  *
  * Set-up and tear-down happen outside loop(), so that
  * valgrind --tool=callgrind --toggle-collect=loop counts the loop alone.
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,10 +29,11 @@
 /* The log line: 79 characters and a newline. */
 #define LINE "GET /index.html 200 0.000123s upstream=127.0.0.1:8080 bytes=612 ua=curl/7.88.1\n"
 
-enum mode { DEVNULL, SOCKETPAIR, STDERR, PRINTF };
+enum mode { DEVNULL, SOCKETPAIR, STDERR, PRINTF, MUTEX };
 
 static int fd_a = -1, fd_b = -1;
 static FILE *logfile;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 
 static int setup(enum mode m)
 {
@@ -50,6 +54,8 @@ static int setup(enum mode m)
 	case PRINTF:
 		logfile = fopen("x.log", "a");
 		return logfile ? 0 : -1;
+	case MUTEX:
+		return 0;
 	}
 	return -1;
 }
@@ -76,6 +82,10 @@ __attribute__((noinline)) static long loop(enum mode m, long n)
 		case PRINTF:
 			bad += fprintf(logfile, "%.*s", (int)sizeof(LINE) - 1, LINE) < 0;
 			break;
+		case MUTEX:
+			bad += pthread_mutex_lock(&mu) != 0;
+			bad += pthread_mutex_unlock(&mu) != 0;
+			break;
 		}
 	}
 	if (logfile)
@@ -85,15 +95,15 @@ __attribute__((noinline)) static long loop(enum mode m, long n)
 
 int main(int argc, char **argv)
 {
-	static const char *const names[] = { "devnull", "socketpair", "stderr", "printf" };
+	static const char *const names[] = { "devnull", "socketpair", "stderr", "printf", "mutex" };
 	long n = argc > 2 ? atol(argv[2]) : 100000, bad;
 	int m = -1;
 
-	for (int i = 0; argc > 1 && i < 4; i++)
+	for (int i = 0; argc > 1 && i < 5; i++)
 		if (!strcmp(argv[1], names[i]))
 			m = i;
 	if (m < 0 || n < 0) {
-		fprintf(stdout, "usage: bench_calls devnull|socketpair|stderr|printf [N]\n");
+		fprintf(stdout, "usage: bench_calls devnull|socketpair|stderr|printf|mutex [N]\n");
 		return 2;
 	}
 	if (setup((enum mode)m) < 0) {
