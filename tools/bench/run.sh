@@ -470,6 +470,7 @@ for r in $ROWS; do
 	7) row7 ;;
 	8) . "$(dirname "$0")/node.sh" && row8 ;;
 	9) . "$(dirname "$0")/h2.sh" && row9 ;;
+	10 | 11) ;; # tools/bench/asyncio.sh and ngxcost.sh, sourced below
 	*) say "unknown row $r" ;;
 	esac
 done
@@ -477,6 +478,8 @@ done
 
 . "$(dirname "$0")/correlate.sh" # row 8: batched log correlation (BENCH_ROWS unset, or with 8)
 . "$(dirname "$0")/lines.sh" # multi-line writes: syscalls and time (rows "lines"; BENCH_LINES=0 skips)
+. "$(dirname "$0")/asyncio.sh" # row 10: aiohttp req/s, 2 log lines per request (BENCH_ROWS unset, or with 10)
+. "$(dirname "$0")/ngxcost.sh" # row 11: nginx instructions per request, and where they go (BENCH_ROWS unset, or with 11)
 
 say ""
 say "== summary (without = the alternative; with = under libreqctx.so)"
