@@ -23,7 +23,7 @@ int rq_poll_after(struct pollfd *fds, nfds_t nfds, int r)
 	nfds_t start, pick = 0;
 	int e = errno;
 
-	if (r <= 0 || (uintptr_t)fds < 4096 || nfds == 0)
+	if (r <= 0 || (uintptr_t)fds < RQ_FIRST_PAGE || nfds == 0)
 		return r;
 	start = r > 1 && poll_next < nfds ? poll_next : 0;
 	for (nfds_t j = 0; j < nfds; j++) {
