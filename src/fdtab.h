@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "conn.h"
 #include "ctx.h"
 #include "internal.h"
 
@@ -27,7 +28,6 @@
 #define RQ_FD_CONN  2u /* an accepted connection: names a struct rq_conn */
 #define RQ_FD_CARRY 4u /* carries a context from writers to readers (its carrier slot) */
 
-struct rq_conn;
 
 struct rq_fd {
 	_Atomic uint32_t flags;
