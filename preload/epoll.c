@@ -1,7 +1,8 @@
 /*
  * Readiness: epoll, poll and select. The callback that handles an event runs
- * in the context of the event's fd (src/evq.h): epoll events are handed out
- * one per call, poll and select report one ready fd per call.
+ * in the context of the event's fd (src/evq.h): in split mode epoll events
+ * are handed out one per call and poll and select report one ready fd per
+ * call; in batch mode every call returns what the kernel returned.
  */
 #include <dlfcn.h>
 #include <poll.h>
@@ -50,7 +51,7 @@ int rq_resolve_epoll(void)
 	if (!real.create || !real.create1 || !real.ctl || !real.wait || !real.pwait ||
 	    !real.poll || !real.ppoll || !real.select || !real.pselect)
 		return -1;
-	pthread_atfork(NULL, NULL, rq_evq_after_fork);
+	pthread_atfork(rq_evq_before_fork, NULL, rq_evq_after_fork);
 	return 0;
 }
 
@@ -126,7 +127,7 @@ RQ_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout
 RQ_EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int max,
 			   const struct timespec *ts, const sigset_t *mask)
 {
-	struct rq_evq_call k = { .wait = do_pwait2, .ts = ts, .mask = mask };
+	struct rq_evq_call k = { .wait = do_pwait2, .by_ts = 1, .ts = ts, .mask = mask };
 
 	if (unlikely(!rq_ready() || !real.pwait2))
 		return (int)RQ_RAW(epoll_pwait2, epfd, ev, max, ts, mask, _NSIG / 8);
@@ -146,6 +147,7 @@ RQ_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
 	if (unlikely(!rq_ready()))
 		return raw_poll(fds, n, timeout);
+	rq_evq_idle();
 	return rq_poll_after(fds, n, real.poll(fds, n, timeout));
 }
 
@@ -153,6 +155,7 @@ RQ_EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdsle
 {
 	if (unlikely(!rq_ready() || !real.poll_chk))
 		return raw_poll(fds, n, timeout);
+	rq_evq_idle();
 	return rq_poll_after(fds, n, real.poll_chk(fds, n, timeout, fdslen));
 }
 
@@ -170,6 +173,7 @@ RQ_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
 {
 	if (unlikely(!rq_ready()))
 		return raw_ppoll(fds, n, ts, mask);
+	rq_evq_idle();
 	return rq_poll_after(fds, n, real.ppoll(fds, n, ts, mask));
 }
 
@@ -178,6 +182,7 @@ RQ_EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *t
 {
 	if (unlikely(!rq_ready() || !real.ppoll_chk))
 		return raw_ppoll(fds, n, ts, mask);
+	rq_evq_idle();
 	return rq_poll_after(fds, n, real.ppoll_chk(fds, n, ts, mask, fdslen));
 }
 
@@ -199,6 +204,7 @@ RQ_EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeva
 {
 	if (unlikely(!rq_ready()))
 		return raw_select(nfds, rd, wr, ex, tv);
+	rq_evq_idle();
 	return rq_select_after(nfds, rd, wr, ex, real.select(nfds, rd, wr, ex, tv));
 }
 
@@ -211,5 +217,6 @@ RQ_EXPORT int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct
 
 		return (int)RQ_RAW(pselect6, nfds, rd, wr, ex, ts ? &t : NULL, &m);
 	}
+	rq_evq_idle();
 	return rq_select_after(nfds, rd, wr, ex, real.pselect(nfds, rd, wr, ex, ts, mask));
 }

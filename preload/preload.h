@@ -96,6 +96,7 @@
 	X(int, _IO_putc, (int, FILE *))                                                    \
 	X(int, putchar, (int))                                                             \
 	X(int, putchar_unlocked, (int))                                                    \
+	X(int, __overflow, (FILE *, int))                                                  \
 	X(void, perror, (const char *))                                                    \
 	X(void, psignal, (int, const char *))                                              \
 	X(void, psiginfo, (const siginfo_t *, const char *))                               \

@@ -75,7 +75,7 @@ static __sighandler_t sysv_raw(int sig, __sighandler_t h)
 /* 1 once reqctx is ready; unlike rq_ready(), never starts it. */
 static int started(void)
 {
-	return __atomic_load_n(&rq_state, __ATOMIC_ACQUIRE) == RQ_ST_READY;
+	return atomic_load_explicit(&rq_state, memory_order_acquire) == RQ_ST_READY;
 }
 
 static int passes(int sig)

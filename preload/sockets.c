@@ -9,6 +9,7 @@
 
 #include "carry.h"
 #include "config.h"
+#include "evq.h"
 #include "fdtab.h"
 #include "preload.h"
 
@@ -184,8 +185,10 @@ RQ_EXPORT void closefrom(int lowfd)
 
 static int duplicated(int from, int to)
 {
-	if (to >= 0 && !rq_vfork_child())
+	if (to >= 0 && !rq_vfork_child()) {
 		RQ_SAVE_ERRNO(rq_fd_copy(from, to));
+		rq_evq_dup(from, to);
+	}
 	return to;
 }
 

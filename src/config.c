@@ -215,6 +215,16 @@ static int set_correlate(const char *v)
 	return (rq_cfg.correlate = set_flag(v, "0", "1")) < 0 ? -EINVAL : 0;
 }
 
+static int set_loop(const char *v)
+{
+	static const char *const names[] = { "auto", "split", "batch" };
+
+	for (int i = 0; i < 3; i++)
+		if (!strcmp(v, names[i]))
+			return rq_cfg.loop = i, 0;
+	return -1;
+}
+
 void rq_config_load(const char *(*getenv_fn)(const char *),
 		    void (*report)(const char *line))
 {
@@ -239,6 +249,7 @@ void rq_config_load(const char *(*getenv_fn)(const char *),
 	apply("REQCTX_CRASH", "1", set_crash, "is not 0 or 1");
 	apply("REQCTX_RUNTIMES", "1", set_runtimes, "is not 0 or 1");
 	apply("REQCTX_CORRELATE", "1", set_correlate, "is not 0 or 1");
+	apply("REQCTX_LOOP", "auto", set_loop, "is not \"auto\", \"split\" or \"batch\"");
 }
 
 int rq_config_is_log_path(const char *path)

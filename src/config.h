@@ -24,6 +24,9 @@
  *   REQCTX_CORRELATE  1: a log line written outside its request's context
  *                     that names a recently completed request's request line
  *                     gets that request's ID (default); 0: it doesn't
+ *   REQCTX_LOOP       how ready events reach an event loop (evq.h): "auto"
+ *                     (default) learns it per epoll instance and per thread,
+ *                     "split" hands them out one per call, "batch" all at once
  *
  * A bad value is reported in one line on stderr and its default is used.
  */
@@ -40,6 +43,8 @@
 #define RQ_GLOBS_BYTES 1024 /* their total length */
 #define RQ_LOGFDS_MAX  16   /* fds named in REQCTX_LOG_FDS */
 
+enum rq_loop { RQ_LOOP_AUTO, RQ_LOOP_SPLIT, RQ_LOOP_BATCH }; /* REQCTX_LOOP */
+
 struct rq_config {
 	unsigned gen; /* bumped by every rq_config_load */
 	int disabled;
@@ -49,6 +54,7 @@ struct rq_config {
 	int crash;
 	int runtimes;
 	int correlate;
+	int loop; /* enum rq_loop */
 	size_t hdr_len;
 	char hdr[RQ_HDR_MAX + 1];    /* as configured, for the response */
 	char hdr_lc[RQ_HDR_MAX + 1]; /* lower case, for matching */

@@ -3,6 +3,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "evq.h"
 #include "id.h"
 
 RQ_TLS struct rq_tls rq_tls = {
@@ -68,6 +69,7 @@ void rq_slot_fill(struct rq_slot *s, const char *id, uint32_t len, uint32_t flag
 
 void rq_slot_store(struct rq_slot *s, const struct rq_ctx *c)
 {
+	rq_evq_use();
 	if (atomic_load_explicit(&s->serial, memory_order_relaxed) != c->serial)
 		store(s, c->serial, c->id, c->len, 0);
 }

@@ -8,6 +8,7 @@
 
 struct rq_fd *_Atomic rq_fd_chunks[RQ_FD_MAX >> RQ_FD_SHIFT];
 struct rq_slot *_Atomic rq_carry_chunks[RQ_FD_MAX >> RQ_CY_SHIFT];
+struct rq_log *_Atomic rq_log_chunks[RQ_FD_MAX >> RQ_LG_SHIFT];
 
 static unsigned fd_limit = RQ_FD_MAX;
 
@@ -41,6 +42,16 @@ static struct rq_slot *carry_get(int fd)
 	return c ? &c[fd & ((1u << RQ_CY_SHIFT) - 1)] : NULL;
 }
 
+/* The log record of fd, mapped if missing (NULL if it cannot be). */
+static struct rq_log *log_get(int fd)
+{
+	struct rq_log *c;
+
+	c = rq_chunk((void *_Atomic *)&rq_log_chunks[(unsigned)fd >> RQ_LG_SHIFT],
+		     sizeof(struct rq_log) << RQ_LG_SHIFT, 1);
+	return c ? &c[fd & ((1u << RQ_LG_SHIFT) - 1)] : NULL;
+}
+
 /* Makes e name connection c (or none), dropping the reference to the one it named. */
 static void name_conn(struct rq_fd *e, struct rq_conn *c)
 {
@@ -53,16 +64,14 @@ static void name_conn(struct rq_fd *e, struct rq_conn *c)
 static void reset_lines(struct rq_fd *e)
 {
 	atomic_fetch_add_explicit(&e->gen, 1, memory_order_release);
-	atomic_store_explicit(&e->wmid, 0, memory_order_relaxed);
-	atomic_store_explicit(&e->wpend, 0, memory_order_relaxed);
-	atomic_store_explicit(&e->smid, 0, memory_order_relaxed);
+	atomic_store_explicit(&e->line, 0, memory_order_relaxed);
 }
 
 int rq_fd_set_log(int fd)
 {
 	struct rq_fd *e = fd_get(fd);
 
-	if (!e)
+	if (!e || !log_get(fd))
 		return -ENOMEM;
 	atomic_store_explicit(&e->flags, 0, memory_order_relaxed);
 	name_conn(e, NULL);
@@ -166,9 +175,15 @@ void rq_fd_copy(int from, int to)
 	rq_fd_forget(to);
 	if (!fl || !(dst = fd_get(to)))
 		return;
-	atomic_store_explicit(&dst->wmid, atomic_load(&src->wmid), memory_order_relaxed);
-	atomic_store_explicit(&dst->wpend, atomic_load(&src->wpend), memory_order_relaxed);
-	atomic_store_explicit(&dst->smid, atomic_load(&src->smid), memory_order_relaxed);
+	if (fl & RQ_FD_LOG) {
+		struct rq_log *lg = log_get(to), *from_lg = rq_log_peek(from);
+
+		if (!lg)
+			return;
+		if (from_lg)
+			memcpy(lg, from_lg, sizeof(*lg));
+	}
+	atomic_store_explicit(&dst->line, atomic_load(&src->line), memory_order_relaxed);
 	atomic_store_explicit(&dst->peer, atomic_load(&src->peer), memory_order_relaxed);
 	atomic_fetch_add_explicit(&dst->gen, 1, memory_order_release);
 	if (fl & RQ_FD_CONN) {

@@ -17,30 +17,43 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "conn.h"
 #include "ctx.h"
 #include "internal.h"
 
 #define RQ_FD_SHIFT 8          /* 256 small entries per chunk */
 #define RQ_CY_SHIFT 6          /* 64 carrier slots per chunk */
+#define RQ_LG_SHIFT 6          /* 64 log records per chunk */
 
 #define RQ_FD_LOG   1u /* a log stream: lines get the prefix */
 #define RQ_FD_CONN  2u /* an accepted connection: names a struct rq_conn */
 #define RQ_FD_CARRY 4u /* carries a context from writers to readers (its carrier slot) */
 
-
 struct rq_fd {
 	_Atomic uint32_t flags;
-	_Atomic uint32_t wmid;  /* write(): 1 inside a line, 0 at a line start */
-	_Atomic uint32_t wpend; /* write(): bytes of this line's prefix already out */
-	_Atomic uint32_t smid;  /* stdio: 1 inside a line, 0 at a line start */
+	_Atomic uint32_t line;  /* RQ_FD_LOG: the stream's line state, one word (src/lines.h) */
 	_Atomic uint32_t gen;   /* bumped whenever the fd's entry is reset */
 	_Atomic int32_t peer;   /* RQ_FD_CARRY: fd whose reads see this fd's writes, or -1 */
 	struct rq_conn *_Atomic conn; /* RQ_FD_CONN: the connection, one reference held */
 };
 
+/* Longest prefix reqctx puts before a line. */
+#define RQ_PFX_MAX (2 * RQ_PFX_PART + REQCTX_ID_MAX)
+
+/*
+ * What a log stream keeps besides its line state: the text of a prefix that
+ * a short write cut, so that the next write finishes it as it started, under
+ * whatever ID is current by then. Two copies: a cut fills the one the line
+ * state does not name, then names it (src/io.c).
+ */
+struct rq_log {
+	char pfx[2][RQ_PFX_MAX];
+};
+
 extern struct rq_fd *_Atomic rq_fd_chunks[RQ_FD_MAX >> RQ_FD_SHIFT];
 extern struct rq_slot *_Atomic rq_carry_chunks[RQ_FD_MAX >> RQ_CY_SHIFT];
+extern struct rq_log *_Atomic rq_log_chunks[RQ_FD_MAX >> RQ_LG_SHIFT];
 
 /* The entry of fd, or NULL if it was never given one. Never allocates. */
 static inline struct rq_fd *rq_fd_peek(int fd)
@@ -87,10 +100,21 @@ static inline struct rq_slot *rq_carry_slot(int fd)
 	return c ? &c[fd & ((1u << RQ_CY_SHIFT) - 1)] : NULL;
 }
 
+/* The log record of fd; only meaningful while fd has RQ_FD_LOG. Never allocates. */
+static inline struct rq_log *rq_log_peek(int fd)
+{
+	struct rq_log *c;
+
+	if (unlikely((unsigned)fd >= RQ_FD_MAX))
+		return NULL;
+	c = atomic_load_explicit(&rq_log_chunks[(unsigned)fd >> RQ_LG_SHIFT], memory_order_acquire);
+	return c ? &c[fd & ((1u << RQ_LG_SHIFT) - 1)] : NULL;
+}
+
 /* Sets the fd limit from RLIMIT_NOFILE (hard limit, capped at RQ_FD_MAX). */
 void rq_fd_init(void);
 
-/* Marks fd as a log stream at a line start. Returns 0 or -errno. */
+/* Marks fd as a log stream at a line start (with its log record). Returns 0 or -errno. */
 int rq_fd_set_log(int fd);
 
 /*

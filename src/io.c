@@ -1,33 +1,17 @@
 #include "io.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "carry.h"
 #include "config.h"
 #include "conn.h"
 #include "ctx.h"
 #include "id.h"
+#include "lines.h"
 #include "sys.h"
-
-#define PLAN_MAX 64 /* iovecs in one planned syscall: 1 KiB of stack */
-
-/* One planned syscall: the caller's bytes with insertions between them. */
-struct plan {
-	int n;
-	size_t bytes, caller; /* all bytes planned, and the caller's among them */
-	struct iovec iov[PLAN_MAX];
-	int8_t ins[PLAN_MAX];      /* -1: caller bytes; else index of the insertion */
-	uint16_t before[PLAN_MAX]; /* bytes of that insertion already out before */
-};
-
-/* Where a short write stopped. */
-struct cut {
-	size_t caller; /* caller bytes written */
-	int full;      /* insertions written whole (they are in order) */
-	int ins;       /* insertion the write stopped inside or right after, or -1 */
-	size_t sent;   /* bytes of that insertion out in all */
-};
 
 ssize_t rq_io_plain(int fd, const struct iovec *iov, int iovcnt, const struct rq_call *k)
 {
@@ -63,64 +47,6 @@ static ssize_t send_iov(int fd, const struct iovec *iov, int n, const struct rq_
 	m.msg_iov = (struct iovec *)iov;
 	m.msg_iovlen = (size_t)n;
 	return rq_sys.sendmsg(fd, &m, k->flags);
-}
-
-static ssize_t emit(int fd, const struct plan *pl, const struct rq_call *k)
-{
-	return send_iov(fd, pl->iov, pl->n, k);
-}
-
-static void add(struct plan *pl, const void *p, size_t len, int ins, size_t before)
-{
-	pl->bytes += len;
-	if (ins < 0)
-		pl->caller += len;
-	pl->iov[pl->n].iov_base = (void *)p;
-	pl->iov[pl->n].iov_len = len;
-	pl->ins[pl->n] = (int8_t)ins;
-	pl->before[pl->n] = (uint16_t)before;
-	pl->n++;
-}
-
-/*
- * Maps the r bytes the kernel took back to the caller's bytes. If r ends
- * inside an insertion, or right after one with nothing of the caller's after
- * it, that insertion is reported so the next call does not repeat it.
- */
-static struct cut map(const struct plan *pl, size_t r)
-{
-	struct cut c = { 0, 0, -1, 0 };
-
-	if (r == pl->bytes) { /* the common case: all of it went out */
-		c.caller = pl->caller;
-		for (int i = pl->n - 1; i >= 0; i--) {
-			if (pl->ins[i] >= 0) {
-				c.full = pl->ins[i] + 1;
-				break;
-			}
-		}
-		if (pl->n && pl->ins[pl->n - 1] >= 0) {
-			c.ins = pl->ins[pl->n - 1];
-			c.sent = pl->before[pl->n - 1] + pl->iov[pl->n - 1].iov_len;
-		}
-		return c;
-	}
-
-	for (int i = 0; i < pl->n && r; i++) {
-		size_t len = pl->iov[i].iov_len, take = r < len ? r : len;
-
-		r -= take;
-		if (pl->ins[i] < 0) {
-			c.caller += take;
-			c.ins = -1;
-		} else {
-			c.ins = pl->ins[i];
-			c.sent = pl->before[i] + take;
-			if (take == len)
-				c.full = c.ins + 1;
-		}
-	}
-	return c;
 }
 
 /*
@@ -185,6 +111,7 @@ static void advance(struct cursor *c, const struct iovec *iov, int iovcnt, size_
 
 int rq_prefix_wanted(void)
 {
+	rq_evq_use();
 	return rq_ctx_cur()->serial != 0 || !rq_cfg.bare_unknown;
 }
 
@@ -215,15 +142,18 @@ struct pfx_cache {
 
 static RQ_TLS struct pfx_cache pfx_cache;
 
-const char *rq_prefix_acquire(char buf[RQ_INS_MAX], size_t *len)
+/*
+ * Takes the thread's cached prefix (busy until released), rendering it if
+ * the context or the configuration changed. NULL if code that the current
+ * signal handler interrupted holds it.
+ */
+static inline const char *cache_take(size_t *len)
 {
 	struct pfx_cache *p = &pfx_cache;
 	uint64_t serial = rq_ctx_cur()->serial;
 
-	if (p->busy) {
-		*len = rq_prefix_render(buf);
-		return buf;
-	}
+	if (p->busy)
+		return NULL;
 	p->busy = 1;
 	atomic_signal_fence(memory_order_seq_cst);
 	if (unlikely(p->serial != serial || p->cfg_gen != rq_cfg.gen || !p->len)) {
@@ -236,6 +166,16 @@ const char *rq_prefix_acquire(char buf[RQ_INS_MAX], size_t *len)
 	return p->text;
 }
 
+const char *rq_prefix_acquire(char buf[RQ_INS_MAX], size_t *len)
+{
+	const char *t = cache_take(len);
+
+	if (t)
+		return t;
+	*len = rq_prefix_render(buf);
+	return buf;
+}
+
 void rq_prefix_release(const char *pfx)
 {
 	if (pfx == pfx_cache.text) {
@@ -244,115 +184,414 @@ void rq_prefix_release(const char *pfx)
 	}
 }
 
-/*
- * Plans the caller's bytes from `cur` on, with the prefix before each line
- * start, until the data or the plan runs out. `mid` and `pend` are the
- * stream's line state (inside a line; prefix bytes already out).
- */
-static void log_plan(struct plan *pl, const struct iovec *iov, int iovcnt, struct cursor cur,
-		     int mid, size_t pend, const char *pfx, size_t plen)
-{
-	pl->n = 0;
-	pl->bytes = pl->caller = 0;
-	while (cur.i < iovcnt && pl->n <= PLAN_MAX - 2) {
-		const char *s = (const char *)iov[cur.i].iov_base + cur.off;
-		size_t avail = iov[cur.i].iov_len - cur.off;
-		const char *nl;
-		size_t take;
+/* ---- log streams ---- */
 
-		if (!avail) {
-			cur.i++;
-			cur.off = 0;
-			continue;
+/*
+ * A log write is planned into iovecs: the caller's bytes, the prefix before
+ * each line that starts. Up to STACK_IOV iovecs (31 lines) the plan is on
+ * the stack; a write with more lines takes a pooled plan: IOV_MAX iovecs and
+ * a buffer into which pieces up to COPY_MAX bytes are copied, so that a run
+ * of short lines and their prefixes costs one iovec. A write that does not
+ * fit one plan goes out in as many system calls as it takes, each ending
+ * after a line end (see README, "Log prefixes"). Plans are taken from the
+ * pool without waiting; when all are busy (or the pool could not be set up)
+ * the stack plan is used, several times over.
+ */
+#define STACK_IOV 64           /* iovecs of a plan on the stack: 1 KiB */
+#define POOL_N    4            /* pooled plans */
+#define POOL_BUF  (512u << 10) /* copy buffer of a pooled plan */
+#define COPY_MAX  512          /* pieces up to this long are copied in a pooled plan */
+#ifndef IOV_MAX
+#define IOV_MAX 1024
+#endif
+
+struct pool {
+	struct iovec iov[IOV_MAX];
+	char buf[POOL_BUF];
+};
+
+static struct pool pools[POOL_N];
+
+/* One flag per pool entry, in a page that a forked child sees zeroed (held by threads it lacks). */
+static _Atomic uint32_t *_Atomic pool_busy;
+
+#ifndef MADV_WIPEONFORK
+#define MADV_WIPEONFORK 18 /* Linux 4.14 */
+#endif
+
+/*
+ * At load time, not on the write path: the page of busy flags. Without
+ * MADV_WIPEONFORK a child could inherit entries held for good, so there is
+ * no pool then.
+ */
+__attribute__((constructor)) static void pool_init(void)
+{
+	void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (m == MAP_FAILED)
+		return;
+	if (madvise(m, 4096, MADV_WIPEONFORK) != 0) {
+		munmap(m, 4096);
+		return;
+	}
+	atomic_store_explicit(&pool_busy, m, memory_order_release);
+}
+
+static struct pool *pool_get(void)
+{
+	_Atomic uint32_t *busy = atomic_load_explicit(&pool_busy, memory_order_acquire);
+
+	for (int i = 0; busy && i < POOL_N; i++) {
+		uint32_t free_ = 0;
+
+		if (!atomic_load_explicit(&busy[i], memory_order_relaxed) &&
+		    atomic_compare_exchange_strong_explicit(&busy[i], &free_, 1, memory_order_acquire,
+							    memory_order_relaxed))
+			return &pools[i];
+	}
+	return NULL;
+}
+
+static void pool_put(void *p)
+{
+	_Atomic uint32_t *busy = atomic_load_explicit(&pool_busy, memory_order_relaxed);
+
+	atomic_store_explicit(&busy[(struct pool *)p - pools], 0, memory_order_release);
+}
+
+/* One planned system call of a log write. */
+struct lplan {
+	struct iovec *iov;
+	int n, cap;
+	char *buf;            /* pooled: the copy buffer */
+	size_t used;          /* bytes of it in use */
+	size_t bytes, caller; /* all bytes planned, and the caller's among them */
+	int mid;              /* inside a line after the last caller byte planned */
+	struct pool *pool;
+};
+
+/* A point of a plan to go back to. */
+struct mark {
+	int n;
+	size_t last, used, bytes, caller;
+};
+
+static void mark(struct mark *m, const struct lplan *pl)
+{
+	m->n = pl->n;
+	m->last = pl->n ? pl->iov[pl->n - 1].iov_len : 0;
+	m->used = pl->used;
+	m->bytes = pl->bytes;
+	m->caller = pl->caller;
+}
+
+static void back(struct lplan *pl, const struct mark *m)
+{
+	pl->n = m->n;
+	if (m->n)
+		pl->iov[m->n - 1].iov_len = m->last;
+	pl->used = m->used;
+	pl->bytes = m->bytes;
+	pl->caller = m->caller;
+}
+
+/* Adds a piece to the plan. Returns 0, or -1 if there is no room for it. */
+static inline __attribute__((always_inline)) int lay(struct lplan *pl, const struct rq_seg *s)
+{
+	struct iovec *last = pl->n ? &pl->iov[pl->n - 1] : NULL;
+
+	if (pl->buf && s->len <= COPY_MAX && s->len <= POOL_BUF - pl->used) {
+		char *d = pl->buf + pl->used;
+
+		if (!last || (char *)last->iov_base + last->iov_len != d) {
+			if (pl->n == pl->cap)
+				return -1;
+			last = &pl->iov[pl->n++];
+			last->iov_base = d;
+			last->iov_len = 0;
 		}
-		if (!mid) {
-			if (pend < plen)
-				add(pl, pfx + pend, plen - pend, 0, pend);
-			pend = 0;
-			mid = 1;
+		memcpy(d, s->p, s->len);
+		pl->used += s->len;
+		last->iov_len += s->len;
+	} else if (last && (const char *)last->iov_base + last->iov_len == s->p) {
+		last->iov_len += s->len; /* right after the previous piece */
+	} else {
+		if (pl->n == pl->cap)
+			return -1;
+		pl->iov[pl->n].iov_base = (void *)s->p;
+		pl->iov[pl->n].iov_len = s->len;
+		pl->n++;
+	}
+	pl->bytes += s->len;
+	if (s->kind == RQ_SEG_CALLER)
+		pl->caller += s->len;
+	return 0;
+}
+
+/* Moves a full stack plan into a pooled one. Returns 0, or -1 if none is free. */
+static int upgrade(struct lplan *pl)
+{
+	struct pool *p = pool_get();
+
+	if (!p)
+		return -1;
+	memcpy(p->iov, pl->iov, (size_t)pl->n * sizeof(*pl->iov));
+	pl->iov = p->iov;
+	pl->cap = IOV_MAX;
+	pl->buf = p->buf;
+	pl->used = 0;
+	pl->pool = p;
+	return 0;
+}
+
+/*
+ * What a plan may hold after a short write on this thread: twice what the
+ * kernel took then (a non-blocking pipe or socket taking what it has room
+ * for), so that each retry does not lay out and copy a whole pooled plan to
+ * have a few KB of it taken. It doubles with every plan that goes out whole;
+ * 0: no limit.
+ */
+static RQ_TLS size_t plan_room;
+
+#define ROOM_MIN 64
+
+static void room_after(size_t r, size_t planned)
+{
+	if (r < planned)
+		plan_room = r < ROOM_MIN / 2 ? ROOM_MIN : 2 * r;
+	else if (plan_room)
+		plan_room = plan_room >= POOL_BUF ? 0 : 2 * plan_room;
+}
+
+/*
+ * Plans one system call from the walk w: every piece that fits (in the plan,
+ * and in plan_room). When the plan fills up it ends after the last line end
+ * in it (with none, where it filled).
+ */
+static void plan_log(struct lplan *pl, struct rq_walk *w)
+{
+	size_t room = plan_room;
+	struct mark line = { 0 };
+	int have_line = 0;
+	struct rq_seg s;
+
+	pl->n = 0;
+	pl->used = pl->bytes = pl->caller = 0;
+	pl->mid = w->mid;
+	while (rq_walk_next(w, &s)) {
+		if ((room && pl->caller && s.len > room - (room < pl->bytes ? room : pl->bytes)) ||
+		    (lay(pl, &s) < 0 && (pl->buf || upgrade(pl) < 0 || lay(pl, &s) < 0))) {
+			if (have_line) {
+				back(pl, &line);
+				pl->mid = 0;
+			}
+			return;
 		}
-		nl = memchr(s, '\n', avail);
-		take = nl ? (size_t)(nl - s) + 1 : avail;
-		add(pl, s, take, -1, 0);
-		cur.off += take;
-		if (nl)
-			mid = 0;
+		if (s.kind != RQ_SEG_CALLER) {
+			pl->mid = 1; /* (a plan never fills before its first line's bytes) */
+		} else {
+			pl->mid = w->mid;
+			if (!w->mid) {
+				mark(&line, pl);
+				have_line = 1;
+			}
+		}
 	}
 }
 
-static ssize_t log_lines(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
-			 const struct rq_call *k, size_t total, const char *pfx, size_t plen);
+/* emit_log's and log_bare's answer when the line state moved under the plan. */
+#define STALE (-2)
 
-static ssize_t log_write(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
-			 const struct rq_call *k, size_t total)
+/*
+ * Publishes the line state `post` a write will leave, in place of the state
+ * st it was planned from (src/lines.h). With `check`, only if no other write
+ * came in between: none by a signal handler on this thread since the write
+ * began (its epoch), and, when the state changes, none by another thread
+ * (the compare-and-swap). Returns 0 if one did: the write is planned again.
+ */
+static inline int publish(struct rq_fd *e, unsigned epoch, uint32_t st, uint32_t post, int check)
 {
-	char buf[RQ_INS_MAX];
-	const char *pfx;
-	size_t plen;
+	if (check && rq_ln_epoch != epoch)
+		return 0;
+	if (post == st)
+		return 1;
+	if (!check) {
+		atomic_store_explicit(&e->line, post, memory_order_release);
+		return 1;
+	}
+	return atomic_compare_exchange_strong_explicit(&e->line, &st, post, memory_order_release,
+						       memory_order_relaxed);
+}
+
+/*
+ * The system call of a planned log write, with its line state published
+ * right before it: everything the call needs is ready first, so that only a
+ * handful of instructions separate the store from the system call (a signal
+ * handler that runs there is the one that sees the state too early).
+ * Returns what the call returns, or STALE. A pooled plan's entry is released
+ * if the thread is cancelled in the call.
+ */
+static ssize_t emit_log(int fd, struct rq_fd *e, unsigned epoch, uint32_t st, uint32_t post,
+			const struct lplan *pl, const struct rq_call *k, int check)
+{
+	ssize_t (*wv)(int, const struct iovec *, int) = rq_sys.writev;
+	ssize_t (*sm)(int, const struct msghdr *, int) = rq_sys.sendmsg;
+	int vec = k->how == RQ_WRITE || k->how == RQ_WRITEV;
+	struct msghdr m;
 	ssize_t r;
 
-	if (!rq_prefix_wanted()) {
-		r = rq_io_plain(fd, iov, iovcnt, k);
-		if (r > 0) {
-			atomic_store_explicit(&e->wmid, byte_before(iov, iovcnt, (size_t)r) != '\n',
-					      memory_order_relaxed);
-			atomic_store_explicit(&e->wpend, 0, memory_order_relaxed);
-		}
-		return r;
+	memset(&m, 0, sizeof(m));
+	if (k->how == RQ_SENDMSG) {
+		m = *k->msg;
+	} else if (k->how == RQ_SENDTO) {
+		m.msg_name = (void *)k->to;
+		m.msg_namelen = k->tolen;
 	}
-	pfx = rq_prefix_acquire(buf, &plen);
-	r = log_lines(fd, e, iov, iovcnt, k, total, pfx, plen);
-	rq_prefix_release(pfx);
+	m.msg_iov = pl->iov;
+	m.msg_iovlen = (size_t)pl->n;
+	if (!pl->pool) {
+		if (!publish(e, epoch, st, post, check))
+			return STALE;
+		return vec ? wv(fd, pl->iov, pl->n) : sm(fd, &m, k->flags);
+	}
+	pthread_cleanup_push(pool_put, pl->pool);
+	r = !publish(e, epoch, st, post, check) ? STALE
+	    : vec ? wv(fd, pl->iov, pl->n) : sm(fd, &m, k->flags);
+	pthread_cleanup_pop(0);
 	return r;
 }
 
-/* Writes the caller's bytes with prefix pfx at each line start; what write(2) returns. */
-static ssize_t log_lines(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
-			 const struct rq_call *k, size_t total, const char *pfx, size_t plen)
+/*
+ * The caller's bytes among the first r bytes of a system call planned from
+ * walk w, which started in line state st0, and (in *now) the line state they
+ * leave. A cut inside a prefix records its text (rq_ln_cut_text).
+ */
+static size_t map_log(int fd, struct rq_walk *w, size_t r, uint32_t st0, uint32_t *now)
 {
-	size_t done = 0;
-	struct cursor cur = { 0, 0 };
-	int saved = errno;
+	size_t got = 0, caller = 0;
+	uint32_t after = st0;
+	struct rq_seg s;
 
-	for (;;) {
-		int mid = (int)atomic_load_explicit(&e->wmid, memory_order_relaxed);
-		size_t pend = atomic_load_explicit(&e->wpend, memory_order_relaxed);
-		struct plan pl;
-		struct cut c;
+	while (got < r && rq_walk_next(w, &s)) {
+		size_t take = r - got < s.len ? r - got : s.len;
+
+		got += take;
+		if (s.kind == RQ_SEG_CALLER) {
+			caller += take;
+			after = take < s.len || s.p[take - 1] != '\n' ? RQ_LN_MID : 0;
+		} else if (take == s.len) {
+			after = RQ_LN_MID; /* the prefix is out whole: its line has begun */
+		} else if (s.kind == RQ_SEG_REST) {
+			after = rq_ln_cut(rq_ln_which(st0), rq_ln_pend(st0) + take, rq_ln_plen(st0));
+		} else {
+			after = rq_ln_cut_text(fd, st0, s.p, s.len, take);
+		}
+	}
+	*now = after;
+	return caller;
+}
+
+/*
+ * A log write outside requests with REQCTX_UNKNOWN=bare, with no cut prefix
+ * to finish: the caller's own call, with the line state it leaves published
+ * before it.
+ */
+static ssize_t log_bare(int fd, struct rq_fd *e, unsigned epoch, uint32_t st,
+			const struct iovec *iov, int iovcnt, const struct rq_call *k, size_t total,
+			int check)
+{
+	uint32_t post = byte_before(iov, iovcnt, total) != '\n' ? RQ_LN_MID : 0;
+	ssize_t r;
+	int saved;
+
+	if (!publish(e, epoch, st, post, check))
+		return STALE;
+	r = rq_io_plain(fd, iov, iovcnt, k);
+	saved = errno;
+	if (r <= 0)
+		rq_ln_fix(e, epoch, post, st);
+	else if ((size_t)r < total)
+		rq_ln_fix(e, epoch, post, byte_before(iov, iovcnt, (size_t)r) != '\n' ? RQ_LN_MID : 0);
+	errno = saved;
+	return r;
+}
+
+/*
+ * Writes the caller's bytes with the prefix before each line that starts;
+ * returns what the caller's call returns. Each system call publishes the
+ * line state it will leave before it is made (src/lines.h), unless a signal
+ * handler (or another thread) wrote meanwhile: then the plan is made again,
+ * from the state that write left, up to 4 times. A short call corrects it. A call that got some of the caller's bytes out returns their
+ * count; one that got only prefix bytes out is followed by another.
+ */
+static ssize_t log_write(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
+			 const struct rq_call *k, size_t total)
+{
+	struct iovec stack[STACK_IOV];
+	char buf[RQ_INS_MAX], rest[RQ_PFX_MAX];
+	struct lplan pl = { .iov = stack, .cap = STACK_IOV };
+	struct cursor cur = { 0, 0 };
+	const char *pfx = NULL;
+	size_t plen = 0, done = 0;
+	int saved = errno;
+	ssize_t ret;
+
+	if (rq_prefix_wanted())
+		pfx = rq_prefix_acquire(buf, &plen);
+	for (int tries = 0;;) {
+		struct rq_walk w, start;
+		uint32_t st, post, now;
+		unsigned epoch = rq_ln_begin();
+		size_t rlen = rq_ln_load(fd, e, &st, rest), c;
 		ssize_t r;
 
-		if (pend > plen)
-			pend = plen; /* the ID changed since the prefix was cut */
-		log_plan(&pl, iov, iovcnt, cur, mid, pend, pfx, plen);
-		r = emit(fd, &pl, k);
-		if (r == 0)
-			return (ssize_t)done;
-		if (r < 0) {
-			if (!done)
-				return -1;
-			errno = saved;
-			return (ssize_t)done;
+		if (!pfx && !rlen && !done) {
+			r = log_bare(fd, e, epoch, st, iov, iovcnt, k, total, tries++ < 4);
+			if (r == STALE)
+				continue;
+			return r;
 		}
-		c = map(&pl, (size_t)r);
-		if (c.ins >= 0) {
-			atomic_store_explicit(&e->wmid, 0, memory_order_relaxed);
-			atomic_store_explicit(&e->wpend, (uint32_t)c.sent, memory_order_relaxed);
-		} else if (c.caller) {
-			atomic_store_explicit(&e->wmid,
-					      byte_before(iov, iovcnt, done + c.caller) != '\n',
-					      memory_order_relaxed);
-			atomic_store_explicit(&e->wpend, 0, memory_order_relaxed);
+		rq_walk_init(&w, iov, iovcnt, total - done, st & RQ_LN_MID, rest, rlen, pfx, plen);
+		w.i = cur.i;
+		w.off = cur.off;
+		start = w;
+		plan_log(&pl, &w);
+		post = pl.mid ? RQ_LN_MID : 0;
+		r = emit_log(fd, e, epoch, st, post, &pl, k, tries++ < 4);
+		if (r == STALE)
+			continue;
+		if (r > 0)
+			room_after((size_t)r, pl.bytes);
+		if (r > 0 && (size_t)r == pl.bytes) {
+			done += pl.caller;
+			advance(&cur, iov, iovcnt, pl.caller);
+			if (done < total)
+				continue;
+			ret = (ssize_t)done;
+			break;
 		}
-		done += c.caller;
-		advance(&cur, iov, iovcnt, c.caller);
-		if (done == total) {
-			errno = saved;
-			return (ssize_t)done;
+		if (r <= 0) {
+			rq_ln_fix(e, epoch, post, st); /* nothing went out */
+			ret = done ? (ssize_t)done : r;
+			break;
 		}
-		/* A short write returns what the caller got out, unless that is nothing. */
-		if ((size_t)r < pl.bytes && done)
-			return errno = saved, (ssize_t)done;
+		c = map_log(fd, &start, (size_t)r, st, &now);
+		rq_ln_fix(e, epoch, post, now);
+		done += c;
+		advance(&cur, iov, iovcnt, c);
+		if (c) {
+			ret = (ssize_t)done;
+			break;
+		}
+		/* Only prefix bytes went out: go on rather than return 0. */
 	}
+	if (ret >= 0 || done)
+		errno = saved;
+	if (pl.pool)
+		pool_put(pl.pool);
+	if (pfx)
+		rq_prefix_release(pfx);
+	return ret;
 }
 
 /* ---- connections ---- */
@@ -424,39 +663,47 @@ static ssize_t conn_write(int fd, struct rq_conn *c, const struct iovec *iov, in
 
 /*
  * write(2) of one whole line at a line start, the common case of a log write:
- * the cached prefix and the line in one writev, with no planning. Returns what
- * write returns, or NOT_LINE for any other case (then nothing was written, or
- * only part of the prefix, which the general path resumes from wpend).
+ * the cached prefix and the line in one writev, with no planning. The line
+ * state is a line start before and after, so nothing is published. Returns
+ * what write returns, or NOT_LINE for any other case (then nothing was
+ * written, or only prefix bytes, which the general path goes on from).
  */
 static ssize_t log_line(int fd, struct rq_fd *e, const char *s, size_t n)
 {
-	char buf[RQ_INS_MAX];
 	struct iovec v[2];
-	int saved = errno;
+	unsigned epoch = rq_ln_begin();
 	ssize_t r;
 
 	if (!n || n > SSIZE_MAX || !plausible(s, n) || s[n - 1] != '\n' ||
-	    atomic_load_explicit(&e->wmid, memory_order_relaxed) ||
-	    atomic_load_explicit(&e->wpend, memory_order_relaxed) || !rq_prefix_wanted() ||
-	    memchr(s, '\n', n - 1))
+	    atomic_load_explicit(&e->line, memory_order_relaxed) || !rq_prefix_wanted() ||
+	    memchr(s, '\n', n - 1) || !(v[0].iov_base = (void *)cache_take(&v[0].iov_len)))
+		return NOT_LINE; /* (a handler whose thread holds the cache: the general path) */
+	if (unlikely(*s == *(const char *)v[0].iov_base && n >= v[0].iov_len &&
+		     !memcmp(s, v[0].iov_base, v[0].iov_len))) {
+		rq_prefix_release(v[0].iov_base); /* the line has its prefix already */
 		return NOT_LINE;
-	v[0].iov_base = (void *)rq_prefix_acquire(buf, &v[0].iov_len);
+	}
 	v[1].iov_base = (void *)s;
 	v[1].iov_len = n;
-	r = rq_sys.writev(fd, v, 2);
-	rq_prefix_release(v[0].iov_base);
-	if (likely(r == (ssize_t)(v[0].iov_len + n))) {
-		errno = saved;
-		return (ssize_t)n;
-	}
-	if (r <= 0)
-		return r;
-	if ((size_t)r <= v[0].iov_len) { /* none of the line yet: the general path goes on */
-		atomic_store_explicit(&e->wpend, (uint32_t)r, memory_order_relaxed);
+	if (unlikely(rq_ln_epoch != epoch)) { /* a handler wrote meanwhile: plan from what it left */
+		rq_prefix_release(v[0].iov_base);
 		return NOT_LINE;
 	}
-	atomic_store_explicit(&e->wmid, 1, memory_order_relaxed);
-	errno = saved;
+	/* writev leaves errno alone when it succeeds, and so does everything here */
+	r = rq_sys.writev(fd, v, 2);
+	if (likely(r == (ssize_t)(v[0].iov_len + n))) {
+		rq_prefix_release(v[0].iov_base);
+		return (ssize_t)n;
+	}
+	if (r > 0)
+		rq_ln_fix(e, epoch, 0, (size_t)r < v[0].iov_len
+			  ? rq_ln_cut_text(fd, 0, v[0].iov_base, v[0].iov_len, (size_t)r)
+			  : RQ_LN_MID);
+	rq_prefix_release(v[0].iov_base);
+	if (r <= 0)
+		return r;
+	if ((size_t)r <= v[0].iov_len) /* none of the line yet: the general path goes on */
+		return NOT_LINE;
 	return r - (ssize_t)v[0].iov_len;
 }
 
@@ -472,6 +719,7 @@ static __attribute__((noinline)) ssize_t write_general(int fd, struct rq_fd *e,
 	if (k->how == RQ_SENDMSG && !plausible(k->msg, sizeof(*k->msg)))
 		bad = 1;
 	if ((fl & RQ_FD_CONN) && (c = rq_fd_conn(e))) {
+		rq_evq_touch(fd);
 		if (bad) { /* let the kernel judge it; still set the context */
 			ssize_t r;
 

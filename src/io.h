@@ -16,6 +16,7 @@
 #include "carry.h"
 #include "config.h"
 #include "conn.h"
+#include "evq.h"
 #include "fdtab.h"
 
 /* The libc call being stood in for, so that pass-through repeats it exactly. */
@@ -93,6 +94,7 @@ static inline void rq_io_read(int fd, const struct iovec *iov, int iovcnt, ssize
 
 	if (likely(!fl))
 		return;
+	rq_evq_touch(fd);
 	if ((fl & RQ_FD_CONN) && (c = rq_fd_conn(e)))
 		rq_io_conn_read(c, iov, iovcnt, r);
 	else if (fl & RQ_FD_CARRY)

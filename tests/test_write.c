@@ -253,6 +253,252 @@ Test(logs, configured_prefix_format)
 	out_is("rid=f 100% | x\n");
 }
 
+/* ---- issue 16: one line state, cut prefixes, own prefixes, many lines ---- */
+
+Test(logs, a_prefix_cut_by_the_kernel_is_finished_as_it_started_under_another_id)
+{
+	fk.cap = 5; /* "[req:" */
+	fk.fail_at = 2;
+	fk.fail_errno = EAGAIN;
+	cr_assert_eq(wrs(LOG, "boot\n"), -1);
+	cr_assert_eq(errno, EAGAIN);
+	in_request("23456");
+	fk.cap = (size_t)-1;
+	cr_assert_eq(wrs(LOG, "boot\n"), 5);
+	cr_assert_eq(wrs(LOG, "next\n"), 5);
+	out_is("[req:unknown] boot\n[req:23456] next\n");
+}
+
+Test(logs, a_cut_prefix_is_finished_whatever_the_next_write_is)
+{
+	/* cut twice inside the same prefix, then a writev, then bare mode's plain path */
+	static const char *const env[] = { "REQCTX_UNKNOWN=bare", NULL };
+
+	setup_env(env);
+	in_request("first-id");
+	fk.cap = 3;
+	fk.fail_at = 2;
+	fk.fail_errno = EAGAIN;
+	cr_assert_eq(wrs(LOG, "x\n"), -1);
+	fk.calls = 0;
+	fk.cap = 4;
+	fk.fail_at = 2;
+	in_request("second");
+	cr_assert_eq(wrs(LOG, "x\n"), -1);
+	rq_ctx_clear(); /* bare: no prefix of its own, but the cut one is finished */
+	fk.cap = (size_t)-1;
+	fk.fail_at = 0;
+	cr_assert_eq(wrs(LOG, "x\n"), 2);
+	cr_assert_eq(wrs(LOG, "y\n"), 2);
+	out_is("[req:first-id] x\ny\n");
+}
+
+Test(logs, a_line_that_starts_with_its_own_prefix_gets_no_second_one)
+{
+	in_request("abc123");
+	cr_assert_eq(wrs(LOG, "[req:abc123] incoming\n"), 22);
+	cr_assert_eq(fk.calls, 1);
+	cr_assert_eq(wrs(LOG, "[req:other] not ours\n"), 21);
+	cr_assert_eq(wrs(LOG, "one\n[req:abc123] two\n[req:abc123]three\n"), 39);
+	out_is("[req:abc123] incoming\n[req:abc123] [req:other] not ours\n[req:abc123] one\n"
+	       "[req:abc123] two\n[req:abc123] [req:abc123]three\n");
+}
+
+Test(logs, an_own_prefix_split_across_writes_gets_the_prefix_again)
+{
+	struct iovec v[2] = { { "[req:ab", 7 }, { "c] in one writev\n", 17 } };
+	struct rq_call k = { .how = RQ_WRITEV };
+
+	in_request("abc");
+	/* the bytes of one call count, across its iovecs */
+	cr_assert_eq(rq_io_write(LOG, v, 2, &k), 24);
+	/* a line whose first write holds only part of the prefix is prefixed */
+	cr_assert_eq(wrs(LOG, "[req:ab"), 7);
+	cr_assert_eq(wrs(LOG, "c] split\n"), 9);
+	out_is("[req:abc] in one writev\n[req:abc] [req:abc] split\n");
+}
+
+Test(logs, an_own_prefix_line_cut_short_goes_on_unprefixed)
+{
+	in_request("cut");
+	fk.cap = 4;
+	write_all(LOG, "[req:cut] mine\nand more\n", 24);
+	out_is("[req:cut] mine\n[req:cut] and more\n");
+}
+
+/* The line state a handler would see, checked at the end of each call. */
+static void handler_line(void)
+{
+	int e = errno;
+
+	cr_assert_eq(wrs(LOG, "sig\n"), 4);
+	errno = e;
+}
+
+Test(logs, a_handler_at_the_end_of_a_partial_write_sees_the_line_as_the_kernel_has_it)
+{
+	in_request("m");
+	fk.hook = handler_line; /* after every system call, as a signal at syscall exit */
+	cr_assert_eq(wrs(LOG, "main "), 5);
+	cr_assert_eq(wrs(LOG, "line"), 4);
+	cr_assert_eq(wrs(LOG, " end\n"), 5);
+	cr_assert_eq(wrs(LOG, "whole\n"), 6);
+	out_is("[req:m] main sig\n"
+	       "[req:m] linesig\n"
+	       "[req:m]  end\n"
+	       "[req:m] sig\n"
+	       "[req:m] whole\n"
+	       "[req:m] sig\n");
+}
+
+/* n short lines "l<i>\n" into in; the prefixed text into want. Returns in's length. */
+static size_t many_lines(char *in, char *want, size_t *wlen, int n, const char *pfx)
+{
+	size_t len = 0, w = 0;
+
+	for (int i = 0; i < n; i++) {
+		int k = sprintf(in + len, "l%d\n", i);
+
+		w += (size_t)sprintf(want + w, "%s%.*s", pfx, k, in + len);
+		len += (size_t)k;
+	}
+	*wlen = w;
+	return len;
+}
+
+Test(logs, thousands_of_lines_in_one_write_take_one_system_call)
+{
+	static char in[1 << 16], want[1 << 18];
+	size_t n, w;
+
+	in_request("many");
+	n = many_lines(in, want, &w, 5000, "[req:many] ");
+	cr_assert_eq(wr(LOG, in, n), (ssize_t)n);
+	cr_assert_eq(fk.calls, 1, "%d calls", fk.calls);
+	cr_assert_leq(fk.max_iov, 1024);
+	cr_assert_eq(fk.len, w);
+	cr_assert_eq(memcmp(fk.out, want, w), 0);
+}
+
+Test(logs, a_writev_of_1024_iovecs_of_lines_takes_one_system_call)
+{
+	static struct iovec v[1024];
+	static char want[1 << 16];
+	size_t w = 0;
+	struct rq_call k = { .how = RQ_WRITEV };
+
+	for (int i = 0; i < 1024; i++) {
+		v[i].iov_base = i % 2 ? "odd\n" : "even ";
+		v[i].iov_len = i % 2 ? 4 : 5;
+		w += (size_t)sprintf(want + w, "%s%s", i % 2 ? "" : "[req:v] ", (char *)v[i].iov_base);
+	}
+	in_request("v");
+	cr_assert_eq(rq_io_write(LOG, v, 1024, &k), 1024 / 2 * 9);
+	cr_assert_eq(fk.calls, 1);
+	cr_assert_leq(fk.max_iov, 1024);
+	cr_assert_eq(fk.len, w);
+	cr_assert_eq(memcmp(fk.out, want, w), 0);
+}
+
+Test(logs, long_lines_mixed_with_short_ones_keep_their_bytes_in_one_call)
+{
+	static char in[1 << 20], want[1 << 21];
+	size_t n = 0, w = 0;
+
+	in_request("mix");
+	for (int i = 0; i < 600; i++) {
+		size_t len = i % 3 ? 10 : 1000 + (size_t)i;
+
+		memset(in + n, 'a' + i % 26, len - 1);
+		in[n + len - 1] = '\n';
+		w += (size_t)sprintf(want + w, "[req:mix] ");
+		memcpy(want + w, in + n, len);
+		w += len;
+		n += len;
+	}
+	cr_assert_eq(wr(LOG, in, n), (ssize_t)n);
+	cr_assert_eq(fk.calls, 1, "%d calls", fk.calls);
+	cr_assert_eq(fk.len, w);
+	cr_assert_eq(memcmp(fk.out, want, w), 0);
+}
+
+Test(logs, a_write_of_511_long_lines_takes_one_system_call)
+{
+	static char in[511 * 2000], want[511 * 2020];
+	size_t n = 0, w = 0;
+
+	in_request("511");
+	for (int i = 0; i < 511; i++) {
+		memset(in + n, 'a' + i % 26, 1999);
+		in[n + 1999] = '\n';
+		w += (size_t)sprintf(want + w, "[req:511] ");
+		memcpy(want + w, in + n, 2000);
+		w += 2000;
+		n += 2000;
+	}
+	cr_assert_eq(wr(LOG, in, n), (ssize_t)n);
+	cr_assert_eq(fk.calls, 1, "%d calls", fk.calls);
+	cr_assert_eq(fk.len, w);
+	cr_assert_eq(memcmp(fk.out, want, w), 0);
+}
+
+/* After every system call of a big write: it ended after a line end. */
+static void ends_at_a_line_end(void)
+{
+	cr_assert_eq(fk.out[fk.len - 1], '\n', "a system call ended inside a line at byte %zu", fk.len);
+}
+
+Test(logs, a_write_bigger_than_a_plan_goes_out_in_whole_lines_with_the_callers_count)
+{
+	static char in[4 << 20], want[8 << 20];
+	size_t n, w;
+
+	in_request("big-write-id");
+	n = many_lines(in, want, &w, 300000, "[req:big-write-id] ");
+	fk.hook = ends_at_a_line_end;
+	cr_assert_eq(wr(LOG, in, n), (ssize_t)n);
+	cr_assert_gt(fk.calls, 1);
+	cr_assert_eq(fk.len, w);
+	cr_assert_eq(memcmp(fk.out, want, w), 0);
+}
+
+Test(logs, every_short_write_of_a_many_line_write_keeps_bytes_exact)
+{
+	static char in[4096], want[16384];
+	size_t n, w;
+
+	for (size_t cap = 1; cap < 200; cap += 7) {
+		setup();
+		fk.cap = cap;
+		in_request("s");
+		n = many_lines(in, want, &w, 200, "[req:s] ");
+		write_all(LOG, in, n);
+		cr_assert_eq(fk.len, w, "cap %zu", cap);
+		cr_assert_eq(memcmp(fk.out, want, w), 0, "cap %zu", cap);
+	}
+}
+
+Test(logs, a_failure_after_some_lines_returns_the_callers_count_and_keeps_errno)
+{
+	static char in[2 << 20], want[4 << 20];
+	size_t n, w;
+	ssize_t r;
+
+	in_request("f");
+	n = many_lines(in, want, &w, 200000, "[req:f] ");
+	fk.fail_at = 2; /* the second system call of the write */
+	fk.fail_errno = EAGAIN;
+	errno = 321;
+	r = wr(LOG, in, n);
+	cr_assert_gt(r, 0);
+	cr_assert_lt((size_t)r, n);
+	cr_assert_eq(errno, 321);
+	cr_assert_eq(in[r - 1], '\n', "the first system call ended inside a line");
+	write_all(LOG, in + r, n - (size_t)r);
+	cr_assert_eq(fk.len, w);
+	cr_assert_eq(memcmp(fk.out, want, w), 0);
+}
+
 /* ---- connections ---- */
 
 static void reads(const char *s)

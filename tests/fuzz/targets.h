@@ -16,8 +16,10 @@ int rq_fuzz_http(const uint8_t *data, size_t size);
 
 /*
  * The line prefixer: the first byte picks how many bytes the fake kernel
- * takes per call, the second the ID; the rest is written to a log stream.
- * Stripping the prefixes must give back the input exactly.
+ * takes per call (or no limit), the second the ID and how many iovecs each
+ * call splits the rest into; the rest is written to a log stream, again
+ * after each short write. Stripping the prefixes must give back the input
+ * exactly, and a line that starts with the prefix itself gets none.
  */
 int rq_fuzz_prefix(const uint8_t *data, size_t size);
 

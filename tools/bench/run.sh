@@ -104,7 +104,7 @@ wait_port() {
 ir() {
 	out=$W/cg.$1.$2
 	if [ "$2" = with ]; then
-		LD_PRELOAD=$LIB valgrind --tool=callgrind --toggle-collect=loop --log-file="$out.vg" \
+		REQCTX_LOG_FDS=1,2 LD_PRELOAD=$LIB valgrind --tool=callgrind --toggle-collect=loop --log-file="$out.vg" \
 			--callgrind-out-file="$out" "$BIN/bench_calls" "$1" "$N" 2>"$out.err" >/dev/null
 	else
 		valgrind --tool=callgrind --toggle-collect=loop --log-file="$out.vg" \
@@ -163,7 +163,7 @@ sc() {
 	out=$W/st.$1.$2
 	rm -f "$W/x.log"
 	if [ "$2" = with ]; then
-		(cd "$W" && LD_PRELOAD=$LIB strace -f -qq -y -e trace=write,writev -o "$out" \
+		(cd "$W" && REQCTX_LOG_FDS=1,2 LD_PRELOAD=$LIB strace -f -qq -y -e trace=write,writev -o "$out" \
 			"$BIN/bench_calls" "$1" 1000 2>"$out.err" >/dev/null)
 	else
 		(cd "$W" && strace -f -qq -y -e trace=write,writev -o "$out" \
@@ -472,8 +472,11 @@ for r in $ROWS; do
 	*) say "unknown row $r" ;;
 	esac
 done
+. "$(dirname "$0")/loop.sh" # event-loop iterations per request (rows "loop"; BENCH_LOOP=0 skips)
 
 . "$(dirname "$0")/correlate.sh" # row 8: batched log correlation (BENCH_ROWS unset, or with 8)
+. "$(dirname "$0")/lines.sh" # multi-line writes: syscalls and time (rows "lines"; BENCH_LINES=0 skips)
+
 say ""
 say "== summary (without = the alternative; with = under libreqctx.so)"
 awk -F '\t' 'BEGIN { printf "%-3s %-42s %16s %16s %18s %8s %s\n", "row", "measure", "without", "with", "result", "target", "" }
