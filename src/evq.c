@@ -32,6 +32,7 @@
 #include "config.h"
 #include "ctx.h"
 #include "fdtab.h"
+#include "pool.h"
 
 #define ENT_SHIFT  8                        /* 256 registrations per chunk */
 #define DIR_LEN    (RQ_FD_MAX >> ENT_SHIFT) /* chunk pointers per instance */
