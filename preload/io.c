@@ -173,7 +173,7 @@ static __attribute__((noinline)) ssize_t write_slow(int fd, const void *buf, siz
 		return k->how == RQ_WRITE ? RQ_RAW(write, fd, buf, n)
 					  : RQ_RAW(sendto, fd, buf, n, k->flags, k->to, k->tolen);
 	}
-	return rq_io_write_slow(fd, e, &v, 1, k);
+	return rq_io_write_e(fd, e, &v, 1, k);
 }
 
 static __attribute__((noinline)) ssize_t writev_slow(int fd, const struct iovec *iov,
@@ -188,7 +188,7 @@ static __attribute__((noinline)) ssize_t writev_slow(int fd, const struct iovec 
 	}
 	if (k->how == RQ_SENDMSG && unlikely((uintptr_t)k->msg < RQ_FIRST_PAGE))
 		return rq_real.sendmsg(fd, k->msg, k->flags);
-	return rq_io_write_slow(fd, e, iov, iovcnt, k);
+	return rq_io_write_e(fd, e, iov, iovcnt, k);
 }
 
 RQ_EXPORT ssize_t write(int fd, const void *buf, size_t n)

@@ -335,24 +335,45 @@ void rq_conn_tls_claim(struct rq_conn *c)
 
 /* ---- writes ---- */
 
-/* Renders "Name: id\r\n" for slot p into e. Returns 0, or -1 if the slot could not be read. */
-static int render_header(struct rq_conn *c, uint32_t p, struct rq_edit *e)
+/*
+ * Renders "Name: id\r\n" for slot p into text. Returns its length, or
+ * -EAGAIN if the slot could not be read (it kept changing, or holds none).
+ */
+static int render_header(struct rq_conn *c, uint32_t p, char text[RQ_HDR_LINE])
 {
 	struct rq_ctx id;
 	size_t n = rq_cfg.hdr_len;
 
 	if (rq_slot_read(rq_conn_slot(c, p), &id, NULL) < 0 || !id.len)
-		return -1;
-	memcpy(e->text, rq_cfg.hdr, n);
-	e->text[n++] = ':';
-	e->text[n++] = ' ';
-	memcpy(e->text + n, id.id, id.len);
+		return -EAGAIN;
+	memcpy(text, rq_cfg.hdr, n);
+	text[n++] = ':';
+	text[n++] = ' ';
+	memcpy(text + n, id.id, id.len);
 	n += id.len;
-	e->text[n++] = '\r';
-	e->text[n++] = '\n';
-	e->len = (uint16_t)n;
-	e->slot = p;
+	text[n++] = '\r';
+	text[n++] = '\n';
+	return (int)n;
+}
+
+/*
+ * Makes edit k of p the ID header of slot `slot` at caller offset `at`, with
+ * `sent` bytes of it already out. Returns 0, or -EAGAIN (see render_header).
+ */
+static int set_ins(struct rq_conn *c, struct rq_wplan *p, int k, uint32_t slot, size_t at,
+		   size_t sent)
+{
+	struct rq_edit *e = &p->ed[k];
+	int len = render_header(c, slot, p->u.h1.text[k]);
+
+	if (len < 0)
+		return len;
+	e->at = at;
 	e->del = 0;
+	e->len = (uint16_t)len;
+	e->sent = (uint16_t)sent;
+	e->text = p->u.h1.text[k];
+	p->u.h1.slot[k] = slot;
 	return 0;
 }
 
@@ -376,18 +397,15 @@ static int echo_on(struct rq_conn *c)
 
 /*
  * Adds an insertion for the head of the request at ring entry h, at caller
- * offset at. Returns 0, or -1 if its slot could not be read (none added).
+ * offset at. Returns 0, or -EAGAIN if its slot could not be read (none added).
  */
 static int add_ins(struct rq_conn *c, struct rq_wplan *p, uint32_t h, size_t at)
 {
-	struct rq_edit *e = &p->ed[p->n];
+	int r = set_ins(c, p, p->n, q_slot(c, h), at, 0);
 
-	if (render_header(c, q_slot(c, h), e) < 0)
-		return -1;
-	e->at = at;
-	e->sent = 0;
-	p->n++;
-	return 0;
+	if (r == 0)
+		p->n++;
+	return r;
 }
 
 /*
@@ -419,10 +437,9 @@ static void h1_prescan(struct rq_conn *c, const struct iovec *iov, int iovcnt,
 	p->stop = p->total;
 	p->n = 0;
 	if (state == 1) { /* finish the header a short write cut */
-		if (render_header(c, c->ins_slot, &p->ed[0]) < 0 || c->ins_sent > p->ed[0].len)
+		if (set_ins(c, p, 0, c->ins_slot, pos, c->ins_sent) < 0 ||
+		    c->ins_sent > p->ed[0].len)
 			return;
-		p->ed[0].at = pos;
-		p->ed[0].sent = c->ins_sent;
 		p->n = 1;
 		state = 2;
 	}
@@ -642,7 +659,7 @@ static void h1_postscan(struct rq_conn *c, const struct iovec *iov, int iovcnt,
 	if (cut->ed >= 0) {
 		c->ins_state = cut->sent < p->ed[cut->ed].len ? 1 : 2;
 		c->ins_sent = (uint16_t)cut->sent;
-		c->ins_slot = (uint8_t)p->ed[cut->ed].slot;
+		c->ins_slot = (uint8_t)p->u.h1.slot[cut->ed];
 	}
 }
 
@@ -752,13 +769,13 @@ void rq_conn_out_unseen(struct rq_conn *c)
 
 size_t rq_conn_cut(struct rq_conn *c, char text[RQ_HDR_LINE], const char **rest)
 {
-	struct rq_edit e;
+	int len;
 
-	if (c->ins_state != 1 || render_header(c, c->ins_slot, &e) < 0 || c->ins_sent > e.len)
+	if (c->ins_state != 1 || (len = render_header(c, c->ins_slot, text)) < 0 ||
+	    c->ins_sent > len)
 		return 0;
-	memcpy(text, e.text, e.len);
 	*rest = text + c->ins_sent;
-	return (size_t)(e.len - c->ins_sent);
+	return (size_t)len - c->ins_sent;
 }
 
 void rq_conn_cut_sent(struct rq_conn *c, size_t n)

@@ -237,14 +237,17 @@ void rq_conn_tls_claim(struct rq_conn *c);
 #define RQ_WIRE_IOV 64 /* iovecs in one planned system call (1 KiB of stack) */
 #define RQ_HDR_LINE (RQ_HDR_MAX + REQCTX_ID_MAX + 5) /* "Name: id\r\n" at most */
 
-/* An edit of the caller's bytes: `len` bytes of text in place of `del` caller bytes at `at`. */
+/*
+ * An edit of the caller's bytes: `len` bytes of text in place of `del` caller
+ * bytes at caller offset `at` (the shape of rq_h2_edit and rq_fcgi_ins). The
+ * text lives in the protocol's part of the plan.
+ */
 struct rq_edit {
 	size_t at;        /* caller offset */
 	uint32_t del;     /* caller bytes it stands for (0: an insertion) */
 	uint16_t len;     /* bytes of text */
 	uint16_t sent;    /* of those, already out before this write (a cut one, resumed) */
-	uint32_t slot;    /* HTTP/1: request whose ID it carries */
-	char text[RQ_HDR_LINE];
+	const char *text;
 };
 
 /* A plan laid out as iovecs: the caller's bytes and the edits' text, in wire order. */
@@ -255,12 +258,14 @@ struct rq_wire {
 	int8_t ed[RQ_WIRE_IOV];        /* -1: caller bytes; else the edit whose text it is */
 };
 
-/* HTTP/1's part of a plan: where the scanner is at the plan's end. */
+/* HTTP/1's part of a plan: the headers' text, and where the scanner is at the plan's end. */
 struct rq_h1_plan {
 	struct rq_hdrs s;
 	uint32_t h, hs;  /* the writer's ring position */
 	int state;       /* ins_state */
 	int whole;       /* s, h, hs and state are those at `stop` */
+	uint32_t slot[RQ_EDITS]; /* request whose ID each insertion carries */
+	char text[RQ_EDITS][RQ_HDR_LINE];
 };
 
 /* A position in the caller's iovecs: iov[i] at off, `done` caller bytes from the start. */

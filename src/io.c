@@ -739,14 +739,8 @@ static __attribute__((noinline)) ssize_t write_general(int fd, struct rq_fd *e,
 }
 
 ssize_t rq_io_write_slow(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
-			 const struct rq_call *k)
+			 const struct rq_call *k, uint32_t fl)
 {
-	uint32_t fl = rq_fd_flags(e);
-
-	if (fl & RQ_FD_CARRY) { /* carriers never look at the bytes */
-		rq_carry_put(fd, e);
-		return rq_io_plain(fd, iov, iovcnt, k);
-	}
 	if (fl == RQ_FD_LOG && k->how == RQ_WRITE) {
 		ssize_t r = log_line(fd, e, iov[0].iov_base, iov[0].iov_len);
 

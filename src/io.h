@@ -33,25 +33,38 @@ struct rq_call {
 /* Largest prefix or header line reqctx inserts. */
 #define RQ_INS_MAX (2 * RQ_PFX_PART + REQCTX_ID_MAX + 8)
 
-/* The write path for fds that are logs, connections or carriers (e: fd's entry). */
+/* The write path for fds that are logs or connections (e: fd's entry, fl: its flags). */
 ssize_t rq_io_write_slow(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
-			 const struct rq_call *k);
+			 const struct rq_call *k, uint32_t fl);
 
 /* Repeats the caller's call unchanged. */
 ssize_t rq_io_plain(int fd, const struct iovec *iov, int iovcnt, const struct rq_call *k);
 
 /*
- * Stands in for write/writev/send/sendto/sendmsg. iov holds the caller's
- * bytes (for write and send, one entry).
+ * Stands in for write/writev/send/sendto/sendmsg on fd, whose entry is e
+ * (looked up once, by the caller). iov holds the caller's bytes (for write
+ * and send, one entry). A carrier never looks at the bytes: it takes the
+ * writer's context, and the call goes out as it is.
  */
+static inline ssize_t rq_io_write_e(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
+				    const struct rq_call *k)
+{
+	uint32_t fl = rq_fd_flags(e);
+
+	if (likely(!fl))
+		return rq_io_plain(fd, iov, iovcnt, k);
+	if (fl & RQ_FD_CARRY) {
+		rq_carry_put(fd, e);
+		return rq_io_plain(fd, iov, iovcnt, k);
+	}
+	return rq_io_write_slow(fd, e, iov, iovcnt, k, fl);
+}
+
+/* The same, looking fd up. */
 static inline ssize_t rq_io_write(int fd, const struct iovec *iov, int iovcnt,
 				  const struct rq_call *k)
 {
-	struct rq_fd *e = rq_fd_peek(fd);
-
-	if (likely(!rq_fd_flags(e)))
-		return rq_io_plain(fd, iov, iovcnt, k);
-	return rq_io_write_slow(fd, e, iov, iovcnt, k);
+	return rq_io_write_e(fd, rq_fd_peek(fd), iov, iovcnt, k);
 }
 
 /*
