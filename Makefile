@@ -79,10 +79,12 @@ $(B)/reqctx-demo: tools/demo.c
 	@mkdir -p $(B)
 	$(CC) -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -o $@ $< -lpthread -lrt
 
-$(B)/reqctx: $(CLI) $(wildcard tools/cli/*.h) src/runtime.c src/runtime.h
+# The command links the library's own rules for configuration values and IDs.
+CLI_SRC  := src/runtime.c src/config.c src/id.c
+$(B)/reqctx: $(CLI) $(wildcard tools/cli/*.h) $(CLI_SRC) $(CLI_SRC:.c=.h)
 	@mkdir -p $(B)
 	$(CC) -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -DREQCTX_VERSION='"$(VERSION)"' \
-	    -Itools/cli -Isrc -o $@ $(CLI) src/runtime.c
+	    -Itools/cli -Isrc -Iinclude -o $@ $(CLI) $(CLI_SRC)
 
 $(B)/progs/O0/%: tests/progs/%.c
 	@mkdir -p $(dir $@)
