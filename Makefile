@@ -177,3 +177,49 @@ bench: all $(BENCH_BIN)
 	@tools/deps.sh bench || echo "reqctx: rows that need the missing packages are skipped"
 	@B=$(abspath $(B)) tools/bench/run.sh
 # END bench
+
+# BEGIN python adapter
+# The Python asyncio adapter, next to the library that finds it:
+# $(B)/reqctx-adapters/python/ (sitecustomize.py, _reqctx_asyncio.py, _reqctx.abi3.so),
+# installed as $(LIBDIR)/reqctx-adapters/python/. The extension is built against the
+# stable ABI (Py_LIMITED_API 3.11) with python3-dev's headers; without them the
+# adapter is not built, and the library finds no directory to bootstrap.
+PY_CONFIG ?= $(firstword $(wildcard /usr/bin/python3-config) python3-config)
+PY_INC    ?= $(shell $(PY_CONFIG) --includes 2>/dev/null)
+PYDIR     := $(B)/reqctx-adapters/python
+PY_OUT    := $(PYDIR)/sitecustomize.py $(PYDIR)/_reqctx_asyncio.py $(PYDIR)/_reqctx.abi3.so
+
+ifneq ($(wildcard $(patsubst -I%,%/Python.h,$(firstword $(PY_INC)))),)
+all: $(PY_OUT)
+else
+all: python-missing
+endif
+
+.PHONY: python-missing install-python uninstall-python
+python-missing:
+	@echo "reqctx: Python.h not found (apt-get install python3-dev); the Python adapter is not built"
+
+$(PYDIR)/%.py: preload/python/%.py
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+$(PYDIR)/_reqctx.abi3.so: preload/python/_reqctx.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PY_INC) -fPIC -shared -fvisibility=hidden \
+	    -o $@ $< -ldl
+
+install: install-python
+install-python: $(LIB)
+	@if [ -f $(PYDIR)/_reqctx.abi3.so ]; then \
+		$(INSTALL) -d $(DESTDIR)$(LIBDIR)/reqctx-adapters/python && \
+		$(INSTALL) -m 644 $(PYDIR)/sitecustomize.py $(PYDIR)/_reqctx_asyncio.py \
+		    $(DESTDIR)$(LIBDIR)/reqctx-adapters/python/ && \
+		$(INSTALL) -m 755 $(PYDIR)/_reqctx.abi3.so $(DESTDIR)$(LIBDIR)/reqctx-adapters/python/; \
+	fi
+
+uninstall: uninstall-python
+uninstall-python:
+	rm -f $(addprefix $(DESTDIR)$(LIBDIR)/reqctx-adapters/python/,sitecustomize.py _reqctx_asyncio.py _reqctx.abi3.so)
+	rm -rf $(DESTDIR)$(LIBDIR)/reqctx-adapters/python/__pycache__
+	-rmdir --ignore-fail-on-non-empty $(DESTDIR)$(LIBDIR)/reqctx-adapters/python $(DESTDIR)$(LIBDIR)/reqctx-adapters 2>/dev/null
+# END python adapter

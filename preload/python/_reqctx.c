@@ -1,0 +1,467 @@
+/*
+ * _reqctx: the Python adapter's channel to libreqctx.so.
+ *
+ * A CPython extension built against the stable ABI (Py_LIMITED_API 3.11),
+ * so that one build loads in every CPython from 3.11 on, whether libpython
+ * is linked statically (Debian's /usr/bin/python3) or shared (pyenv). It
+ * links nothing: reqctx_handle_take and reqctx_handle_enter are found in the
+ * preloaded library with dlsym(RTLD_DEFAULT), and `preloaded` says whether
+ * they were.
+ *
+ * Its one job is the carrier rule inside the event loop: a callback wrapped
+ * here captures the thread's C context when it is scheduled, runs in it,
+ * then puts back the context it interrupted. All of that happens in C, so
+ * that a hop costs no Python frame.
+ *
+ * Scheduled callbacks (schedule(), and the Wrap factories the asyncio
+ * module installs for the loop's Handle and TimerHandle) follow the request
+ * as AsyncLocalStorage follows an async function. Which context a callback
+ * runs in depends on where it was scheduled from:
+ *   - outside any wrapped callback: from an I/O callback, which the C
+ *     library has already put in the request its fd names, or before the
+ *     loop runs. The callback runs in the context captured then, and if it
+ *     was scheduled for a task's Context, the task moves to that request.
+ *   - inside a wrapped callback, for the Context that callback runs in (a
+ *     task scheduling its own next step) or for a fresh copy of it (a plain
+ *     call_soon, call_later or call_at): the context captured then.
+ *   - inside a wrapped callback, for another Context (a task woken by a
+ *     future that another task or callback resolved): the context that
+ *     Context last ran in, if it has run, else the captured one. A task
+ *     woken by another request (a lock released, a pooled connection freed,
+ *     an executor job done) so stays in its own request.
+ * The handle a Context last ran in is kept in a ContextVar (`var`), which a
+ * task's Context copies from its creator.
+ */
+#define Py_LIMITED_API 0x030B0000
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#include <dlfcn.h>
+#include <stddef.h>
+
+typedef unsigned long long rq_handle;
+
+/* How a wrapped callback picks its context (see the top of the file). */
+enum mode {
+	M_BIND,  /* the captured one, always (bind(): executors, signal handlers) */
+	M_HERE,  /* scheduled in a wrapped callback for its own Context: the captured one */
+	M_IO,    /* scheduled outside any wrapped callback: the captured one, recorded */
+	M_AWAIT, /* scheduled in one for another Context: that one's last, else the captured */
+};
+
+typedef struct {
+	PyObject_HEAD
+	PyObject *fn;
+	PyObject *ctx; /* the contextvars.Context it was scheduled for, or NULL */
+	rq_handle h;   /* the context captured when it was made */
+	int mode;
+} bound;
+
+typedef struct {
+	PyObject_HEAD
+	PyObject *cls;
+	Py_ssize_t pos; /* index of the callback in the arguments; the Context is 3 after it */
+} wrap;
+
+static rq_handle (*take)(void);
+static rq_handle (*enter)(rq_handle);
+
+/* Wrapped callbacks running on this thread (nested runs count each). */
+static __thread int depth;
+/* The Context the innermost wrapped callback running on this thread was scheduled for. */
+static __thread PyObject *running;
+
+static PyObject *bound_type, *wrap_type;
+static PyObject *var;           /* ContextVar: the handle its Context last ran in */
+static PyObject *var_get;       /* var.get */
+static PyObject *var_set;       /* var.set */
+static PyObject *none_args;     /* (None,) */
+
+/*
+ * PyContextVar_Get and PyContextVar_Set, when the interpreter exports them
+ * (every CPython since 3.7 does). They are public but not in the limited
+ * API, so they are found at run time; without them var.get and var.set
+ * are called, which costs about 100 instructions more where they are used.
+ */
+static int (*cv_get)(PyObject *var, PyObject *dflt, PyObject **value);
+static PyObject *(*cv_set)(PyObject *var, PyObject *value);
+
+/*
+ * fn wrapped to run in the current context: as a callback scheduled for
+ * Context ctx (NULL or None: a fresh copy of the current one) if sched,
+ * else as bound. A callback that is already wrapped keeps its capture, so
+ * a scheduler that calls another (uvloop's call_at calls call_later) wraps
+ * once.
+ */
+static PyObject *bound_make(PyObject *fn, int sched, PyObject *ctx)
+{
+	bound *b;
+
+	if ((PyObject *)Py_TYPE(fn) == bound_type) {
+		Py_INCREF(fn);
+		return fn;
+	}
+	if (!(b = PyObject_GC_New(bound, (PyTypeObject *)bound_type)))
+		return NULL;
+	if (ctx == Py_None || !sched)
+		ctx = NULL;
+	Py_INCREF(fn);
+	Py_XINCREF(ctx);
+	b->fn = fn;
+	b->ctx = ctx;
+	b->h = take();
+	if (!sched)
+		b->mode = M_BIND;
+	else if (!depth)
+		b->mode = M_IO;
+	else
+		b->mode = !ctx || ctx == running ? M_HERE : M_AWAIT;
+	PyObject_GC_Track((PyObject *)b);
+	return (PyObject *)b;
+}
+
+/* The running Context's value of var (a new reference), or NULL if it has none. */
+static PyObject *var_load(void)
+{
+	PyObject *v = NULL;
+
+	if (cv_get) {
+		if (cv_get(var, NULL, &v) < 0)
+			v = NULL;
+	} else if ((v = PyObject_Call(var_get, none_args, NULL)) == Py_None) {
+		Py_CLEAR(v);
+	}
+	if (!v)
+		PyErr_Clear();
+	return v;
+}
+
+/* Records h as the handle the running Context last ran in. */
+static void var_store(rq_handle h)
+{
+	PyObject *n = PyLong_FromUnsignedLongLong(h), *tok = NULL;
+
+	if (n)
+		tok = cv_set ? cv_set(var, n) : PyObject_CallFunctionObjArgs(var_set, n, NULL);
+	Py_XDECREF(tok);
+	Py_XDECREF(n);
+	if (!tok)
+		PyErr_Clear();
+}
+
+/*
+ * The handle an M_IO or M_AWAIT callback runs in, recorded in the Context
+ * it runs in (its own). Any trouble leaves the captured handle and no
+ * exception.
+ */
+static rq_handle pick(const bound *b)
+{
+	PyObject *v = var_load();
+	rq_handle h = b->h, last = 0;
+	int known = 0;
+
+	if (v) {
+		last = PyLong_AsUnsignedLongLong(v);
+		if (PyErr_Occurred())
+			PyErr_Clear();
+		else
+			known = 1;
+		Py_DECREF(v);
+	}
+	if (b->mode == M_AWAIT && known)
+		h = last;
+	if (!known || last != h)
+		var_store(h);
+	return h;
+}
+
+static PyObject *bound_call(PyObject *self, PyObject *args, PyObject *kw)
+{
+	bound *b = (bound *)self;
+	PyObject *outer = running, *r;
+	rq_handle h = b->h, prev;
+
+	if (b->ctx && b->mode != M_HERE)
+		h = pick(b);
+	prev = enter(h);
+	depth++;
+	running = b->ctx;
+	r = PyObject_Call(b->fn, args, kw);
+	running = outer;
+	depth--;
+	enter(prev);
+	return r;
+}
+
+static int bound_traverse(PyObject *self, visitproc visit, void *arg)
+{
+	Py_VISIT(Py_TYPE(self));
+	Py_VISIT(((bound *)self)->fn);
+	Py_VISIT(((bound *)self)->ctx);
+	return 0;
+}
+
+static int bound_clear(PyObject *self)
+{
+	Py_CLEAR(((bound *)self)->fn);
+	Py_CLEAR(((bound *)self)->ctx);
+	return 0;
+}
+
+static void bound_dealloc(PyObject *self)
+{
+	PyTypeObject *tp = Py_TYPE(self);
+
+	PyObject_GC_UnTrack(self);
+	bound_clear(self);
+	PyObject_GC_Del(self);
+	Py_DECREF(tp);
+}
+
+/* A wrapped callback prints as the callback it wraps (asyncio's debug messages). */
+static PyObject *bound_repr(PyObject *self)
+{
+	PyObject *fn = ((bound *)self)->fn;
+
+	return fn ? PyObject_Repr(fn) : PyUnicode_FromString("<reqctx bound>");
+}
+
+static PyObject *bound_qualname(PyObject *self, void *closure)
+{
+	PyObject *fn = ((bound *)self)->fn;
+
+	(void)closure;
+	if (!fn) {
+		PyErr_SetString(PyExc_AttributeError, "__qualname__");
+		return NULL;
+	}
+	return PyObject_GetAttrString(fn, "__qualname__");
+}
+
+static PyObject *bound_handle(PyObject *self, void *closure)
+{
+	(void)closure;
+	return PyLong_FromUnsignedLongLong(((bound *)self)->h);
+}
+
+static PyMemberDef bound_members[] = {
+	{ "__wrapped__", T_OBJECT, offsetof(bound, fn), READONLY, NULL },
+	{ NULL, 0, 0, 0, NULL },
+};
+
+static PyGetSetDef bound_getset[] = {
+	{ "__qualname__", bound_qualname, NULL, NULL, NULL },
+	{ "handle", bound_handle, NULL, "the captured handle", NULL },
+	{ NULL, NULL, NULL, NULL, NULL },
+};
+
+static PyType_Slot bound_slots[] = {
+	{ Py_tp_call, bound_call },
+	{ Py_tp_traverse, bound_traverse },
+	{ Py_tp_clear, bound_clear },
+	{ Py_tp_dealloc, bound_dealloc },
+	{ Py_tp_repr, bound_repr },
+	{ Py_tp_members, bound_members },
+	{ Py_tp_getset, bound_getset },
+	{ 0, NULL },
+};
+
+static PyType_Spec bound_spec = {
+	"_reqctx.Bound", sizeof(bound), 0,
+	Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DISALLOW_INSTANTIATION, bound_slots,
+};
+
+/*
+ * Wrap(cls, pos)(*args): cls(*args) with args[pos], the callback, wrapped
+ * as one scheduled for args[pos + 3], the Context (asyncio's Handle and
+ * TimerHandle take (..., callback, args, loop, context)). Stands in for
+ * them where the loop schedules callbacks, so that the handle a loop makes
+ * is still a plain Handle.
+ */
+static PyObject *wrap_call(PyObject *self, PyObject *args, PyObject *kw)
+{
+	wrap *w = (wrap *)self;
+	Py_ssize_t n = PyTuple_Size(args), c = w->pos + 3;
+	PyObject *a = args, *cb, *r;
+
+	if (n <= w->pos)
+		return PyObject_Call(w->cls, args, kw);
+	cb = bound_make(PyTuple_GetItem(args, w->pos), 1, c < n ? PyTuple_GetItem(args, c) : NULL);
+	if (!cb)
+		return NULL;
+	/* A tuple that only the caller holds (the interpreter's) is changed in place. */
+	if (Py_REFCNT(args) != 1) {
+		if (!(a = PyTuple_New(n))) {
+			Py_DECREF(cb);
+			return NULL;
+		}
+		for (Py_ssize_t i = 0; i < n; i++) {
+			PyObject *v = PyTuple_GetItem(args, i);
+
+			Py_INCREF(v);
+			PyTuple_SetItem(a, i, v);
+		}
+	}
+	PyTuple_SetItem(a, w->pos, cb);
+	r = PyObject_Call(w->cls, a, kw);
+	if (a != args)
+		Py_DECREF(a);
+	return r;
+}
+
+static PyObject *wrap_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
+{
+	PyObject *cls;
+	Py_ssize_t pos;
+	wrap *w;
+
+	if (kw && PyDict_Size(kw)) {
+		PyErr_SetString(PyExc_TypeError, "Wrap takes no keyword arguments");
+		return NULL;
+	}
+	if (!PyArg_ParseTuple(args, "On:Wrap", &cls, &pos))
+		return NULL;
+	if (!PyCallable_Check(cls) || pos < 0) {
+		PyErr_SetString(PyExc_TypeError, "Wrap(cls, pos): cls must be callable, pos >= 0");
+		return NULL;
+	}
+	if (!take) {
+		PyErr_SetString(PyExc_RuntimeError, "libreqctx.so is not preloaded");
+		return NULL;
+	}
+	w = (wrap *)PyType_GenericNew(tp, NULL, NULL);
+	if (!w)
+		return NULL;
+	Py_INCREF(cls);
+	w->cls = cls;
+	w->pos = pos;
+	return (PyObject *)w;
+}
+
+static void wrap_dealloc(PyObject *self)
+{
+	PyTypeObject *tp = Py_TYPE(self);
+	freefunc f = (freefunc)PyType_GetSlot(tp, Py_tp_free);
+
+	Py_CLEAR(((wrap *)self)->cls);
+	f(self);
+	Py_DECREF(tp);
+}
+
+static PyMemberDef wrap_members[] = {
+	{ "cls", T_OBJECT, offsetof(wrap, cls), READONLY, NULL },
+	{ NULL, 0, 0, 0, NULL },
+};
+
+static PyType_Slot wrap_slots[] = {
+	{ Py_tp_call, wrap_call },
+	{ Py_tp_new, wrap_new },
+	{ Py_tp_dealloc, wrap_dealloc },
+	{ Py_tp_members, wrap_members },
+	{ 0, NULL },
+};
+
+static PyType_Spec wrap_spec = {
+	"_reqctx.Wrap", sizeof(wrap), 0, Py_TPFLAGS_DEFAULT, wrap_slots,
+};
+
+/* ---- module functions ----------------------------------------------------- */
+
+static int need_lib(void)
+{
+	if (take)
+		return 0;
+	PyErr_SetString(PyExc_RuntimeError, "libreqctx.so is not preloaded");
+	return -1;
+}
+
+static PyObject *m_take(PyObject *m, PyObject *unused)
+{
+	(void)m, (void)unused;
+	return need_lib() ? NULL : PyLong_FromUnsignedLongLong(take());
+}
+
+static PyObject *m_enter(PyObject *m, PyObject *arg)
+{
+	rq_handle h = PyLong_AsUnsignedLongLong(arg);
+
+	(void)m;
+	if (PyErr_Occurred() || need_lib())
+		return NULL;
+	return PyLong_FromUnsignedLongLong(enter(h));
+}
+
+static PyObject *m_bind(PyObject *m, PyObject *fn)
+{
+	(void)m;
+	if (need_lib())
+		return NULL;
+	return bound_make(fn, 0, NULL);
+}
+
+static PyObject *m_schedule(PyObject *m, PyObject *args)
+{
+	PyObject *fn, *ctx = NULL;
+
+	(void)m;
+	if (!PyArg_ParseTuple(args, "O|O:schedule", &fn, &ctx) || need_lib())
+		return NULL;
+	return bound_make(fn, 1, ctx);
+}
+
+static PyMethodDef methods[] = {
+	{ "take", m_take, METH_NOARGS, "take() -> the calling thread's context as a handle (0: unknown)" },
+	{ "enter", m_enter, METH_O, "enter(h) -> enters handle h; returns the handle it replaced" },
+	{ "bind", m_bind, METH_O, "bind(fn) -> fn bound to the current context, wherever it is called" },
+	{ "schedule", m_schedule, METH_VARARGS,
+	  "schedule(fn, context=None) -> fn wrapped as a callback a loop schedules for context" },
+	{ NULL, NULL, 0, NULL },
+};
+
+static struct PyModuleDef module = {
+	PyModuleDef_HEAD_INIT, "_reqctx", "reqctx's channel to libreqctx.so (see _reqctx_asyncio)",
+	-1, methods, NULL, NULL, NULL, NULL,
+};
+
+static int setup(PyObject *m)
+{
+	PyObject *cv;
+
+	cv_get = (int (*)(PyObject *, PyObject *, PyObject **))dlsym(RTLD_DEFAULT, "PyContextVar_Get");
+	cv_set = (PyObject * (*)(PyObject *, PyObject *))dlsym(RTLD_DEFAULT, "PyContextVar_Set");
+	if (!cv_get || !cv_set)
+		cv_get = NULL, cv_set = NULL;
+	take = (rq_handle (*)(void))dlsym(RTLD_DEFAULT, "reqctx_handle_take");
+	enter = (rq_handle (*)(rq_handle))dlsym(RTLD_DEFAULT, "reqctx_handle_enter");
+	if (!take || !enter)
+		take = NULL, enter = NULL;
+	if (PyModule_AddObject(m, "preloaded", PyBool_FromLong(take != NULL)) < 0)
+		return -1;
+	if (!(bound_type = PyType_FromSpec(&bound_spec)) || !(wrap_type = PyType_FromSpec(&wrap_spec)))
+		return -1;
+	Py_INCREF(bound_type);
+	Py_INCREF(wrap_type);
+	if (PyModule_AddObject(m, "Bound", bound_type) < 0 || PyModule_AddObject(m, "Wrap", wrap_type) < 0)
+		return -1;
+	if (!(cv = PyImport_ImportModule("contextvars")))
+		return -1;
+	var = PyObject_CallMethod(cv, "ContextVar", "s", "reqctx_handle");
+	Py_DECREF(cv);
+	if (!var || !(var_get = PyObject_GetAttrString(var, "get")) ||
+	    !(var_set = PyObject_GetAttrString(var, "set")) || !(none_args = PyTuple_Pack(1, Py_None)))
+		return -1;
+	Py_INCREF(var);
+	return PyModule_AddObject(m, "var", var);
+}
+
+PyMODINIT_FUNC PyInit__reqctx(void);
+
+PyMODINIT_FUNC PyInit__reqctx(void)
+{
+	PyObject *m = PyModule_Create(&module);
+
+	if (m && setup(m) < 0)
+		Py_CLEAR(m);
+	return m;
+}
