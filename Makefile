@@ -15,13 +15,27 @@ B        ?= build
 VERSION  := 0.1.0
 SOVER    := 0
 
-WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
-BASE     := -std=gnu11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -Iinclude -Isrc $(WARN)
+# Warnings are errors only where WERROR=-Werror is given (CI does), so that a
+# newer compiler's new warning never breaks a user's build.
+WERROR   ?=
+WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes $(WERROR)
+DEPS     := -MMD -MP
+BASE     := -std=gnu11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -Iinclude -Isrc $(WARN) $(DEPS)
+
+# SANITIZE=address,undefined (or thread) instruments src/ in the test binaries.
+# LIBSAN=address,undefined instruments libreqctx.so itself; the interposition
+# suites then preload the sanitizer's runtime ahead of the library
+# (REQCTX_TEST_PRELOAD_FIRST), as `make test-libsan` does.
 ifneq ($(SANITIZE),)
 SANFLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
 ifneq ($(findstring thread,$(SANITIZE)),)
 SANFLAGS += -Wno-tsan
 endif
+endif
+LIBSAN   ?=
+ifneq ($(LIBSAN),)
+LIBSANFLAGS := -fsanitize=$(LIBSAN) -fno-omit-frame-pointer
+SANRT    := $(shell $(CC) -print-file-name=libasan.so)
 endif
 
 SRC      := $(wildcard src/*.c)
@@ -38,44 +52,48 @@ TEST_BIN := $(TESTS:tests/%.c=$(B)/tests/%)
 PROG_O0  := $(PROGS:tests/progs/%.c=$(B)/progs/O0/%)
 PROG_O2  := $(PROGS:tests/progs/%.c=$(B)/progs/O2/%)
 
-LIBS     := -ldl -lpthread -lunwind
+LIBS     := -ldl -lpthread -lunwind-generic -lunwind
 
 .SECONDARY:
-.PHONY: all test test-tsan demo bench fuzz clean install uninstall deps-test deps-demo check-exports
-all: $(LIB) $(B)/reqctx-demo $(B)/reqctx
+.PHONY: all test test-libsan test-tsan demo bench fuzz clean install uninstall deps-test deps-demo check-exports
+all: $(LIB) $(B)/libreqctx.so.$(SOVER) $(B)/reqctx-demo $(B)/reqctx
 
-$(B)/obj/%.o: %.c $(wildcard src/*.h preload/*.h include/*.h)
+$(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE) $(CFLAGS) -ftls-model=initial-exec -c $< -o $@
+	$(CC) $(BASE) $(CFLAGS) $(LIBSANFLAGS) -ftls-model=initial-exec -c $< -o $@
 
-# src/ compiled again for direct linking into the test binaries (sanitizers apply here).
-$(B)/tobj/%.o: %.c $(wildcard src/*.h include/*.h)
+# src/ compiled again for direct linking into the test binaries.
+$(B)/tobj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) $(SANFLAGS) -c $< -o $@
 
 $(LIB): $(SRC_O) $(PRE_O)
 	$(CC) -shared -Wl,-soname,libreqctx.so.$(SOVER) -Wl,-z,now -Wl,-z,relro \
-	    $(CFLAGS) -o $@ $^ $(LIBS)
+	    $(CFLAGS) $(LIBSANFLAGS) -o $@ $^ $(LIBS)
+
+# The soname, so that programs linked with -Lbuild -lreqctx find the library at run time.
+$(B)/libreqctx.so.$(SOVER): $(LIB)
+	ln -sf libreqctx.so $@
 
 $(B)/reqctx-demo: tools/demo.c
 	@mkdir -p $(B)
 	$(CC) -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -o $@ $< -lpthread -lrt
 
-$(B)/reqctx: $(CLI) $(wildcard tools/cli/*.h)
+$(B)/reqctx: $(CLI) $(wildcard tools/cli/*.h) src/runtime.c src/runtime.h
 	@mkdir -p $(B)
 	$(CC) -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -DREQCTX_VERSION='"$(VERSION)"' \
-	    -Itools/cli -o $@ $(CLI)
+	    -Itools/cli -Isrc -o $@ $(CLI) src/runtime.c
 
 $(B)/progs/O0/%: tests/progs/%.c
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 -D_GNU_SOURCE -Iinclude $(WARN) -Wno-format-security -O0 -g -o $@ $< -lpthread -lrt
+	$(CC) -std=gnu11 -D_GNU_SOURCE -Iinclude $(WARN) $(DEPS) -Wno-format-security -O0 -g -o $@ $< -lpthread -lrt
 
 $(B)/progs/O2/%: tests/progs/%.c
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 -D_GNU_SOURCE -Iinclude $(WARN) -Wno-format-security -O2 -D_FORTIFY_SOURCE=2 -g -o $@ $< -lpthread -lrt
+	$(CC) -std=gnu11 -D_GNU_SOURCE -Iinclude $(WARN) $(DEPS) -Wno-format-security -O2 -D_FORTIFY_SOURCE=2 -g -o $@ $< -lpthread -lrt
 
 # The corpus replay links the fuzz targets.
-$(B)/tests/test_fuzz: tests/test_fuzz.c tests/fuzz/targets.c $(SRC_T) $(wildcard tests/*.h tests/fuzz/*.h)
+$(B)/tests/test_fuzz: tests/test_fuzz.c tests/fuzz/targets.c $(SRC_T)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) $(SANFLAGS) -Itests -Itests/fuzz -o $@ tests/test_fuzz.c tests/fuzz/targets.c $(SRC_T) -lcriterion $(LIBS)
 
@@ -95,9 +113,11 @@ $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/targets.c $(SRC) $(wildcard src
 	clang -std=gnu11 -D_GNU_SOURCE -Iinclude -Isrc -Itests -Itests/fuzz -g -O1 \
 	    -fsanitize=fuzzer,address,undefined -o $@ $< tests/fuzz/targets.c $(SRC) $(LIBS)
 
-$(B)/tests/%: tests/%.c $(SRC_T) $(wildcard tests/*.h)
+$(B)/tests/%: tests/%.c $(SRC_T)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) $(SANFLAGS) -Itests -o $@ $< $(SRC_T) -lcriterion $(LIBS)
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)
 
 deps-test:
 	@tools/deps.sh test
@@ -106,7 +126,21 @@ deps-demo:
 	@tools/deps.sh demo
 
 test: deps-test all $(TEST_BIN) $(PROG_O0) $(PROG_O2)
-	@REQCTX_BUILD=$(abspath $(B)) tools/run-tests.sh $(TEST_BIN)
+	@REQCTX_BUILD=$(abspath $(B)) REQCTX_TEST_PRELOAD_FIRST=$(SANRT) tools/run-tests.sh $(TEST_BIN)
+
+# The suites that run programs under the library, against libreqctx.so built
+# with ASan+UBSan (the programs themselves are not instrumented: the library
+# runs in them as in any host, after ASan's runtime). ASan leaves fatal signals
+# to the host, so that the library's own crash reports are what is tested.
+LIBSAN_SUITES := preload write hardening threads epoll timer_preload demo concurrency servers role crash
+test-libsan:
+	$(MAKE) B=build-libsan LIBSAN=address,undefined all \
+	    $(LIBSAN_SUITES:%=build-libsan/tests/test_%) \
+	    $(PROGS:tests/progs/%.c=build-libsan/progs/O0/%) $(PROGS:tests/progs/%.c=build-libsan/progs/O2/%)
+	ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:handle_segv=0:handle_sigbus=0:handle_sigfpe=0:handle_sigill=0:handle_abort=0:allow_user_segv_handler=1 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	REQCTX_BUILD=$(abspath build-libsan) REQCTX_TEST_PRELOAD_FIRST=$(shell $(CC) -print-file-name=libasan.so) \
+	    tools/run-tests.sh $(LIBSAN_SUITES:%=build-libsan/tests/test_%)
 
 # The code src/ shares between threads, under ThreadSanitizer. Criterion cannot
 # start under TSan, so this is a plain stress program (tests/tsan/stress.c).
@@ -114,7 +148,7 @@ test-tsan:
 	$(MAKE) B=build-tsan SANITIZE=thread build-tsan/tsan/stress
 	build-tsan/tsan/stress
 
-$(B)/tsan/stress: tests/tsan/stress.c $(SRC_T) $(wildcard tests/*.h)
+$(B)/tsan/stress: tests/tsan/stress.c $(SRC_T)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) $(CFLAGS) $(SANFLAGS) -Itests -o $@ $< $(SRC_T) $(LIBS)
 
@@ -126,6 +160,43 @@ check-exports: $(LIB)
 
 clean:
 	rm -rf $(B)
+
+# BEGIN node adapter
+# The Node adapter (preload/node/): reqctx.js and its Node-API binding reqctx.node, next to
+# the library in $(B)/reqctx-adapters/node/ (installed in $(LIBDIR)/reqctx-adapters/node/),
+# where the library's constructor finds them. Built when the Node-API headers are there
+# (Debian's libnode-dev, or the nodejs package of nodesource).
+NODE_INC     ?= /usr/include/node
+NODE_DIR     := $(B)/reqctx-adapters/node
+NODE_ADAPTER := $(NODE_DIR)/reqctx.js $(NODE_DIR)/reqctx.node
+ifneq ($(wildcard $(NODE_INC)/node_api.h),)
+all: $(NODE_ADAPTER)
+endif
+
+$(NODE_DIR)/reqctx.node: preload/node/binding.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) $(CFLAGS) \
+	    -isystem $(NODE_INC) -shared -o $@ $< -ldl
+
+$(NODE_DIR)/reqctx.js: preload/node/reqctx.js
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+.PHONY: install-node uninstall-node
+install: install-node
+uninstall: uninstall-node
+install-node: $(LIB)
+	@if [ -f $(NODE_DIR)/reqctx.node ]; then \
+		echo "$(INSTALL) -d $(DESTDIR)$(LIBDIR)/reqctx-adapters/node"; \
+		$(INSTALL) -d $(DESTDIR)$(LIBDIR)/reqctx-adapters/node && \
+		$(INSTALL) -m 644 $(NODE_DIR)/reqctx.js $(DESTDIR)$(LIBDIR)/reqctx-adapters/node/reqctx.js && \
+		$(INSTALL) -m 755 $(NODE_DIR)/reqctx.node $(DESTDIR)$(LIBDIR)/reqctx-adapters/node/reqctx.node; \
+	else echo "reqctx: no Node adapter built (no $(NODE_INC)/node_api.h); not installing it"; fi
+
+uninstall-node:
+	rm -f $(DESTDIR)$(LIBDIR)/reqctx-adapters/node/reqctx.js $(DESTDIR)$(LIBDIR)/reqctx-adapters/node/reqctx.node
+	-rmdir $(DESTDIR)$(LIBDIR)/reqctx-adapters/node $(DESTDIR)$(LIBDIR)/reqctx-adapters 2>/dev/null
+# END node adapter
 
 # BEGIN install (cli)
 # make install [PREFIX=/usr/local] [DESTDIR=...]; make uninstall removes the same files.

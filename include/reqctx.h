@@ -86,6 +86,54 @@ int reqctx_snapshot_run(const reqctx_snapshot *s, void (*fn)(void *), void *arg)
  */
 int reqctx_snapshot_enter(const reqctx_snapshot *s);
 
+/*
+ * Handles: the cheapest way for a runtime's scheduler (Node's async hooks,
+ * asyncio's handles) to capture a context when it schedules a callback and
+ * to enter it when the callback runs.
+ *
+ * A handle is a number: 0 outside any request, else the context's serial,
+ * unique per request in this process and the same in every copy of that
+ * context (threads, carriers, hand-offs). Serials stay below 2^53, so a
+ * JavaScript Number or a Python int holds one exactly.
+ *
+ * Handles are valid in the process that took them (and are not to be
+ * trusted across fork). The library keeps the contexts behind them in a
+ * bounded table of 65536 records (4 MiB at most, plus 576 KiB for IDs longer
+ * than 48 bytes, mapped as used): a handle whose record was reused by a
+ * request 65536 serials later (4096 for a long ID) enters "unknown", never
+ * another request.
+ */
+typedef unsigned long long reqctx_handle;
+
+/* The calling thread's current context, captured: a handle to enter later, on any thread. */
+reqctx_handle reqctx_handle_take(void);
+
+/*
+ * Makes the context of handle h current on the calling thread until its
+ * next switch ("unknown" for 0, or when h's record was reused). Returns the
+ * handle of the context that was current before, so that entering it
+ * restores the caller's context:
+ *
+ *   reqctx_handle prev = reqctx_handle_enter(h);
+ *   callback();
+ *   reqctx_handle_enter(prev);
+ *
+ * A few instructions when h is already current. Never fails, never
+ * allocates, takes no lock; async-signal-safe.
+ */
+reqctx_handle reqctx_handle_enter(reqctx_handle h);
+
+/*
+ * The address of a double that always holds the calling thread's current
+ * handle (its serial; 0 outside any request), valid for the thread's life.
+ * For runtimes that read memory faster than they call C (Node reads it
+ * through a Float64Array): reading it does not intern the context, so a
+ * value may stand for a handle only once reqctx_handle_take or
+ * reqctx_handle_enter (which interns the context it leaves) has returned it,
+ * and entering a handle equal to it can be skipped.
+ */
+const volatile double *reqctx_handle_current(void);
+
 #ifdef __cplusplus
 }
 #endif

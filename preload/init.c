@@ -15,12 +15,16 @@
 #include "fdtab.h"
 #include "id.h"
 #include "preload.h"
+#include "role.h"
 #include "sys.h"
 
 struct rq_real rq_real;
 _Atomic int rq_state; /* 0: not started, 1: resolving, 2: ready, 3: pass-through */
 
 static RQ_TLS int resolving;
+static int env_read; /* the environment was there when the configuration was read */
+
+extern char **environ;
 
 /* Crash reports: the handlers (preload/signals.c) and the threads' alternate stacks (preload/threads.c). */
 void rq_crash_start(void);
@@ -83,33 +87,58 @@ static void after_fork_child(void)
 }
 
 /*
- * The first preloaded process of a tree records its pid in REQCTX_TOP_PID, so
- * that the programs it starts know they are children: their stdout is often
- * a pipe their parent reads (CGI, a shell's $(...)), so only the fds of
- * REQCTX_CHILD_LOG_FDS (stderr) are logs there. exec without fork keeps the
- * pid, and with it the top's log fds.
+ * Which standard streams are logs (src/role.h). A process heading its tree
+ * records itself in REQCTX_TOP_PID as "<pid>:<0|1>"; `serving_flag` points at
+ * that last digit inside the environment string setenv made, so that
+ * becoming a server later flips it in place: a one-byte store, safe while
+ * other threads read the environment, and inherited by every child started
+ * from then on, whatever the path (fork+exec, posix_spawn, system, popen).
  */
-static int is_top(void)
+static char *serving_flag;
+_Atomic int rq_serving_now;
+
+static void mark_fds(const int *fds, int n)
 {
-	const char *top = getenv("REQCTX_TOP_PID");
-	char buf[24];
-
-	if (top)
-		return strtol(top, NULL, 10) == (long)getpid();
-	snprintf(buf, sizeof(buf), "%ld", (long)getpid());
-	setenv("REQCTX_TOP_PID", buf, 1);
-	return 1;
-}
-
-static void mark_log_fds(void)
-{
-	int top = is_top();
-	const int *fds = top ? rq_cfg.logfds : rq_cfg.childfds;
-	int n = top ? rq_cfg.nlogfds : rq_cfg.nchildfds;
-
 	for (int i = 0; i < n; i++)
 		if (rq_real.fcntl(fds[i], F_GETFD) >= 0)
 			rq_fd_set_log(fds[i]);
+}
+
+static void record_top(int server)
+{
+	char buf[32];
+	char *v;
+
+	snprintf(buf, sizeof(buf), "%ld:%d", (long)getpid(), server);
+	if (setenv("REQCTX_TOP_PID", buf, 1) == 0 && (v = getenv("REQCTX_TOP_PID")) &&
+	    !strcmp(v, buf))
+		serving_flag = v + strlen(v) - 1;
+}
+
+void rq_serving_start(void)
+{
+	int e = errno;
+
+	if (rq_cfg.disabled || atomic_exchange(&rq_serving_now, 1))
+		return;
+	mark_fds(rq_cfg.logfds, rq_cfg.nlogfds);
+	if (serving_flag)
+		*(volatile char *)serving_flag = '1'; /* one byte: readers see '0' or '1' */
+	errno = e;
+}
+
+static void start_role(void)
+{
+	struct rq_role r;
+
+	rq_role_decide(getenv("REQCTX_TOP_PID"), (long)getpid(),
+		       getenv("GATEWAY_INTERFACE") != NULL, getenv("REQCTX_LOG_FDS") != NULL, &r);
+	if (r.top)
+		record_top(r.server);
+	if (r.child)
+		mark_fds(rq_cfg.childfds, rq_cfg.nchildfds);
+	if (r.server)
+		rq_serving_start();
 }
 
 /*
@@ -137,8 +166,9 @@ int rq_init_slow(void)
 	}
 	rq_config_load(env, report);
 	rq_fd_init();
-	if (!rq_cfg.disabled)
-		mark_log_fds();
+	env_read = environ != NULL;
+	if (env_read && !rq_cfg.disabled)
+		start_role();
 	pthread_atfork(NULL, NULL, after_fork_child);
 	rq_threads_init();
 	rq_crash_start();
@@ -148,7 +178,21 @@ int rq_init_slow(void)
 	return 1;
 }
 
+/*
+ * A host's .preinit_array runs before glibc sets environ: a wrapper called
+ * from there starts reqctx with no environment to read. The configuration and
+ * the roles of the standard streams are then decided again here, once the
+ * environment is there; the runtime adapters are bootstrapped after that.
+ */
+void rq_runtime_start(void); /* preload/runtime.c */
+
 __attribute__((constructor)) static void rq_ctor(void)
 {
-	rq_ready();
+	if (rq_ready() && !env_read && environ) {
+		env_read = 1;
+		rq_config_load(env, report);
+		if (!rq_cfg.disabled)
+			start_role();
+	}
+	rq_runtime_start();
 }

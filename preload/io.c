@@ -139,7 +139,7 @@ RQ_EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags,
  */
 static inline __attribute__((always_inline)) int fast(int fd)
 {
-	return likely(__atomic_load_n(&rq_state, __ATOMIC_ACQUIRE) == RQ_READY) &&
+	return likely(atomic_load_explicit(&rq_state, memory_order_acquire) == RQ_READY) &&
 	       likely(!rq_fd_flags(rq_fd_peek(fd)));
 }
 

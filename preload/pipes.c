@@ -5,6 +5,7 @@
 #include <sys/eventfd.h>
 
 #include "carry.h"
+#include "crash.h"
 #include "preload.h"
 
 static int made_pipe(int r, int fds[2])
@@ -25,6 +26,8 @@ RQ_EXPORT int pipe(int fds[2])
 
 RQ_EXPORT int pipe2(int fds[2], int flags)
 {
+	if (unlikely(rq_crash_no_pipes))
+		return errno = EMFILE, -1; /* libunwind's own check pipe (src/crash.h) */
 	if (unlikely(!rq_ready()))
 		return (int)RQ_RAW(pipe2, fds, flags);
 	return made_pipe(rq_real.pipe2(fds, flags), fds);

@@ -11,6 +11,7 @@
 
 #include <dirent.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/sendfile.h>
@@ -47,6 +48,7 @@
 	X(int, pipe2, (int *, int))                                                        \
 	X(int, eventfd, (unsigned int, int))                                               \
 	X(int, accept4, (int, struct sockaddr *, socklen_t *, int))                        \
+	X(int, listen, (int, int))                                                         \
 	X(int, close, (int))                                                               \
 	X(int, close_range, (unsigned int, unsigned int, int))                             \
 	X(void, closefrom, (int))                                                          \
@@ -127,6 +129,19 @@ extern _Atomic int rq_state;
 
 int rq_init_slow(void);
 
+/*
+ * The process became a server (listen, or an accept): REQCTX_LOG_FDS become
+ * log streams, once, and children started from now on know their parent is
+ * a server (src/role.h). errno is preserved.
+ */
+void rq_serving_start(void);
+extern _Atomic int rq_serving_now;
+
+static inline int rq_serving(void)
+{
+	return atomic_load_explicit(&rq_serving_now, memory_order_relaxed);
+}
+
 /* 1 in a vfork child before its exec: the fd table is the parent's; leave it alone. */
 int rq_vfork_child(void);
 
@@ -141,7 +156,7 @@ int rq_resolve_threads(void);
 /* 1 once the real functions are resolved and reqctx is active. */
 static inline int rq_ready(void)
 {
-	if (likely(__atomic_load_n(&rq_state, __ATOMIC_ACQUIRE) == RQ_READY))
+	if (likely(atomic_load_explicit(&rq_state, memory_order_acquire) == RQ_READY))
 		return 1;
 	return rq_init_slow();
 }

@@ -7,7 +7,11 @@
  * Before reqctx is ready these pass straight through to glibc's own entry
  * points that we do not interpose: __sigaction, and ssignal (glibc's signal
  * under its SVID name). sysv_signal's one-shot semantics are rebuilt on
- * __sigaction, as glibc does.
+ * __sigaction, as glibc does. Unlike the other wrappers, these never start
+ * reqctx themselves: a sanitizer runtime installs its handlers through them
+ * from inside its own initialisation, where reqctx's start-up (which calls
+ * functions the sanitizer intercepts) must not run. A handler installed
+ * before reqctx started is the kernel's as it is (see rq_crash_start).
  */
 #include <dlfcn.h>
 #include <signal.h>
@@ -68,6 +72,12 @@ static __sighandler_t sysv_raw(int sig, __sighandler_t h)
 	return old.sa_handler;
 }
 
+/* 1 once reqctx is ready; unlike rq_ready(), never starts it. */
+static int started(void)
+{
+	return __atomic_load_n(&rq_state, __ATOMIC_ACQUIRE) == RQ_READY;
+}
+
 static int passes(int sig)
 {
 	if (rq_cfg.disabled)
@@ -96,7 +106,7 @@ RQ_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *
 {
 	int r;
 
-	if (unlikely(!rq_ready()))
+	if (unlikely(!started()))
 		return __sigaction(sig, act, old);
 	if (passes(sig))
 		return real.sigaction(sig, act, old);
@@ -117,28 +127,28 @@ static __sighandler_t via(__sighandler_t (*install)(int, __sighandler_t), int si
 
 RQ_EXPORT __sighandler_t signal(int sig, __sighandler_t h)
 {
-	if (unlikely(!rq_ready()))
+	if (unlikely(!started()))
 		return ssignal(sig, h);
 	return via(real.signal, sig, h);
 }
 
 RQ_EXPORT __sighandler_t bsd_signal(int sig, __sighandler_t h)
 {
-	if (unlikely(!rq_ready()))
+	if (unlikely(!started()))
 		return ssignal(sig, h);
 	return via(real.bsd_signal, sig, h);
 }
 
 RQ_EXPORT __sighandler_t sysv_signal(int sig, __sighandler_t h)
 {
-	if (unlikely(!rq_ready()))
+	if (unlikely(!started()))
 		return sysv_raw(sig, h);
 	return via(real.sysv_signal, sig, h);
 }
 
 RQ_EXPORT __sighandler_t __sysv_signal(int sig, __sighandler_t h)
 {
-	if (unlikely(!rq_ready()))
+	if (unlikely(!started()))
 		return sysv_raw(sig, h);
 	return via(real.__sysv_signal, sig, h);
 }

@@ -78,11 +78,27 @@ int rq_vfork_child(void)
 	return 0;
 }
 
+/* An accept succeeds only on a listening socket: the process serves, if it did not yet. */
 static int accepted(int fd)
 {
-	if (fd >= 0 && !rq_cfg.disabled)
+	if (fd >= 0 && !rq_cfg.disabled) {
 		RQ_SAVE_ERRNO(rq_fd_set_conn(fd));
+		if (unlikely(!rq_serving()))
+			rq_serving_start();
+	}
 	return fd;
+}
+
+RQ_EXPORT int listen(int s, int backlog)
+{
+	int r;
+
+	if (unlikely(!rq_ready()))
+		return (int)RQ_RAW(listen, s, backlog);
+	r = rq_real.listen(s, backlog);
+	if (r == 0 && !rq_serving())
+		rq_serving_start();
+	return r;
 }
 
 RQ_EXPORT int accept(int s, struct sockaddr *addr, socklen_t *len)

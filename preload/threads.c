@@ -17,10 +17,6 @@
 #include "handoff.h"
 #include "preload.h"
 
-extern int __pthread_mutex_lock(pthread_mutex_t *);
-extern int __pthread_mutex_trylock(pthread_mutex_t *);
-extern int __pthread_mutex_unlock(pthread_mutex_t *);
-
 static struct {
 	int (*create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
 	int (*lock)(pthread_mutex_t *);
@@ -39,20 +35,56 @@ static void *sym(const char *name, const char *version)
 	return p ? p : dlsym(RTLD_NEXT, name);
 }
 
+/*
+ * The mutex functions first, and on their own: they are what a caller needs
+ * while the rest of reqctx is still being resolved (see mutex()).
+ */
+static void resolve_mutex(void)
+{
+	void *p;
+
+	if (!__atomic_load_n(&real.lock, __ATOMIC_ACQUIRE) && (p = sym("pthread_mutex_lock", NULL)))
+		__atomic_store_n(&real.lock, (int (*)(pthread_mutex_t *))p, __ATOMIC_RELEASE);
+	if (!__atomic_load_n(&real.trylock, __ATOMIC_ACQUIRE) &&
+	    (p = sym("pthread_mutex_trylock", NULL)))
+		__atomic_store_n(&real.trylock, (int (*)(pthread_mutex_t *))p, __ATOMIC_RELEASE);
+	if (!__atomic_load_n(&real.unlock, __ATOMIC_ACQUIRE) &&
+	    (p = sym("pthread_mutex_unlock", NULL)))
+		__atomic_store_n(&real.unlock, (int (*)(pthread_mutex_t *))p, __ATOMIC_RELEASE);
+}
+
 int rq_resolve_threads(void)
 {
+	resolve_mutex();
 	real.create = sym("pthread_create", "GLIBC_2.34");
 	if (!real.create)
 		real.create = sym("pthread_create", "GLIBC_2.2.5");
-	real.lock = sym("pthread_mutex_lock", NULL);
-	real.trylock = sym("pthread_mutex_trylock", NULL);
 	real.timedlock = sym("pthread_mutex_timedlock", NULL);
-	real.unlock = sym("pthread_mutex_unlock", NULL);
 	real.signal = sym("pthread_cond_signal", "GLIBC_2.3.2");
 	real.broadcast = sym("pthread_cond_broadcast", "GLIBC_2.3.2");
 	real.wait = sym("pthread_cond_wait", "GLIBC_2.3.2");
 	return real.create && real.lock && real.trylock && real.timedlock && real.unlock &&
 	       real.signal && real.broadcast && real.wait ? 0 : -1;
+}
+
+/*
+ * The real fn (one of real.lock, real.trylock, real.unlock) for a call made
+ * before reqctx is ready: while it initialises (on this thread, from a
+ * library that intercepts the mutex calls and forwards them to us, such as a
+ * sanitizer runtime; or on another thread), or when it gave up. dlsym takes
+ * no interposable lock and allocates nothing when it succeeds, so resolving
+ * here cannot come back into this wrapper. NULL only in a libc without the
+ * function.
+ */
+static int (*mutex(int (*const *fn)(pthread_mutex_t *)))(pthread_mutex_t *)
+{
+	int (*f)(pthread_mutex_t *) = __atomic_load_n(fn, __ATOMIC_ACQUIRE);
+
+	if (unlikely(!f)) {
+		resolve_mutex();
+		f = __atomic_load_n(fn, __ATOMIC_ACQUIRE);
+	}
+	return f;
 }
 
 struct start {
@@ -111,16 +143,23 @@ RQ_EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*f
 }
 
 /*
- * Until resolution is done the mutex calls go to glibc's exported __ aliases,
- * so a lock taken while reqctx initialises (another thread, or a host
- * allocator called from dlsym) never waits on reqctx.
+ * Until resolution is done the mutex calls go straight to libc's (mutex()),
+ * so a lock taken while reqctx initialises never waits on reqctx. The library
+ * refers to no GLIBC_PRIVATE symbol, so that it also links with -lreqctx.
  */
+static int passthrough(int (*const *fn)(pthread_mutex_t *), pthread_mutex_t *m)
+{
+	int (*f)(pthread_mutex_t *) = mutex(fn);
+
+	return f ? f(m) : EINVAL;
+}
+
 RQ_EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
 {
 	int r;
 
 	if (unlikely(!rq_ready()))
-		return __pthread_mutex_lock(m);
+		return passthrough(&real.lock, m);
 	r = real.lock(m);
 	if (r == 0)
 		rq_handoff_locked(m);
@@ -132,7 +171,7 @@ RQ_EXPORT int pthread_mutex_trylock(pthread_mutex_t *m)
 	int r;
 
 	if (unlikely(!rq_ready()))
-		return __pthread_mutex_trylock(m);
+		return passthrough(&real.trylock, m);
 	r = real.trylock(m);
 	if (r == 0)
 		rq_handoff_locked(m);
@@ -154,7 +193,7 @@ RQ_EXPORT int pthread_mutex_timedlock(pthread_mutex_t *m, const struct timespec 
 RQ_EXPORT int pthread_mutex_unlock(pthread_mutex_t *m)
 {
 	if (unlikely(!rq_ready()))
-		return __pthread_mutex_unlock(m);
+		return passthrough(&real.unlock, m);
 	rq_handoff_unlock(m);
 	return real.unlock(m);
 }

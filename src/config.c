@@ -178,6 +178,11 @@ static int set_crash(const char *v)
 	return (rq_cfg.crash = set_flag(v, "0", "1")) < 0 ? -1 : 0;
 }
 
+static int set_runtimes(const char *v)
+{
+	return (rq_cfg.runtimes = set_flag(v, "0", "1")) < 0 ? -1 : 0;
+}
+
 void rq_config_load(const char *(*getenv_fn)(const char *),
 		    void (*report)(const char *line))
 {
@@ -200,6 +205,7 @@ void rq_config_load(const char *(*getenv_fn)(const char *),
 	apply("REQCTX_HANDOFF", "1", set_handoff, "is not 0 or 1");
 	apply("REQCTX_UNKNOWN", "prefix", set_unknown, "is not \"prefix\" or \"bare\"");
 	apply("REQCTX_CRASH", "1", set_crash, "is not 0 or 1");
+	apply("REQCTX_RUNTIMES", "1", set_runtimes, "is not 0 or 1");
 }
 
 int rq_config_is_log_path(const char *path)

@@ -4,10 +4,12 @@
  *   REQCTX_DISABLE    1: pass everything through untouched (default 0)
  *   REQCTX_HEADER     request/response header carrying the ID (X-Request-Id)
  *   REQCTX_PREFIX     log prefix format, exactly one %s ("[req:%s] ")
- *   REQCTX_LOG_FDS    comma-separated fds that are log streams ("1,2")
- *   REQCTX_CHILD_LOG_FDS  the same for programs started by a preloaded
- *                     process ("2"): their stdout is usually data that the
- *                     parent reads (CGI, $(...)), not a log
+ *   REQCTX_LOG_FDS    comma-separated fds that are log streams in a server,
+ *                     once it listens or accepts ("1,2"); set explicitly,
+ *                     from the start (src/role.h)
+ *   REQCTX_CHILD_LOG_FDS  the same, from the start, for programs a server
+ *                     starts ("2"): their stdout is usually data that the
+ *                     server reads (CGI, $(...)), not a log
  *   REQCTX_LOG_FILES  colon-separated globs: files opened for append whose
  *                     name matches are log streams
  *   REQCTX_ECHO       1: add the header to responses (default), 0: don't
@@ -17,6 +19,8 @@
  *                     (default); "bare": they are left as they are
  *   REQCTX_CRASH      1: report fatal signals with the request ID and a
  *                     backtrace (default); 0: leave them alone
+ *   REQCTX_RUNTIMES   1: Node and Python hosts load their runtime adapter
+ *                     (default); 0: they don't
  *
  * A bad value is reported in one line on stderr and its default is used.
  */
@@ -38,6 +42,7 @@ struct rq_config {
 	int handoff;
 	int bare_unknown;
 	int crash;
+	int runtimes;
 	size_t hdr_len;
 	char hdr[RQ_HDR_MAX + 1];    /* as configured, for the response */
 	char hdr_lc[RQ_HDR_MAX + 1]; /* lower case, for matching */

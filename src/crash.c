@@ -1,12 +1,14 @@
-#define UNW_LOCAL_ONLY
 #include "crash.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libunwind.h>
 #include <link.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
+#include <ucontext.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -183,42 +185,219 @@ static long tid(void)
 	return syscall(SYS_gettid);
 }
 
+/*
+ * The unwinder reads the stack through an address space of our own: the
+ * local one's lookups (unwind tables, symbol names) with our own accessors
+ * for registers and memory. libunwind's own memory check in the local
+ * address space writes each address to a pipe it opened at start-up and
+ * keeps, on fd numbers the host may since have reused for its files.
+ */
+static unw_addr_space_t space;
+static unw_accessors_t acc;
+
+RQ_TLS int rq_crash_no_pipes;
+
+#if defined(__x86_64__)
+#define NREGS (UNW_X86_64_RIP + 1)
+static const int greg[NREGS] = {
+	[UNW_X86_64_RAX] = REG_RAX, [UNW_X86_64_RDX] = REG_RDX, [UNW_X86_64_RCX] = REG_RCX,
+	[UNW_X86_64_RBX] = REG_RBX, [UNW_X86_64_RSI] = REG_RSI, [UNW_X86_64_RDI] = REG_RDI,
+	[UNW_X86_64_RBP] = REG_RBP, [UNW_X86_64_RSP] = REG_RSP, [UNW_X86_64_R8] = REG_R8,
+	[UNW_X86_64_R9] = REG_R9,   [UNW_X86_64_R10] = REG_R10, [UNW_X86_64_R11] = REG_R11,
+	[UNW_X86_64_R12] = REG_R12, [UNW_X86_64_R13] = REG_R13, [UNW_X86_64_R14] = REG_R14,
+	[UNW_X86_64_R15] = REG_R15, [UNW_X86_64_RIP] = REG_RIP,
+};
+#elif defined(__aarch64__)
+#define NREGS (UNW_AARCH64_PC + 1)
+#else
+#define NREGS 0 /* no backtrace: the first line only */
+#endif
+
+/* One walk: the registers of the frame the cursor starts from, and the memory check's state. */
+struct walk {
+	unw_word_t reg[NREGS > 0 ? NREGS : 1];
+	pid_t pid;
+	int pv[2]; /* a pipe for peek() when process_vm_readv is refused; -1 until then */
+};
+
+/* Copies the interrupted registers out of uc. Returns 0, or -1 on an architecture we do not know. */
+static int load_regs(struct walk *w, const ucontext_t *uc)
+{
+#if defined(__x86_64__)
+	for (int i = 0; i < NREGS; i++)
+		w->reg[i] = (unw_word_t)uc->uc_mcontext.gregs[greg[i]];
+	return 0;
+#elif defined(__aarch64__)
+	for (int i = 0; i < 31; i++)
+		w->reg[UNW_AARCH64_X0 + i] = uc->uc_mcontext.regs[i];
+	w->reg[UNW_AARCH64_SP] = uc->uc_mcontext.sp;
+	w->reg[UNW_AARCH64_PC] = uc->uc_mcontext.pc;
+	return 0;
+#else
+	(void)w;
+	(void)uc;
+	return -1;
+#endif
+}
+
+/*
+ * Reads n bytes at addr into out if they are readable, without faulting:
+ * process_vm_readv on ourselves, or, where that is refused (seccomp), a
+ * write into a pipe made for this report. Returns 0, or -1 if not readable.
+ */
+static int peek(struct walk *w, uintptr_t addr, void *out, size_t n)
+{
+	struct iovec here = { out, n }, there = { (void *)addr, n };
+	long r = syscall(SYS_process_vm_readv, w->pid, &here, 1L, &there, 1L, 0L);
+
+	if (r == (long)n)
+		return 0;
+	if (r >= 0 || errno == EFAULT || errno == ESRCH)
+		return -1;
+	if (w->pv[0] < 0 && syscall(SYS_pipe2, w->pv, O_CLOEXEC | O_NONBLOCK) < 0) {
+		w->pv[0] = w->pv[1] = -1;
+		return -1;
+	}
+	if (syscall(SYS_write, w->pv[1], (void *)addr, n) != (long)n)
+		return -1;
+	return syscall(SYS_read, w->pv[0], out, n) == (long)n ? 0 : -1;
+}
+
+static int mem(unw_addr_space_t as, unw_word_t addr, unw_word_t *val, int write, void *arg)
+{
+	(void)as;
+	if (write)
+		return -UNW_EINVAL;
+	return peek(arg, addr, val, sizeof(*val)) == 0 ? 0 : -UNW_EINVAL;
+}
+
+static int reg(unw_addr_space_t as, unw_regnum_t r, unw_word_t *val, int write, void *arg)
+{
+	struct walk *w = arg;
+
+	(void)as;
+	if (r < 0 || r >= NREGS)
+		return -UNW_EBADREG;
+	if (write)
+		w->reg[r] = *val;
+	else
+		*val = w->reg[r];
+	return 0;
+}
+
+static int fpreg(unw_addr_space_t as, unw_regnum_t r, unw_fpreg_t *val, int write, void *arg)
+{
+	(void)as;
+	(void)r;
+	(void)val;
+	(void)write;
+	(void)arg;
+	return -UNW_EBADREG;
+}
+
+/*
+ * The frame that called through a bad pointer (NULL, or not code), which
+ * left no frame of its own: on x86-64 the return address is at the stack
+ * pointer, on aarch64 in the link register. Moves w to the caller, with the
+ * pc on the call instruction itself (return address - 1) so that its unwind
+ * row is the call's. Returns the return address, or 0 if there is none.
+ */
+static uintptr_t to_caller(struct walk *w)
+{
+	unw_word_t ret = 0;
+
+#if defined(__x86_64__)
+	if (peek(w, w->reg[UNW_X86_64_RSP], &ret, sizeof(ret)) < 0)
+		return 0;
+	w->reg[UNW_X86_64_RSP] += sizeof(ret);
+#elif defined(__aarch64__)
+	ret = w->reg[UNW_AARCH64_X30];
+#endif
+	if (ret == 0)
+		return 0;
+	w->reg[UNW_REG_IP] = ret - 1;
+	return ret;
+}
+
+/* 1 if pc, where frame 0 stopped, is not code: nothing readable there, or the fault is the fetch. */
+static int bad_pc(struct walk *w, uintptr_t pc, int sig, const siginfo_t *si)
+{
+	char b;
+
+	if (peek(w, pc, &b, 1) < 0)
+		return 1;
+	return sig == SIGSEGV && si && si->si_code > 0 && (uintptr_t)si->si_addr == pc;
+}
+
+static int start_at(unw_cursor_t *cur, struct walk *w)
+{
+	return space && NREGS > 0 && unw_init_remote(cur, space, w) == 0;
+}
+
+/* "name" and offset of ip, which is a return address if `ret`. Returns name, or NULL. */
+static const char *name_of(unw_cursor_t *cur, struct walk *w, uintptr_t ip, int ret, char *name,
+			   size_t cap, unw_word_t *off)
+{
+	int r;
+
+	name[0] = '\0';
+	if (ret)
+		r = acc.get_proc_name ? acc.get_proc_name(space, ip - 1, name, cap, off, w) : -1;
+	else
+		r = unw_get_proc_name(cur, name, cap, off);
+	if ((r != 0 && r != -UNW_ENOMEM) || !name[0])
+		return NULL;
+	if (ret)
+		*off += 1;
+	return name;
+}
+
 void rq_crash_report(rq_crash_write_fn wr, int fd, int sig, const siginfo_t *si, void *uc)
 {
 	const struct rq_ctx *c = rq_ctx_cur();
 	const char *id = c->serial ? c->id : "unknown";
 	char buf[RQ_CRASH_LINE], name[RQ_CRASH_NAME];
-	uintptr_t addr = si ? (uintptr_t)si->si_addr : 0;
+	uintptr_t addr = si ? (uintptr_t)si->si_addr : 0, ip, shown;
+	struct walk w = { .pid = getpid(), .pv = { -1, -1 } };
 	unw_context_t here;
 	unw_cursor_t cur;
-	unw_word_t ip, off;
-	int ok;
+	unw_word_t off;
+	int ok, caller = 0, pipes = rq_crash_no_pipes;
 
+	rq_crash_no_pipes = 1; /* libunwind never checks our reads, but should it: no pipe */
 	if (uc)
-		ok = unw_init_local2(&cur, (unw_context_t *)uc, UNW_INIT_SIGNAL_FRAME) == 0;
+		ok = load_regs(&w, uc) == 0 && start_at(&cur, &w);
 	else
-		ok = unw_getcontext(&here) == 0 && unw_init_local(&cur, &here) == 0 &&
+		ok = unw_getcontext(&here) == 0 && load_regs(&w, &here) == 0 && start_at(&cur, &w) &&
 		     unw_step(&cur) > 0; /* from our caller */
-	if (ok && si && !is_fault(sig, si) && unw_get_reg(&cur, UNW_REG_IP, &ip) == 0)
-		addr = ip;
+	if (ok && si && !is_fault(sig, si) && unw_get_reg(&cur, UNW_REG_IP, &off) == 0)
+		addr = off;
 	put(wr, fd, buf, rq_crash_head(buf, sizeof(buf), id, sig, addr, tid()));
 	for (unsigned n = 0; ok && n < RQ_CRASH_FRAMES; n++) {
-		const char *fn = name;
-		int r;
+		const char *fn;
 
-		if (unw_get_reg(&cur, UNW_REG_IP, &ip) < 0 || ip == 0)
+		if (unw_get_reg(&cur, UNW_REG_IP, &off) < 0 || (off == 0 && n > 0))
 			break;
-		name[0] = '\0';
-		r = unw_get_proc_name(&cur, name, sizeof(name), &off);
-		if ((r != 0 && r != -UNW_ENOMEM) || !name[0]) {
-			fn = NULL;
-			off = ip;
-		}
+		ip = off;
+		shown = caller ? ip + 1 : ip;
+		fn = name_of(&cur, &w, shown, caller, name, sizeof(name), &off);
 		/* Past frame 0, ip is a return address: look up the call itself. */
-		put(wr, fd, buf, rq_crash_frame(buf, sizeof(buf), id, n, fn, off,
-						rq_crash_module(n ? ip - 1 : ip)));
-		ok = unw_step(&cur) > 0;
+		put(wr, fd, buf, rq_crash_frame(buf, sizeof(buf), id, n, fn, fn ? off : shown,
+						rq_crash_module(n ? shown - 1 : shown)));
+		caller = 0;
+		if (n == 0 && uc && bad_pc(&w, ip, sig, si)) {
+			/* Called through a bad pointer: go on from the caller. */
+			caller = to_caller(&w) != 0;
+			ok = caller && start_at(&cur, &w);
+		} else {
+			ok = unw_step(&cur) > 0;
+		}
 	}
+	if (w.pv[0] >= 0) {
+		syscall(SYS_close, w.pv[0]);
+		syscall(SYS_close, w.pv[1]);
+	}
+	rq_crash_no_pipes = pipes;
 }
 
 static ssize_t raw_write(int fd, const void *buf, size_t n)
@@ -290,16 +469,26 @@ void rq_crash_handler(int sig, siginfo_t *si, void *uc)
 		again(sig);
 		return;
 	}
-	reporting = sig;
-	report_quietly(sig, si, uc);
 	rq_sig_get(sig, &h);
-	reporting = 0;
-	errno = e;
-	if (rq_sig_call_host(&h, sig, si, uc))
+	if (h.fn != (void *)SIG_DFL && h.fn != (void *)SIG_IGN) {
+		/*
+		 * The host handles it (a JVM's own faults, a recovery with
+		 * siglongjmp): no report. A one-shot handler falls back to the
+		 * default here, as the kernel would have done, but with us still
+		 * installed, so that a re-raise is reported.
+		 */
+		if (h.flags & SA_RESETHAND)
+			rq_sig_put(sig, &(struct rq_sigrec){ (void *)SIG_DFL, h.flags, h.wrapped });
+		errno = e;
+		rq_sig_call_host(&h, sig, si, uc);
 		return;
+	}
 	/* SIG_IGN only if the host changed the action just now: a fault kills anyway. */
 	if (h.fn == (void *)SIG_IGN && !is_fault(sig, si))
 		return;
+	reporting = sig;
+	report_quietly(sig, si, uc);
+	reporting = 0;
 	die(sig, si);
 	errno = e;
 }
@@ -350,8 +539,36 @@ static int add_module(struct dl_phdr_info *info, size_t size, void *exe)
 	return 0;
 }
 
+/*
+ * Our address space (see `space`). libunwind opens its memory-check pipe the
+ * first time it is set up; the pipe2 wrapper refuses it while
+ * rq_crash_no_pipes is set, so no fd is taken from the host.
+ */
+static void make_space(void)
+{
+	unw_accessors_t *local;
+
+	if (space)
+		return;
+	rq_crash_no_pipes = 1;
+	local = unw_get_accessors(unw_local_addr_space);
+	if (local) {
+		acc = *local;
+		acc.access_mem = mem;
+		acc.access_reg = reg;
+		acc.access_fpreg = fpreg;
+		acc.resume = NULL;
+		space = unw_create_addr_space(&acc, 0);
+		/* No cache: nothing to lock or fill inside a handler. */
+		if (space)
+			unw_set_caching_policy(space, UNW_CACHE_NONE);
+	}
+	rq_crash_no_pipes = 0;
+}
+
 void rq_crash_init(void)
 {
+	struct walk w = { .pid = getpid(), .pv = { -1, -1 } };
 	unw_context_t uc;
 	unw_cursor_t c;
 	unw_word_t off;
@@ -367,10 +584,15 @@ void rq_crash_init(void)
 		exe = program_invocation_short_name;
 	if (nmods == 0)
 		dl_iterate_phdr(add_module, &exe);
+	make_space();
 	/* libunwind sets itself up on first use: let that happen outside any handler. */
-	if (unw_getcontext(&uc) == 0 && unw_init_local(&c, &uc) == 0) {
+	if (unw_getcontext(&uc) == 0 && load_regs(&w, &uc) == 0 && start_at(&c, &w)) {
 		unw_get_proc_name(&c, name, sizeof(name), &off);
 		unw_step(&c);
+	}
+	if (w.pv[0] >= 0) {
+		syscall(SYS_close, w.pv[0]);
+		syscall(SYS_close, w.pv[1]);
 	}
 	errno = e;
 }

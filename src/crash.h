@@ -21,8 +21,10 @@
  * same core dump).
  *
  * Everything reachable from rq_crash_handler is async-signal-safe: fixed
- * buffers, our own number formatting, raw writes, libunwind's local
- * unwinder, and a module table captured once by rq_crash_init.
+ * buffers, our own number formatting, raw writes, libunwind's unwinder over
+ * an address space whose memory reads are checked with process_vm_readv (or
+ * a pipe made and closed within the report), and a module table captured
+ * once by rq_crash_init. No fd is held between reports.
  */
 #ifndef RQ_CRASH_H
 #define RQ_CRASH_H
@@ -31,6 +33,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+#include "internal.h"
 
 #define RQ_CRASH_FRAMES   64          /* most frames reported */
 #define RQ_CRASH_LINE     768         /* longest report line, newline included */
@@ -75,8 +79,14 @@ void rq_crash_report(rq_crash_write_fn wr, int fd, int sig, const siginfo_t *si,
 /* The handler the kernel gets for the fatal signals (see src/sigctx.h). */
 void rq_crash_handler(int sig, siginfo_t *si, void *uc);
 
-/* Captures the module table and runs libunwind once, outside any handler. */
+/*
+ * Captures the module table and sets libunwind up, outside any handler.
+ * libunwind opens a pipe for its own memory check when it is first set up;
+ * the pipe wrappers refuse it while rq_crash_no_pipes is set (the check is
+ * never used: see rq_crash_report), so the host keeps all its fds.
+ */
 void rq_crash_init(void);
+extern RQ_TLS int rq_crash_no_pipes;
 
 /*
  * Gives the calling thread an alternate signal stack of RQ_CRASH_ALTSTACK

@@ -27,6 +27,7 @@ void rq_ctx_set(const struct rq_ctx *c)
 	atomic_signal_fence(memory_order_release);
 	rq_tls.active = next;
 	rq_tls.finished = 0;
+	rq_tls.handle = (double)c->serial;
 }
 
 void rq_ctx_finish(uint64_t serial)

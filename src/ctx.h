@@ -30,6 +30,7 @@ struct rq_tls {
 	struct rq_ctx buf[2];
 	unsigned active;
 	unsigned finished; /* the current request's response has been written */
+	double handle;     /* buf[active].serial, for reqctx_handle_current() */
 };
 
 extern RQ_TLS struct rq_tls rq_tls;

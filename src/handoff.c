@@ -17,6 +17,7 @@ struct held {
 	void *m;
 	int signalled;
 	uint64_t handed; /* serial of the context the last hand-off gave this thread */
+	uint64_t newest; /* newest context of its own (not handed to it) this thread has unlocked in */
 };
 
 static struct queue queues[RQ_HO_QUEUES];
@@ -93,27 +94,45 @@ void rq_handoff_signal(void *cv)
 }
 
 /*
- * A thread is between jobs when it has no request (unknown), when the
- * response of its request is out, or when its context came from a hand-off.
+ * At the unlock of a queue's mutex by a thread that did not signal, the
+ * oldest queued context is:
+ *  - left queued, if the thread's context is its own request (read from a
+ *    connection, or entered) and its response is not out: it is not between
+ *    jobs;
+ *  - dropped, if its context is its own request and the response is out:
+ *    the thread keeps its request (it may still log about it, as Node does
+ *    after res.end()), and the queue stays in step with its jobs;
+ *  - taken, if its context is unknown or came from a hand-off, unless it is
+ *    older than a request of the thread's own: then it is dropped, because
+ *    it is stale (a pool thread's leftover signalled into a queue that the
+ *    thread waits on, such as V8's garbage collection joins in Node).
  */
-static int idle(void)
-{
-	uint64_t serial = rq_ctx_cur()->serial;
-
-	return !serial || rq_tls.finished || serial == held.handed;
-}
-
 void rq_handoff_unlock(void *m)
 {
 	struct queue *q;
+	struct rq_slot *s;
+	uint64_t serial, queued;
+	int own;
 
 	if (held.m != m)
 		return;
 	held.m = NULL;
-	if (!rq_cfg.handoff || held.signalled || !atomic_load_explicit(&nmutexes, memory_order_relaxed) ||
-	    !idle() || !(q = queue_of_mutex(m)) || q->head == q->tail)
+	if (!rq_cfg.handoff || held.signalled || !atomic_load_explicit(&nmutexes, memory_order_relaxed))
 		return;
-	rq_ctx_set_slot(&q->ring[q->head % RQ_HO_DEPTH]);
-	q->head++;
+	serial = rq_ctx_cur()->serial;
+	own = serial && serial != held.handed;
+	if (own) {
+		if (serial > held.newest)
+			held.newest = serial;
+		if (!rq_tls.finished)
+			return;
+	}
+	if (!(q = queue_of_mutex(m)) || q->head == q->tail)
+		return;
+	s = &q->ring[q->head++ % RQ_HO_DEPTH];
+	queued = atomic_load_explicit(&s->serial, memory_order_relaxed);
+	if (own || (queued && queued < held.newest))
+		return;
+	rq_ctx_set_slot(s);
 	held.handed = rq_ctx_cur()->serial;
 }

@@ -2,6 +2,7 @@
 
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,15 +32,74 @@ int rq_id_valid(const char *s, size_t n)
 	return 1;
 }
 
+#ifndef MADV_WIPEONFORK
+#define MADV_WIPEONFORK 18 /* Linux 4.14 */
+#endif
+
 /* xoshiro256**, one state per thread. */
 struct rng {
 	uint64_t s[4];
-	unsigned gen; /* fork generation the state was seeded in */
+	uint64_t token; /* the process token (see token()) the state was seeded under */
+	unsigned gen;   /* fork generation the state was seeded in */
 	int seeded;
 };
 
 static RQ_TLS struct rng rng;
 static _Atomic unsigned fork_gen;
+
+/*
+ * Which process this is, without a system call: a page the kernel zeroes in
+ * every child, however it was made (fork, _Fork, vfork's exec aside, a raw
+ * clone without CLONE_VM), holding a nonzero token. A zero token means a new
+ * process: it takes the next value of `tokens`, which no thread of this
+ * process has seen. Where MADV_WIPEONFORK is refused (Linux < 4.14) the token
+ * is the pid, at one getpid per ID.
+ */
+#define NO_PAGE ((_Atomic uint64_t *)1)
+
+static _Atomic uint64_t *_Atomic wiped;
+static _Atomic uint64_t tokens;
+
+static _Atomic uint64_t *map_page(void)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	size_t len = page > 0 ? (size_t)page : 4096;
+	_Atomic uint64_t *p, *none = NULL;
+	void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (m == MAP_FAILED)
+		return NO_PAGE;
+	if (madvise(m, len, MADV_WIPEONFORK) != 0) {
+		munmap(m, len);
+		p = NO_PAGE;
+	} else {
+		p = m;
+	}
+	if (!atomic_compare_exchange_strong(&wiped, &none, p)) {
+		if (p != NO_PAGE)
+			munmap(m, len); /* another thread was first */
+		p = none;
+	}
+	return p;
+}
+
+static uint64_t token(void)
+{
+	_Atomic uint64_t *p = atomic_load_explicit(&wiped, memory_order_acquire);
+	uint64_t t, zero = 0;
+
+	if (unlikely(!p))
+		p = map_page();
+	if (unlikely(p == NO_PAGE))
+		return (uint64_t)syscall(SYS_getpid) << 1 | 1;
+	t = atomic_load_explicit(p, memory_order_relaxed);
+	if (likely(t))
+		return t;
+	t = atomic_fetch_add_explicit(&tokens, 2, memory_order_relaxed) + 2; /* even: never a pid's */
+	if (!atomic_compare_exchange_strong(p, &zero, t))
+		t = zero;
+	return t;
+}
 
 void rq_id_after_fork(void)
 {
@@ -80,7 +140,7 @@ static uint64_t splitmix(uint64_t *x)
  * the clock, pid, tid and addresses instead: unpredictable enough for
  * correlation IDs, and still distinct across threads and forks.
  */
-static void seed(struct rng *r, unsigned gen)
+static void seed(struct rng *r, uint64_t tok, unsigned gen)
 {
 	uint64_t key[4] = { 0, 0, 0, 0 };
 	long got = syscall(SYS_getrandom, key, sizeof(key), 0x0001 /* GRND_NONBLOCK */);
@@ -99,6 +159,7 @@ static void seed(struct rng *r, unsigned gen)
 	if (!(key[0] | key[1] | key[2] | key[3]))
 		key[0] = 1; /* xoshiro's one forbidden state */
 	memcpy(r->s, key, sizeof(key));
+	r->token = tok;
 	r->gen = gen;
 	r->seeded = 1;
 }
@@ -111,9 +172,10 @@ void rq_uuid4(char out[RQ_UUID_LEN])
 	uint8_t b[16];
 	uint64_t lo, hi;
 	int e = errno;
+	uint64_t tok = token();
 
-	if (unlikely(!r->seeded || r->gen != gen))
-		seed(r, gen);
+	if (unlikely(!r->seeded || r->token != tok || r->gen != gen))
+		seed(r, tok, gen);
 	lo = next(r);
 	hi = next(r);
 	memcpy(b, &lo, 8);

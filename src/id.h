@@ -25,9 +25,10 @@ int rq_id_valid(const char *s, size_t n);
 
 /*
  * Writes a fresh lowercase UUIDv4 (36 bytes, no NUL) to out. Draws from a
- * per-thread generator seeded once from getrandom and again after fork, so it
- * makes no syscall per ID and forked workers never repeat each other's IDs.
- * Async-signal-safe.
+ * per-thread generator seeded once from getrandom and again in every new
+ * process, however it was made (fork, _Fork, a raw clone: a page the kernel
+ * wipes in children tells, at no syscall per ID), so forked workers never
+ * repeat each other's IDs. Async-signal-safe.
  */
 void rq_uuid4(char out[RQ_UUID_LEN]);
 

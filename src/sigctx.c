@@ -125,6 +125,7 @@ static void restore(const struct rq_tls *s)
 	rq_tls.active = a;
 	atomic_signal_fence(memory_order_release);
 	rq_tls.buf[a ^ 1] = s->buf[a ^ 1];
+	rq_tls.handle = s->handle;
 }
 
 int rq_sig_call_host(const struct rq_sigrec *h, int sig, siginfo_t *si, void *uc)
@@ -169,15 +170,26 @@ static void *ours(int sig, void *fn)
 	return is_handler(fn) ? (void *)rq_sig_handler : NULL;
 }
 
-/* The flags we add to the host's, for the handler `h` that ours() chose. */
-static int added(void *h)
+/*
+ * The flags the kernel gets with our handler h in place of the host's fn and
+ * flags. Our report (fn is SIG_DFL) runs on the alternate stack, so that a
+ * stack overflow is reported; a host's handler runs where the host asked.
+ * SA_RESETHAND is ours to carry out (rq_crash_handler), so that a host's
+ * one-shot handler that re-raises still gets the report.
+ */
+static int kflags(void *h, void *fn, int flags)
 {
-	return h == (void *)rq_crash_handler ? SA_SIGINFO | SA_ONSTACK : SA_SIGINFO;
+	if (h != (void *)rq_crash_handler)
+		return flags | SA_SIGINFO;
+	if (!is_handler(fn))
+		return (flags & ~SA_RESETHAND) | SA_SIGINFO | SA_ONSTACK;
+	return (flags & ~SA_RESETHAND) | SA_SIGINFO;
 }
 
 void rq_sig_report(const struct sigaction *k, const struct rq_sigrec *prev, struct sigaction *out)
 {
-	int fix = 0, mask = prev->wrapped >= RQ_SIG_CRASH ? SA_SIGINFO | SA_ONSTACK : SA_SIGINFO;
+	int fix = 0, mask = prev->wrapped >= RQ_SIG_CRASH ? SA_SIGINFO | SA_ONSTACK | SA_RESETHAND
+							  : SA_SIGINFO;
 
 	*out = *k;
 	if (k->sa_sigaction == rq_sig_handler || k->sa_sigaction == rq_crash_handler) {
@@ -227,7 +239,7 @@ int rq_sig_action(rq_sigaction_fn sa, int sig, const struct sigaction *act,
 		rec = (struct rq_sigrec){ (void *)act->sa_handler, act->sa_flags,
 					  h == (void *)rq_sig_handler ? RQ_SIG_TIMER : RQ_SIG_CRASH };
 		k.sa_sigaction = (void (*)(int, siginfo_t *, void *))h;
-		k.sa_flags |= added(h);
+		k.sa_flags = kflags(h, (void *)act->sa_handler, act->sa_flags);
 		/* The table first: a signal that arrives right after the switch finds it. */
 		rq_sig_put(sig, &rec);
 		if (sa(sig, &k, &kold) < 0) {
@@ -274,7 +286,7 @@ __sighandler_t rq_sig_signal(rq_sigaction_fn sa, __sighandler_t (*install)(int, 
 		rec.wrapped = mine == (void *)rq_sig_handler ? RQ_SIG_TIMER : RQ_SIG_CRASH;
 		rq_sig_put(sig, &rec);
 		k.sa_sigaction = (void (*)(int, siginfo_t *, void *))mine;
-		k.sa_flags |= added(mine);
+		k.sa_flags = kflags(mine, (void *)h, k.sa_flags);
 		if (sa(sig, &k, NULL) < 0)
 			rq_sig_put(sig, &(struct rq_sigrec){ (void *)h, 0, 0 });
 	} else {

@@ -18,10 +18,13 @@
  *
  * SIGSEGV, SIGBUS, SIGILL, SIGFPE and SIGABRT (the fatal signals) are not
  * wrapped for timers: when crash reports are on (REQCTX_CRASH, src/crash.h)
- * the kernel gets rq_crash_handler for them instead, with SA_ONSTACK added,
- * for the host's handlers and for SIG_DFL alike (SIG_IGN goes to the kernel
- * as it is). The host's handler is recorded here and called after the report;
- * what the host reads back is again exactly what it set.
+ * the kernel gets rq_crash_handler for them instead, for the host's handlers
+ * and for SIG_DFL alike (SIG_IGN goes to the kernel as it is). For SIG_DFL it
+ * runs on the alternate stack (SA_ONSTACK added) and reports; for a host's
+ * handler it runs with the host's flags and only calls that handler, with
+ * SA_RESETHAND carried out by rq_crash_handler rather than the kernel, so that
+ * a one-shot handler's re-raise is reported. What the host reads back is again
+ * exactly what it set.
  *
  * Each table entry is double-buffered (like the thread context): a writer
  * fills the inactive copy and flips an index, so a handler always reads a

@@ -6,6 +6,9 @@
 #include "io.h"
 #include "sys.h"
 
+/* glibc's fortified vsnprintf; its headers declare it only under _FORTIFY_SOURCE. */
+int __vsnprintf_chk(char *, size_t, int, size_t, const char *, va_list);
+
 #define OUT_MAX 1024 /* assembled bytes per fwrite: one syscall for an unbuffered line */
 
 struct out {

@@ -37,6 +37,22 @@ static inline const char *bpath(const char *rel)
 	return b;
 }
 
+/*
+ * "LD_PRELOAD=..." for a child, in buf. When the library itself is built with
+ * a sanitizer (make test SANITIZE=...), the sanitizer's runtime must come
+ * first in the list: the Makefile names it in REQCTX_TEST_PRELOAD_FIRST.
+ * `extra` (may be NULL) goes after the library.
+ */
+static inline const char *proc_preload(char *buf, size_t n, const char *extra)
+{
+	const char *first = getenv("REQCTX_TEST_PRELOAD_FIRST");
+	int have = first && *first;
+
+	snprintf(buf, n, "LD_PRELOAD=%s%s%s/libreqctx.so%s%s", have ? first : "", have ? ":" : "",
+		 bdir(), extra ? ":" : "", extra ? extra : "");
+	return buf;
+}
+
 static inline long proc_now_ms(void)
 {
 	struct timespec ts;
@@ -48,7 +64,14 @@ static inline long proc_now_ms(void)
 /*
  * Starts argv with the environment cleaned of LD_PRELOAD and REQCTX_*, plus
  * `env` (NAME=VALUE, NULL-terminated), plus LD_PRELOAD=libreqctx.so if
- * `preload`. stdin from /dev/null unless in_fd >= 0; stdout and stderr go to
+ * `preload` (after $REQCTX_TEST_PRELOAD_FIRST, if set: see proc_preload).
+ *
+ * The helper programs are mostly not servers, and a process that is not a
+ * server has its fd 1 and 2 passed through bare (src/role.h). Preloaded, they
+ * are started as servers from the start, with REQCTX_LOG_FDS=1,2 (as `reqctx
+ * run` does), unless `env` names REQCTX_LOG_FDS itself: "REQCTX_LOG_FDS=..."
+ * sets it, and the bare name "REQCTX_LOG_FDS" leaves it unset, to run a helper
+ * as the plain program it is. stdin from /dev/null unless in_fd >= 0; stdout and stderr go to
  * the files given (NULL: /dev/null). extra_fd >= 0 is passed on as that same
  * fd number.
  */
@@ -56,17 +79,22 @@ static inline pid_t proc_start_fd(char *const argv[], const char *const *env, in
 				  const char *out, const char *err, int in_fd, int extra_fd)
 {
 	char *envp[512], lp[600];
-	int n = 0;
+	int n = 0, logfds_named = 0;
 	pid_t pid;
 
 	for (char **e = environ; *e && n < 500; e++)
 		if (strncmp(*e, "LD_PRELOAD=", 11) && strncmp(*e, "REQCTX_", 7))
 			envp[n++] = *e;
-	for (const char *const *e = env; e && *e && n < 508; e++)
-		envp[n++] = (char *)*e;
+	for (const char *const *e = env; e && *e && n < 508; e++) {
+		if (!strncmp(*e, "REQCTX_LOG_FDS", 14) && ((*e)[14] == '=' || !(*e)[14]))
+			logfds_named = 1;
+		if (strcmp(*e, "REQCTX_LOG_FDS")) /* the bare name only says: leave it unset */
+			envp[n++] = (char *)*e;
+	}
 	if (preload) {
-		snprintf(lp, sizeof(lp), "LD_PRELOAD=%s/libreqctx.so", bdir());
-		envp[n++] = lp;
+		envp[n++] = (char *)proc_preload(lp, sizeof(lp), NULL);
+		if (!logfds_named)
+			envp[n++] = "REQCTX_LOG_FDS=1,2";
 	}
 	envp[n] = NULL;
 	pid = fork();

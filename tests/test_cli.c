@@ -356,6 +356,26 @@ Test(run, maps_the_thread_and_crash_options_too)
 	cr_assert_not_null(strstr(p.out, "[req:unknown] REQCTX_CRASH=0\n"), "%s", p.out);
 }
 
+/*
+ * Started from inside another preloaded tree (its REQCTX_TOP_PID inherited,
+ * naming a server), the command would take itself for that server's child
+ * and keep its stdout as data. reqctx run makes it the top of its own tree,
+ * a server from the start: its stdout is a log.
+ */
+Test(run, makes_its_command_the_top_even_under_an_inherited_top_pid)
+{
+	struct spawn sp = { .env = { "REQCTX_TOP_PID=1:1" } };
+	struct proc p = run_argv(ARGV((char *)tool(), "run", "--", "/usr/bin/env"), &sp);
+	char want[64];
+
+	cr_assert_eq(p.status, 0, "stderr: %s", p.err);
+	cr_assert_not_null(strstr(p.out, "[req:unknown] PATH="), "%s", p.out);
+	snprintf(want, sizeof(want), "[req:unknown] REQCTX_TOP_PID=");
+	cr_assert_not_null(strstr(p.out, want), "%s", p.out);
+	cr_assert_null(strstr(p.out, "REQCTX_TOP_PID=1:1"), "%s", p.out);
+	cr_assert_not_null(strstr(strstr(p.out, want), ":1\n"), "%s", p.out);
+}
+
 Test(run, refuses_a_bad_child_log_fds_list)
 {
 	struct proc p = run_argv(ARGV((char *)tool(), "run", "--child-log-fds", "x", "--",
@@ -621,8 +641,12 @@ Test(run, gives_python_http_server_request_ids_in_responses_and_logs, .timeout =
 
 static char *doctor_report(const char *path, const char *checks, int ok)
 {
-	return fmt("reqctx doctor: %s\n  ok    library     %s\n%sverdict: %s %s\n", path,
-		   lib_path(), checks, path, ok ? "can be preloaded" : "cannot be preloaded");
+	return fmt("reqctx doctor: %s\n  ok    library     %s\n%s"
+		   "  --    adapter     none: not a Node or Python program\n"
+		   "%sverdict: %s %s\n", path, lib_path(), checks,
+		   ok ? "  note  logs        fd 1 and 2 become logs once it listens or accepts "
+			"(under 'reqctx run', from the start)\n" : "",
+		   path, ok ? "can be preloaded" : "cannot be preloaded");
 }
 
 static char *elf_checks(const char *label, const char *linking, const char *runtime,

@@ -260,17 +260,14 @@ struct died {
 	char *err;
 };
 
-/* Runs build/progs/O0/crash MODE under the library (or not) and says how it ended. */
-static struct died crash(const char *mode, const char *const *env, int preload)
+/* How a process started with proc_start ended, with its stderr. */
+static struct died wait_died(pid_t pid, const char *what)
 {
-	char path[256];
-	char *argv[] = { path, (char *)mode, NULL };
 	struct died d;
 	long end = proc_now_ms() + 30000;
 	int st;
 
-	snprintf(path, sizeof(path), "%s/progs/O0/crash", bdir());
-	d.pid = proc_start(argv, env, preload, NULL, dir_err);
+	d.pid = pid;
 	for (;;) {
 		pid_t r = waitpid(d.pid, &st, WNOHANG);
 
@@ -279,7 +276,7 @@ static struct died crash(const char *mode, const char *const *env, int preload)
 		if (proc_now_ms() > end) {
 			kill(d.pid, SIGKILL);
 			waitpid(d.pid, &st, 0);
-			cr_assert_fail("crash %s did not finish", mode);
+			cr_assert_fail("%s did not finish", what);
 		}
 		usleep(2000);
 	}
@@ -288,6 +285,37 @@ static struct died crash(const char *mode, const char *const *env, int preload)
 	d.sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
 	d.err = slurp(dir_err, NULL);
 	return d;
+}
+
+/*
+ * Runs build/progs/O0/crash with args (NULL-terminated, after the program)
+ * under the library (or not), stdout to out (NULL: /dev/null), and says how
+ * it ended. fds 1 and 2 are logs, whatever the default for a non-server.
+ */
+static struct died crash_args(const char *const *args, const char *const *env, int preload,
+			      const char *out)
+{
+	char path[256];
+	char *argv[8] = { path };
+	const char *envp[16];
+	int n = 0;
+
+	snprintf(path, sizeof(path), "%s/progs/O0/crash", bdir());
+	for (int i = 0; args[i] && i < 6; i++)
+		argv[i + 1] = (char *)args[i];
+	for (const char *const *e = env; e && *e && n < 14; e++)
+		envp[n++] = *e;
+	envp[n++] = "REQCTX_LOG_FDS=1,2"; /* unless env says otherwise: getenv takes the first */
+	envp[n] = NULL;
+	return wait_died(proc_start(argv, envp, preload, out, dir_err), args[0]);
+}
+
+/* Runs build/progs/O0/crash MODE under the library (or not) and says how it ended. */
+static struct died crash(const char *mode, const char *const *env, int preload)
+{
+	const char *args[] = { mode, NULL };
+
+	return crash_args(args, env, preload, NULL);
 }
 
 static void want_line(const char *err, const char *line)
@@ -372,38 +400,197 @@ Test(crash_preload, a_division_by_zero_is_reported_as_sigfpe)
 	want_frame(d.err, "fpe1", 0, "do_fpe");
 }
 
-Test(crash_preload, a_host_handler_installed_in_main_runs_after_the_report)
+Test(crash_preload, a_host_handler_installed_in_main_runs_instead_of_a_report)
 {
 	struct died d = crash("host-main", NULL, 1);
-	const char *host;
 
 	cr_assert_eq(d.exited, 1, "sig=%d", d.sig);
 	cr_assert_eq(d.code, 42);
-	want_head(&d, "main2", 11, "SIGSEGV", "0x0", d.pid);
-	want_frame(d.err, "main2", 0, "handle_request_crash");
-	host = strstr(d.err, "[req:main2] host handler: SIGSEGV\n");
-	cr_assert_not_null(host, "%s", d.err);
-	cr_assert_str_eq(host, "[req:main2] host handler: SIGSEGV\n", "the host's line comes last");
+	cr_assert_str_eq(d.err, "[req:main2] host handler: SIGSEGV\n");
 }
 
-Test(crash_preload, a_host_handler_installed_before_reqctx_started_runs_after_the_report)
+Test(crash_preload, a_host_handler_installed_before_reqctx_started_runs_instead_of_a_report)
 {
 	static const char *const env[] = { "CRASH_PREINIT=1", NULL };
 	struct died d = crash("host-preinit", env, 1);
 
 	cr_assert_eq(d.code, 42, "sig=%d\n%s", d.sig, d.err);
-	want_head(&d, "pre1", 11, "SIGSEGV", "0x0", d.pid);
-	want_frame(d.err, "pre1", 0, "handle_request_crash");
-	cr_assert_not_null(strstr(d.err, ")\n[req:pre1] host handler: SIGSEGV\n"), "%s", d.err);
+	cr_assert_str_eq(d.err, "[req:pre1] host handler: SIGSEGV\n");
 }
 
-Test(crash_preload, a_one_argument_handler_set_with_signal_runs_after_the_report)
+Test(crash_preload, a_one_argument_handler_set_with_signal_runs_instead_of_a_report)
 {
 	struct died d = crash("host-signal", NULL, 1);
 
 	cr_assert_eq(d.code, 42, "sig=%d\n%s", d.sig, d.err);
-	want_head(&d, "sig1", 11, "SIGSEGV", "0x0", d.pid);
-	cr_assert_not_null(strstr(d.err, ")\n[req:sig1] host plain handler: SIGSEGV\n"), "%s", d.err);
+	cr_assert_str_eq(d.err, "[req:sig1] host plain handler: SIGSEGV\n");
+}
+
+Test(crash_preload, a_handler_that_recovers_with_siglongjmp_prints_nothing_and_carries_on)
+{
+	const char *args[] = { "longjmp", NULL };
+	char out[240];
+	struct died d;
+
+	snprintf(out, sizeof(out), "%s/out", dir);
+	d = crash_args(args, NULL, 1, out);
+	cr_assert_eq(d.code, 0, "sig=%d code=%d\n%s", d.sig, d.code, d.err);
+	cr_assert_str_eq(slurp(out, NULL), "[req:unknown] recovered 3\n");
+	cr_assert_str_eq(d.err, "");
+}
+
+/* The host's line, then the whole report of the fault, then death by SIGSEGV. */
+static void want_host_then_report(const char *mode, const char *host, const char *id,
+				  const char *addr)
+{
+	struct died d = crash(mode, NULL, 1);
+	char line[256];
+
+	cr_assert_eq(d.sig, SIGSEGV, "exited=%d code=%d\n%s", d.exited, d.code, d.err);
+	snprintf(line, sizeof(line), "[req:%s] %s\n[req:%s] fatal signal 11 (SIGSEGV) at %s in thread %ld\n",
+		 id, host, id, addr, (long)d.pid);
+	cr_assert_eq(strncmp(d.err, line, strlen(line)), 0, "want %s--- stderr ---\n%s", line, d.err);
+	want_frame(d.err, id, 0, "handle_request_crash");
+	want_frame(d.err, id, 2, "run");
+	want_frame(d.err, id, 3, "main");
+}
+
+Test(crash_preload, a_handler_that_sets_the_default_and_returns_gets_the_report_of_the_fault_again)
+{
+	want_host_then_report("reraise", "host saw SIGSEGV", "again1", "0x0");
+}
+
+Test(crash_preload, a_one_shot_handler_that_returns_gets_the_report_of_the_fault_again)
+{
+	want_host_then_report("oneshot", "one-shot host saw SIGSEGV", "once1", "0x0");
+}
+
+Test(crash_preload, a_handler_that_sets_the_default_and_raises_gets_the_report)
+{
+	struct died d = crash("raise", NULL, 1);
+	const char *line = "[req:raise1] host raises SIGSEGV\n[req:raise1] fatal signal 11 (SIGSEGV) at 0x";
+
+	cr_assert_eq(d.sig, SIGSEGV, "exited=%d code=%d\n%s", d.exited, d.code, d.err);
+	cr_assert_eq(strncmp(d.err, line, strlen(line)), 0, "%s", d.err);
+	want_frame(d.err, "raise1", 0, "handle_request_crash");
+}
+
+Test(crash_preload, a_call_through_a_null_function_pointer_names_the_callers_frames)
+{
+	struct died d = crash("nullcall", NULL, 1);
+
+	cr_assert_eq(d.sig, SIGSEGV, "exited=%d code=%d", d.exited, d.code);
+	want_head(&d, "null1", 11, "SIGSEGV", "0x0", d.pid);
+	want_line(d.err, "\n[req:null1]   #0 0x0 (?)\n[req:null1]   #1 call_null+0x");
+	want_frame(d.err, "null1", 1, "call_null");
+	want_line(d.err, "\n[req:null1]   #2 reqctx_run+0x");
+	want_frame(d.err, "null1", 3, "run");
+	want_frame(d.err, "null1", 4, "main");
+}
+
+static int write_file(const char *path, const char *data, size_t n)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	int ok = fd >= 0 && write(fd, data, n) == (ssize_t)n;
+
+	if (fd >= 0)
+		close(fd);
+	return ok ? 0 : -1;
+}
+
+/* Two data files with 4096 known bytes each. */
+static void make_data(char *a, char *b)
+{
+	char path[256];
+
+	for (int i = 0; i < 4096; i++) {
+		a[i] = (char)('A' + i % 26);
+		b[i] = (char)('a' + i % 26);
+	}
+	snprintf(path, sizeof(path), "%s/a.dat", dir);
+	cr_assert_eq(write_file(path, a, 4096), 0);
+	snprintf(path, sizeof(path), "%s/b.dat", dir);
+	cr_assert_eq(write_file(path, b, 4096), 0);
+}
+
+static void want_same_data(const char *a, const char *b)
+{
+	char path[256];
+	size_t n;
+	char *got;
+
+	snprintf(path, sizeof(path), "%s/a.dat", dir);
+	got = slurp(path, &n);
+	cr_assert_eq(n, 4096);
+	cr_assert_eq(memcmp(got, a, 4096), 0, "a.dat (fd 3) changed: starts %.16s", got);
+	snprintf(path, sizeof(path), "%s/b.dat", dir);
+	got = slurp(path, &n);
+	cr_assert_eq(n, 4096);
+	cr_assert_eq(memcmp(got, b, 4096), 0, "b.dat (fd 4) changed: starts %.16s", got);
+}
+
+static void daemon_run(const char *opt)
+{
+	static char a[4096], b[4096];
+	const char *args[] = { "daemon", dir, opt, NULL };
+	struct died d;
+
+	make_data(a, b);
+	d = crash_args(args, NULL, 1, NULL);
+	cr_assert_eq(d.sig, SIGSEGV, "exited=%d code=%d\n%s", d.exited, d.code, d.err);
+	want_head(&d, "dmn1", 11, "SIGSEGV", "0x0", d.pid);
+	want_frame(d.err, "dmn1", 0, "handle_request_crash");
+	want_frame(d.err, "dmn1", 2, "run");
+	want_frame(d.err, "dmn1", 3, "daemon_crash");
+	want_frame(d.err, "dmn1", 4, "main");
+	want_same_data(a, b);
+}
+
+Test(crash_preload, a_daemon_that_closed_every_fd_keeps_its_files_byte_for_byte_through_a_report)
+{
+	daemon_run(NULL);
+}
+
+Test(crash_preload, where_process_vm_readv_is_refused_the_report_is_the_same_and_the_files_too)
+{
+	daemon_run("noreadv");
+}
+
+Test(crash_preload, a_preloaded_process_has_exactly_the_fds_of_a_plain_one)
+{
+	static const char *const env[] = { "REQCTX_LOG_FDS=2", NULL };
+	const char *args[] = { "fds", NULL };
+	char out[240];
+	char *plain, *got;
+	struct died d;
+
+	snprintf(out, sizeof(out), "%s/out", dir);
+	d = crash_args(args, NULL, 0, out);
+	cr_assert_eq(d.code, 0);
+	plain = slurp(out, NULL);
+	d = crash_args(args, env, 1, out);
+	cr_assert_eq(d.code, 0, "%s", d.err);
+	got = slurp(out, NULL);
+	cr_assert(strstr(plain, "start fd 0 -> /dev/null\n"), "%s", plain);
+	cr_assert_str_eq(got, plain, "\n--- preload ---\n%s--- plain ---\n%s", got, plain);
+}
+
+/* java's output with and without the library: the JVM's own SIGSEGVs are its business. */
+Test(crash_preload, a_jvm_starts_without_a_report_and_prints_what_it_prints_alone)
+{
+	static const char *const env[] = { "REQCTX_LOG_FDS=1", NULL };
+	char *argv[] = { "/usr/bin/java", "-Xshare:auto", "-version", NULL };
+	char *plain, *got;
+
+	if (access(argv[0], X_OK) != 0)
+		cr_assert_fail("java is not installed; as root, run:\n  apt-get install -y openjdk-17-jre-headless");
+	cr_assert_eq(proc_run(argv, NULL, 0, NULL, dir_err), 0);
+	plain = slurp(dir_err, NULL);
+	cr_assert_eq(proc_run(argv, env, 1, NULL, dir_err), 0);
+	got = slurp(dir_err, NULL);
+	cr_assert(strstr(plain, "openjdk version"), "%s", plain);
+	cr_assert_null(strstr(got, "fatal signal"), "%s", got);
+	cr_assert_str_eq(got, plain);
 }
 
 Test(crash_preload, reqctx_crash_0_prints_nothing_and_dies_the_same_way)
@@ -466,7 +653,7 @@ Test(crash_preload, a_closed_stderr_pipe_does_not_turn_the_crash_into_sigpipe)
 	pid_t pid;
 
 	snprintf(path, sizeof(path), "%s/progs/O0/crash", bdir());
-	snprintf(lp, sizeof(lp), "LD_PRELOAD=%s/libreqctx.so", bdir());
+	proc_preload(lp, sizeof(lp), NULL);
 	cr_assert_eq(pipe(p), 0);
 	close(p[0]); /* nobody will ever read the report */
 	pid = fork();
@@ -503,5 +690,161 @@ Test(crash_preload, sigaction_and_signal_report_exactly_what_glibc_reports)
 	cr_assert(strstr(plain, "set sig=11 handler=host_info flags=0x14000004\n"));
 	cr_assert(strstr(plain, "onstack sig=8 handler=host_plain flags=0x4c000000\n"));
 	cr_assert_str_eq(got, plain, "\n--- preload ---\n%s--- plain ---\n%s", got, plain);
+	cr_assert_str_eq(slurp(dir_err, NULL), "");
+}
+
+/* ---- linked with -lreqctx after make install, no LD_PRELOAD ---- */
+
+TestSuite(linked, .init = setup, .fini = teardown, .timeout = 120);
+
+static const char *src_dir(void)
+{
+	static char d[300];
+	const char *s = getenv("REQCTX_SRC");
+
+	if (s && *s)
+		return s;
+	snprintf(d, sizeof(d), "%s/..", bdir());
+	return d;
+}
+
+/* Runs a shell command line, stdout to dir/out and stderr to dir/err; returns its status. */
+static int sh(const char *const *env, const char *cmd)
+{
+	char out[240];
+	char *argv[] = { "/bin/sh", "-c", (char *)cmd, NULL };
+
+	snprintf(out, sizeof(out), "%s/out", dir);
+	return proc_run(argv, env, 0, out, dir_err);
+}
+
+/* make install PREFIX=dir/prefix, then cc -o dir/NAME SRC $(pkg-config --cflags --libs reqctx). */
+static void install_and_build(const char *name, const char *src)
+{
+	char cmd[2048];
+
+	snprintf(cmd, sizeof(cmd), "make -s -C '%s' B='%s' install PREFIX='%s/prefix' >/dev/null",
+		 src_dir(), bdir(), dir);
+	cr_assert_eq(sh(NULL, cmd), 0, "make install: %s", slurp(dir_err, NULL));
+	snprintf(cmd, sizeof(cmd),
+		 "PKG_CONFIG_PATH='%s/prefix/lib/pkgconfig' && export PKG_CONFIG_PATH && "
+		 "cc -std=gnu11 -D_GNU_SOURCE -o '%s/%s' '%s/%s' -Wl,--no-as-needed "
+		 "$(pkg-config --cflags --libs reqctx) -lpthread",
+		 dir, dir, name, src_dir(), src);
+	cr_assert_eq(sh(NULL, cmd), 0, "%s\n%s", cmd, slurp(dir_err, NULL));
+}
+
+Test(linked, a_program_built_with_pkg_config_links_and_runs_nested_requests)
+{
+	char lp[300], path[256];
+	const char *env[] = { lp, "REQCTX_LOG_FDS=2", NULL };
+	char *argv[] = { path, NULL };
+	char out[240];
+
+	install_and_build("nested", "tests/link/nested.c");
+	snprintf(lp, sizeof(lp), "LD_LIBRARY_PATH=%s/prefix/lib", dir);
+	snprintf(path, sizeof(path), "%s/nested", dir);
+	snprintf(out, sizeof(out), "%s/out", dir);
+	cr_assert_eq(proc_run(argv, env, 0, out, dir_err), 0, "%s", slurp(dir_err, NULL));
+	cr_assert_str_eq(slurp(out, NULL), "start unknown\nouter out-1\ninner in-1\nback out-1\n"
+					   "bad id refused\nend unknown\n");
+	cr_assert_str_eq(slurp(dir_err, NULL), "");
+}
+
+Test(linked, a_crash_in_a_program_linked_with_the_library_is_reported)
+{
+	char lp[300], path[256];
+	const char *env[] = { lp, "REQCTX_LOG_FDS=1,2", NULL };
+	char *argv[] = { path, "segv", NULL };
+	struct died d;
+
+	install_and_build("crash", "tests/progs/crash.c");
+	snprintf(lp, sizeof(lp), "LD_LIBRARY_PATH=%s/prefix/lib", dir);
+	snprintf(path, sizeof(path), "%s/crash", dir);
+	d = wait_died(proc_start(argv, env, 0, NULL, dir_err), "linked crash");
+	cr_assert_eq(d.sig, SIGSEGV, "exited=%d code=%d\n%s", d.exited, d.code, d.err);
+	want_head(&d, "crash1", 11, "SIGSEGV", "0x0", d.pid);
+	want_frame(d.err, "crash1", 0, "handle_request_crash");
+	want_line(d.err, "\n[req:crash1]   #1 reqctx_run+0x");
+	want_line(d.err, " (libreqctx.so.0)\n");
+	want_frame(d.err, "crash1", 2, "run");
+	want_frame(d.err, "crash1", 3, "main");
+}
+
+/* ---- beside AddressSanitizer: its runtime preloaded first, as for a sanitized server ---- */
+
+static const char *asan_runtime(void)
+{
+	static char path[512];
+	FILE *p = popen("gcc -print-file-name=libasan.so", "r");
+	size_t n;
+
+	cr_assert_not_null(p);
+	n = fread(path, 1, sizeof(path) - 1, p);
+	pclose(p);
+	while (n > 0 && (path[n - 1] == '\n' || path[n - 1] == ' '))
+		n--;
+	path[n] = '\0';
+	cr_assert(n > 0 && path[0] == '/' && access(path, R_OK) == 0,
+		  "no libasan.so (gcc says '%s'); as root, run:\n  apt-get install -y gcc", path);
+	return path;
+}
+
+static struct died under_asan(const char *mode, const char *out)
+{
+	char lp[1200], path[256];
+	const char *env[] = { lp, "ASAN_OPTIONS=detect_leaks=0", "REQCTX_LOG_FDS=1,2", NULL };
+	char *argv[] = { path, (char *)mode, NULL };
+
+	snprintf(lp, sizeof(lp), "LD_PRELOAD=%s %s/libreqctx.so", asan_runtime(), bdir());
+	snprintf(path, sizeof(path), "%s/progs/O0/crash", bdir());
+	return wait_died(proc_start(argv, env, 0, out, dir_err), mode);
+}
+
+Test(crash_preload, beside_asan_the_library_starts_and_prefixes)
+{
+	char out[240];
+	struct died d;
+
+	snprintf(out, sizeof(out), "%s/out", dir);
+	d = under_asan("longjmp", out);
+	cr_assert_eq(d.code, 0, "sig=%d code=%d\n%s", d.sig, d.code, d.err);
+	cr_assert_str_eq(slurp(out, NULL), "[req:unknown] recovered 3\n");
+	cr_assert_str_eq(d.err, "");
+}
+
+/* ASan took SIGSEGV before reqctx started (not through sigaction): its report, not ours. */
+Test(crash_preload, beside_asan_a_crash_gets_asans_report_and_not_ours)
+{
+	struct died d = under_asan("segv", NULL);
+
+	cr_assert(d.sig == SIGSEGV || (d.exited && d.code != 0), "exited=%d code=%d", d.exited,
+		  d.code);
+	want_line(d.err, "ERROR: AddressSanitizer: SEGV on unknown address");
+	cr_assert_null(strstr(d.err, "fatal signal"), "%s", d.err);
+}
+
+/* A server built with -fsanitize=address: doctor names the order, and in that order it runs. */
+Test(crash_preload, a_sanitized_program_runs_with_asans_runtime_first_as_doctor_says)
+{
+	char cmd[1024], lp[1200], path[256], out[240];
+	const char *env[] = { lp, "ASAN_OPTIONS=detect_leaks=0", "REQCTX_LOG_FDS=1,2", NULL };
+	char *argv[] = { path, "longjmp", NULL };
+	char *doc[] = { (char *)bpath("reqctx"), "doctor", path, NULL };
+	char note[512];
+
+	snprintf(path, sizeof(path), "%s/crash_asan", dir);
+	snprintf(out, sizeof(out), "%s/out", dir);
+	snprintf(cmd, sizeof(cmd), "cc -std=gnu11 -D_GNU_SOURCE -fsanitize=address -g -o '%s' '%s/tests/progs/crash.c' -ldl -lpthread",
+		 path, src_dir());
+	cr_assert_eq(sh(NULL, cmd), 0, "%s", slurp(dir_err, NULL));
+	cr_assert_eq(proc_run(doc, NULL, 0, out, NULL), 0);
+	snprintf(note, sizeof(note),
+		 "\n  note  sanitizer   built with AddressSanitizer, whose runtime must load first: "
+		 "LD_PRELOAD=\"$(gcc -print-file-name=libasan.so)\" reqctx run -- %s\n", path);
+	want_line(slurp(out, NULL), note);
+	snprintf(lp, sizeof(lp), "LD_PRELOAD=%s %s/libreqctx.so", asan_runtime(), bdir());
+	cr_assert_eq(proc_run(argv, env, 0, out, dir_err), 0, "%s", slurp(dir_err, NULL));
+	cr_assert_str_eq(slurp(out, NULL), "[req:unknown] recovered 3\n");
 	cr_assert_str_eq(slurp(dir_err, NULL), "");
 }

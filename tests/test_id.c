@@ -8,7 +8,13 @@
 
 #include "ctx.h"
 #include "id.h"
+#include "proc.h"
 #include "reqctx.h"
+
+#include <sched.h>
+#include <sys/syscall.h>
+
+extern pid_t _Fork(void);
 
 struct hostile {
 	const char *name;
@@ -130,6 +136,87 @@ Test(id, forked_children_do_not_repeat_the_parent_or_each_other)
 	rq_uuid4(ids[0]);
 	cr_assert_neq(strcmp(ids[0], ids[1]), 0);
 	cr_assert_neq(strcmp(ids[0], ids[2]), 0);
+}
+
+/*
+ * Children that no pthread_atfork hook hears of: _Fork() and a raw clone.
+ * make(k) starts child k, which writes one ID to p[1] and exits.
+ */
+static void children_do_not_repeat(pid_t (*make)(void))
+{
+	enum { KIDS = 7 };
+	char ids[KIDS + 1][37] = { { 0 } };
+	int p[2];
+
+	rq_uuid4(ids[KIDS]); /* seeds the parent */
+	cr_assert_eq(pipe(p), 0);
+	for (int k = 0; k < KIDS; k++) {
+		pid_t pid = make();
+
+		if (pid == 0) {
+			char u[36];
+
+			rq_uuid4(u);
+			_exit(write(p[1], u, 36) == 36 ? 0 : 1);
+		}
+		cr_assert_gt(pid, 0);
+		cr_assert_eq(read(p[0], ids[k], 36), 36);
+		cr_assert_eq(waitpid(pid, NULL, 0), pid);
+	}
+	rq_uuid4(ids[KIDS]);
+	for (int i = 0; i <= KIDS; i++) {
+		cr_assert(is_uuid4(ids[i]), "%s", ids[i]);
+		for (int j = 0; j < i; j++)
+			cr_assert_neq(strcmp(ids[i], ids[j]), 0, "processes %d and %d made %s", j, i,
+				      ids[i]);
+	}
+}
+
+static pid_t raw_clone(void)
+{
+	return (pid_t)syscall(SYS_clone, SIGCHLD, 0L, 0L, 0L, 0L);
+}
+
+Test(id, children_made_by_fork_without_atfork_handlers_do_not_repeat)
+{
+	children_do_not_repeat(_Fork);
+}
+
+Test(id, children_made_by_a_raw_clone_do_not_repeat)
+{
+	children_do_not_repeat(raw_clone);
+}
+
+/* The same under the library: 1 + 7 + 7 processes, each serving one request with a generated ID. */
+Test(id_preload, requests_in_fork_and_clone_children_get_distinct_ids, .timeout = 60)
+{
+	static const char *const env[] = { "REQCTX_LOG_FDS=2", NULL };
+	const char *dir = tmpdir_new();
+	char path[256], out[256], err[256], who[16], id[64];
+	char *argv[] = { path, NULL };
+	char ids[15][64];
+	int n = 0, forks = 0, clones = 0, k;
+	char *text, *line;
+
+	snprintf(path, sizeof(path), "%s/progs/O2/id_fork", bdir());
+	snprintf(out, sizeof(out), "%s/out", dir);
+	snprintf(err, sizeof(err), "%s/err", dir);
+	cr_assert_eq(proc_run(argv, env, 1, out, err), 0, "%s", slurp(err, NULL));
+	text = slurp(out, NULL);
+	for (line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+		cr_assert_lt(n, 15, "too many lines");
+		cr_assert_eq(sscanf(line, "%15s %d %63s", who, &k, id), 3, "%s", line);
+		cr_assert(is_uuid4(id), "%s", line);
+		forks += !strcmp(who, "_Fork");
+		clones += !strcmp(who, "clone");
+		for (int j = 0; j < n; j++)
+			cr_assert_str_neq(ids[j], id, "two processes got %s", id);
+		strcpy(ids[n++], id);
+	}
+	cr_assert_eq(n, 15);
+	cr_assert_eq(forks, 7);
+	cr_assert_eq(clones, 7);
+	tmpdir_remove(dir);
 }
 
 /* reqctx_run: the seed's nested-run demo. */

@@ -9,7 +9,10 @@
  * Content-Length says, so a proxy in front logs a warning about the upstream
  * while it reads the answer.
  *
- * usage: srv_slow [--overrun] [--min-ms 20] [--max-ms 50]
+ * With --stats FILE, FILE holds "max_inflight N": the most requests it was
+ * ever waiting on at once (rewritten whenever that grows).
+ *
+ * usage: srv_slow [--overrun] [--min-ms 20] [--max-ms 50] [--stats FILE]
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -33,6 +36,26 @@
 
 static bool overrun;
 static long min_ms = 20, max_ms = 50;
+static const char *stats;
+static long inflight, max_inflight;
+static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Counts a request in (+1) or out (-1); records a new maximum in the stats file. */
+static void count(int d)
+{
+	FILE *f;
+
+	pthread_mutex_lock(&stats_lock);
+	inflight += d;
+	if (inflight > max_inflight) {
+		max_inflight = inflight;
+		if (stats && (f = fopen(stats, "w"))) {
+			fprintf(f, "max_inflight %ld\n", max_inflight);
+			fclose(f);
+		}
+	}
+	pthread_mutex_unlock(&stats_lock);
+}
 
 static int write_all(int fd, const char *p, size_t n)
 {
@@ -90,7 +113,9 @@ static void *serve(void *arg)
 	int n;
 
 	if (read_head(fd) == 0) {
+		count(1);
 		pause_ms();
+		count(-1);
 		n = snprintf(resp, sizeof(resp),
 			     "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
 			     "Connection: close\r\n\r\n%s%s",
@@ -124,8 +149,11 @@ int main(int argc, char **argv)
 			i++;
 		else if (!strcmp(argv[i], "--max-ms") && i + 1 < argc && !num(argv[i + 1], &max_ms))
 			i++;
+		else if (!strcmp(argv[i], "--stats") && i + 1 < argc)
+			stats = argv[++i];
 		else {
-			fprintf(stderr, "usage: srv_slow [--overrun] [--min-ms 20] [--max-ms 50]\n");
+			fprintf(stderr, "usage: srv_slow [--overrun] [--min-ms 20] [--max-ms 50] "
+				"[--stats FILE]\n");
 			return 2;
 		}
 	}

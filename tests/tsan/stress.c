@@ -14,6 +14,7 @@
 #include "common.h"
 #include "ctx.h"
 #include "fdtab.h"
+#include "handle.h"
 #include "handoff.h"
 #include "http.h"
 #include "id.h"
@@ -208,6 +209,72 @@ static void queue_hands_contexts_over(void)
 		fprintf(stderr, "ok=%d bad=%d\n", done_ok, done_bad);
 }
 
+/*
+ * 4. Handles: threads intern contexts whose serials share records (the table
+ * wraps many times) while others enter published handles. An entered ID is
+ * the handle's own or "unknown", never another request's.
+ */
+#define HD_THREADS 4
+#define HD_ROUNDS  60000 /* HD_THREADS * HD_ROUNDS wraps the table of RQ_HD_RECS 3 times */
+
+struct pub {
+	_Atomic uint64_t h;
+	_Atomic int round;
+};
+
+static struct pub pubs[HD_THREADS];
+static atomic_long hd_wrong, hd_exact;
+
+static void hd_publish(void *arg)
+{
+	long k = (long)arg;
+	struct pub *p = &pubs[k / HD_ROUNDS];
+
+	atomic_store(&p->h, 0);
+	atomic_store(&p->round, (int)(k % HD_ROUNDS));
+	atomic_store(&p->h, rq_handle_take());
+}
+
+static void *hd_churn(void *arg)
+{
+	long t = (long)arg;
+
+	for (int i = 0; i < HD_ROUNDS; i++) {
+		char id[32], want[32];
+		struct pub *o = &pubs[(t + 1 + i % (HD_THREADS - 1)) % HD_THREADS];
+		uint64_t h, prev;
+		int round;
+
+		snprintf(id, sizeof(id), "h%ld-%d", t, i);
+		reqctx_run(id, hd_publish, (void *)(t * HD_ROUNDS + i));
+		round = atomic_load(&o->round);
+		if (!(h = atomic_load(&o->h)) || atomic_load(&o->round) != round)
+			continue;
+		snprintf(want, sizeof(want), "h%ld-%d", (long)(o - pubs), round);
+		prev = rq_handle_enter(h);
+		if (!strcmp(reqctx_id(), want))
+			atomic_fetch_add(&hd_exact, 1);
+		else if (strcmp(reqctx_id(), "unknown"))
+			atomic_fetch_add(&hd_wrong, 1);
+		rq_handle_enter(prev);
+	}
+	return NULL;
+}
+
+static void handles_never_enter_another_request(void)
+{
+	pthread_t th[HD_THREADS];
+
+	for (long t = 0; t < HD_THREADS; t++)
+		pthread_create(&th[t], NULL, hd_churn, (void *)t);
+	for (int t = 0; t < HD_THREADS; t++)
+		pthread_join(th[t], NULL);
+	CHECK("an entered handle is its own request or unknown", hd_wrong == 0);
+	CHECK("most entered handles are exact", hd_exact > HD_THREADS * HD_ROUNDS / 4);
+	if (hd_wrong)
+		fprintf(stderr, "handles: %ld wrong, %ld exact\n", hd_wrong, hd_exact);
+}
+
 int main(void)
 {
 	static const char *const env[] = { NULL };
@@ -217,6 +284,7 @@ int main(void)
 	slots_stay_whole();
 	fd_table_publishes_safely();
 	queue_hands_contexts_over();
+	handles_never_enter_another_request();
 	printf("tsan: %d passed, %d failed\n", passed, failed);
 	return failed != 0;
 }

@@ -1,10 +1,16 @@
 /*
  * reqctx doctor: explain whether a command can be preloaded.
  */
+#include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "adapter.h"
 #include "cli.h"
 #include "inspect.h"
 
@@ -20,10 +26,80 @@ static const char help[] =
 	"  linking     it has a program interpreter (PT_INTERP): not static\n"
 	"  runtime     it is not a Go program (Go makes raw system calls)\n"
 	"  privileges  it is not setuid, setgid or setcap (secure-execution mode)\n"
-	"then a last line \"verdict: ...\".\n"
+	"  sanitizer   (a note, only for a program built with AddressSanitizer) its\n"
+	"              runtime must be loaded before the library\n"
+	"then the runtime adapter it gets (\"ok\", \"WARN\" when it is not installed,\n"
+	"\"--\" for none; it does not change the verdict), and, if it can be preloaded,\n"
+	"when its stdout and stderr become logs (once it listens or accepts; under\n"
+	"'reqctx run', from the start), then a last line \"verdict: ...\".\n"
 	"\n"
 	"Exit status: 0 if preloading will work, 1 if not, 2 for a usage error,\n"
 	"126 if CMD exists but cannot be executed, 127 if it is not found.\n";
+
+/*
+ * 1 if the 64-bit ELF at path needs AddressSanitizer's runtime (libasan.so
+ * in its .dynstr, where DT_NEEDED names live). ASan aborts at start-up unless
+ * its runtime is the first library loaded, so it must come before ours in
+ * LD_PRELOAD.
+ */
+static int needs_asan(const char *path)
+{
+	const unsigned char *p;
+	const Elf64_Ehdr *eh;
+	const Elf64_Shdr *sh;
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), found = 0;
+
+	if (fd < 0)
+		return 0;
+	if (fstat(fd, &st) < 0 || (size_t)st.st_size < sizeof(*eh)) {
+		close(fd);
+		return 0;
+	}
+	p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED)
+		return 0;
+	eh = (const Elf64_Ehdr *)p;
+	if (!memcmp(eh->e_ident, ELFMAG, SELFMAG) && eh->e_ident[EI_CLASS] == ELFCLASS64 &&
+	    eh->e_shentsize == sizeof(*sh) && eh->e_shoff < (size_t)st.st_size &&
+	    ((size_t)st.st_size - eh->e_shoff) / sizeof(*sh) >= eh->e_shnum) {
+		sh = (const Elf64_Shdr *)(p + eh->e_shoff);
+		for (unsigned i = 0; i < eh->e_shnum && !found; i++) {
+			if (sh[i].sh_type != SHT_STRTAB || sh[i].sh_offset > (size_t)st.st_size ||
+			    sh[i].sh_size > (size_t)st.st_size - sh[i].sh_offset ||
+			    !(sh[i].sh_flags & SHF_ALLOC))
+				continue;
+			found = memmem(p + sh[i].sh_offset, sh[i].sh_size, "libasan.so", 10) != NULL;
+		}
+	}
+	munmap((void *)p, (size_t)st.st_size);
+	return found;
+}
+
+/*
+ * Says which runtime adapter CMD gets from the library at lib (NULL: none
+ * found): the Node adapter through NODE_OPTIONS, the Python one through
+ * PYTHONPATH, or none.
+ */
+static void print_adapter(const char *path, const char *lib)
+{
+	enum rq_rt rt = rc_runtime(path);
+	const char *name = rq_rt_name(rt);
+	char a[RC_PATH_MAX];
+
+	if (!rt)
+		printf("  --    adapter     none: not a Node or Python program\n");
+	else if (rc_adapters_off())
+		printf("  --    adapter     %s: turned off (REQCTX_RUNTIMES=0 or REQCTX_DISABLE=1)\n", name);
+	else if (!lib || rc_adapter(rt, lib, a, sizeof(a)) < 0)
+		printf("  WARN  adapter     %s: the %s adapter %s is not installed; request IDs will "
+		       "not follow its event loop's hops\n", name, name, lib ? a : "");
+	else if (rt == RQ_RT_NODE)
+		printf("  ok    adapter     node: %s, through NODE_OPTIONS=--require\n", a);
+	else
+		printf("  ok    adapter     python: %s, through PYTHONPATH\n", a);
+}
 
 int rc_cmd_doctor(int argc, char **argv)
 {
@@ -58,7 +134,15 @@ int rc_cmd_doctor(int argc, char **argv)
 	for (int i = 0; i < rep.n; i++)
 		printf("  %-4s  %-10s  %s\n", rep.c[i].ok ? "ok" : "FAIL", rep.c[i].name,
 		       rep.c[i].msg);
+	print_adapter(path, lib_ok ? lib : NULL);
 	ok = lib_ok && rep.first_fail < 0;
+	if (needs_asan(path))
+		printf("  note  sanitizer   built with AddressSanitizer, whose runtime must load "
+		       "first: LD_PRELOAD=\"$(gcc -print-file-name=libasan.so)\" reqctx run -- %s\n",
+		       path);
+	if (ok)
+		printf("  note  logs        fd 1 and 2 become logs once it listens or accepts "
+		       "(under 'reqctx run', from the start)\n");
 	if (ok)
 		printf("verdict: %s can be preloaded\n", path);
 	else

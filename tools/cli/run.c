@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "adapter.h"
 #include "cli.h"
 #include "inspect.h"
 
@@ -234,9 +235,24 @@ static int set_preload(const char *lib)
 	return r;
 }
 
+/*
+ * exec keeps the pid: naming it in REQCTX_TOP_PID, with the server flag set,
+ * makes CMD the top of its tree (even under an inherited REQCTX_TOP_PID of an
+ * outer preloaded process) and a server from the start, so its fd 1 and 2
+ * are logs at once and the programs it starts know they are its children.
+ */
+static int set_top(void)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%ld:1", (long)getpid());
+	return setenv("REQCTX_TOP_PID", buf, 1);
+}
+
 static int set_env(const struct run_opts *o, const char *lib)
 {
-	if ((o->header && setenv("REQCTX_HEADER", o->header, 1)) ||
+	if (set_top() ||
+	    ((o->header && setenv("REQCTX_HEADER", o->header, 1)) ||
 	    (o->prefix && setenv("REQCTX_PREFIX", o->prefix, 1)) ||
 	    (o->nglobs && setenv("REQCTX_LOG_FILES", o->globs, 1)) ||
 	    (o->log_fds && setenv("REQCTX_LOG_FDS", o->log_fds, 1)) ||
@@ -244,9 +260,34 @@ static int set_env(const struct run_opts *o, const char *lib)
 	    (o->no_echo && setenv("REQCTX_ECHO", "0", 1)) ||
 	    (o->bare && setenv("REQCTX_UNKNOWN", "bare", 1)) ||
 	    (o->no_handoff && setenv("REQCTX_HANDOFF", "0", 1)) ||
-	    (o->no_crash && setenv("REQCTX_CRASH", "0", 1)))
+	    (o->no_crash && setenv("REQCTX_CRASH", "0", 1))))
 		return -1;
 	return set_preload(lib);
+}
+
+/*
+ * Gives a Node or Python command its runtime adapter as the library's
+ * constructor would (NODE_OPTIONS or PYTHONPATH, src/runtime.h), so that the
+ * command starts with that environment in full view; the constructor then
+ * finds it already there. REQCTX_RUNTIMES=0 leaves the environment alone.
+ * Returns 0, or -1 if it cannot be set.
+ */
+static int set_adapter(const char *path, const char *lib)
+{
+	char js[RC_PATH_MAX], val[RQ_RT_ENV_MAX];
+	enum rq_rt rt = rc_adapters_off() ? RQ_RT_NONE : rc_runtime(path);
+	int r;
+
+	if (!rt || rc_adapter(rt, lib, js, sizeof(js)) < 0)
+		return 0;
+	if (rt == RQ_RT_NODE)
+		r = rq_rt_node_options(getenv("NODE_OPTIONS"), js, val, sizeof(val));
+	else
+		r = rq_rt_pythonpath(getenv("PYTHONPATH"), js, val, sizeof(val));
+	if (r < 0)
+		rc_err("%s: cannot add the %s adapter %s (%s); running without it", path,
+		       rq_rt_name(rt), js, strerror(-r));
+	return r == 1 ? setenv(rt == RQ_RT_NODE ? "NODE_OPTIONS" : "PYTHONPATH", val, 1) : 0;
 }
 
 int rc_cmd_run(int argc, char **argv)
@@ -284,7 +325,7 @@ int rc_cmd_run(int argc, char **argv)
 		rc_err("not running it without the library; --force runs it anyway");
 		return RC_EXIT_FAIL;
 	}
-	if (set_env(&o, lib) < 0) {
+	if (set_env(&o, lib) < 0 || set_adapter(path, lib) < 0) {
 		rc_err("cannot set the environment: %s", strerror(errno));
 		return RC_EXIT_FAIL;
 	}

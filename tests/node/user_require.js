@@ -1,0 +1,3 @@
+'use strict';
+// A user's own --require'd file, for the NODE_OPTIONS test.
+console.log('user require ran');
