@@ -262,13 +262,9 @@ PY_OUT    := $(PYDIR)/sitecustomize.py $(PYDIR)/_reqctx_asyncio.py $(PYDIR)/_req
 
 ifneq ($(wildcard $(patsubst -I%,%/Python.h,$(firstword $(PY_INC)))),)
 all: $(PY_OUT)
-else
-all: python-missing
 endif
 
-.PHONY: python-missing install-python uninstall-python
-python-missing:
-	@echo "reqctx: Python.h not found (apt-get install python3-dev); the Python adapter is not built"
+.PHONY: install-python uninstall-python
 
 $(PYDIR)/%.py: preload/python/%.py
 	@mkdir -p $(dir $@)
@@ -276,8 +272,8 @@ $(PYDIR)/%.py: preload/python/%.py
 
 $(PYDIR)/_reqctx.abi3.so: preload/python/_reqctx.c
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PY_INC) -fPIC -shared -fvisibility=hidden \
-	    -o $@ $< -ldl
+	$(CC) -std=gnu11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) $(CFLAGS) \
+	    $(patsubst -I%,-isystem %,$(PY_INC)) -shared -o $@ $< -ldl
 
 install: install-python
 install-python: $(LIB)
@@ -286,7 +282,7 @@ install-python: $(LIB)
 		$(INSTALL) -m 644 $(PYDIR)/sitecustomize.py $(PYDIR)/_reqctx_asyncio.py \
 		    $(DESTDIR)$(LIBDIR)/reqctx-adapters/python/ && \
 		$(INSTALL) -m 755 $(PYDIR)/_reqctx.abi3.so $(DESTDIR)$(LIBDIR)/reqctx-adapters/python/; \
-	fi
+	else echo "reqctx: no Python adapter built (no Python.h: apt-get install python3-dev); not installing it"; fi
 
 uninstall: uninstall-python
 uninstall-python:

@@ -39,6 +39,7 @@
 
 #include <dlfcn.h>
 #include <stddef.h>
+#include <string.h>
 
 typedef unsigned long long rq_handle;
 
@@ -58,19 +59,16 @@ typedef struct {
 	int mode;
 } bound;
 
-typedef struct {
-	PyObject_HEAD
-	PyObject *cls;
-	Py_ssize_t pos; /* index of the callback in the arguments; the Context is 3 after it */
-} wrap;
-
 static rq_handle (*take)(void);
 static rq_handle (*enter)(rq_handle);
 
-/* Wrapped callbacks running on this thread (nested runs count each). */
-static __thread int depth;
-/* The Context the innermost wrapped callback running on this thread was scheduled for. */
-static __thread PyObject *running;
+/* This thread's wrapped callbacks (one TLS block, found once per function). */
+struct run {
+	int depth;         /* wrapped callbacks running (nested runs count each) */
+	PyObject *running; /* the Context the innermost one was scheduled for */
+};
+
+static __thread struct run tls;
 
 static PyObject *bound_type, *wrap_type;
 static PyObject *var;           /* ContextVar: the handle its Context last ran in */
@@ -98,6 +96,8 @@ static PyObject *bound_make(PyObject *fn, int sched, PyObject *ctx)
 {
 	bound *b;
 
+	struct run *t;
+
 	if ((PyObject *)Py_TYPE(fn) == bound_type) {
 		Py_INCREF(fn);
 		return fn;
@@ -111,12 +111,13 @@ static PyObject *bound_make(PyObject *fn, int sched, PyObject *ctx)
 	b->fn = fn;
 	b->ctx = ctx;
 	b->h = take();
+	t = &tls;
 	if (!sched)
 		b->mode = M_BIND;
-	else if (!depth)
+	else if (!t->depth)
 		b->mode = M_IO;
 	else
-		b->mode = !ctx || ctx == running ? M_HERE : M_AWAIT;
+		b->mode = !ctx || ctx == t->running ? M_HERE : M_AWAIT;
 	PyObject_GC_Track((PyObject *)b);
 	return (PyObject *)b;
 }
@@ -179,17 +180,20 @@ static rq_handle pick(const bound *b)
 static PyObject *bound_call(PyObject *self, PyObject *args, PyObject *kw)
 {
 	bound *b = (bound *)self;
-	PyObject *outer = running, *r;
+	struct run *t;
+	PyObject *outer, *r;
 	rq_handle h = b->h, prev;
 
 	if (b->ctx && b->mode != M_HERE)
 		h = pick(b);
 	prev = enter(h);
-	depth++;
-	running = b->ctx;
+	t = &tls;
+	outer = t->running;
+	t->depth++;
+	t->running = b->ctx;
 	r = PyObject_Call(b->fn, args, kw);
-	running = outer;
-	depth--;
+	t->running = outer;
+	t->depth--;
 	enter(prev);
 	return r;
 }
@@ -273,22 +277,44 @@ static PyType_Spec bound_spec = {
 };
 
 /*
- * Wrap(cls, pos)(*args): cls(*args) with args[pos], the callback, wrapped
- * as one scheduled for args[pos + 3], the Context (asyncio's Handle and
- * TimerHandle take (..., callback, args, loop, context)). Stands in for
- * them where the loop schedules callbacks, so that the handle a loop makes
- * is still a plain Handle.
+ * Wrap(fn, pos, ctx)(*args, **kwargs): fn(*args, **kwargs) with args[pos],
+ * a callback, wrapped as one scheduled for a Context that is args[ctx] if
+ * ctx is an int, kwargs[ctx] if it is a str, and a fresh copy of the
+ * current one if it is None or that argument is not given.
+ *
+ * Wrap(asyncio.events.Handle, 0, 3) stands in for Handle where the stock
+ * loops schedule callbacks (Handle(callback, args, loop, context)), so that
+ * the handle a loop makes is still a plain Handle. Method is the same as a
+ * method: uvloop.Loop.call_soon = Method(uvloop.loop.Loop.call_soon, 1,
+ * "context") binds like a function, with no Python frame of its own.
  */
+typedef struct {
+	PyObject_HEAD
+	PyObject *fn;
+	PyObject *ctx;  /* None, or the keyword naming the Context */
+	Py_ssize_t pos; /* index of the callback in the arguments */
+	Py_ssize_t cpos; /* index of the Context, or -1 */
+	PyObject *self;  /* Method: the instance it was last bound to, and the bound method */
+	PyObject *bound;
+} wrap;
+
+static PyObject *method_type, *method_new; /* Method; types.MethodType */
+
 static PyObject *wrap_call(PyObject *self, PyObject *args, PyObject *kw)
 {
 	wrap *w = (wrap *)self;
-	Py_ssize_t n = PyTuple_Size(args), c = w->pos + 3;
-	PyObject *a = args, *cb, *r;
+	Py_ssize_t n = PyTuple_Size(args);
+	PyObject *a = args, *cb, *ctx = NULL, *r;
 
 	if (n <= w->pos)
-		return PyObject_Call(w->cls, args, kw);
-	cb = bound_make(PyTuple_GetItem(args, w->pos), 1, c < n ? PyTuple_GetItem(args, c) : NULL);
-	if (!cb)
+		return PyObject_Call(w->fn, args, kw);
+	if (w->cpos >= 0 && w->cpos < n)
+		ctx = PyTuple_GetItem(args, w->cpos);
+	else if (w->ctx != Py_None && kw)
+		ctx = PyDict_GetItemWithError(kw, w->ctx);
+	if (!ctx && PyErr_Occurred())
+		return NULL;
+	if (!(cb = bound_make(PyTuple_GetItem(args, w->pos), 1, ctx)))
 		return NULL;
 	/* A tuple that only the caller holds (the interpreter's) is changed in place. */
 	if (Py_REFCNT(args) != 1) {
@@ -304,7 +330,7 @@ static PyObject *wrap_call(PyObject *self, PyObject *args, PyObject *kw)
 		}
 	}
 	PyTuple_SetItem(a, w->pos, cb);
-	r = PyObject_Call(w->cls, a, kw);
+	r = PyObject_Call(w->fn, a, kw);
 	if (a != args)
 		Py_DECREF(a);
 	return r;
@@ -312,30 +338,38 @@ static PyObject *wrap_call(PyObject *self, PyObject *args, PyObject *kw)
 
 static PyObject *wrap_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 {
-	PyObject *cls;
-	Py_ssize_t pos;
+	PyObject *fn, *ctx = Py_None;
+	Py_ssize_t pos, cpos = -1;
 	wrap *w;
 
 	if (kw && PyDict_Size(kw)) {
 		PyErr_SetString(PyExc_TypeError, "Wrap takes no keyword arguments");
 		return NULL;
 	}
-	if (!PyArg_ParseTuple(args, "On:Wrap", &cls, &pos))
+	if (!PyArg_ParseTuple(args, "On|O:Wrap", &fn, &pos, &ctx))
 		return NULL;
-	if (!PyCallable_Check(cls) || pos < 0) {
-		PyErr_SetString(PyExc_TypeError, "Wrap(cls, pos): cls must be callable, pos >= 0");
+	if (PyLong_Check(ctx)) {
+		cpos = PyLong_AsSsize_t(ctx);
+		ctx = Py_None;
+	}
+	if (!PyCallable_Check(fn) || pos < 0 || PyErr_Occurred() ||
+	    (ctx != Py_None && !PyUnicode_Check(ctx))) {
+		PyErr_Clear();
+		PyErr_SetString(PyExc_TypeError, "Wrap(fn, pos, ctx): fn callable, pos >= 0, ctx an int, str or None");
 		return NULL;
 	}
 	if (!take) {
 		PyErr_SetString(PyExc_RuntimeError, "libreqctx.so is not preloaded");
 		return NULL;
 	}
-	w = (wrap *)PyType_GenericNew(tp, NULL, NULL);
-	if (!w)
+	if (!(w = (wrap *)PyType_GenericNew(tp, NULL, NULL)))
 		return NULL;
-	Py_INCREF(cls);
-	w->cls = cls;
+	Py_INCREF(fn);
+	Py_INCREF(ctx);
+	w->fn = fn;
+	w->ctx = ctx;
 	w->pos = pos;
+	w->cpos = cpos;
 	return (PyObject *)w;
 }
 
@@ -344,13 +378,64 @@ static void wrap_dealloc(PyObject *self)
 	PyTypeObject *tp = Py_TYPE(self);
 	freefunc f = (freefunc)PyType_GetSlot(tp, Py_tp_free);
 
-	Py_CLEAR(((wrap *)self)->cls);
+	Py_CLEAR(((wrap *)self)->fn);
+	Py_CLEAR(((wrap *)self)->ctx);
+	Py_CLEAR(((wrap *)self)->self);
+	Py_CLEAR(((wrap *)self)->bound);
 	f(self);
 	Py_DECREF(tp);
 }
 
+static PyObject *wrap_repr(PyObject *self)
+{
+	return PyUnicode_FromFormat("<reqctx-wrapped %R>", ((wrap *)self)->fn);
+}
+
+/*
+ * Method: bound to an instance like a function (on its class, itself).
+ * asyncio's C Task looks loop.call_soon up for every step, so the method
+ * bound to the last instance is kept (with it, that instance: an event loop,
+ * until the next loop binds it).
+ */
+static PyObject *method_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+	wrap *w = (wrap *)self;
+	PyObject *m;
+
+	(void)type;
+	if (!obj || obj == Py_None) {
+		Py_INCREF(self);
+		return self;
+	}
+	if (obj != w->self || !w->bound) {
+		PyObject *old_self = w->self, *old_bound = w->bound;
+
+		if (!(m = PyObject_CallFunctionObjArgs(method_new, self, obj, NULL)))
+			return NULL;
+		Py_INCREF(obj);
+		w->self = obj;
+		w->bound = m;
+		Py_XDECREF(old_self);
+		Py_XDECREF(old_bound);
+	}
+	Py_INCREF(w->bound);
+	return w->bound;
+}
+
+static PyObject *wrap_getattr(PyObject *self, PyObject *name)
+{
+	static const char *const own[] = { "fn", "__wrapped__", "__class__", NULL };
+
+	for (int i = 0; own[i]; i++)
+		if (PyUnicode_CompareWithASCIIString(name, own[i]) == 0)
+			return PyObject_GenericGetAttr(self, name);
+	/* __name__, __doc__, __qualname__ ... are the wrapped function's. */
+	return PyObject_GetAttr(((wrap *)self)->fn, name);
+}
+
 static PyMemberDef wrap_members[] = {
-	{ "cls", T_OBJECT, offsetof(wrap, cls), READONLY, NULL },
+	{ "fn", T_OBJECT, offsetof(wrap, fn), READONLY, NULL },
+	{ "__wrapped__", T_OBJECT, offsetof(wrap, fn), READONLY, NULL },
 	{ NULL, 0, 0, 0, NULL },
 };
 
@@ -358,12 +443,28 @@ static PyType_Slot wrap_slots[] = {
 	{ Py_tp_call, wrap_call },
 	{ Py_tp_new, wrap_new },
 	{ Py_tp_dealloc, wrap_dealloc },
+	{ Py_tp_repr, wrap_repr },
 	{ Py_tp_members, wrap_members },
 	{ 0, NULL },
 };
 
 static PyType_Spec wrap_spec = {
 	"_reqctx.Wrap", sizeof(wrap), 0, Py_TPFLAGS_DEFAULT, wrap_slots,
+};
+
+static PyType_Slot method_slots[] = {
+	{ Py_tp_call, wrap_call },
+	{ Py_tp_new, wrap_new },
+	{ Py_tp_dealloc, wrap_dealloc },
+	{ Py_tp_repr, wrap_repr },
+	{ Py_tp_members, wrap_members },
+	{ Py_tp_descr_get, method_get },
+	{ Py_tp_getattro, wrap_getattr },
+	{ 0, NULL },
+};
+
+static PyType_Spec method_spec = {
+	"_reqctx.Method", sizeof(wrap), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_METHOD_DESCRIPTOR, method_slots,
 };
 
 /* ---- module functions ----------------------------------------------------- */
@@ -438,13 +539,20 @@ static int setup(PyObject *m)
 		take = NULL, enter = NULL;
 	if (PyModule_AddObject(m, "preloaded", PyBool_FromLong(take != NULL)) < 0)
 		return -1;
-	if (!(bound_type = PyType_FromSpec(&bound_spec)) || !(wrap_type = PyType_FromSpec(&wrap_spec)))
+	if (!(bound_type = PyType_FromSpec(&bound_spec)) || !(wrap_type = PyType_FromSpec(&wrap_spec)) ||
+	    !(method_type = PyType_FromSpec(&method_spec)))
 		return -1;
 	Py_INCREF(bound_type);
 	Py_INCREF(wrap_type);
-	if (PyModule_AddObject(m, "Bound", bound_type) < 0 || PyModule_AddObject(m, "Wrap", wrap_type) < 0)
+	Py_INCREF(method_type);
+	if (PyModule_AddObject(m, "Bound", bound_type) < 0 || PyModule_AddObject(m, "Wrap", wrap_type) < 0 ||
+	    PyModule_AddObject(m, "Method", method_type) < 0)
 		return -1;
-	if (!(cv = PyImport_ImportModule("contextvars")))
+	if (!(cv = PyImport_ImportModule("types")))
+		return -1;
+	method_new = PyObject_GetAttrString(cv, "MethodType");
+	Py_DECREF(cv);
+	if (!method_new || !(cv = PyImport_ImportModule("contextvars")))
 		return -1;
 	var = PyObject_CallMethod(cv, "ContextVar", "s", "reqctx_handle");
 	Py_DECREF(cv);

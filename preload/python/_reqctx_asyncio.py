@@ -54,8 +54,8 @@ def _events_proxy(real):
     """
     proxy = type(sys)(real.__name__, real.__doc__)
     proxy.__dict__.update(real.__dict__)
-    proxy.Handle = _reqctx.Wrap(real.Handle, 0)
-    proxy.TimerHandle = _reqctx.Wrap(real.TimerHandle, 1)
+    proxy.Handle = _reqctx.Wrap(real.Handle, 0, 3)
+    proxy.TimerHandle = _reqctx.Wrap(real.TimerHandle, 1, 4)
     proxy._reqctx_real = real
     return proxy
 
@@ -106,24 +106,14 @@ def _patch_futures_thread(thread):
 
 def _patch_uvloop(uvloop):
     loop, base = uvloop.Loop, uvloop.loop.Loop
-    sched = _reqctx.schedule
+    method = _reqctx.Method
     if not issubclass(loop, base):
         raise RuntimeError('uvloop.Loop is not a uvloop.loop.Loop')
-
-    def call_soon(self, callback, *args, context=None):
-        return base.call_soon(self, sched(callback, context), *args, context=context)
-
-    def call_soon_threadsafe(self, callback, *args, context=None):
-        return base.call_soon_threadsafe(self, sched(callback, context), *args, context=context)
-
-    def call_later(self, delay, callback, *args, context=None):
-        return base.call_later(self, delay, sched(callback, context), *args, context=context)
-
-    def call_at(self, when, callback, *args, context=None):
-        return base.call_at(self, when, sched(callback, context), *args, context=context)
-
-    def add_signal_handler(self, sig, callback, *args):
-        return base.add_signal_handler(self, sig, sched(callback), *args)
+    # (name, index of the callback counting self, keyword of the Context)
+    for name, pos, ctx in (('call_soon', 1, 'context'), ('call_soon_threadsafe', 1, 'context'),
+                           ('call_later', 2, 'context'), ('call_at', 2, 'context'),
+                           ('add_signal_handler', 2, None)):
+        setattr(loop, name, method(getattr(base, name), pos, ctx))
 
     # uvloop writes a transport's bytes at the end of the loop iteration, in
     # whatever request is current then, and the upstream connection carries
@@ -139,8 +129,7 @@ def _patch_uvloop(uvloop):
         transport.set_write_buffer_limits(0)
         return transport, protocol
 
-    for f in (call_soon, call_soon_threadsafe, call_later, call_at, add_signal_handler,
-              create_connection, create_unix_connection):
+    for f in (create_connection, create_unix_connection):
         f.__qualname__ = 'Loop.' + f.__name__
         f.__doc__ = getattr(base, f.__name__).__doc__
         setattr(loop, f.__name__, f)
