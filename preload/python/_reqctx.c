@@ -71,6 +71,14 @@ struct run {
 static __thread struct run tls;
 
 static PyObject *bound_type, *wrap_type;
+
+/*
+ * Freed Bound objects kept for reuse (every hop makes one and drops one).
+ * Only touched with the GIL held; each keeps its reference to the type.
+ */
+#define FREE_MAX 64
+static bound *freelist[FREE_MAX];
+static int nfree;
 static PyObject *var;           /* ContextVar: the handle its Context last ran in */
 static PyObject *var_get;       /* var.get */
 static PyObject *var_set;       /* var.set */
@@ -102,8 +110,12 @@ static PyObject *bound_make(PyObject *fn, int sched, PyObject *ctx)
 		Py_INCREF(fn);
 		return fn;
 	}
-	if (!(b = PyObject_GC_New(bound, (PyTypeObject *)bound_type)))
+	if (nfree > 0) {
+		b = freelist[--nfree];
+		Py_SET_REFCNT((PyObject *)b, 1);
+	} else if (!(b = PyObject_GC_New(bound, (PyTypeObject *)bound_type))) {
 		return NULL;
+	}
 	if (ctx == Py_None || !sched)
 		ctx = NULL;
 	Py_INCREF(fn);
@@ -177,16 +189,20 @@ static rq_handle pick(const bound *b)
 	return h;
 }
 
+/*
+ * Runs the callback in its context, then puts back the one it interrupted:
+ * an I/O callback that runs later in the same loop iteration must start in
+ * the request the library set for its fd (not all of them do I/O on it
+ * before they schedule: a connect's completion does not).
+ */
 static PyObject *bound_call(PyObject *self, PyObject *args, PyObject *kw)
 {
 	bound *b = (bound *)self;
 	struct run *t;
 	PyObject *outer, *r;
-	rq_handle h = b->h, prev;
+	rq_handle prev;
 
-	if (b->ctx && b->mode != M_HERE)
-		h = pick(b);
-	prev = enter(h);
+	prev = enter(b->ctx && b->mode != M_HERE ? pick(b) : b->h);
 	t = &tls;
 	outer = t->running;
 	t->depth++;
@@ -219,6 +235,10 @@ static void bound_dealloc(PyObject *self)
 
 	PyObject_GC_UnTrack(self);
 	bound_clear(self);
+	if (nfree < FREE_MAX) {
+		freelist[nfree++] = (bound *)self;
+		return;
+	}
 	PyObject_GC_Del(self);
 	Py_DECREF(tp);
 }

@@ -2,8 +2,8 @@
 
 Listens on 127.0.0.1 on a free port and prints "port N" on stdout. Answers
 every GET after 0.5 to 3 ms with 200 and the body "up", keeping the
-connection open. Prints "conn N" on stdout for each connection it accepts,
-so that a test can count how many its client opened.
+connection open. Prints "conn N" on stderr for each connection that brings
+a request, so that a test can count how many its client opened.
 
 usage: upstream.py
 """
@@ -13,13 +13,16 @@ import sys
 
 
 async def serve(reader, writer, n=[0]):
-    n[0] += 1
-    print('conn %d' % n[0], flush=True)
+    first = True
     try:
         while True:
             head = await reader.readuntil(b'\r\n\r\n')
             if not head.startswith(b'GET '):
                 break
+            if first:
+                first = False
+                n[0] += 1
+                print('conn %d' % n[0], file=sys.stderr, flush=True)
             await asyncio.sleep(random.uniform(0.0005, 0.003))
             writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nup')
             await writer.drain()

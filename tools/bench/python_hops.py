@@ -1,24 +1,32 @@
-"""Cost of one asyncio hop, for tools/bench/python.sh.
+"""Cost of one asyncio hop, for tools/bench/python.sh (needs libreqctx.so preloaded).
 
 usage: python_hops.py MODE N ROUNDS [uvloop]
-  MODE  plain    the loop as it is (with the adapter, if sitecustomize installed it)
-        ctypes   the same carrier rule through ctypes instead of _reqctx:
-                 each scheduled callback captures reqctx_handle_take() and runs
-                 between two reqctx_handle_enter() calls
-        calls    ns per call of each channel: _reqctx.take() and a ctypes call
-Prints the best of ROUNDS runs of N hops (`await asyncio.sleep(0)`: one task
-step, scheduled with call_soon) as "ns_per_hop X", or for calls
-"ext_ns X ctypes_ns Y".
+  MODE  loop     the loop as it is (with the adapter, unless REQCTX_RUNTIMES=0)
+        ctypes   the adapter's carrier rule done through ctypes instead of
+                 _reqctx (run it with REQCTX_RUNTIMES=0): each callback the
+                 loop schedules captures reqctx_handle_take() and runs between
+                 two reqctx_handle_enter() calls (no ContextVar, so less than
+                 the adapter does)
+        toggle   the adapter on and off in turn within this one process
+                 (needs it installed): prints "on X off Y" per round
+        calls    ns per call of each channel: _reqctx.take() and the same
+                 function through ctypes
+Two tasks, each started in a request of its own (reqctx_run), take turns
+for N hops in all (`await asyncio.sleep(0)`: a task step scheduled with
+call_soon), so that every hop enters the other request. Prints the best of
+ROUNDS runs as "ns_per_hop X" (CPU time of the thread, which a busy
+machine disturbs less than wall time), or for calls "ext_ns X ctypes_ns Y".
 """
 import asyncio
+import ctypes
 import sys
 import time
 
+lib = ctypes.CDLL(None)
+
 
 def _ctypes_rule():
-    import ctypes
     from asyncio import base_events, events
-    lib = ctypes.CDLL(None)
     take, enter = lib.reqctx_handle_take, lib.reqctx_handle_enter
     take.restype = enter.restype = ctypes.c_ulonglong
     take.argtypes = []
@@ -37,10 +45,8 @@ def _ctypes_rule():
             return cls(*a[:pos], run, *a[pos + 1:])
         return make
 
-    class Events(type(sys)):
-        def __getattr__(self, name):
-            return getattr(events, name)
-    proxy = Events('asyncio.events')
+    proxy = type(sys)('asyncio.events')
+    proxy.__dict__.update(events.__dict__)
     proxy.Handle = wrap(events.Handle, 0)
     proxy.TimerHandle = wrap(events.TimerHandle, 1)
     base_events.events = proxy
@@ -48,23 +54,34 @@ def _ctypes_rule():
 
 async def hops(n):
     sleep = asyncio.sleep
-    t = time.perf_counter_ns()
     for _ in range(n):
         await sleep(0)
-    return (time.perf_counter_ns() - t) / n
+
+
+def in_request(rid, fn):
+    """Calls fn() inside a request of ID rid (reqctx_run)."""
+    cb = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(lambda _: fn())
+    if lib.reqctx_run(rid, cb, None) != 0:
+        raise RuntimeError('reqctx_run failed')
+
+
+def run_once(loop, n):
+    tasks = []
+    for rid in (b'bench-a', b'bench-b'):
+        in_request(rid, lambda: tasks.append(loop.create_task(hops(n // 2))))
+    t = time.thread_time_ns()
+    loop.run_until_complete(asyncio.gather(*tasks))
+    return (time.thread_time_ns() - t) / (n // 2 * 2)
 
 
 def calls(n):
-    import ctypes
     import _reqctx
-    lib = ctypes.CDLL(None)
     f = lib.reqctx_handle_take
     f.restype = ctypes.c_ulonglong
     f.argtypes = []
-    take = _reqctx.take
     best = [float('inf'), float('inf')]
     for _ in range(5):
-        for i, fn in enumerate((take, f)):
+        for i, fn in enumerate((_reqctx.take, f)):
             t = time.perf_counter_ns()
             for _ in range(n):
                 fn()
@@ -72,11 +89,35 @@ def calls(n):
     return best
 
 
+_UVLOOP_METHODS = ('call_soon', 'call_soon_threadsafe', 'call_later', 'call_at')
+
+
+def toggle(loop, n, rounds, uv):
+    """The adapter's patches taken out and put back in turn; yields (on, off) ns per hop."""
+    from asyncio import base_events
+    proxy = base_events.events
+    real = proxy._reqctx_real
+    if uv:
+        import uvloop
+        methods = {k: uvloop.Loop.__dict__[k] for k in _UVLOOP_METHODS}
+    for _ in range(rounds):
+        on = run_once(loop, n)
+        base_events.events = real
+        if uv:
+            for k in methods:
+                delattr(uvloop.Loop, k)
+        off = run_once(loop, n)
+        base_events.events = proxy
+        if uv:
+            for k, v in methods.items():
+                setattr(uvloop.Loop, k, v)
+        yield on, off
+
+
 def main():
     mode, n, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     if mode == 'calls':
-        ext, ct = calls(n)
-        print('ext_ns %.1f ctypes_ns %.1f' % (ext, ct))
+        print('ext_ns %.1f ctypes_ns %.1f' % tuple(calls(n)))
         return
     if mode == 'ctypes':
         _ctypes_rule()
@@ -85,7 +126,12 @@ def main():
         loop = uvloop.new_event_loop()
     else:
         loop = asyncio.new_event_loop()
-    best = min(loop.run_until_complete(hops(n)) for _ in range(rounds))
+    if mode == 'toggle':
+        for on, off in toggle(loop, n, rounds, sys.argv[4:] == ['uvloop']):
+            print('on %.1f off %.1f' % (on, off))
+        loop.close()
+        return
+    best = min(run_once(loop, n) for _ in range(rounds))
     loop.close()
     print('ns_per_hop %.1f' % best)
 
