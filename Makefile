@@ -264,7 +264,12 @@ ifneq ($(wildcard $(patsubst -I%,%/Python.h,$(firstword $(PY_INC)))),)
 all: $(PY_OUT)
 endif
 
-.PHONY: install-python uninstall-python
+# make test may install python3-dev itself (tools/deps.sh) after this file was
+# read: then a make of its own, which reads it again, builds the adapter.
+.PHONY: install-python uninstall-python python-adapter
+test: python-adapter
+python-adapter: deps-test all
+	@[ -f $(PYDIR)/_reqctx.abi3.so ] || $(MAKE) --no-print-directory $(PY_OUT)
 
 $(PYDIR)/%.py: preload/python/%.py
 	@mkdir -p $(dir $@)

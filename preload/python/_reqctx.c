@@ -51,11 +51,16 @@ enum mode {
 	M_AWAIT, /* scheduled in one for another Context: that one's last, else the captured */
 };
 
+/* A vectorcall function (PEP 590), as CPython 3.8 and later call it. */
+typedef PyObject *(*rq_vectorcall)(PyObject *callable, PyObject *const *args, size_t nargsf,
+				   PyObject *kwnames);
+
 typedef struct {
 	PyObject_HEAD
+	rq_vectorcall vc; /* bound_vc, when the interpreter's vectorcall is used */
 	PyObject *fn;
-	PyObject *ctx; /* the contextvars.Context it was scheduled for, or NULL */
-	rq_handle h;   /* the context captured when it was made */
+	PyObject *ctx;    /* the contextvars.Context it was scheduled for, or NULL */
+	rq_handle h;      /* the context captured when it was made */
 	int mode;
 } bound;
 
@@ -94,6 +99,21 @@ static int (*cv_get)(PyObject *var, PyObject *dflt, PyObject **value);
 static PyObject *(*cv_set)(PyObject *var, PyObject *value);
 
 /*
+ * PyObject_Vectorcall, likewise (public since 3.8, in the limited API from
+ * 3.12 on, with the same ABI). When it is there, Bound, Wrap and Method are
+ * called the vectorcall way (RQ_TPFLAGS_VECTORCALL, PEP 590): a hop then
+ * builds no argument tuple or keyword dict of its own.
+ */
+static PyObject *(*vcall)(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames);
+
+#define RQ_TPFLAGS_VECTORCALL (1UL << 11) /* Py_TPFLAGS_HAVE_VECTORCALL */
+#define RQ_VC_OFFSET ((size_t)1 << (8 * sizeof(size_t) - 1)) /* PY_VECTORCALL_ARGUMENTS_OFFSET */
+/* Most arguments (positional and keyword) a Wrap or Method passes on without a tuple. */
+#define RQ_VC_ARGS 16
+
+static PyObject *bound_vc(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames);
+
+/*
  * fn wrapped to run in the current context: as a callback scheduled for
  * Context ctx (NULL or None: a fresh copy of the current one) if sched,
  * else as bound. A callback that is already wrapped keeps its capture, so
@@ -118,6 +138,7 @@ static PyObject *bound_make(PyObject *fn, int sched, PyObject *ctx)
 	}
 	if (ctx == Py_None || !sched)
 		ctx = NULL;
+	b->vc = vcall ? bound_vc : NULL;
 	Py_INCREF(fn);
 	Py_XINCREF(ctx);
 	b->fn = fn;
@@ -195,9 +216,9 @@ static rq_handle pick(const bound *b)
  * the request the library set for its fd (not all of them do I/O on it
  * before they schedule: a connect's completion does not).
  */
-static PyObject *bound_call(PyObject *self, PyObject *args, PyObject *kw)
+static PyObject *bound_run(bound *b, PyObject *args, PyObject *kw, PyObject *const *vargs, size_t nargsf,
+			   PyObject *kwnames)
 {
-	bound *b = (bound *)self;
 	struct run *t;
 	PyObject *outer, *r;
 	rq_handle prev;
@@ -207,11 +228,21 @@ static PyObject *bound_call(PyObject *self, PyObject *args, PyObject *kw)
 	outer = t->running;
 	t->depth++;
 	t->running = b->ctx;
-	r = PyObject_Call(b->fn, args, kw);
+	r = args ? PyObject_Call(b->fn, args, kw) : vcall(b->fn, vargs, nargsf, kwnames);
 	t->running = outer;
 	t->depth--;
 	enter(prev);
 	return r;
+}
+
+static PyObject *bound_call(PyObject *self, PyObject *args, PyObject *kw)
+{
+	return bound_run((bound *)self, args, kw, NULL, 0, NULL);
+}
+
+static PyObject *bound_vc(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+	return bound_run((bound *)self, NULL, NULL, args, nargsf, kwnames);
 }
 
 static int bound_traverse(PyObject *self, visitproc visit, void *arg)
@@ -269,8 +300,10 @@ static PyObject *bound_handle(PyObject *self, void *closure)
 	return PyLong_FromUnsignedLongLong(((bound *)self)->h);
 }
 
+/* The last entry but one, __vectorcalloffset__, is cut off unless vcall is there. */
 static PyMemberDef bound_members[] = {
 	{ "__wrapped__", T_OBJECT, offsetof(bound, fn), READONLY, NULL },
+	{ "__vectorcalloffset__", T_PYSSIZET, offsetof(bound, vc), READONLY, NULL },
 	{ NULL, 0, 0, 0, NULL },
 };
 
@@ -310,6 +343,7 @@ static PyType_Spec bound_spec = {
  */
 typedef struct {
 	PyObject_HEAD
+	rq_vectorcall vc; /* wrap_vc, when the interpreter's vectorcall is used */
 	PyObject *fn;
 	PyObject *ctx;  /* None, or the keyword naming the Context */
 	Py_ssize_t pos; /* index of the callback in the arguments */
@@ -356,6 +390,49 @@ static PyObject *wrap_call(PyObject *self, PyObject *args, PyObject *kw)
 	return r;
 }
 
+/* wrap_call, called the vectorcall way: the arguments are passed on as they came. */
+static PyObject *wrap_vc(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+	wrap *w = (wrap *)self;
+	Py_ssize_t n = (Py_ssize_t)(nargsf & ~RQ_VC_OFFSET), nk = kwnames ? PyTuple_Size(kwnames) : 0;
+	PyObject *stack[1 + RQ_VC_ARGS], *ctx = NULL, *cb, *r;
+
+	if (n <= w->pos || n + nk > RQ_VC_ARGS) {
+		PyObject *a = PyTuple_New(n), *kw = nk ? PyDict_New() : NULL;
+
+		for (Py_ssize_t i = 0; a && i < n; i++) {
+			Py_INCREF(args[i]);
+			PyTuple_SetItem(a, i, args[i]);
+		}
+		for (Py_ssize_t i = 0; kw && i < nk; i++)
+			if (PyDict_SetItem(kw, PyTuple_GetItem(kwnames, i), args[n + i]) < 0)
+				Py_CLEAR(kw);
+		r = a && (kw || !nk) ? wrap_call(self, a, kw) : NULL;
+		Py_XDECREF(a);
+		Py_XDECREF(kw);
+		return r;
+	}
+	if (w->cpos >= 0 && w->cpos < n) {
+		ctx = args[w->cpos];
+	} else if (w->ctx != Py_None) {
+		for (Py_ssize_t i = 0; i < nk && !ctx; i++) {
+			PyObject *k = PyTuple_GetItem(kwnames, i);
+
+			if (k == w->ctx || PyUnicode_Compare(k, w->ctx) == 0)
+				ctx = args[n + i];
+		}
+		if (PyErr_Occurred())
+			return NULL;
+	}
+	if (!(cb = bound_make(args[w->pos], 1, ctx)))
+		return NULL;
+	memcpy(stack + 1, args, (size_t)(n + nk) * sizeof(*stack));
+	stack[1 + w->pos] = cb;
+	r = vcall(w->fn, stack + 1, (size_t)n | RQ_VC_OFFSET, kwnames);
+	Py_DECREF(cb);
+	return r;
+}
+
 static PyObject *wrap_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 {
 	PyObject *fn, *ctx = Py_None;
@@ -386,6 +463,7 @@ static PyObject *wrap_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 		return NULL;
 	Py_INCREF(fn);
 	Py_INCREF(ctx);
+	w->vc = vcall ? wrap_vc : NULL;
 	w->fn = fn;
 	w->ctx = ctx;
 	w->pos = pos;
@@ -453,9 +531,11 @@ static PyObject *wrap_getattr(PyObject *self, PyObject *name)
 	return PyObject_GetAttr(((wrap *)self)->fn, name);
 }
 
+/* The last entry but one, __vectorcalloffset__, is cut off unless vcall is there. */
 static PyMemberDef wrap_members[] = {
 	{ "fn", T_OBJECT, offsetof(wrap, fn), READONLY, NULL },
 	{ "__wrapped__", T_OBJECT, offsetof(wrap, fn), READONLY, NULL },
+	{ "__vectorcalloffset__", T_PYSSIZET, offsetof(wrap, vc), READONLY, NULL },
 	{ NULL, 0, 0, 0, NULL },
 };
 
@@ -553,6 +633,16 @@ static int setup(PyObject *m)
 	cv_set = (PyObject * (*)(PyObject *, PyObject *))dlsym(RTLD_DEFAULT, "PyContextVar_Set");
 	if (!cv_get || !cv_set)
 		cv_get = NULL, cv_set = NULL;
+	vcall = (PyObject * (*)(PyObject *, PyObject *const *, size_t, PyObject *))
+		dlsym(RTLD_DEFAULT, "PyObject_Vectorcall");
+	if (vcall) {
+		bound_spec.flags |= RQ_TPFLAGS_VECTORCALL;
+		wrap_spec.flags |= RQ_TPFLAGS_VECTORCALL;
+		method_spec.flags |= RQ_TPFLAGS_VECTORCALL;
+	} else {
+		memset(&bound_members[1], 0, sizeof(bound_members[1]));
+		memset(&wrap_members[2], 0, sizeof(wrap_members[2]));
+	}
 	take = (rq_handle (*)(void))dlsym(RTLD_DEFAULT, "reqctx_handle_take");
 	enter = (rq_handle (*)(rq_handle))dlsym(RTLD_DEFAULT, "reqctx_handle_enter");
 	if (!take || !enter)

@@ -1,0 +1,136 @@
+# make bench, row 9: the Python asyncio adapter. Sourced by tools/bench/run.sh
+# (uses its helpers and variables). Each measure is side by side in one run:
+#   - throughput of an aiohttp server logging 2 lines per request
+#     (python_srv.py): plain, under the library with its adapter, and under the
+#     library without it (REQCTX_RUNTIMES=0), wrk -t1 -c32, alternating;
+#   - the adapter's added cost per async hop (python_hops.py): two tasks in two
+#     requests take turns awaiting asyncio.sleep(0), with the adapter's patches
+#     put in and taken out in turn inside one process (CPU ns per hop), on the
+#     stock loop and on uvloop; the same carrier rule through ctypes instead of
+#     the _reqctx extension; ns per call of each channel; and, with valgrind,
+#     the instructions each adds per hop (exact, where the ns are noisy).
+HERE=$(dirname "$0")
+PY_HOPS=${PY_HOPS:-200000}
+
+# py_median_diff FILE: median of "on X off Y" rows' X - Y.
+py_median_diff() { awk '{ print $2 - $4 }' "$1" | median; }
+
+# py_ir MODE RUNTIMES N [uvloop]: callgrind's instructions for python_hops.py.
+py_ir() {
+	PYTHONHASHSEED=0 REQCTX_RUNTIMES=$2 LD_PRELOAD="$LIB" valgrind --tool=callgrind \
+	    --callgrind-out-file=/dev/null "$PYTHON" "$HERE/python_hops.py" "$1" "$3" 1 ${4:-} 2>&1 |
+	    sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
+}
+
+# py_ir_hop MODE RUNTIMES [uvloop]: instructions per hop (a run of 50000 less one of 10000).
+py_ir_hop() {
+	a=$(py_ir "$1" "$2" 10000 ${3:-})
+	b=$(py_ir "$1" "$2" 50000 ${3:-})
+	[ -n "$a" ] && [ -n "$b" ] && calc "($b - $a) / 40000"
+}
+
+row9() {
+	say "== 9. Python asyncio: an aiohttp server logging 2 lines per request, and the cost per async hop"
+	if ! [ -x "$PYTHON" ] || ! "$PYTHON" -c 'import aiohttp' 2>/dev/null || ! have wrk ||
+	    ! [ -f "$B/reqctx-adapters/python/_reqctx.abi3.so" ]; then
+		say "  skipped: python3, aiohttp, wrk or the Python adapter missing" \
+		    "(apt-get install -y python3-aiohttp python3-dev wrk; make)"
+		return
+	fi
+	pa=$(free_port)
+	PYTHONDONTWRITEBYTECODE=1 "$PYTHON" "$HERE/python_srv.py" "$pa" >"$W/py_plain.log" 2>&1 &
+	na=$!
+	PIDS="$PIDS $na"
+	pb=$(free_port)
+	PYTHONDONTWRITEBYTECODE=1 REQCTX_LOG_FDS=1,2 LD_PRELOAD="$LIB" \
+	    "$PYTHON" "$HERE/python_srv.py" "$pb" >"$W/py_pre.log" 2>&1 &
+	nb=$!
+	PIDS="$PIDS $nb"
+	pc=$(free_port)
+	PYTHONDONTWRITEBYTECODE=1 REQCTX_LOG_FDS=1,2 REQCTX_RUNTIMES=0 LD_PRELOAD="$LIB" \
+	    "$PYTHON" "$HERE/python_srv.py" "$pc" >"$W/py_off.log" 2>&1 &
+	nc=$!
+	PIDS="$PIDS $nc"
+	if ! wait_port "$pa" "$na" || ! wait_port "$pb" "$nb" || ! wait_port "$pc" "$nc"; then
+		say "  skipped: an aiohttp server did not start"
+		stop "$na"; stop "$nb"; stop "$nc"
+		return
+	fi
+	: >"$W/py.plain"; : >"$W/py.pre"; : >"$W/py.off"
+	r=1
+	while [ $r -le "$ROUNDS" ]; do
+		rps "$pa" /x 32 >>"$W/py.plain"
+		rps "$pb" /x 32 >>"$W/py.pre"
+		rps "$pc" /x 32 >>"$W/py.off"
+		r=$((r + 1))
+	done
+	stop "$na"; stop "$nb"; stop "$nc"
+	a=$(median <"$W/py.plain")
+	b=$(median <"$W/py.pre")
+	c=$(median <"$W/py.off")
+	say "  plain:                 $(tr '\n' ' ' <"$W/py.plain")-> median $a req/s"
+	say "  preload + adapter:     $(tr '\n' ' ' <"$W/py.pre")-> median $b req/s"
+	say "  preload, no adapter:   $(tr '\n' ' ' <"$W/py.off")-> median $c req/s"
+	grep -q '^\[req:[^u]' "$W/py_pre.log" || say "  warning: the preloaded server's log has no request's [req:...] line"
+	cmd "$PYTHON tools/bench/python_srv.py PORT 2>log; REQCTX_LOG_FDS=1,2 LD_PRELOAD=$LIB $PYTHON tools/bench/python_srv.py PORT2 2>log2"
+	cmd "wrk -t1 -c32 -d${SECS}s http://127.0.0.1:PORT/x   # A B C A B C ..., $ROUNDS rounds (C: REQCTX_RUNTIMES=0)"
+	ratio=$(calc "$b / $a")
+	row 9 "aiohttp req/s, 2 log lines: preload+adapter vs plain" "$a" "$b" "$(fmt "$ratio" %.3f)" ">= 0.97" \
+		"$(awk -v x="$ratio" 'BEGIN { print (x >= 0.97) ? "met" : "MISSED" }')"
+	row 9 "aiohttp req/s: preload+adapter vs preload alone" "$c" "$b" "$(fmt "$(calc "$b / $c")" %.3f)" "" \
+		"information"
+
+	for loop in asyncio uvloop; do
+		arg=""
+		if [ $loop = uvloop ]; then
+			"$PYTHON" -c 'import uvloop' 2>/dev/null || { say "  uvloop: skipped (apt-get install -y python3-uvloop)"; continue; }
+			arg=uvloop
+		fi
+		LD_PRELOAD="$LIB" "$PYTHON" "$HERE/python_hops.py" toggle "$PY_HOPS" "$((ROUNDS * 2 + 1))" $arg \
+		    >"$W/pyhops.$loop" 2>&1
+		if ! grep -q '^on ' "$W/pyhops.$loop"; then
+			say "  $loop hops: failed: $(head -c 300 "$W/pyhops.$loop")"
+			continue
+		fi
+		x=$(awk '{ print $4 }' "$W/pyhops.$loop" | median)
+		y=$(awk '{ print $2 }' "$W/pyhops.$loop" | median)
+		d=$(py_median_diff "$W/pyhops.$loop")
+		say "  $loop, 2 requests taking turns: without the adapter median $x ns per hop, with it $y ns;" \
+		    "median of the paired differences +$(fmt "$d" %.1f) ns"
+		cmd "LD_PRELOAD=$LIB $PYTHON tools/bench/python_hops.py toggle $PY_HOPS $((ROUNDS * 2 + 1)) $arg"
+		row 9 "Python ns per hop ($loop): adapter's added cost" "$x ns" "$y ns" "+$(fmt "$d" %.1f) ns" \
+			"<= 100" "$(awk -v x="$d" 'BEGIN { print (x <= 100) ? "met" : "MISSED" }')"
+	done
+
+	: >"$W/pyct.rows"
+	r=1
+	while [ $r -le "$ROUNDS" ]; do
+		o=$(REQCTX_RUNTIMES=0 LD_PRELOAD="$LIB" "$PYTHON" "$HERE/python_hops.py" loop "$PY_HOPS" 3 | awk '{ print $2 }')
+		t=$(REQCTX_RUNTIMES=0 LD_PRELOAD="$LIB" "$PYTHON" "$HERE/python_hops.py" ctypes "$PY_HOPS" 3 | awk '{ print $2 }')
+		echo "on $t off $o" >>"$W/pyct.rows"
+		r=$((r + 1))
+	done
+	d=$(py_median_diff "$W/pyct.rows")
+	calls=$(LD_PRELOAD="$LIB" "$PYTHON" "$HERE/python_hops.py" calls 1000000 1)
+	say "  the same rule through ctypes: +$(fmt "$d" %.1f) ns per hop (median of $ROUNDS pairs of processes);" \
+	    "one call: $calls"
+	cmd "REQCTX_RUNTIMES=0 LD_PRELOAD=$LIB $PYTHON tools/bench/python_hops.py ctypes|loop $PY_HOPS 3; ... calls 1000000 1"
+	row 9 "Python ns per hop through ctypes instead" "" "" "+$(fmt "$d" %.1f) ns" "" "information"
+	row 9 "Python ns per call: _reqctx vs ctypes" "$(echo "$calls" | awk '{ print $4 }') ns" \
+		"$(echo "$calls" | awk '{ print $2 }') ns" "" "" "information"
+
+	if have valgrind; then
+		off=$(py_ir_hop loop 0)
+		on=$(py_ir_hop loop 1)
+		ct=$(py_ir_hop ctypes 0)
+		uoff=$(py_ir_hop loop 0 uvloop)
+		uon=$(py_ir_hop loop 1 uvloop)
+		say "  instructions per hop (callgrind): asyncio $off, with the adapter $on, through ctypes $ct;" \
+		    "uvloop $uoff, with the adapter $uon"
+		cmd "PYTHONHASHSEED=0 REQCTX_RUNTIMES=0|1 LD_PRELOAD=$LIB valgrind --tool=callgrind $PYTHON tools/bench/python_hops.py loop|ctypes 10000|50000 1 [uvloop]"
+		row 9 "Python instructions per hop (asyncio)" "$off" "$on" "+$(calc "$on - $off")" "" "information"
+		row 9 "... through ctypes instead" "$off" "$ct" "+$(calc "$ct - $off")" "" "information"
+		[ -n "$uoff" ] && row 9 "Python instructions per hop (uvloop)" "$uoff" "$uon" "+$(calc "$uon - $uoff")" "" \
+			"information"
+	fi
+}
