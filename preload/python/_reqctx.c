@@ -6,7 +6,9 @@
  * is linked statically (Debian's /usr/bin/python3) or shared (pyenv). It
  * links nothing: reqctx_handle_take and reqctx_handle_enter are found in the
  * preloaded library with dlsym(RTLD_DEFAULT), and `preloaded` says whether
- * they were.
+ * they were. Three public functions of CPython that the 3.11 limited API
+ * lacks (PyContextVar_Get, PyContextVar_Set, PyObject_Vectorcall; the last
+ * is in it from 3.12 on) are found the same way, and used only if found.
  *
  * Its one job is the carrier rule inside the event loop: a callback wrapped
  * here captures the thread's C context when it is scheduled, runs in it,
@@ -45,7 +47,7 @@ typedef unsigned long long rq_handle;
 
 /* How a wrapped callback picks its context (see the top of the file). */
 enum mode {
-	M_BIND,  /* the captured one, always (bind(): executors, signal handlers) */
+	M_BIND,  /* the captured one, always (bind(): executor jobs) */
 	M_HERE,  /* scheduled in a wrapped callback for its own Context: the captured one */
 	M_IO,    /* scheduled outside any wrapped callback: the captured one, recorded */
 	M_AWAIT, /* scheduled in one for another Context: that one's last, else the captured */
