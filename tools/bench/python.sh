@@ -12,6 +12,17 @@
 HERE=$(dirname "$0")
 PY_HOPS=${PY_HOPS:-200000}
 
+# py_load PORT PID: one wrk run; prints its req/s and the server's CPU µs per request
+# (utime+stime from /proc, which a busy machine disturbs less than req/s).
+py_load() {
+	c0=$(awk '{ print $14 + $15 }' "/proc/$2/stat")
+	out=$(wrk -t1 -c32 -d"${SECS}s" "http://127.0.0.1:$1/x" 2>&1)
+	c1=$(awk '{ print $14 + $15 }' "/proc/$2/stat")
+	echo "$out" | awk -v t=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" '
+		/requests in/ { n = $1 } /^Requests\/sec:/ { r = $2 }
+		END { if (n) printf "%s %.1f\n", r, t * 1e6 / hz / n }'
+}
+
 # py_median_diff FILE: median of "on X off Y" rows' X - Y.
 py_median_diff() { awk '{ print $2 - $4 }' "$1" | median; }
 
@@ -59,26 +70,29 @@ row9() {
 	: >"$W/py.plain"; : >"$W/py.pre"; : >"$W/py.off"
 	r=1
 	while [ $r -le "$ROUNDS" ]; do
-		rps "$pa" /x 32 >>"$W/py.plain"
-		rps "$pb" /x 32 >>"$W/py.pre"
-		rps "$pc" /x 32 >>"$W/py.off"
+		py_load "$pa" "$na" >>"$W/py.plain"
+		py_load "$pb" "$nb" >>"$W/py.pre"
+		py_load "$pc" "$nc" >>"$W/py.off"
 		r=$((r + 1))
 	done
 	stop "$na"; stop "$nb"; stop "$nc"
-	a=$(median <"$W/py.plain")
-	b=$(median <"$W/py.pre")
-	c=$(median <"$W/py.off")
-	say "  plain:                 $(tr '\n' ' ' <"$W/py.plain")-> median $a req/s"
-	say "  preload + adapter:     $(tr '\n' ' ' <"$W/py.pre")-> median $b req/s"
-	say "  preload, no adapter:   $(tr '\n' ' ' <"$W/py.off")-> median $c req/s"
+	for k in plain pre off; do
+		eval "rps_$k=\$(awk '{ print \$1 }' \"$W/py.$k\" | median)"
+		eval "cpu_$k=\$(awk '{ print \$2 }' \"$W/py.$k\" | median)"
+	done
+	say "  plain:               $(awk '{ printf "%s ", $1 }' "$W/py.plain")-> median $rps_plain req/s, $cpu_plain µs CPU per request"
+	say "  preload + adapter:   $(awk '{ printf "%s ", $1 }' "$W/py.pre")-> median $rps_pre req/s, $cpu_pre µs CPU per request"
+	say "  preload, no adapter: $(awk '{ printf "%s ", $1 }' "$W/py.off")-> median $rps_off req/s, $cpu_off µs CPU per request"
 	grep -q '^\[req:[^u]' "$W/py_pre.log" || say "  warning: the preloaded server's log has no request's [req:...] line"
 	cmd "$PYTHON tools/bench/python_srv.py PORT 2>log; REQCTX_LOG_FDS=1,2 LD_PRELOAD=$LIB $PYTHON tools/bench/python_srv.py PORT2 2>log2"
-	cmd "wrk -t1 -c32 -d${SECS}s http://127.0.0.1:PORT/x   # A B C A B C ..., $ROUNDS rounds (C: REQCTX_RUNTIMES=0)"
-	ratio=$(calc "$b / $a")
-	row 9 "aiohttp req/s, 2 log lines: preload+adapter vs plain" "$a" "$b" "$(fmt "$ratio" %.3f)" ">= 0.97" \
-		"$(awk -v x="$ratio" 'BEGIN { print (x >= 0.97) ? "met" : "MISSED" }')"
-	row 9 "aiohttp req/s: preload+adapter vs preload alone" "$c" "$b" "$(fmt "$(calc "$b / $c")" %.3f)" "" \
-		"information"
+	cmd "wrk -t1 -c32 -d${SECS}s http://127.0.0.1:PORT/x   # A B C A B C ..., $ROUNDS rounds (C: REQCTX_RUNTIMES=0); CPU from /proc/PID/stat"
+	ratio=$(calc "$rps_pre / $rps_plain")
+	row 9 "aiohttp req/s, 2 log lines: preload+adapter vs plain" "$rps_plain" "$rps_pre" "$(fmt "$ratio" %.3f)" \
+		">= 0.97" "$(awk -v x="$ratio" 'BEGIN { print (x >= 0.97) ? "met" : "MISSED" }')"
+	row 9 "... CPU µs per request, plain / preload+adapter" "$cpu_plain" "$cpu_pre" \
+		"$(fmt "$(calc "$cpu_plain / $cpu_pre")" %.3f)" "" "information"
+	row 9 "... CPU µs per request, preload alone / +adapter" "$cpu_off" "$cpu_pre" \
+		"$(fmt "$(calc "$cpu_off / $cpu_pre")" %.3f)" "" "information"
 
 	for loop in asyncio uvloop; do
 		arg=""
