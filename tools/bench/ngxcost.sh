@@ -20,6 +20,20 @@
 
 NC_REQS=${BENCH_NGX_REQS:-2000}
 
+# nc_stop PID: TERM, again after 20 s (valgrind once sat in epoll_wait past the
+# first), KILL after 30: the dump is written by then.
+nc_stop() {
+	kill -TERM "$1" 2>/dev/null
+	i=0
+	while kill -0 "$1" 2>/dev/null && [ $i -lt 300 ]; do
+		i=$((i + 1))
+		[ $i = 200 ] && kill -TERM "$1" 2>/dev/null
+		sleep 0.1
+	done
+	kill -KILL "$1" 2>/dev/null
+	stop "$1"
+}
+
 # nc_run NAME KIND PRELOAD CONNS: one callgrind run; prints the dump's total Ir.
 nc_run() {
 	d=$W/ngxcost_$1
@@ -38,7 +52,7 @@ nc_run() {
 	while ! listening "$port"; do # valgrind starts slowly
 		i=$((i + 1))
 		if [ $i -gt 600 ] || ! kill -0 "$vp" 2>/dev/null; then
-			stop "$vp"
+			nc_stop "$vp"
 			return 1
 		fi
 		sleep 0.1
@@ -46,8 +60,8 @@ nc_run() {
 	"$BIN/bench_reqs" "$port" 50 "$4" >/dev/null &&
 		callgrind_control -z "$vp" >/dev/null 2>&1 &&
 		"$BIN/bench_reqs" "$port" "$NC_REQS" "$4" >"$d/reqs" &&
-		callgrind_control -d "$vp" >/dev/null 2>&1 || { stop "$vp"; return 1; }
-	stop "$vp"
+		callgrind_control -d "$vp" >/dev/null 2>&1 || { nc_stop "$vp"; return 1; }
+	nc_stop "$vp"
 	f=$(ls "$d"/cg.out.* 2>/dev/null | head -n 1)
 	[ -n "$f" ] || return 1
 	if [ -n "$3" ] && ! grep -q libreqctx.so "$f"; then
