@@ -21,6 +21,14 @@ struct held {
 };
 
 static struct queue queues[RQ_HO_QUEUES];
+/*
+ * queues[i].m again, side by side (a queue is 80 KiB: looking a mutex up in
+ * the queues themselves touched 32 pages at every unlock), and a bit per
+ * hash of every mutex ever tied to a condvar: an unlock of any other mutex
+ * (most of them, in a host like Node) finds its bit clear and looks no further.
+ */
+static _Atomic(void *) mutexes[RQ_HO_QUEUES];
+static _Atomic uint64_t mutex_bits;
 _Atomic int rq_ho_active; /* queues with a known mutex: none means nothing to do (handoff.h) */
 static RQ_TLS struct held held;
 
@@ -52,11 +60,19 @@ static struct queue *queue_of(void *cv, int claim)
 	return NULL;
 }
 
+static uint64_t mutex_bit(const void *m)
+{
+	return (uint64_t)1 << (((uintptr_t)m >> 4) * 0x9e3779b97f4a7c15ull >> 58);
+}
+
 /* The queue whose consumers wait with m. */
 static struct queue *queue_of_mutex(void *m)
 {
+	if (!(atomic_load_explicit(&mutex_bits, memory_order_relaxed) & mutex_bit(m)))
+		return NULL;
 	for (unsigned i = 0; i < RQ_HO_QUEUES; i++)
-		if (atomic_load_explicit(&queues[i].m, memory_order_relaxed) == m)
+		if (atomic_load_explicit(&mutexes[i], memory_order_relaxed) == m &&
+		    atomic_load_explicit(&queues[i].m, memory_order_relaxed) == m)
 			return &queues[i];
 	return NULL;
 }
@@ -74,6 +90,8 @@ void rq_handoff_waited(void *cv, void *m)
 	if (!rq_cfg.handoff || !(q = queue_of(cv, 1)))
 		return;
 	if (atomic_load_explicit(&q->m, memory_order_relaxed) != m) {
+		atomic_fetch_or(&mutex_bits, mutex_bit(m));
+		atomic_store(&mutexes[q - queues], m);
 		if (!atomic_exchange(&q->m, m))
 			atomic_fetch_add(&rq_ho_active, 1);
 	}

@@ -12,6 +12,8 @@
  *               (a log file under the library), flushed inside the loop
  *   mutex       pthread_mutex_lock then pthread_mutex_unlock of an
  *               uncontended mutex (a host that never waits on a condvar)
+ *   mutexq      the same, once a job queue exists (a thread waited on a
+ *               condvar with another mutex, as in Node's libuv threadpool)
  *
  * Set-up and tear-down happen outside loop(), so that
  * valgrind --tool=callgrind --toggle-collect=loop counts the loop alone.
@@ -29,11 +31,24 @@
 /* The log line: 79 characters and a newline. */
 #define LINE "GET /index.html 200 0.000123s upstream=127.0.0.1:8080 bytes=612 ua=curl/7.88.1\n"
 
-enum mode { DEVNULL, SOCKETPAIR, STDERR, PRINTF, MUTEX };
+enum mode { DEVNULL, SOCKETPAIR, STDERR, PRINTF, MUTEX, MUTEXQ };
 
 static int fd_a = -1, fd_b = -1;
 static FILE *logfile;
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER, qm = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t qcv = PTHREAD_COND_INITIALIZER;
+static int queued;
+
+/* The producer of one job, for mutexq's set-up. */
+static void *produce(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&qm);
+	queued = 1;
+	pthread_cond_signal(&qcv);
+	pthread_mutex_unlock(&qm);
+	return NULL;
+}
 
 static int setup(enum mode m)
 {
@@ -56,6 +71,17 @@ static int setup(enum mode m)
 		return logfile ? 0 : -1;
 	case MUTEX:
 		return 0;
+	case MUTEXQ: {
+		pthread_t t;
+
+		pthread_mutex_lock(&qm);
+		if (pthread_create(&t, NULL, produce, NULL) != 0)
+			return -1;
+		while (!queued)
+			pthread_cond_wait(&qcv, &qm);
+		pthread_mutex_unlock(&qm);
+		return pthread_join(t, NULL) == 0 ? 0 : -1;
+	}
 	}
 	return -1;
 }
@@ -83,6 +109,7 @@ __attribute__((noinline)) static long loop(enum mode m, long n)
 			bad += fprintf(logfile, "%.*s", (int)sizeof(LINE) - 1, LINE) < 0;
 			break;
 		case MUTEX:
+		case MUTEXQ:
 			bad += pthread_mutex_lock(&mu) != 0;
 			bad += pthread_mutex_unlock(&mu) != 0;
 			break;
@@ -95,15 +122,16 @@ __attribute__((noinline)) static long loop(enum mode m, long n)
 
 int main(int argc, char **argv)
 {
-	static const char *const names[] = { "devnull", "socketpair", "stderr", "printf", "mutex" };
+	static const char *const names[] = { "devnull", "socketpair", "stderr", "printf", "mutex",
+					       "mutexq" };
 	long n = argc > 2 ? atol(argv[2]) : 100000, bad;
 	int m = -1;
 
-	for (int i = 0; argc > 1 && i < 5; i++)
+	for (int i = 0; argc > 1 && i < 6; i++)
 		if (!strcmp(argv[1], names[i]))
 			m = i;
 	if (m < 0 || n < 0) {
-		fprintf(stdout, "usage: bench_calls devnull|socketpair|stderr|printf|mutex [N]\n");
+		fprintf(stdout, "usage: bench_calls devnull|socketpair|stderr|printf|mutex|mutexq [N]\n");
 		return 2;
 	}
 	if (setup((enum mode)m) < 0) {

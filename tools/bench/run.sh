@@ -125,7 +125,7 @@ row1() {
 		return
 	fi
 	cd "$W" || return
-	for m in devnull socketpair stderr printf; do
+	for m in devnull socketpair stderr printf mutex mutexq; do
 		rm -f x.log
 		a=$(ir $m without) || { say "  $m: callgrind failed"; continue; }
 		rm -f x.log
@@ -135,9 +135,11 @@ row1() {
 		d=$(calc "($b - $a) / $calls")
 		case $m in
 		devnull) what="write 64 B to /dev/null"; target=30 ;;
-		socketpair) what="socketpair write+read (per call)"; target=30 ;;
+		socketpair) what="socketpair write+read (per call)"; target=40 ;;
 		stderr) what="80-byte line, write(2) to stderr"; target=250 ;;
 		printf) what="80-byte fprintf to x.log (info)"; target="" ;;
+		mutex) what="mutex lock+unlock, no job queue (info)"; target="" ;;
+		mutexq) what="mutex lock+unlock, a job queue exists (info)"; target="" ;;
 		esac
 		if [ $m = stderr ] && ! head -c 5 cg.stderr.with.err | grep -q '^\[req:'; then
 			say "  warning: the stderr lines carry no prefix: the library was not active"
