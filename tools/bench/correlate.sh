@@ -28,7 +28,7 @@ c8_fmt() { awk -v x="$1" -v f="$2" 'BEGIN { printf f, x }'; }
 cg() {
 	out=$1 fn=$2 pre=$3
 	shift 3
-	env ${pre:+LD_PRELOAD=$pre} valgrind --tool=callgrind --toggle-collect="$fn" \
+	env ${pre:+LD_PRELOAD=$pre REQCTX_LOG_FDS=1,2} valgrind --tool=callgrind --toggle-collect="$fn" \
 		--log-file="$out.vg" --callgrind-out-file="$out" "$@" >"$out.stdout" 2>"$out.err" ||
 		return 1
 	sed -n 's/^summary: *//p' "$out"
