@@ -2,13 +2,10 @@
 
 #include <sys/mman.h>
 
-void *rq_chunk(void *_Atomic *slot, size_t bytes, int make)
+void *rq_chunk_make(void *_Atomic *slot, size_t bytes)
 {
-	void *c = atomic_load_explicit(slot, memory_order_acquire);
-	void *expected = NULL;
+	void *c, *expected = NULL;
 
-	if (c || !make)
-		return c;
 	c = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (c == MAP_FAILED)
 		return NULL;

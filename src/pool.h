@@ -27,7 +27,16 @@
  * and publishes it when `make`, else returns NULL; NULL also if the mapping
  * fails. Two threads racing to make it get the same chunk.
  */
-void *rq_chunk(void *_Atomic *slot, size_t bytes, int make);
+void *rq_chunk_make(void *_Atomic *slot, size_t bytes); /* rq_chunk's first use of a slot */
+
+static inline void *rq_chunk(void *_Atomic *slot, size_t bytes, int make)
+{
+	void *c = atomic_load_explicit(slot, memory_order_acquire);
+
+	if (likely(c) || !make)
+		return c;
+	return rq_chunk_make(slot, bytes); /* out of line: the first use maps it */
+}
 
 /*
  * A pool of objects of `size` bytes, 2^shift per chunk, `cap` at most. Each
