@@ -97,11 +97,13 @@ void rq_handoff_waited(void *cv, void *m)
 	}
 }
 
-void rq_handoff_signal(void *cv)
+void rq_handoff_signal_slow(void *cv)
 {
 	struct queue *q;
 
-	if (!rq_cfg.handoff || !held.m || !(q = queue_of(cv, 0)) ||
+	if (!rq_cfg.handoff || !held.m ||
+	    !(atomic_load_explicit(&mutex_bits, memory_order_relaxed) & mutex_bit(held.m)) ||
+	    !(q = queue_of(cv, 0)) ||
 	    atomic_load_explicit(&q->m, memory_order_relaxed) != held.m)
 		return;
 	held.signalled = 1;

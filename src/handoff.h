@@ -48,7 +48,7 @@ static inline int rq_handoff_on(void)
 
 void rq_handoff_locked_slow(void *m);
 void rq_handoff_unlock_slow(void *m);
-void rq_handoff_signal(void *cv);
+void rq_handoff_signal_slow(void *cv);
 void rq_handoff_waited(void *cv, void *m);
 
 /* After m was locked (lock, trylock, timedlock, or the return of a wait). */
@@ -56,6 +56,16 @@ static inline void rq_handoff_locked(void *m)
 {
 	if (rq_handoff_on())
 		rq_handoff_locked_slow(m);
+}
+
+/*
+ * At a signal or broadcast on cv. Only a thread holding a mutex tied to a
+ * condvar (CPython's GIL is not: its wait is timed) looks cv up.
+ */
+static inline void rq_handoff_signal(void *cv)
+{
+	if (rq_handoff_on())
+		rq_handoff_signal_slow(cv);
 }
 
 /* Before m is unlocked. */
