@@ -485,6 +485,7 @@ void rq_evq_enter(int fd, struct rq_learn *l, const _Atomic uint32_t *live, uint
 	w->ident = ident;
 	w->p = p;
 	w->cx = rq_ctx_cur()->serial;
+	w->api = 0;
 	atomic_signal_fence(memory_order_seq_cst); /* a signal handler sees a whole window or none */
 	w->fd1 = fd + 1;
 }
@@ -529,7 +530,7 @@ void rq_evq_used(void)
 	struct rq_evq_watch *w = &rq_evq_w;
 	uint64_t cur = rq_ctx_cur()->serial;
 
-	if (cur == w->cx && w->cx != w->p)
+	if (!w->api && cur == w->cx && w->cx != w->p)
 		verdict(0);
 }
 

@@ -196,6 +196,7 @@ struct rq_learn {
 
 struct rq_evq_watch {
 	int fd1;                /* the watched fd + 1; 0: no window open */
+	int api;                /* a runtime adapter or the API entered a context since it opened */
 	uint32_t ident;         /* the instance's ident, if l belongs to one */
 	struct rq_learn *l;
 	const _Atomic uint32_t *live; /* the instance's ident word, or NULL */
@@ -218,6 +219,17 @@ static inline void rq_evq_touch(int fd)
 {
 	if (unlikely(rq_evq_w.fd1))
 		rq_evq_touched(fd);
+}
+
+/*
+ * A runtime adapter or the public API enters a context (maybe the very one
+ * reqctx entered for the event): uses from now on are the adapter's, not the
+ * callback's reliance on reqctx's entering.
+ */
+static inline void rq_evq_api(void)
+{
+	if (unlikely(rq_evq_w.fd1))
+		rq_evq_w.api = 1;
 }
 
 /* The current context is about to be used: a log line, or stored in a carrier, timer or queue. */
