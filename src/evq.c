@@ -515,7 +515,16 @@ void rq_evq_touched(int fd)
 {
 	if (!(rq_fd_flags(rq_fd_peek(fd)) & (RQ_FD_CONN | RQ_FD_CARRY)))
 		return; /* a log write: not I/O that sets a context */
-	verdict(fd + 1 == rq_evq_w.fd1 ? 1 : -1);
+	if (fd + 1 == rq_evq_w.fd1)
+		verdict(1);
+	else if (!rq_evq_w.api)
+		verdict(-1);
+	/*
+	 * After an adapter's enter, I/O elsewhere is that task's (asyncio runs
+	 * earlier tasks before this iteration's callbacks, and entering the
+	 * event's context could not have helped the callback, which runs after
+	 * them in split mode too): the watch waits for the callback's own I/O.
+	 */
 }
 
 /*

@@ -187,9 +187,10 @@ struct rq_learn {
  *    this when an upstream connection becomes writable: it writes the
  *    request, storing the context in the upstream socket, before reading
  *    anything;
- *  - a use while another context is current (a runtime adapter or the API
- *    entered it: asyncio runs the tasks an earlier iteration scheduled before
- *    this iteration's callbacks) leaves the window open;
+ *  - once a runtime adapter or the API has entered a context (asyncio runs
+ *    the tasks an earlier iteration scheduled before this iteration's
+ *    callbacks, each in its own request), its uses and its I/O on other fds
+ *    are the task's and leave the window open, until the callback's own I/O;
  *  - I/O on another fd, or the next wait, closes the window without a
  *    verdict.
  */

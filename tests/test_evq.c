@@ -921,6 +921,32 @@ Test(evq, an_adapter_entering_the_entered_context_leaves_the_window_open)
 	cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 4);
 }
 
+/*
+ * The earlier task also writes its own connection before the callback runs:
+ * that I/O is the task's, and the watch waits for the callback's own read.
+ */
+Test(evq, after_an_adapter_enter_a_tasks_io_elsewhere_leaves_the_window_open)
+{
+	int ep = new_ep(), fds[4], task = ready_fd("the task's request");
+	struct epoll_event ev[8];
+
+	ready_set(ep, 4, fds);
+	for (int i = 0; i < RQ_EVQ_LEARN; i++) {
+		int n = rq_evq_wait(ep, ev, 8, &now);
+
+		cr_assert_eq(n, 1, "call %d", i);
+		enter_ctx("a task's request");
+		rq_evq_api();       /* the adapter entered it */
+		rq_evq_use();       /* the task's log line */
+		rq_evq_touch(task); /* the task's response write */
+		rq_fd_enter(task);
+		rq_evq_touch(fds[ev[0].data.u64 - 1]); /* then the I/O callback reads its fd */
+		rq_fd_enter(fds[ev[0].data.u64 - 1]);
+	}
+	cr_assert_eq(nwaits, RQ_EVQ_LEARN / 4);
+	cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 4);
+}
+
 Test(evq, a_use_followed_by_io_that_keeps_the_entered_context_keeps_the_loop_split)
 {
 	int ep = new_ep(), fd = ready_fd("r"), same = -1, p[2];
