@@ -78,6 +78,35 @@ static int set_prefix(const char *v)
 	return 0;
 }
 
+static int set_format(const char *v)
+{
+	static const char *const names[] = { "prefix", "logfmt", "json", "auto" };
+
+	for (int i = 0; i < 4; i++)
+		if (!strcmp(v, names[i]))
+			return rq_cfg.format = i, 0;
+	return -1;
+}
+
+/* A key that JSON and logfmt take as it is: no quoting, no escaping. */
+static int set_field(const char *v)
+{
+	size_t n = strlen(v);
+
+	if (n == 0 || n > RQ_FIELD_MAX)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)v[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '_' || c == '.' || c == '-'))
+			return -1;
+	}
+	memcpy(rq_cfg.field, v, n + 1);
+	rq_cfg.field_len = n;
+	return 0;
+}
+
 static int set_globs(const char *v)
 {
 	size_t n = strlen(v);
@@ -210,6 +239,10 @@ void rq_config_load(const char *(*getenv_fn)(const char *),
 	apply("REQCTX_PREFIX", REQCTX_DEFAULT_PREFIX, set_prefix,
 	      "needs exactly one %s, printable characters, %% for a literal %, "
 	      "and at most 64 characters on each side");
+	apply("REQCTX_FORMAT", "prefix", set_format,
+	      "is not \"prefix\", \"logfmt\", \"json\" or \"auto\"");
+	apply("REQCTX_FIELD", "request_id", set_field,
+	      "is not a field name of 1-64 characters from A-Z a-z 0-9 _ . -");
 	apply("REQCTX_LOG_FDS", REQCTX_DEFAULT_LOG_FDS, set_logfds,
 	      "is not a comma-separated list of at most 16 fds");
 	apply("REQCTX_CHILD_LOG_FDS", "2", set_childfds,
