@@ -1066,53 +1066,22 @@ static __attribute__((noinline)) size_t line_cut(int fd, struct rq_fd *e, unsign
 }
 
 /*
- * write(2) of one whole line at a line start, the common case of a log write:
- * the cached text and the line in one writev, with no planning. The line
- * state is a line start before and after, so nothing is published. Returns
- * what write returns. Any other case (or one where only inserted bytes got
- * out, which it goes on from) is the general path's.
+ * The system call of a one-line write: v holds the line iov[0] with `text`
+ * (tl bytes, at caller bytes into it), from the cache taken as h. Returns
+ * what write returns; a write a signal handler's came before, or one that
+ * got only inserted bytes out, is left to the general path.
  */
-static ssize_t log_line(int fd, struct rq_fd *e, const struct iovec *iov, const struct rq_call *k)
+static inline __attribute__((always_inline)) ssize_t
+line_out(int fd, struct rq_fd *e, const struct iovec *iov, const struct rq_call *k, unsigned epoch,
+	 const char *h, const struct iovec *v, int cnt, const char *text, size_t tl, size_t at)
 {
-	const char *s = iov[0].iov_base, *h, *text;
-	size_t n = iov[0].iov_len, tl, at = 0, c;
-	unsigned epoch = rq_ln_begin();
-	struct iovec v[3];
-	int cnt = 2;
+	size_t n = iov[0].iov_len, c;
 	ssize_t r;
 
-	if (!n || n > SSIZE_MAX || !plausible(s, n) || s[n - 1] != '\n' ||
-	    atomic_load_explicit(&e->line, memory_order_relaxed) || !rq_prefix_wanted() ||
-	    memchr(s, '\n', n - 1) || !(h = rq_prefix_take(&tl)))
-		goto general; /* (a handler whose thread holds the cache: the general path) */
-	text = h;
-	if (likely(rq_cfg.format == RQ_FMT_PREFIX)) {
-		if (unlikely(*s == *h && n >= tl && !memcmp(s, h, tl)))
-			goto release; /* the line has its prefix already */
-	} else {
-		struct rq_line ln = { iov, 1, 0, 0, n };
-		struct rq_texts t;
-
-		rq_prefix_texts(&t);
-		if (!(tl = rq_prefix_place(&t, &ln, &text, &at)))
-			goto release; /* it has its field (or prefix) already */
+	if (unlikely(rq_ln_epoch != epoch)) { /* a handler wrote meanwhile: plan from what it left */
+		rq_prefix_release(h);
+		return write_general(fd, e, iov, 1, k, RQ_FD_LOG);
 	}
-	if (likely(!at)) {
-		v[0].iov_base = (void *)text;
-		v[0].iov_len = tl;
-		v[1].iov_base = (void *)s;
-		v[1].iov_len = n;
-	} else { /* a JSON line: after its brace */
-		v[0].iov_base = (void *)s;
-		v[0].iov_len = at;
-		v[1].iov_base = (void *)text;
-		v[1].iov_len = tl;
-		v[2].iov_base = (void *)(s + at);
-		v[2].iov_len = n - at;
-		cnt = 3;
-	}
-	if (unlikely(rq_ln_epoch != epoch)) /* a handler wrote meanwhile: plan from what it left */
-		goto release;
 	/* writev leaves errno alone when it succeeds, and so does everything here */
 	r = rq_sys.writev(fd, v, cnt);
 	if (likely(r == (ssize_t)(tl + n))) {
@@ -1124,12 +1093,69 @@ static ssize_t log_line(int fd, struct rq_fd *e, const struct iovec *iov, const 
 	if (r <= 0)
 		return r;
 	if (!c) /* none of the line yet: the general path goes on */
-		goto general;
+		return write_general(fd, e, iov, 1, k, RQ_FD_LOG);
 	return (ssize_t)c;
-release:
-	rq_prefix_release(h);
-general:
-	return write_general(fd, e, iov, 1, k, RQ_FD_LOG);
+}
+
+/* log_line in the formats other than prefix: the line gets its text where it goes. */
+static __attribute__((noinline)) ssize_t log_fields(int fd, struct rq_fd *e,
+						    const struct iovec *iov,
+						    const struct rq_call *k, unsigned epoch,
+						    const char *h)
+{
+	const char *s = iov[0].iov_base, *text;
+	size_t n = iov[0].iov_len, tl, at;
+	struct rq_texts t;
+	struct iovec v[3];
+
+	rq_prefix_texts(&t);
+	if (!(tl = rq_prefix_place_line(&t, s, n, &text, &at))) {
+		rq_prefix_release(h); /* it has its field (or prefix) already */
+		return write_general(fd, e, iov, 1, k, RQ_FD_LOG);
+	}
+	if (!at) {
+		v[0].iov_base = (void *)text;
+		v[0].iov_len = tl;
+		v[1] = iov[0];
+		return line_out(fd, e, iov, k, epoch, h, v, 2, text, tl, 0);
+	}
+	v[0].iov_base = (void *)s; /* a JSON line: after its brace */
+	v[0].iov_len = at;
+	v[1].iov_base = (void *)text;
+	v[1].iov_len = tl;
+	v[2].iov_base = (void *)(s + at);
+	v[2].iov_len = n - at;
+	return line_out(fd, e, iov, k, epoch, h, v, 3, text, tl, at);
+}
+
+/*
+ * write(2) of one whole line at a line start, the common case of a log write:
+ * the cached text and the line in one writev, with no planning. The line
+ * state is a line start before and after, so nothing is published. Returns
+ * what write returns. Any other case (or one where only inserted bytes got
+ * out, which it goes on from) is the general path's.
+ */
+static ssize_t log_line(int fd, struct rq_fd *e, const struct iovec *iov, const struct rq_call *k)
+{
+	const char *s = iov[0].iov_base, *h;
+	size_t n = iov[0].iov_len, tl;
+	unsigned epoch = rq_ln_begin();
+	struct iovec v[2];
+
+	if (!n || n > SSIZE_MAX || !plausible(s, n) || s[n - 1] != '\n' ||
+	    atomic_load_explicit(&e->line, memory_order_relaxed) || !rq_prefix_wanted() ||
+	    memchr(s, '\n', n - 1) || !(h = rq_prefix_take(&tl)))
+		return write_general(fd, e, iov, 1, k, RQ_FD_LOG); /* (or a handler's, cache busy) */
+	if (unlikely(rq_cfg.format != RQ_FMT_PREFIX))
+		return log_fields(fd, e, iov, k, epoch, h);
+	if (unlikely(*s == *h && n >= tl && !memcmp(s, h, tl))) {
+		rq_prefix_release(h); /* the line has its prefix already */
+		return write_general(fd, e, iov, 1, k, RQ_FD_LOG);
+	}
+	v[0].iov_base = (void *)h;
+	v[0].iov_len = tl;
+	v[1] = iov[0];
+	return line_out(fd, e, iov, k, epoch, h, v, 2, h, tl, 0);
 }
 
 /* Everything but a carrier or a one-line log write: checks the call, then plans it. */

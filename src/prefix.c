@@ -149,7 +149,7 @@ static inline int rd_get(struct rd *r)
  */
 static long flat(const struct rd *r, const unsigned char **s)
 {
-	const unsigned char *nl = memchr(r->p, '\n', r->avail);
+	const unsigned char *nl = r->avail ? memchr(r->p, '\n', r->avail) : NULL;
 
 	if (!nl && r->left)
 		return -1;
@@ -157,30 +157,63 @@ static long flat(const struct rd *r, const unsigned char **s)
 	return nl ? nl - r->p : (long)r->avail;
 }
 
-/* 1 if the line begins with text[0..n). */
-static int starts_with(const struct rq_line *ln, const char *text, size_t n)
+/* 1 if the line read by r begins with text[0..n). */
+static int starts_with(struct rd *r, const char *text, size_t n)
 {
-	struct rd r;
-
-	rd_init(&r, ln);
 	for (size_t k = 0; k < n; k++)
-		if (rd_get(&r) != (unsigned char)text[k])
+		if (rd_get(r) != (unsigned char)text[k])
 			return 0;
 	return 1;
-}
-
-/* 1 if needle[0..n) occurs in the line's bytes of this call, or if they are not in one piece. */
-static int maybe_in(const struct rd *r, const char *needle, size_t n)
-{
-	const unsigned char *s;
-	long len = flat(r, &s);
-
-	return len < 0 || memmem(s, (size_t)len, needle, n) != NULL;
 }
 
 static int blank(int c)
 {
 	return c == ' ' || c == '\t' || c == '\r';
+}
+
+/* 1 if s[0..n) ends with the field. */
+static int ends_with_field(const unsigned char *s, size_t n)
+{
+	size_t f = rq_cfg.field_len;
+
+	return n >= f && s[n - 1] == (unsigned char)rq_cfg.field[f - 1] &&
+	       !memcmp(s + n - f, rq_cfg.field, f);
+}
+
+/*
+ * Quick looks that rule a key out in the line's bytes s[0..n) of this call
+ * (in one piece): in logfmt, no '=' right after the field at a word start;
+ * in JSON, no ':' right after "<field>" and blanks. They look at every '='
+ * or ':' with memchr.
+ */
+static int logfmt_maybe(const unsigned char *s, size_t n)
+{
+	const unsigned char *p;
+
+	for (p = s; (p = memchr(p, '=', (size_t)(s + n - p))); p++) {
+		size_t k = (size_t)(p - s);
+
+		if (ends_with_field(s, k) && (k == rq_cfg.field_len || p[-rq_cfg.field_len - 1] <= ' '))
+			return 1;
+	}
+	return 0;
+}
+
+static int json_maybe(const unsigned char *s, size_t n)
+{
+	const unsigned char *p;
+
+	for (p = s; (p = memchr(p, ':', (size_t)(s + n - p))); p++) {
+		const unsigned char *q = p;
+
+		while (q > s && blank(q[-1]))
+			q--;
+		if (q - s >= (long)rq_cfg.field_len + 2 && q[-1] == '"' &&
+		    q[-(long)rq_cfg.field_len - 2] == '"' &&
+		    ends_with_field(s, (size_t)(q - 1 - s)))
+			return 1;
+	}
+	return 0;
 }
 
 /*
@@ -223,14 +256,15 @@ static int logfmt_has(struct rd *r)
 
 /*
  * 1 if the JSON object whose brace r has just passed has the field as a
- * top-level key, within the line's bytes of this call. Keys are compared as
- * written (an escaped spelling of the field is another key).
+ * top-level key (a string in key position followed by blanks and ':'),
+ * within the line's bytes of this call. Keys are compared as written (an
+ * escaped spelling of the field is another key).
  */
 static int json_has(struct rd *r)
 {
-	int depth = 1, key = 1, c;
+	int depth = 1, key = 1, c = rd_get(r);
 
-	while ((c = rd_get(r)) >= 0 && c != '\n') {
+	while (c >= 0 && c != '\n') {
 		if (c == '"') {
 			int is_key = depth == 1 && key, match = is_key;
 			size_t k = 0;
@@ -248,10 +282,15 @@ static int json_has(struct rd *r)
 			}
 			if (c != '"')
 				return 0;
-			if (is_key && match && k == rq_cfg.field_len)
-				return 1;
 			if (is_key)
 				key = 0;
+			if (is_key && match && k == rq_cfg.field_len) {
+				while (blank(c = rd_get(r)))
+					;
+				if (c == ':')
+					return 1;
+				continue; /* c is the next byte to look at */
+			}
 		} else if (c == '{' || c == '[') {
 			depth++;
 		} else if (c == '}' || c == ']') {
@@ -262,6 +301,7 @@ static int json_has(struct rd *r)
 		} else if (c == ':' && depth == 1) {
 			key = 0;
 		}
+		c = rd_get(r);
 	}
 	return 0;
 }
@@ -291,39 +331,60 @@ static size_t json_open(struct rd *r, int *empty)
 	return c == '"' || c == '}' || c == '\n' || c < 0 ? lead + 1 : 0;
 }
 
-size_t rq_prefix_place(const struct rq_texts *t, const struct rq_line *ln, const char **text,
-		       size_t *at)
+/*
+ * rq_prefix_place for the line read by r, whose bytes in this call are
+ * s[0..n) when they are in one piece (n -1 when they are not).
+ */
+static size_t place(const struct rq_texts *t, struct rd *r, const unsigned char *s, long n,
+		    const char **text, size_t *at)
 {
-	char key[RQ_FIELD_MAX + 2];
-	struct rd r;
+	struct rd start = *r;
 	size_t open;
 	int empty;
 
 	*at = 0;
 	*text = t->pfx;
-	rd_init(&r, ln);
 	switch (rq_cfg.format) {
 	case RQ_FMT_LOGFMT:
-		memcpy(key, rq_cfg.field, rq_cfg.field_len);
-		key[rq_cfg.field_len] = '=';
-		if (!t->plen || (maybe_in(&r, key, rq_cfg.field_len + 1) && logfmt_has(&r)))
+		if (!t->plen || ((n < 0 || logfmt_maybe(s, (size_t)n)) && logfmt_has(r)))
 			return 0;
 		return t->plen;
 	case RQ_FMT_JSON:
 	case RQ_FMT_AUTO:
-		if (t->olen && (open = json_open(&r, &empty))) {
-			key[0] = '"';
-			memcpy(key + 1, rq_cfg.field, rq_cfg.field_len);
-			key[rq_cfg.field_len + 1] = '"';
-			if (maybe_in(&r, key, rq_cfg.field_len + 2) && json_has(&r))
+		if (t->olen && (open = json_open(r, &empty))) {
+			if ((n < 0 || json_maybe(s + open, (size_t)n - open)) && json_has(r))
 				return 0;
 			*text = t->obj;
 			*at = open;
 			return empty ? t->olen - 1 : t->olen;
 		}
+		*r = start;
 		break;
 	default:
 		break;
 	}
-	return t->plen && !starts_with(ln, t->pfx, t->plen) ? t->plen : 0;
+	if (!t->plen)
+		return 0;
+	if (n >= 0)
+		return (size_t)n >= t->plen && *s == (unsigned char)*t->pfx &&
+		       !memcmp(s, t->pfx, t->plen) ? 0 : t->plen;
+	return starts_with(r, t->pfx, t->plen) ? 0 : t->plen;
+}
+
+size_t rq_prefix_place(const struct rq_texts *t, const struct rq_line *ln, const char **text,
+		       size_t *at)
+{
+	const unsigned char *s = NULL;
+	struct rd r;
+
+	rd_init(&r, ln);
+	return place(t, &r, s, flat(&r, &s), text, at);
+}
+
+size_t rq_prefix_place_line(const struct rq_texts *t, const char *line, size_t n,
+			    const char **text, size_t *at)
+{
+	struct rd r = { NULL, 0, 0, (const unsigned char *)line, n, 0 };
+
+	return place(t, &r, r.p, (long)n - 1, text, at);
 }

@@ -87,6 +87,10 @@ const char *rq_prefix_acquire(char buf[RQ_TEXTS_MAX], struct rq_texts *t);
 size_t rq_prefix_place(const struct rq_texts *t, const struct rq_line *ln, const char **text,
 		       size_t *at);
 
+/* The same for a call that holds one whole line, line[0..n), newline included. */
+size_t rq_prefix_place_line(const struct rq_texts *t, const char *line, size_t n,
+			    const char **text, size_t *at);
+
 /* ---- the thread's cache, inline for the one-line write ---- */
 
 /*
