@@ -376,9 +376,11 @@ size_t rq_prefix_place(const struct rq_texts *t, const struct rq_line *ln, const
 {
 	const unsigned char *s = NULL;
 	struct rd r;
+	long n;
 
 	rd_init(&r, ln);
-	return place(t, &r, s, flat(&r, &s), text, at);
+	n = flat(&r, &s);
+	return place(t, &r, s, n, text, at);
 }
 
 size_t rq_prefix_place_line(const struct rq_texts *t, const char *line, size_t n,
