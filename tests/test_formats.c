@@ -454,3 +454,161 @@ Test(formats, a_signal_handler_line_during_a_line_gets_its_own_member)
 	rq_prefix_release(outer);
 	out_is("{\"request_id\":\"inner\",\"h\":1}\n");
 }
+
+/* ---- under the library: every stdio entry point and write(2), per format ---- */
+
+#include "proc.h"
+
+static const char *pdir;
+
+static void psetup(void)
+{
+	pdir = tmpdir_new();
+}
+
+static void pteardown(void)
+{
+	tmpdir_remove(pdir);
+}
+
+TestSuite(formats_preload, .init = psetup, .fini = pteardown, .timeout = 60);
+
+static char *run_prog(const char *prog, const char *arg, const char *format, int preload,
+		      char **err)
+{
+	char path[256], fenv[64], o[256], e[256];
+	char *argv[] = { path, (char *)arg, NULL };
+	const char *env[] = { fenv, NULL };
+
+	snprintf(path, sizeof(path), "%s/progs/%s", bdir(), prog);
+	snprintf(fenv, sizeof(fenv), "REQCTX_FORMAT=%s", format);
+	snprintf(o, sizeof(o), "%s/out", pdir);
+	snprintf(e, sizeof(e), "%s/err", pdir);
+	cr_assert_eq(proc_run(argv, env, preload, o, e), 0, "%s %s", prog, arg ? arg : "");
+	*err = slurp(e, NULL);
+	return slurp(o, NULL);
+}
+
+/*
+ * The formats' rules on one whole line, for the simple lines of these
+ * programs (none has the field but the one that starts with it).
+ */
+static void expect_line(char *out, size_t *w, const char *format, const char *id,
+			const char *line, size_t len)
+{
+	size_t i = 0, j;
+
+	if (!strcmp(format, "logfmt")) {
+		*w += (size_t)sprintf(out + *w, "request_id=%s ", id);
+	} else {
+		while (i < len && (line[i] == ' ' || line[i] == '\t'))
+			i++;
+		for (j = i + 1; i < len && line[i] == '{' && j < len && line[j] == ' '; j++)
+			;
+		if (i < len && line[i] == '{' && (line[j] == '"' || line[j] == '}')) {
+			memcpy(out + *w, line, i + 1);
+			*w += i + 1;
+			if (strncmp(line + i + 1, "\"request_id\":", 13))
+				*w += (size_t)sprintf(out + *w, line[j] == '}' ? "\"request_id\":\"%s\"" :
+							  "\"request_id\":\"%s\",", id);
+			line += i + 1;
+			len -= i + 1;
+		} else {
+			*w += (size_t)sprintf(out + *w, "[req:%s] ", id);
+		}
+	}
+	memcpy(out + *w, line, len);
+	*w += len;
+}
+
+/* plain with each line as the library should put it out (skip: lines it does not see). */
+static void expect_formatted(const char *plain, const char *got, const char *format,
+			     const char *const *skip)
+{
+	char *want = malloc(strlen(plain) * 4 + 64);
+	size_t w = 0;
+
+	for (const char *l = plain; *l;) {
+		const char *nl = strchr(l, '\n');
+		size_t len = nl ? (size_t)(nl - l) + 1 : strlen(l);
+		int seen = 1;
+
+		for (const char *const *s = skip; s && *s; s++)
+			if (strlen(*s) == len && !memcmp(*s, l, len))
+				seen = 0;
+		if (seen)
+			expect_line(want, &w, format, strstr(l, "outside") && strstr(l, "outside") < l + len
+				    ? "unknown" : "abc", l, len);
+		else
+			memcpy(want + w, l, len), w += len;
+		l += len;
+	}
+	want[w] = '\0';
+	cr_assert_str_eq(got, want, "\n--- got ---\n%s--- want ---\n%s", got, want);
+	free(want);
+}
+
+static void stdio_format(const char *variant, const char *format)
+{
+	/* glibc's headers inline the _unlocked character functions at -O2 */
+	static const char *const inlined_text[] = { "u\n", "q\n", "s\n", NULL };
+	static const char *const inlined_json[] = { "{\"u\":1}\n", "{\"q\":1}\n", "{\"s\":1}\n", NULL };
+	int json = strcmp(format, "logfmt") != 0, o2 = !strcmp(variant, "O2");
+	char prog[64], *plain_err, *err, *plain, *out;
+
+	snprintf(prog, sizeof(prog), "%s/stdio_all", variant);
+	plain = run_prog(prog, json ? "json" : NULL, format, 0, &plain_err);
+	out = run_prog(prog, json ? "json" : NULL, format, 1, &err);
+	cr_assert(strstr(plain_err, "psignal: Terminated\n"));
+	expect_formatted(plain, out, format, o2 ? (json ? inlined_json : inlined_text) : NULL);
+	expect_formatted(plain_err, err, format, NULL);
+}
+
+Test(formats_preload, every_stdio_entry_point_in_json_at_O0_and_O2)
+{
+	stdio_format("O0", "json");
+	stdio_format("O2", "json");
+}
+
+Test(formats_preload, every_stdio_entry_point_in_auto_at_O0_and_O2)
+{
+	stdio_format("O0", "auto");
+	stdio_format("O2", "auto");
+}
+
+Test(formats_preload, every_stdio_entry_point_in_logfmt_at_O0_and_O2)
+{
+	stdio_format("O0", "logfmt");
+	stdio_format("O2", "logfmt");
+}
+
+/* write(2) and writev, whole lines and lines in pieces: exact bytes in each format. */
+Test(formats_preload, write_and_writev_lines_in_each_format)
+{
+	static const char plain[] = "{\"w\":1}\n{\"a\":2}\n  {\"b\":3}\n{\"c\":4}\n{}\n{ }\ntext\n"
+				    "level=info request_id=mine\n{\"request_id\":\"mine\"}\n{\"f\":5}\n";
+	static const char json[] =
+		"{\"request_id\":\"abc\",\"w\":1}\n{\"request_id\":\"abc\",\"a\":2}\n"
+		"[req:abc]   {\"b\":3}\n{\"request_id\":\"abc\",\"c\":4}\n{\"request_id\":\"abc\"}\n"
+		"{\"request_id\":\"abc\" }\n[req:abc] text\n[req:abc] level=info request_id=mine\n"
+		"{\"request_id\":\"mine\"}\n{\"request_id\":\"abc\",\"f\":5}\n";
+	static const char logfmt[] =
+		"request_id=abc {\"w\":1}\nrequest_id=abc {\"a\":2}\nrequest_id=abc   {\"b\":3}\n"
+		"request_id=abc {\"c\":4}\nrequest_id=abc {}\nrequest_id=abc { }\nrequest_id=abc text\n"
+		"level=info request_id=mine\nrequest_id=abc {\"request_id\":\"mine\"}\n"
+		"request_id=abc {\"f\":5}\n";
+	char *err;
+
+	for (int v = 0; v < 2; v++) {
+		const char *prog = v ? "O2/lines" : "O0/lines";
+
+		run_prog(prog, "formats", "json", 0, &err);
+		cr_assert_str_eq(err, plain);
+		run_prog(prog, "formats", "json", 1, &err);
+		cr_assert_str_eq(err, json);
+		run_prog(prog, "formats", "auto", 1, &err);
+		cr_assert_str_eq(err, json);
+		run_prog(prog, "formats", "logfmt", 1, &err);
+		cr_assert_str_eq(err, logfmt);
+	}
+}
