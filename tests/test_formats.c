@@ -612,3 +612,175 @@ Test(formats_preload, write_and_writev_lines_in_each_format)
 		cr_assert_str_eq(err, logfmt);
 	}
 }
+
+/* ---- real JSON and logfmt loggers, under keep-alive load ---- */
+
+#include "servers.h"
+
+#define PYTHON "/usr/bin/python3"
+#define NODE "/usr/bin/node"
+#define JQ "/usr/bin/jq"
+/* Requests and keep-alive connections per loadcheck run. */
+#define LOAD_REQUESTS 2000
+#define LOAD_CONNS 32
+
+static void ssetup(void)
+{
+	srv_setup();
+}
+
+static void steardown(void)
+{
+	srv_teardown();
+}
+
+TestSuite(formats_servers, .init = ssetup, .fini = steardown, .timeout = 150);
+
+/* Runs jq with args on file; returns its exit status, its stdout in *out. */
+static int jq(const char *const *args, const char *file, char **out)
+{
+	char *argv[16] = { JQ }, o[256], e[256];
+	int n = 1, st;
+
+	require(JQ, "jq");
+	snprintf(o, sizeof(o), "%s/jq.out", srv_dir);
+	snprintf(e, sizeof(e), "%s/jq.err", srv_dir);
+	for (; *args && n < 14; args++)
+		argv[n++] = (char *)*args;
+	argv[n++] = (char *)file;
+	argv[n] = NULL;
+	st = proc_run(argv, NULL, 0, o, e);
+	*out = slurp(o, NULL);
+	return st;
+}
+
+static int count_lines(const char *path)
+{
+	char *t = slurp(path, NULL);
+	int n = 0;
+
+	for (char *p = t; (p = strchr(p, '\n')); p++)
+		n++;
+	free(t);
+	return n;
+}
+
+/*
+ * Every line of the log is a JSON object (jq parses the file as a stream of
+ * JSON values: as many as there are lines) whose field is a string.
+ */
+static void all_json_with_field(const char *log)
+{
+	static const char *const count[] = { "-s", "length", NULL };
+	static const char *const check[] = {
+		"-e", "-s", "length > 0 and all(.[]; type == \"object\" and (.request_id | type) == \"string\")",
+		NULL
+	};
+	char *out, want[32];
+
+	cr_assert_eq(jq(check, log, &out), 0, "jq: %s\n%s", out, tail_of(log));
+	cr_assert_str_eq(out, "true\n");
+	cr_assert_eq(jq(count, log, &out), 0);
+	snprintf(want, sizeof(want), "%d\n", count_lines(log));
+	cr_assert_str_eq(out, want, "%s is not one JSON value per line", log);
+}
+
+static int python_start(const char *format, const char *err)
+{
+	static char script[512], fenv[64];
+	char *argv[] = { PYTHON, script, (char *)format, NULL };
+	const char *env[] = { fenv, "PYTHONUNBUFFERED=1", NULL };
+
+	require(PYTHON, "python3");
+	snprintf(script, sizeof(script), "%s/../tests/fixtures/pylog_srv.py", bdir());
+	snprintf(fenv, sizeof(fenv), "REQCTX_FORMAT=%s", format);
+	return spawn_and_read_port(argv, env, 1, err);
+}
+
+/*
+ * Python's logging with a JSON formatter (json.dumps of a dict) in a
+ * threaded keep-alive server: 2000 requests over 32 connections, each
+ * logged in one line that must be, whole and strictly, a JSON object whose
+ * request_id is its request's ID (the client's or the echoed one); jq finds
+ * a string request_id in every line of the log, start-up's included.
+ */
+Test(formats_servers, python_logging_json_lines_carry_their_request_id)
+{
+	const char *log = strdup(path_in(srv_dir, "py.err"));
+	const char *const lv[] = { log, NULL };
+	const char *const extra[] = { "--format", "json", NULL };
+	int port = python_start("json", log);
+	struct run r = loadcheck_ext(port, LOAD_REQUESTS, LOAD_CONNS, "0.5", "/t/", 1,
+				     path_in(srv_dir, "ids"), lv, extra);
+	char *text;
+
+	expect_clean(&r, LOAD_REQUESTS, "python json", 1);
+	all_json_with_field(log);
+	text = slurp(log, NULL);
+	cr_assert_eq(strncmp(text, "{\"request_id\":\"unknown\",\"time\":", 31), 0, "%.200s", text);
+	free(text);
+}
+
+/*
+ * The same server with a logfmt formatter and REQCTX_FORMAT=logfmt: every
+ * line parses strictly as logfmt with the request's ID under request_id,
+ * and jq, splitting each line without a regex, finds request_id first.
+ */
+Test(formats_servers, python_logging_logfmt_lines_carry_their_request_id)
+{
+	static const char *const first_key[] = {
+		"-R", "-e", "-s",
+		"split(\"\\n\") | map(select(length > 0)) | length > 0 and "
+		"all(.[]; (split(\" \") | .[0] | split(\"=\") | .[0]) == \"request_id\")",
+		NULL
+	};
+	const char *log = strdup(path_in(srv_dir, "py.err"));
+	const char *const lv[] = { log, NULL };
+	const char *const extra[] = { "--format", "logfmt", NULL };
+	int port = python_start("logfmt", log);
+	struct run r = loadcheck_ext(port, LOAD_REQUESTS, LOAD_CONNS, "0.5", "/t/", 1,
+				     path_in(srv_dir, "ids"), lv, extra);
+	char *out, *text;
+
+	expect_clean(&r, LOAD_REQUESTS, "python logfmt", 1);
+	cr_assert_eq(jq(first_key, log, &out), 0, "jq: %s", out);
+	cr_assert_str_eq(out, "true\n");
+	text = slurp(log, NULL);
+	cr_assert_eq(strncmp(text, "request_id=unknown level=info logger=srv msg=\"listening on port ",
+			     strlen("request_id=unknown level=info logger=srv msg=\"listening on port ")),
+		     0, "%.200s", text);
+	free(text);
+}
+
+/*
+ * pino (installed by npm ci from tests/node/pino's lock into the build
+ * tree) in a Node http server: two lines per request, one of them from a
+ * timer, over keep-alive connections; each line a JSON object with its
+ * request's ID, and jq finds a string request_id in every line.
+ */
+Test(formats_servers, pino_json_lines_carry_their_request_id)
+{
+	static char script[512], mods[512], pj[600];
+	const char *log = strdup(path_in(srv_dir, "pino.err"));
+	const char *const lv[] = { log, NULL };
+	const char *const extra[] = { "--format", "json", NULL };
+	char *argv[] = { NODE, script, mods, NULL };
+	const char *env[] = { "REQCTX_FORMAT=json", NULL };
+	struct run r;
+	int port;
+
+	require(NODE, "nodejs");
+	snprintf(script, sizeof(script), "%s/../tests/node/pino_srv.js", bdir());
+	snprintf(mods, sizeof(mods), "%s/npm/node_modules", bdir());
+	snprintf(pj, sizeof(pj), "%s/pino/package.json", mods);
+	cr_assert_eq(access(pj, R_OK), 0,
+		     "pino is not installed in %s: make %s/npm/.installed (npm ci from "
+		     "tests/node/pino)", mods, bdir());
+	cr_assert_eq(access(bpath("reqctx-adapters/node/reqctx.node"), R_OK), 0,
+		     "the Node adapter is not built (apt-get install -y libnode-dev)");
+	port = spawn_and_read_port(argv, env, 1, log);
+	r = loadcheck_ext(port, LOAD_REQUESTS, 16, "0.5", "/t/", 2, path_in(srv_dir, "ids"), lv,
+			  extra);
+	expect_clean(&r, LOAD_REQUESTS, "pino", 2);
+	all_json_with_field(log);
+}
