@@ -50,7 +50,7 @@ int rq_resolve_epoll(void)
 	real.pselect = dlsym(RTLD_NEXT, "pselect");
 	if (!real.create || !real.create1 || !real.ctl || !real.wait || !real.pwait ||
 	    !real.poll || !real.ppoll || !real.select || !real.pselect)
-		return -1;
+		return -ENOSYS;
 	pthread_atfork(rq_evq_before_fork, NULL, rq_evq_after_fork);
 	return 0;
 }
@@ -67,6 +67,8 @@ static int created(int epfd)
 RQ_EXPORT int epoll_create(int size)
 {
 	if (unlikely(!rq_ready())) {
+		if (rq_passing() && real.create)
+			return real.create(size);
 		if (size <= 0) {
 			errno = EINVAL;
 			return -1;
@@ -79,14 +81,15 @@ RQ_EXPORT int epoll_create(int size)
 RQ_EXPORT int epoll_create1(int flags)
 {
 	if (unlikely(!rq_ready()))
-		return (int)RQ_RAW(epoll_create1, flags);
+		return RQ_FALL_IN(real, create1, (flags), (int)RQ_RAW(epoll_create1, flags));
 	return created(real.create1(flags));
 }
 
 RQ_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 {
 	if (unlikely(!rq_ready()))
-		return (int)RQ_RAW(epoll_ctl, epfd, op, fd, ev);
+		return RQ_FALL_IN(real, ctl, (epfd, op, fd, ev),
+				  (int)RQ_RAW(epoll_ctl, epfd, op, fd, ev));
 	return rq_evq_ctl(real.ctl, epfd, op, fd, ev);
 }
 
@@ -110,7 +113,8 @@ RQ_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 	struct rq_evq_call k = { .wait = do_wait, .timeout = timeout };
 
 	if (unlikely(!rq_ready()))
-		return (int)RQ_RAW(epoll_pwait, epfd, ev, max, timeout, NULL, _NSIG / 8);
+		return RQ_FALL_IN(real, wait, (epfd, ev, max, timeout),
+				  (int)RQ_RAW(epoll_pwait, epfd, ev, max, timeout, NULL, _NSIG / 8));
 	return rq_evq_wait(epfd, ev, max, &k);
 }
 
@@ -120,7 +124,8 @@ RQ_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout
 	struct rq_evq_call k = { .wait = do_pwait, .timeout = timeout, .mask = mask };
 
 	if (unlikely(!rq_ready()))
-		return (int)RQ_RAW(epoll_pwait, epfd, ev, max, timeout, mask, _NSIG / 8);
+		return RQ_FALL_IN(real, pwait, (epfd, ev, max, timeout, mask),
+				  (int)RQ_RAW(epoll_pwait, epfd, ev, max, timeout, mask, _NSIG / 8));
 	return rq_evq_wait(epfd, ev, max, &k);
 }
 
@@ -130,7 +135,8 @@ RQ_EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int max,
 	struct rq_evq_call k = { .wait = do_pwait2, .by_ts = 1, .ts = ts, .mask = mask };
 
 	if (unlikely(!rq_ready() || !real.pwait2))
-		return (int)RQ_RAW(epoll_pwait2, epfd, ev, max, ts, mask, _NSIG / 8);
+		return RQ_FALL_IN(real, pwait2, (epfd, ev, max, ts, mask),
+				  (int)RQ_RAW(epoll_pwait2, epfd, ev, max, ts, mask, _NSIG / 8));
 	return rq_evq_wait(epfd, ev, max, &k);
 }
 
@@ -146,7 +152,7 @@ static int raw_poll(struct pollfd *fds, nfds_t n, int timeout)
 RQ_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
 	if (unlikely(!rq_ready()))
-		return raw_poll(fds, n, timeout);
+		return RQ_FALL_IN(real, poll, (fds, n, timeout), raw_poll(fds, n, timeout));
 	rq_evq_idle();
 	return rq_poll_after(fds, n, real.poll(fds, n, timeout));
 }
@@ -154,7 +160,7 @@ RQ_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 RQ_EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen)
 {
 	if (unlikely(!rq_ready() || !real.poll_chk))
-		return raw_poll(fds, n, timeout);
+		return RQ_FALL_IN(real, poll_chk, (fds, n, timeout, fdslen), raw_poll(fds, n, timeout));
 	rq_evq_idle();
 	return rq_poll_after(fds, n, real.poll_chk(fds, n, timeout, fdslen));
 }
@@ -172,7 +178,7 @@ RQ_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
 		    const sigset_t *mask)
 {
 	if (unlikely(!rq_ready()))
-		return raw_ppoll(fds, n, ts, mask);
+		return RQ_FALL_IN(real, ppoll, (fds, n, ts, mask), raw_ppoll(fds, n, ts, mask));
 	rq_evq_idle();
 	return rq_poll_after(fds, n, real.ppoll(fds, n, ts, mask));
 }
@@ -181,7 +187,8 @@ RQ_EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *t
 			  const sigset_t *mask, size_t fdslen)
 {
 	if (unlikely(!rq_ready() || !real.ppoll_chk))
-		return raw_ppoll(fds, n, ts, mask);
+		return RQ_FALL_IN(real, ppoll_chk, (fds, n, ts, mask, fdslen),
+				  raw_ppoll(fds, n, ts, mask));
 	rq_evq_idle();
 	return rq_poll_after(fds, n, real.ppoll_chk(fds, n, ts, mask, fdslen));
 }
@@ -203,7 +210,8 @@ static int raw_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timev
 RQ_EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv)
 {
 	if (unlikely(!rq_ready()))
-		return raw_select(nfds, rd, wr, ex, tv);
+		return RQ_FALL_IN(real, select, (nfds, rd, wr, ex, tv),
+				  raw_select(nfds, rd, wr, ex, tv));
 	rq_evq_idle();
 	return rq_select_after(nfds, rd, wr, ex, real.select(nfds, rd, wr, ex, tv));
 }
@@ -215,6 +223,8 @@ RQ_EXPORT int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct
 		struct timespec t = ts ? *ts : (struct timespec){ 0, 0 };
 		struct { const sigset_t *ss; size_t len; } m = { mask, _NSIG / 8 };
 
+		if (rq_passing() && real.pselect)
+			return real.pselect(nfds, rd, wr, ex, ts, mask);
 		return (int)RQ_RAW(pselect6, nfds, rd, wr, ex, ts ? &t : NULL, &m);
 	}
 	rq_evq_idle();

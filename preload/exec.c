@@ -54,7 +54,7 @@ int rq_resolve_exec(void)
 	real.system = dlsym(RTLD_NEXT, "system");
 	real.popen = dlsym(RTLD_NEXT, "popen");
 	return real.execve && real.execvpe && real.execv && real.execvp && real.fexecve &&
-	       real.spawn && real.spawnp && real.system && real.popen ? 0 : -1;
+	       real.spawn && real.spawnp && real.system && real.popen ? 0 : -ENOSYS;
 }
 
 /* The request the calling thread is in, or NULL outside any (and before start-up). */
@@ -62,7 +62,7 @@ static const struct rq_ctx *in_request(void)
 {
 	const struct rq_ctx *c;
 
-	if (!rq_ready() || rq_cfg.disabled)
+	if (!rq_ready())
 		return NULL;
 	c = rq_ctx_cur();
 	return c->serial ? c : NULL;

@@ -137,7 +137,8 @@ static int vdp(int fd, int flag, const char *fmt, va_list ap)
 	ssize_t w;
 	int n;
 
-	if (likely(rq_ready()) && !(rq_fd_flags(rq_fd_peek(fd)) & (RQ_FD_LOG | RQ_FD_CONN)))
+	if ((likely(rq_ready()) && !(rq_fd_flags(rq_fd_peek(fd)) & (RQ_FD_LOG | RQ_FD_CONN))) ||
+	    (rq_passing() && rq_real.vdprintf && rq_real.__vdprintf_chk))
 		return flag < 0 ? rq_real.vdprintf(fd, fmt, ap)
 				: rq_real.__vdprintf_chk(fd, flag, fmt, ap);
 	n = rq_format(buf, sizeof(buf), &heap, flag, fmt, ap);

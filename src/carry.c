@@ -1,22 +1,15 @@
 #include "carry.h"
 
 #include "config.h"
+#include "conn.h"
 #include "ctx.h"
-#include "http.h"
-
-static struct rq_slot *carried(int fd)
-{
-	struct rq_conn *c = rq_conn_peek(fd);
-
-	return c ? &c->slots[0] : NULL;
-}
 
 void rq_carry_new(int fd, int peer)
 {
 	int e = errno;
 
-	if (fd >= 0 && !rq_cfg.disabled && rq_fd_set_carry(fd, peer) == 0)
-		rq_slot_store(carried(fd), rq_ctx_cur());
+	if (fd >= 0 && rq_fd_set_carry(fd, peer) == 0)
+		rq_slot_store(rq_carry_slot(fd), rq_ctx_cur());
 	errno = e;
 }
 
@@ -30,27 +23,29 @@ void rq_carry_put(int fd, struct rq_fd *e)
 			return;
 		fd = peer;
 	}
-	if ((s = carried(fd)))
+	if ((s = rq_carry_slot(fd)))
 		rq_slot_store(s, rq_ctx_cur()); /* a no-op when it already holds that context */
+}
+
+void rq_carry_read(int fd)
+{
+	struct rq_slot *s = rq_carry_slot(fd);
+
+	/* rq_fd_enter for a carrier, without looking the fd up again; errno is not touched */
+	if (s && atomic_load_explicit(&s->serial, memory_order_relaxed) != rq_ctx_cur()->serial)
+		rq_ctx_set_slot(s);
 }
 
 void rq_fd_enter(int fd)
 {
-	uint32_t fl = rq_fd_flags(rq_fd_peek(fd));
+	struct rq_fd *e = rq_fd_peek(fd);
+	uint32_t fl = rq_fd_flags(e);
 	struct rq_conn *c;
 
-	if (fl & RQ_FD_CONN) {
-		uint32_t cur;
-
-		c = rq_conn_peek(fd);
-		cur = atomic_load_explicit(&c->cur, memory_order_acquire);
-		if (cur != RQ_NO_CUR) {
-			rq_ctx_set_slot(rq_conn_slot(c, cur));
-			return;
-		}
-	} else if (fl & RQ_FD_CARRY) {
-		rq_ctx_set_slot(carried(fd));
-		return;
-	}
-	rq_ctx_clear();
+	if ((fl & RQ_FD_CONN) && (c = rq_fd_conn(e)))
+		rq_conn_enter(c);
+	else if (fl & RQ_FD_CARRY)
+		rq_ctx_set_slot(rq_carry_slot(fd));
+	else
+		rq_ctx_clear();
 }

@@ -39,6 +39,8 @@
 
 #include <stddef.h>
 
+#include "internal.h"
+
 #define RQ_HDR_MAX     64   /* longest header name */
 #define RQ_PFX_PART    64   /* longest text before or after %s in the prefix */
 #define RQ_GLOBS_MAX   16   /* log-file patterns */
@@ -88,5 +90,40 @@ void rq_config_load(const char *(*getenv_fn)(const char *),
 
 /* Returns 1 if `path` names a log file by the configured globs, 0 if not. */
 int rq_config_is_log_path(const char *path);
+
+/*
+ * The rules of the values, shared with the reqctx command (tools/cli), so
+ * that it refuses exactly what the library would. Each returns 0, or -EINVAL
+ * for a value the library replaces by its default.
+ */
+
+/* REQCTX_HEADER: 1 to RQ_HDR_MAX token characters. */
+int rq_config_header_ok(const char *v);
+
+/* A prefix format split at its one %s (%% for a literal %). */
+struct rq_prefix_parts {
+	char head[RQ_PFX_PART + 1];
+	char tail[RQ_PFX_PART + 1];
+	size_t head_len, tail_len;
+};
+
+/* REQCTX_PREFIX: exactly one %s, printable, at most RQ_PFX_PART characters on each side. */
+int rq_config_prefix_split(const char *v, struct rq_prefix_parts *out);
+
+/* REQCTX_LOG_FDS, REQCTX_CHILD_LOG_FDS: comma-separated fds, at most RQ_LOGFDS_MAX. */
+int rq_config_fds_parse(const char *v, int fds[RQ_LOGFDS_MAX], int *nfds);
+
+/*
+ * REQCTX_LOG_FILES: colon-separated globs (empty ones skipped), at most
+ * RQ_GLOBS_MAX in fewer than RQ_GLOBS_BYTES bytes; split into buf.
+ */
+int rq_config_globs_split(const char *v, char buf[RQ_GLOBS_BYTES],
+			  const char *globs[RQ_GLOBS_MAX], int *nglobs);
+
+/* REQCTX_FORMAT: returns the enum rq_fmt of "prefix", "logfmt", "json" or "auto". */
+int rq_config_format_parse(const char *v);
+
+/* REQCTX_FIELD: 1 to RQ_FIELD_MAX characters from A-Z a-z 0-9 _ . - (safe in JSON and logfmt). */
+int rq_config_field_ok(const char *v);
 
 #endif

@@ -7,8 +7,10 @@
 #include "id.h"
 
 RQ_TLS struct rq_tls rq_tls = {
-	.buf = { { 0, 7, REQCTX_UNKNOWN }, { 0, 7, REQCTX_UNKNOWN } },
+	.buf = { RQ_CTX_UNKNOWN, RQ_CTX_UNKNOWN },
 };
+
+const struct rq_ctx rq_ctx_unknown = RQ_CTX_UNKNOWN;
 
 static _Atomic uint64_t serials = 1;
 
@@ -39,10 +41,8 @@ void rq_ctx_finish(uint64_t serial)
 
 void rq_ctx_clear(void)
 {
-	static const struct rq_ctx unknown = { 0, 7, REQCTX_UNKNOWN };
-
 	if (rq_ctx_cur()->serial != 0)
-		rq_ctx_set(&unknown);
+		rq_ctx_set(&rq_ctx_unknown);
 }
 
 static void store(struct rq_slot *s, uint64_t serial, const char *id, uint32_t len,

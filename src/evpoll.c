@@ -25,7 +25,7 @@ int rq_poll_after(struct pollfd *fds, nfds_t nfds, int r)
 	nfds_t start, pick = 0;
 	int e = errno;
 
-	if (r <= 0 || (uintptr_t)fds < 4096 || nfds == 0)
+	if (r <= 0 || (uintptr_t)fds < RQ_FIRST_PAGE || nfds == 0)
 		return r;
 	if (rq_evq_mode(&poll_l) == RQ_LM_BATCH) {
 		while (pick < nfds && !fds[pick].revents)

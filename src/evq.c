@@ -32,6 +32,7 @@
 #include "config.h"
 #include "ctx.h"
 #include "fdtab.h"
+#include "pool.h"
 
 #define ENT_SHIFT  8                        /* 256 registrations per chunk */
 #define DIR_LEN    (RQ_FD_MAX >> ENT_SHIFT) /* chunk pointers per instance */
@@ -99,31 +100,13 @@ RQ_TLS struct rq_evq_watch rq_evq_w;
 
 /* ---- instances ---- */
 
-static void *chunk(void *_Atomic *slot, size_t bytes, int make)
-{
-	void *c = atomic_load_explicit(slot, memory_order_acquire);
-	void *expected = NULL;
-
-	if (c || !make)
-		return c;
-	c = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (c == MAP_FAILED)
-		return NULL;
-	if (!atomic_compare_exchange_strong_explicit(slot, &expected, c, memory_order_acq_rel,
-						     memory_order_acquire)) {
-		munmap(c, bytes);
-		c = expected;
-	}
-	return c;
-}
-
 static struct inst *inst_at(uint32_t i, int make)
 {
 	struct inst *c;
 
 	if (i >= RQ_EVQ_INST_MAX)
 		return NULL;
-	c = chunk((void *_Atomic *)&insts[i >> INST_SHIFT], sizeof(struct inst) << INST_SHIFT, make);
+	c = rq_chunk((void *_Atomic *)&insts[i >> INST_SHIFT], sizeof(struct inst) << INST_SHIFT, make);
 	return c ? &c[i & ((1u << INST_SHIFT) - 1)] : NULL;
 }
 
@@ -133,7 +116,7 @@ static struct ref *ref_at(int fd, int make)
 
 	if ((unsigned)fd >= RQ_FD_MAX)
 		return NULL;
-	c = chunk((void *_Atomic *)&refs[(unsigned)fd >> REF_SHIFT], sizeof(struct ref) << REF_SHIFT,
+	c = rq_chunk((void *_Atomic *)&refs[(unsigned)fd >> REF_SHIFT], sizeof(struct ref) << REF_SHIFT,
 		  make);
 	return c ? &c[fd & ((1u << REF_SHIFT) - 1)] : NULL;
 }
@@ -263,7 +246,7 @@ void rq_evq_created(int epfd)
 	uint32_t idx, id;
 	int e = errno;
 
-	if (epfd < 0 || rq_cfg.disabled || rq_fd_track(epfd) < 0 || !(r = ref_at(epfd, 1)))
+	if (epfd < 0 || rq_fd_track(epfd) < 0 || !(r = ref_at(epfd, 1)))
 		goto out;
 	atomic_store_explicit(&r->at, 0, memory_order_release);
 	if (!(in = claim(&idx)))
@@ -317,13 +300,13 @@ void rq_evq_before_fork(void)
 
 static struct ent *ent_at(struct inst *in, int fd, int make)
 {
-	struct ent *_Atomic *dir = chunk((void *_Atomic *)&in->dir,
+	struct ent *_Atomic *dir = rq_chunk((void *_Atomic *)&in->dir,
 					 DIR_LEN * sizeof(struct ent *), make);
 	struct ent *c;
 
 	if (!dir)
 		return NULL;
-	c = chunk((void *_Atomic *)&dir[(unsigned)fd >> ENT_SHIFT],
+	c = rq_chunk((void *_Atomic *)&dir[(unsigned)fd >> ENT_SHIFT],
 		  sizeof(struct ent) << ENT_SHIFT, make);
 	return c ? &c[fd & ((1u << ENT_SHIFT) - 1)] : NULL;
 }
@@ -502,7 +485,6 @@ void rq_evq_enter(int fd, struct rq_learn *l, const _Atomic uint32_t *live, uint
 	w->ident = ident;
 	w->p = p;
 	w->cx = rq_ctx_cur()->serial;
-	w->state = RQ_W_OPEN;
 	atomic_signal_fence(memory_order_seq_cst); /* a signal handler sees a whole window or none */
 	w->fd1 = fd + 1;
 }
@@ -528,51 +510,33 @@ static void verdict(int good)
 		atomic_compare_exchange_strong(&l->mode, &m, RQ_LM_BATCH);
 }
 
-/* After a suspect use and I/O on another fd: did that I/O leave the entered context current? */
-static void settle(void)
-{
-	verdict(rq_ctx_cur()->serial != rq_evq_w.cx);
-}
-
 void rq_evq_touched(int fd)
 {
-	struct rq_evq_watch *w = &rq_evq_w;
-	int mine = fd + 1 == w->fd1;
-
 	if (!(rq_fd_flags(rq_fd_peek(fd)) & (RQ_FD_CONN | RQ_FD_CARRY)))
 		return; /* a log write: not I/O that sets a context */
-	if (w->state == RQ_W_OPEN)
-		verdict(mine ? 1 : -1);
-	else if (w->state == RQ_W_SUSPECT && mine)
-		verdict(0);
-	else if (w->state == RQ_W_SUSPECT)
-		w->state = RQ_W_SETTLE;
-	else
-		settle();
+	verdict(fd + 1 == rq_evq_w.fd1 ? 1 : -1);
 }
 
+/*
+ * A use of the entered context before any I/O that sets one: the callback
+ * relied on it (a log line, or the context stored in a carrier as nginx does
+ * when an upstream connects), so batch mode would have given it the previous
+ * callback's. A use while another context is current (a runtime adapter, or
+ * the API, entered it) tells nothing: the window stays open.
+ */
 void rq_evq_used(void)
 {
 	struct rq_evq_watch *w = &rq_evq_w;
+	uint64_t cur = rq_ctx_cur()->serial;
 
-	if (w->state == RQ_W_SETTLE)
-		settle();
-	else if (w->state == RQ_W_OPEN && rq_ctx_cur()->serial == w->cx && w->cx != w->p)
-		w->state = RQ_W_SUSPECT;
-	else if (w->state == RQ_W_OPEN)
-		verdict(-1);
+	if (cur == w->cx && w->cx != w->p)
+		verdict(0);
 }
 
 void rq_evq_idle(void)
 {
-	struct rq_evq_watch *w = &rq_evq_w;
-
-	if (!w->fd1)
-		return;
-	if (w->state == RQ_W_SETTLE)
-		settle();
-	else
-		verdict(w->state == RQ_W_SUSPECT ? 0 : -1);
+	if (rq_evq_w.fd1)
+		verdict(-1);
 }
 
 /* ---- the queues ---- */

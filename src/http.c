@@ -1,10 +1,8 @@
 #include "http.h"
 
 #include <string.h>
-#include <sys/mman.h>
 
 #include "config.h"
-#include "fdtab.h"
 #include "id.h"
 
 enum {
@@ -205,45 +203,9 @@ int rq_resp_at_start(const struct rq_hdrs *p)
 	return p->st == S_START && p->idx == 0;
 }
 
-void rq_conn_init(struct rq_conn *c)
+void rq_hdrs_reset(struct rq_hdrs *p)
 {
-	struct rq_slot *d = atomic_load_explicit(&c->deep, memory_order_relaxed);
-
-	if (d && c->deep_used)
-		madvise(d, RQ_DEEP_BYTES, MADV_DONTNEED); /* it reads back as zeros: empty slots */
-	c->deep_used = 0;
-	msg_reset(&c->rp.h);
-	msg_reset(&c->ws);
-	c->seen = 0;
-	atomic_store_explicit(&c->head, 0, memory_order_relaxed);
-	atomic_store_explicit(&c->tail, 0, memory_order_relaxed);
-	atomic_store_explicit(&c->cur, RQ_NO_CUR, memory_order_relaxed);
-	atomic_store_explicit(&c->used, 0, memory_order_relaxed);
-	atomic_store_explicit(&c->echo, rq_cfg.echo ? 1 : 0, memory_order_relaxed);
-	c->ins_state = 0;
-	c->ins_sent = 0;
-	c->lost = c->hs = 0;
-	c->done = 0;
-	if (!rq_cfg.echo)
-		c->ws.st = S_DEAD;
-}
-
-void rq_conn_copy(struct rq_conn *dst, struct rq_conn *src)
-{
-	uint32_t cur = atomic_load_explicit(&src->cur, memory_order_relaxed);
-	struct rq_ctx now;
-
-	atomic_store_explicit(&src->echo, 0, memory_order_relaxed);
-	memcpy(dst, src, sizeof(*dst));
-	atomic_store_explicit(&dst->deep, NULL, memory_order_relaxed); /* src's, not ours */
-	dst->deep_used = 0;
-	atomic_store_explicit(&dst->used, 0, memory_order_relaxed);
-	if (cur >= RQ_INLINE && cur != RQ_NO_CUR) { /* keep the current request in a slot of our own */
-		if (rq_slot_read(rq_conn_slot(src, cur), &now, NULL) < 0)
-			now.serial = now.len = 0;
-		rq_slot_store(&dst->slots[0], &now);
-		atomic_store_explicit(&dst->cur, 0, memory_order_relaxed);
-	}
+	msg_reset(p);
 }
 
 static void name_start(struct rq_hdrs *p)

@@ -13,24 +13,10 @@
 #ifndef RQ_HTTP_H
 #define RQ_HTTP_H
 
-#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "ctx.h"
-
-/*
- * Requests a connection remembers for their responses: RQ_PIPE unanswered at
- * once, of which the first RQ_INLINE live in struct rq_conn itself and the
- * rest in an overflow area of RQ_DEEP_BYTES kept for the connection's fd
- * number (fdtab.h), whose pages are touched only as deep as a client goes.
- */
-#define RQ_PIPE       64
-#define RQ_INLINE     4
-#define RQ_DEEP_BYTES 12288 /* 3 pages: RQ_PIPE - RQ_INLINE request slots */
-#define RQ_SKIP_MAX   127   /* lost requests counted between two queued ones */
-#define RQ_SKIP_LOST  0x80  /* in a ring entry's skip: the framing before it is unknown */
-#define RQ_NO_CUR     0xffffffffu /* struct rq_conn.cur: no request yet */
 
 /* Body framing, shared by both scanners. */
 struct rq_body {
@@ -81,64 +67,6 @@ enum rq_ev {
 #define RQ_M_CONNECT 2
 
 /*
- * One accepted connection. The reader (whoever reads the connection) queues
- * each request it completes: a slot for its ID, and a ring entry naming the
- * slot; the writer answers ring entries in order and frees their slots. The
- * two may be different threads: head is the writer's, tail and lost the
- * reader's, and a slot is refilled only once it is free. Requests that find
- * the ring full are counted as lost, in the next entry's skip, so that their
- * responses go out without a header and the rest stay in step.
- */
-struct rq_conn {
-	struct rq_req rp;         /* request scanner */
-	struct rq_hdrs ws;        /* response scanner */
-	_Atomic uint32_t head;    /* next ring entry to answer */
-	_Atomic uint32_t tail;    /* next free ring entry */
-	_Atomic uint32_t cur;     /* slot of the connection's current request, or RQ_NO_CUR */
-	uint8_t seen;             /* a request head was completed */
-	_Atomic uint8_t echo;     /* 1 while responses are scanned and the ring answered */
-	uint16_t ins_sent;        /* bytes already written of a cut header insertion */
-	uint8_t ins_state;        /* 0: no ID header out for the open response head,
-				     1: one cut short (ins_sent bytes out), 2: one out */
-	uint8_t ins_slot;         /* slot whose ID that insertion carries */
-	uint8_t lost;             /* reader: requests not queued since the last one that was */
-	uint8_t hs;               /* writer: responses to lost requests since entry head came up */
-	uint8_t deep_used;        /* the overflow area has been written */
-	_Atomic uint64_t used;    /* slots holding queued requests, a bit each */
-	uint64_t done;            /* writer: serial of the last request answered */
-	struct rq_slot *_Atomic deep; /* overflow slots RQ_INLINE.., once needed */
-	uint8_t qslot[RQ_PIPE];   /* ring entry -> slot */
-	uint8_t qskip[RQ_PIPE];   /* ring entry -> lost requests read just before it (or RQ_SKIP_LOST) */
-	struct rq_slot slots[RQ_INLINE];
-};
-
-_Static_assert(RQ_PIPE == 64, "the used bitmap is 64 bits");
-_Static_assert(sizeof(struct rq_conn) <= 1024, "an idle connection costs 1 KiB (README, Hardening)");
-_Static_assert((RQ_PIPE - RQ_INLINE) * sizeof(struct rq_slot) <= RQ_DEEP_BYTES,
-	       "the overflow area holds the slots beyond RQ_INLINE");
-
-/* Slot p of c (p < RQ_PIPE; anything else is an empty slot). */
-static inline struct rq_slot *rq_conn_slot(struct rq_conn *c, uint32_t p)
-{
-	static struct rq_slot none; /* an overflow area that could not be had: "unknown" */
-	struct rq_slot *d;
-
-	if (likely(p < RQ_INLINE))
-		return &c->slots[p];
-	d = atomic_load_explicit(&c->deep, memory_order_acquire);
-	return d && p < RQ_PIPE ? &d[p - RQ_INLINE] : &none;
-}
-
-/* Resets c for a newly accepted connection (giving back the pages of a previous one's overflow). */
-void rq_conn_init(struct rq_conn *c);
-
-/*
- * Makes dst a copy of connection src (dup). Two fds now write one stream that
- * reqctx sees in two parts: neither gets the header any more.
- */
-void rq_conn_copy(struct rq_conn *dst, struct rq_conn *src);
-
-/*
  * Scans n bytes a server read. Stops after a request head (RQ_EV_HEAD: the ID
  * is in p->xr, p->h.xr_len, valid if p->h.xr_have) or when the stream turns out
  * not to be HTTP (RQ_EV_DEAD, once). Returns the bytes consumed.
@@ -161,6 +89,9 @@ size_t rq_resp_feed(struct rq_hdrs *p, const char *buf, size_t n, int method,
  * scanner stops for good.
  */
 void rq_hdrs_opaque(struct rq_hdrs *p, uint64_t n);
+
+/* Resets a scanner to the start of a message (a new connection). */
+void rq_hdrs_reset(struct rq_hdrs *p);
 
 /* Stops a scanner for good. */
 void rq_hdrs_kill(struct rq_hdrs *p);

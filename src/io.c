@@ -7,30 +7,12 @@
 
 #include "carry.h"
 #include "config.h"
+#include "conn.h"
 #include "ctx.h"
 #include "id.h"
 #include "lines.h"
 #include "prefix.h"
 #include "sys.h"
-
-#define PLAN_MAX 64 /* iovecs in one planned syscall: 1 KiB of stack */
-
-/* One planned syscall: the caller's bytes with insertions between them. */
-struct plan {
-	int n;
-	size_t bytes, caller; /* all bytes planned, and the caller's among them */
-	struct iovec iov[PLAN_MAX];
-	int8_t ins[PLAN_MAX];      /* -1: caller bytes; else index of the insertion */
-	uint16_t before[PLAN_MAX]; /* bytes of that insertion already out before */
-};
-
-/* Where a short write stopped. */
-struct cut {
-	size_t caller; /* caller bytes written */
-	int full;      /* insertions written whole (they are in order) */
-	int ins;       /* insertion the write stopped inside or right after, or -1 */
-	size_t sent;   /* bytes of that insertion out in all */
-};
 
 ssize_t rq_io_plain(int fd, const struct iovec *iov, int iovcnt, const struct rq_call *k)
 {
@@ -49,12 +31,13 @@ ssize_t rq_io_plain(int fd, const struct iovec *iov, int iovcnt, const struct rq
 	return rq_sys.sendmsg(fd, k->msg, k->flags);
 }
 
-static ssize_t emit(int fd, const struct plan *pl, const struct rq_call *k)
+/* The one system call for n iovecs, the way the caller's call would make it. */
+static ssize_t send_iov(int fd, const struct iovec *iov, int n, const struct rq_call *k)
 {
 	struct msghdr m;
 
 	if (k->how == RQ_WRITE || k->how == RQ_WRITEV)
-		return rq_sys.writev(fd, pl->iov, pl->n);
+		return rq_sys.writev(fd, iov, n);
 	memset(&m, 0, sizeof(m));
 	if (k->how == RQ_SENDMSG) {
 		m = *k->msg;
@@ -62,62 +45,9 @@ static ssize_t emit(int fd, const struct plan *pl, const struct rq_call *k)
 		m.msg_name = (void *)k->to;
 		m.msg_namelen = k->tolen;
 	}
-	m.msg_iov = (struct iovec *)pl->iov;
-	m.msg_iovlen = (size_t)pl->n;
+	m.msg_iov = (struct iovec *)iov;
+	m.msg_iovlen = (size_t)n;
 	return rq_sys.sendmsg(fd, &m, k->flags);
-}
-
-static void add(struct plan *pl, const void *p, size_t len, int ins, size_t before)
-{
-	pl->bytes += len;
-	if (ins < 0)
-		pl->caller += len;
-	pl->iov[pl->n].iov_base = (void *)p;
-	pl->iov[pl->n].iov_len = len;
-	pl->ins[pl->n] = (int8_t)ins;
-	pl->before[pl->n] = (uint16_t)before;
-	pl->n++;
-}
-
-/*
- * Maps the r bytes the kernel took back to the caller's bytes. If r ends
- * inside an insertion, or right after one with nothing of the caller's after
- * it, that insertion is reported so the next call does not repeat it.
- */
-static struct cut map(const struct plan *pl, size_t r)
-{
-	struct cut c = { 0, 0, -1, 0 };
-
-	if (r == pl->bytes) { /* the common case: all of it went out */
-		c.caller = pl->caller;
-		for (int i = pl->n - 1; i >= 0; i--) {
-			if (pl->ins[i] >= 0) {
-				c.full = pl->ins[i] + 1;
-				break;
-			}
-		}
-		if (pl->n && pl->ins[pl->n - 1] >= 0) {
-			c.ins = pl->ins[pl->n - 1];
-			c.sent = pl->before[pl->n - 1] + pl->iov[pl->n - 1].iov_len;
-		}
-		return c;
-	}
-
-	for (int i = 0; i < pl->n && r; i++) {
-		size_t len = pl->iov[i].iov_len, take = r < len ? r : len;
-
-		r -= take;
-		if (pl->ins[i] < 0) {
-			c.caller += take;
-			c.ins = -1;
-		} else {
-			c.ins = pl->ins[i];
-			c.sent = pl->before[i] + take;
-			if (take == len)
-				c.full = c.ins + 1;
-		}
-	}
-	return c;
 }
 
 /*
@@ -130,7 +60,7 @@ static int plausible(const void *p, size_t n)
 {
 	uintptr_t a = (uintptr_t)p;
 
-	return n == 0 || (a >= 4096 && a + n >= a && a + n <= ((uintptr_t)1 << 47));
+	return n == 0 || (a >= RQ_FIRST_PAGE && a + n >= a && a + n <= RQ_USER_TOP);
 }
 
 /* The caller's byte count; *bad is set if the call is one to leave to the kernel. */
@@ -634,400 +564,54 @@ static ssize_t log_write(int fd, struct rq_fd *e, const struct iovec *iov, int i
 
 /* ---- connections ---- */
 
-#define HDR_MAX (RQ_HDR_MAX + REQCTX_ID_MAX + 5)
-#define INS_CALL 4 /* header insertions woven into one syscall (struct ins is on the stack) */
-
-/* A header insertion planned for one response head. */
-struct ins {
-	size_t at;      /* caller offset */
-	size_t sent;    /* bytes already out */
-	uint32_t slot;  /* request whose ID it carries */
-	size_t len;
-	char text[HDR_MAX];
-};
-
-/* The connection's current request becomes the thread's context. */
-static void enter(struct rq_conn *c)
-{
-	uint32_t cur = atomic_load_explicit(&c->cur, memory_order_acquire);
-
-	if (cur != RQ_NO_CUR)
-		rq_ctx_set_slot(rq_conn_slot(c, cur));
-	else
-		rq_ctx_clear();
-}
-
-static uint32_t q_slot(const struct rq_conn *c, uint32_t i)
-{
-	return c->qslot[i % RQ_PIPE];
-}
-
 /*
- * Whether the response written next, with the writer at ring entry h after hs
- * responses to lost requests, answers entry h (t: the reader's tail).
+ * The socket transport of a connection's writes (conn.h): each planned
+ * system call carries up to RQ_EDITS header insertions; a write with more
+ * response heads than that (a pipelined batch) goes out in as many system
+ * calls, and returns what it got out if one of them comes up short, as a
+ * short write does.
  */
-static inline int answers(const struct rq_conn *c, uint32_t h, uint32_t hs, uint32_t t)
+static ssize_t conn_write(int fd, struct rq_conn *c, const struct iovec *iov, int iovcnt,
+			  const struct rq_call *k, size_t total)
 {
-	uint8_t skip;
-
-	if (h == t)
-		return 0; /* and entry h is the reader's, not to be read */
-	skip = c->qskip[h % RQ_PIPE];
-	return !(skip & RQ_SKIP_LOST) && hs >= skip;
-}
-
-/* A final response went out: the writer moves past entry h, or past one lost request. */
-static void step(const struct rq_conn *c, uint32_t *h, uint32_t *hs, uint32_t t)
-{
-	if (answers(c, *h, *hs, t)) {
-		(*h)++;
-		*hs = 0;
-	} else if (*hs < RQ_SKIP_MAX) {
-		(*hs)++; /* a lost request's, or one answering nothing */
-	}
-}
-
-/* Makes (h, hs) the writer's position, freeing the slots of the entries answered. */
-static void pop_to(struct rq_conn *c, uint32_t h, uint32_t hs)
-{
-	for (uint32_t i = atomic_load_explicit(&c->head, memory_order_relaxed); i != h; i++) {
-		uint32_t p = q_slot(c, i);
-
-		c->done = atomic_load_explicit(&rq_conn_slot(c, p)->serial, memory_order_relaxed);
-		atomic_fetch_and_explicit(&c->used, ~((uint64_t)1 << p), memory_order_release);
-	}
-	atomic_store_explicit(&c->head, h, memory_order_release);
-	c->hs = (uint8_t)hs;
-}
-
-/* The method of the request the next response answers (0 when it is not known to be HEAD). */
-static inline int method_of(struct rq_conn *c, uint32_t h, uint32_t hs, uint32_t t)
-{
-	if (!answers(c, h, hs, t))
-		return 0;
-	return atomic_load_explicit(&rq_conn_slot(c, q_slot(c, h))->flags, memory_order_relaxed) &
-		RQ_SLOT_HEAD ? RQ_M_HEAD : 0;
-}
-
-/* Renders "Name: id\r\n" for slot p. Returns 0, or -1 if the slot could not be read. */
-static int render_header(struct rq_conn *c, uint32_t p, struct ins *in)
-{
-	struct rq_ctx id;
-
-	if (rq_slot_read(rq_conn_slot(c, p), &id, NULL) < 0 || !id.len)
-		return -1;
-	memcpy(in->text, rq_cfg.hdr, rq_cfg.hdr_len);
-	in->len = rq_cfg.hdr_len;
-	in->text[in->len++] = ':';
-	in->text[in->len++] = ' ';
-	memcpy(in->text + in->len, id.id, id.len);
-	in->len += id.len;
-	in->text[in->len++] = '\r';
-	in->text[in->len++] = '\n';
-	in->slot = p;
-	return 0;
-}
-
-/*
- * Whether c's responses still get the header; if not, its response scanner
- * stops. They do not once it died, or the writer reached requests whose
- * framing is unknown (RQ_SKIP_LOST).
- */
-static int echo_on(struct rq_conn *c)
-{
-	uint32_t h = atomic_load_explicit(&c->head, memory_order_relaxed);
-	uint32_t t = atomic_load_explicit(&c->tail, memory_order_acquire);
-
-	if (atomic_load_explicit(&c->echo, memory_order_relaxed) && !rq_hdrs_dead(&c->ws) &&
-	    !(h != t && (c->qskip[h % RQ_PIPE] & RQ_SKIP_LOST)))
-		return 1;
-	rq_hdrs_kill(&c->ws);
-	atomic_store_explicit(&c->echo, 0, memory_order_relaxed); /* the reader stops queueing */
-	return 0;
-}
-
-/* Where prescan's scanner ended, to commit it as is when the plan goes out whole. */
-struct pre {
-	struct rq_hdrs s;
-	uint32_t h, hs; /* the writer's ring position */
-	int state;      /* ins_state */
-	size_t stop;    /* caller offset the plan goes up to */
-	int whole;      /* s, h, hs and state are those at `stop` */
-};
-
-/*
- * Scans the caller's bytes from `from` (caller offset `base`) on a copy of the
- * response scanner and plans where the ID header goes in each response head
- * that answers a queued request and has none of its own:
- *   - right after the status line, when the status line ends in this write
- *     or the write starts right after it;
- *   - else before the blank line ending the head, the first point where it is
- *     known that the server did not send one itself.
- * The decision is taken when the head ends, or, when this write ends between
- * the CR and the LF of that blank line, at the CR. Returns the number of
- * insertions; if there were more than INS_CALL, the plan stops at the first
- * one left out (pre->stop) and the rest is for the next syscall.
- */
-static int prescan(struct rq_conn *c, const struct iovec *iov, int iovcnt, struct cursor from,
-		   size_t base, size_t total, struct ins *ins, struct pre *pre)
-{
-	struct rq_hdrs *s = &pre->s;
-	uint32_t h = atomic_load_explicit(&c->head, memory_order_relaxed), hs = c->hs;
-	uint32_t t = atomic_load_explicit(&c->tail, memory_order_acquire);
-	int n = 0, state = c->ins_state, have_status, cand = 0;
-	size_t pos = base, status_at = base, cand_at = 0;
-
-	*s = c->ws;
-	have_status = rq_resp_after_status(s);
-	pre->whole = 0;
-	pre->stop = total;
-	if (state == 1) { /* finish the header a short write cut */
-		if (render_header(c, c->ins_slot, &ins[0]) < 0 || c->ins_sent > ins[0].len)
-			return 0;
-		ins[0].at = base;
-		ins[0].sent = c->ins_sent;
-		n = 1;
-		state = 2;
-	}
-	for (int i = from.i; i < iovcnt; i++) {
-		size_t skip = i == from.i ? from.off : 0, len = iov[i].iov_len - skip, off = 0;
-		const char *b = (const char *)iov[i].iov_base + skip;
-
-		while (off < len) {
-			enum rq_ev ev;
-
-			off += rq_resp_feed(s, b + off, len - off, method_of(c, h, hs, t), &ev);
-			if (ev == RQ_EV_DEAD)
-				goto out;
-			if (ev == RQ_EV_STATUS) {
-				status_at = pos + off;
-				have_status = 1;
-			} else if (ev == RQ_EV_BLANK) {
-				cand = state == 0 && s->status >= 200 && !s->xr_seen && answers(c, h, hs, t);
-				cand_at = have_status ? status_at : pos + off;
-			} else if (ev == RQ_EV_END) {
-				if (cand) {
-					if (n == INS_CALL) {
-						pre->stop = cand_at;
-						return n;
-					}
-					if (render_header(c, q_slot(c, h), &ins[n]) == 0) {
-						ins[n].at = cand_at;
-						ins[n++].sent = 0;
-					}
-					cand = 0;
-				}
-				if (s->status >= 200)
-					step(c, &h, &hs, t);
-				state = 0;
-				have_status = 0;
-			}
-		}
-		pos += len;
-	}
-	if (cand) { /* the write ends between the blank line's CR and LF */
-		if (n == INS_CALL) {
-			pre->stop = cand_at;
-			return n;
-		}
-		if (render_header(c, q_slot(c, h), &ins[n]) == 0) {
-			ins[n].at = cand_at;
-			ins[n++].sent = 0;
-			state = 2;
-		}
-	}
-out:
-	pre->h = h;
-	pre->hs = hs;
-	pre->state = state;
-	pre->whole = 1;
-	return n;
-}
-
-/* A plan that went out whole leaves the scanner where prescan left it. */
-static void commit(struct rq_conn *c, const struct pre *pre)
-{
-	c->ws = pre->s;
-	pop_to(c, pre->h, pre->hs);
-	c->ins_state = (uint8_t)pre->state;
-}
-
-static const struct cut no_cut = { 0, 0, -1, 0 };
-
-/*
- * Commits the response scanner over the `len` caller bytes from `from`
- * (caller offset `base`) that were written: pops answered requests and keeps
- * the insertion state right.
- */
-static void postscan(struct rq_conn *c, const struct iovec *iov, int iovcnt, struct cursor from,
-		     size_t base, size_t len, const struct ins *ins, int nins, const struct cut *cut)
-{
-	size_t pos = base;
-
-	if (nins && ins[0].at == base && cut->full > 0)
-		c->ins_state = 2; /* one at the very start (a remainder, or after a status line) is out */
-	for (int i = from.i; i < iovcnt && len; i++) {
-		size_t skip = i == from.i ? from.off : 0, avail = iov[i].iov_len - skip;
-		size_t seg = avail < len ? avail : len, off = 0;
-		const char *b = (const char *)iov[i].iov_base + skip;
-
-		while (off < seg) {
-			uint32_t h = atomic_load_explicit(&c->head, memory_order_relaxed), hs = c->hs;
-			uint32_t t = atomic_load_explicit(&c->tail, memory_order_acquire);
-			enum rq_ev ev;
-
-			off += rq_resp_feed(&c->ws, b + off, seg - off, method_of(c, h, hs, t), &ev);
-			if (ev == RQ_EV_STATUS || ev == RQ_EV_BLANK) {
-				for (int k = 0; k < nins && k < cut->full; k++)
-					if (ins[k].at == pos + off)
-						c->ins_state = 2;
-			} else if (ev == RQ_EV_END) {
-				if (c->ws.status >= 200) {
-					step(c, &h, &hs, t);
-					pop_to(c, h, hs);
-				}
-				c->ins_state = 0;
-			}
-		}
-		pos += seg;
-		len -= seg;
-	}
-	if (cut->ins >= 0) {
-		c->ins_state = cut->sent < ins[cut->ins].len ? 1 : 2;
-		c->ins_sent = (uint16_t)cut->sent;
-		c->ins_slot = (uint8_t)ins[cut->ins].slot;
-	}
-}
-
-/*
- * Once a response is out whole, the thread that wrote it is done with that
- * request: its context is marked finished (a hand-off may replace it).
- */
-static void answered_all(struct rq_conn *c)
-{
-	if (c->done && rq_resp_at_start(&c->ws))
-		rq_ctx_finish(c->done);
-}
-
-/* The context for I/O on c: a response starting now speaks for the request it answers. */
-static void conn_ctx(struct rq_conn *c)
-{
-	uint32_t h = atomic_load_explicit(&c->head, memory_order_relaxed);
-	uint32_t t = atomic_load_explicit(&c->tail, memory_order_acquire);
-
-	if (rq_resp_at_start(&c->ws) && answers(c, h, c->hs, t))
-		atomic_store_explicit(&c->cur, q_slot(c, h), memory_order_release);
-	enter(c);
-}
-
-/*
- * Lays out the caller's bytes from `from` (caller offset `base`) up to offset
- * `stop`, with the insertions. If the iovecs run out, the plan stops early
- * and the rest is for the next syscall. Returns the insertions planned.
- */
-static int plan_conn(struct plan *pl, const struct iovec *iov, int iovcnt, struct cursor from,
-		     size_t base, size_t stop, struct ins *ins, int nins)
-{
-	size_t pos = base;
-	int k = 0;
-
-	pl->n = 0;
-	pl->bytes = pl->caller = 0;
-	for (int i = from.i; i < iovcnt && pos < stop; i++) {
-		size_t skip = i == from.i ? from.off : 0, len = iov[i].iov_len - skip, off = 0;
-		const char *b = (const char *)iov[i].iov_base + skip;
-
-		if (len > stop - pos)
-			len = stop - pos;
-		for (; k < nins && ins[k].at <= pos + len; k++) {
-			size_t cut = ins[k].at - pos;
-
-			if (pl->n > PLAN_MAX - 3)
-				return k;
-			if (cut > off)
-				add(pl, b + off, cut - off, -1, 0);
-			add(pl, ins[k].text + ins[k].sent, ins[k].len - ins[k].sent, k, ins[k].sent);
-			off = cut;
-		}
-		if (off < len) {
-			if (pl->n == PLAN_MAX)
-				return k;
-			add(pl, b + off, len - off, -1, 0);
-		}
-		pos += len;
-	}
-	return k;
-}
-
-/* After the scanner moved: a dead one means no more headers on this connection. */
-static void settle(struct rq_conn *c)
-{
-	echo_on(c);
-	answered_all(c);
-}
-
-/*
- * The write path of a connection. Each syscall carries up to INS_CALL header
- * insertions; a write with more response heads than that (a pipelined batch)
- * goes out in as many syscalls, and returns what it got out if one of them
- * comes up short, as a short write does.
- */
-static ssize_t conn_write(int fd, const struct iovec *iov, int iovcnt, const struct rq_call *k,
-			  size_t total)
-{
-	struct rq_conn *c = rq_conn_peek(fd);
-	struct ins ins[INS_CALL];
-	struct cursor at = { 0, 0 };
+	struct rq_wplan p;
 	struct rq_call again;
 	struct msghdr bare;
-	size_t done = 0;
 	int saved = errno;
 
-	conn_ctx(c);
-	if (!echo_on(c) || !total)
+	if (atomic_load_explicit(&c->xport, memory_order_acquire) != RQ_XP_PLAIN) {
+		if (atomic_load_explicit(&c->xport, memory_order_relaxed) == RQ_XP_TLS_WAIT)
+			rq_conn_enter(c); /* a handshake: the connection's one ID */
+		return rq_io_plain(fd, iov, iovcnt, k); /* ciphertext */
+	}
+	if (!rq_conn_write_begin(c) || !total)
 		return rq_io_plain(fd, iov, iovcnt, k);
+	p.at = (struct rq_wpos){ 0, 0, 0 };
 	for (;;) {
-		struct plan pl;
-		struct pre pre;
-		struct cut cut;
-		int nins = prescan(c, iov, iovcnt, at, done, total, ins, &pre);
 		ssize_t r;
 
-		if (!nins && !done) { /* nothing to weave in: the caller's own call */
+		rq_conn_plan(c, iov, iovcnt, total, &p);
+		if (!p.w.n) { /* nothing to weave in: the caller's own call */
 			r = rq_io_plain(fd, iov, iovcnt, k);
 			if (r > 0) {
 				int e = errno;
 
-				if ((size_t)r == total && pre.whole)
-					commit(c, &pre);
-				else
-					postscan(c, iov, iovcnt, at, 0, (size_t)r, ins, 0, &no_cut);
-				settle(c);
+				rq_conn_commit(c, &p, iov, iovcnt, (size_t)r);
 				errno = e;
 			}
 			return r;
 		}
-		nins = plan_conn(&pl, iov, iovcnt, at, done, pre.stop, ins, nins);
-		r = emit(fd, &pl, k);
+		r = send_iov(fd, p.w.iov, p.w.n, k);
 		if (r <= 0) {
-			if (!done)
+			if (!p.at.done)
 				return r;
 			errno = saved;
-			return (ssize_t)done;
+			return (ssize_t)p.at.done;
 		}
-		if ((size_t)r == pl.bytes && pl.caller == pre.stop - done && pre.whole) {
-			commit(c, &pre);
-			cut.caller = pl.caller;
-		} else {
-			cut = map(&pl, (size_t)r);
-			postscan(c, iov, iovcnt, at, done, cut.caller, ins, nins, &cut);
-		}
-		settle(c);
-		done += cut.caller;
-		advance(&at, iov, iovcnt, cut.caller);
-		if (done == total || ((size_t)r < pl.bytes && done)) {
+		rq_conn_commit(c, &p, iov, iovcnt, (size_t)r);
+		if (p.at.done == total || ((size_t)r < p.w.bytes && p.at.done)) {
 			errno = saved;
-			return (ssize_t)done; /* all of it, or a short write */
+			return (ssize_t)p.at.done; /* all of it, or a short write */
 		}
 		if (k->how == RQ_SENDMSG && k->msg->msg_controllen) {
 			/* the ancillary data went with the first bytes; not again */
@@ -1165,22 +749,22 @@ static __attribute__((noinline)) ssize_t write_general(int fd, struct rq_fd *e,
 {
 	int bad;
 	size_t total = iov_total(iov, iovcnt, &bad);
+	struct rq_conn *c;
 
 	if (k->how == RQ_SENDMSG && !plausible(k->msg, sizeof(*k->msg)))
 		bad = 1;
-	if (fl & RQ_FD_CONN) {
+	if ((fl & RQ_FD_CONN) && (c = rq_fd_conn(e))) {
 		rq_evq_touch(fd);
 		if (bad) { /* let the kernel judge it; still set the context */
-			struct rq_conn *c = rq_conn_peek(fd);
 			ssize_t r;
 
-			conn_ctx(c);
+			rq_conn_write_begin(c);
 			r = rq_io_plain(fd, iov, iovcnt, k);
 			if (r > 0) /* bytes reqctx did not read went out */
-				atomic_store_explicit(&c->echo, 0, memory_order_relaxed);
+				rq_conn_out_unseen(c);
 			return r;
 		}
-		return conn_write(fd, iov, iovcnt, k, total);
+		return conn_write(fd, c, iov, iovcnt, k, total);
 	}
 	if (bad || (k->how == RQ_SENDMSG && k->msg->msg_controllen))
 		return rq_io_plain(fd, iov, iovcnt, k);
@@ -1190,190 +774,88 @@ static __attribute__((noinline)) ssize_t write_general(int fd, struct rq_fd *e,
 }
 
 ssize_t rq_io_write_slow(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
-			 const struct rq_call *k)
+			 const struct rq_call *k, uint32_t fl)
 {
-	uint32_t fl = rq_fd_flags(e);
-
-	if (fl & RQ_FD_CARRY) { /* carriers never look at the bytes */
-		rq_carry_put(fd, e);
-		return rq_io_plain(fd, iov, iovcnt, k);
-	}
 	if (fl == RQ_FD_LOG && k->how == RQ_WRITE)
 		return log_line(fd, e, iov, k);
 	return write_general(fd, e, iov, iovcnt, k, fl);
 }
 
-/* ---- reads ---- */
+/* ---- reads, and bytes that go by other calls ---- */
 
-static void set_cur(struct rq_conn *c, uint32_t p)
+/* The first byte of a TLS handshake record: a ClientHello, which no HTTP/1.x request starts with. */
+#define TLS_HANDSHAKE 0x16
+
+static unsigned char first_byte(const struct iovec *iov, int iovcnt)
 {
-	atomic_store_explicit(&c->cur, p, memory_order_release);
+	for (int i = 0; i < iovcnt; i++)
+		if (iov[i].iov_len)
+			return *(const unsigned char *)iov[i].iov_base;
+	return 0;
 }
 
-/* Fills slot p with a new request (a generated ID if len is 0). */
-static void fill(struct rq_conn *c, uint32_t p, const char *id, uint32_t len, uint32_t flags)
+void rq_io_conn_read(struct rq_conn *c, const struct iovec *iov, int iovcnt, ssize_t r)
 {
-	char uuid[RQ_UUID_LEN];
+	size_t n = r > 0 ? (size_t)r : 0;
 
-	if (!len) {
-		rq_uuid4(uuid);
-		id = uuid;
-		len = RQ_UUID_LEN;
-	}
-	if (p >= RQ_INLINE)
-		c->deep_used = 1;
-	rq_slot_fill(rq_conn_slot(c, p), id, len, flags);
-}
-
-/*
- * A free slot for a new request, the lowest, so that shallow pipelines stay
- * inside struct rq_conn; the overflow area is mapped on first use. -1 if none.
- */
-static int free_slot(struct rq_conn *c, int fd)
-{
-	uint64_t used = atomic_load_explicit(&c->used, memory_order_acquire);
-	struct rq_slot *d;
-	int p;
-
-	if (used == ~(uint64_t)0)
-		return -1;
-	p = __builtin_ctzll(~used);
-	if (p >= RQ_INLINE && !atomic_load_explicit(&c->deep, memory_order_relaxed)) {
-		if (!(d = rq_deep_get(fd)))
-			return -1;
-		atomic_store_explicit(&c->deep, d, memory_order_release);
-	}
-	return p;
-}
-
-/*
- * The reader completed a request head: it is queued for its response and
- * becomes the connection's current request. With RQ_PIPE unanswered already
- * it is counted as lost instead: its response gets no header, and the lines
- * it logs carry the newest queued request's ID (see struct rq_conn). Once
- * nobody answers the ring, each request simply replaces the current one.
- */
-static void push(struct rq_conn *c, int fd, const char *id, uint32_t len, uint32_t flags)
-{
-	uint32_t h, t;
-	int p;
-
-	c->seen = 1;
-	if (atomic_load_explicit(&c->echo, memory_order_relaxed)) {
-		h = atomic_load_explicit(&c->head, memory_order_acquire);
-		t = atomic_load_explicit(&c->tail, memory_order_relaxed);
-		if (t - h < RQ_PIPE && (p = free_slot(c, fd)) >= 0) {
-			fill(c, (uint32_t)p, id, len, flags);
-			atomic_fetch_or_explicit(&c->used, (uint64_t)1 << p, memory_order_relaxed);
-			c->qslot[t % RQ_PIPE] = (uint8_t)p;
-			c->qskip[t % RQ_PIPE] = c->lost;
-			c->lost = 0;
-			atomic_store_explicit(&c->tail, t + 1, memory_order_release);
-			set_cur(c, (uint32_t)p);
-			return;
-		}
-		if (!(flags & RQ_SLOT_HEAD) && (c->lost & ~RQ_SKIP_LOST) < RQ_SKIP_MAX)
-			c->lost++;
+	switch (atomic_load_explicit(&c->xport, memory_order_acquire)) {
+	case RQ_XP_PLAIN:
+		if (n && rq_conn_fresh(c) && first_byte(iov, iovcnt) == TLS_HANDSHAKE)
+			RQ_SAVE_ERRNO(rq_conn_tls_wait(c));
 		else
-			c->lost |= RQ_SKIP_LOST;
+			rq_conn_feed(c, iov, iovcnt, n);
 		return;
+	case RQ_XP_TLS_WAIT:
+		RQ_SAVE_ERRNO(rq_conn_enter(c));
+		return;
+	default:
+		return; /* ciphertext: the SSL layer reads the plaintext */
 	}
-	p = (int)atomic_load_explicit(&c->cur, memory_order_relaxed);
-	if (p == (int)RQ_NO_CUR)
-		p = 0;
-	fill(c, (uint32_t)p, id, len, flags);
-	set_cur(c, (uint32_t)p);
-}
-
-/* The request stream turned out not to be HTTP: one ID for the connection's whole life. */
-static void req_dead(struct rq_conn *c, int fd)
-{
-	if (c->seen)
-		return;
-	atomic_store_explicit(&c->echo, 0, memory_order_relaxed); /* no response heads to look for */
-	push(c, fd, NULL, 0, 0);
 }
 
 void rq_conn_read(int fd, const struct iovec *iov, int iovcnt, ssize_t r)
 {
-	struct rq_conn *c = rq_conn_peek(fd);
-	size_t left = r > 0 ? (size_t)r : 0;
-	int saved = errno;
+	struct rq_conn *c = rq_conn_of(fd);
 
-	for (int i = 0; i < iovcnt && left && !rq_hdrs_dead(&c->rp.h); i++) {
-		const char *b = iov[i].iov_base;
-		size_t len = iov[i].iov_len < left ? iov[i].iov_len : left, off = 0;
-
-		left -= len;
-		while (off < len) {
-			enum rq_ev ev;
-
-			off += rq_req_feed(&c->rp, b + off, len - off, &ev);
-			if (ev == RQ_EV_HEAD)
-				push(c, fd, c->rp.xr, c->rp.h.xr_have ? c->rp.h.xr_len : 0,
-				     c->rp.h.method == RQ_M_HEAD ? RQ_SLOT_HEAD : 0);
-			else if (ev == RQ_EV_DEAD)
-				req_dead(c, fd);
-		}
-	}
-	enter(c);
-	errno = saved;
+	if (c)
+		rq_io_conn_read(c, iov, iovcnt, r);
 }
 
-void rq_carry_read(int fd)
+/* The connection of fd whose bytes are the protocol's (not ciphertext), or NULL. */
+static struct rq_conn *plain_conn(int fd)
 {
-	struct rq_conn *c = rq_conn_peek(fd);
+	struct rq_conn *c = rq_conn_of(fd);
 
-	/* rq_fd_enter for a carrier, without looking the fd up again; errno is not touched */
-	if (c && atomic_load_explicit(&c->slots[0].serial, memory_order_relaxed) !=
-		     rq_ctx_cur()->serial)
-		rq_ctx_set_slot(&c->slots[0]);
+	return c && atomic_load_explicit(&c->xport, memory_order_acquire) == RQ_XP_PLAIN ? c
+											: NULL;
 }
 
 void rq_conn_skipped(int fd, ssize_t r)
 {
-	struct rq_conn *c = rq_conn_peek(fd);
-	int saved = errno;
+	struct rq_conn *c = plain_conn(fd);
 
-	if (r > 0 && !rq_hdrs_dead(&c->rp.h)) {
-		rq_hdrs_opaque(&c->rp.h, (uint64_t)r);
-		if (rq_hdrs_dead(&c->rp.h))
-			req_dead(c, fd);
-	}
-	enter(c);
-	errno = saved;
+	if (c)
+		rq_conn_feed_opaque(c, r > 0 ? (size_t)r : 0);
 }
 
 void rq_conn_opaque(int fd, ssize_t r)
 {
 	struct rq_fd *e = rq_fd_peek(fd);
+	uint32_t fl = rq_fd_flags(e);
 	struct rq_conn *c;
-	int saved = errno;
 
-	if (rq_fd_flags(e) & RQ_FD_CARRY)
-		rq_carry_put(fd, e);
-	if (!(rq_fd_flags(e) & RQ_FD_CONN))
-		return;
-	c = rq_conn_peek(fd);
-	conn_ctx(c);
-	if (r > 0 && echo_on(c)) {
-		rq_hdrs_opaque(&c->ws, (uint64_t)r);
-		settle(c);
-	}
-	errno = saved;
+	if (fl & RQ_FD_CARRY)
+		RQ_SAVE_ERRNO(rq_carry_put(fd, e));
+	if ((fl & RQ_FD_CONN) && (c = plain_conn(fd)))
+		rq_conn_out_opaque(c, r > 0 ? (size_t)r : 0);
 }
 
 void rq_conn_wrote(int fd, const struct iovec *iov, int iovcnt, ssize_t r)
 {
-	struct rq_conn *c = rq_conn_peek(fd);
-	int saved = errno;
+	struct rq_conn *c = plain_conn(fd);
 
-	conn_ctx(c);
-	if (r > 0 && echo_on(c)) {
-		postscan(c, iov, iovcnt, (struct cursor){ 0, 0 }, 0, (size_t)r, NULL, 0, &no_cut);
-		settle(c);
-	}
-	errno = saved;
+	if (c)
+		rq_conn_out_seen(c, iov, iovcnt, r > 0 ? (size_t)r : 0);
 }
 
 /*
@@ -1382,41 +864,40 @@ void rq_conn_wrote(int fd, const struct iovec *iov, int iovcnt, ssize_t r)
  */
 static int flush_cut(struct rq_conn *c, int fd)
 {
-	struct ins in;
+	char text[RQ_HDR_LINE];
+	const char *rest;
+	size_t left;
 
-	if (c->ins_state != 1)
-		return 0;
-	if (render_header(c, c->ins_slot, &in) < 0 || c->ins_sent > in.len)
-		return -EIO;
-	while (c->ins_sent < in.len) {
-		ssize_t r = rq_sys.write(fd, in.text + c->ins_sent, in.len - c->ins_sent);
+	while ((left = rq_conn_cut(c, text, &rest))) {
+		ssize_t r = rq_sys.write(fd, rest, left);
 
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
 			return r < 0 ? -errno : -EAGAIN;
-		c->ins_sent = (uint16_t)(c->ins_sent + (size_t)r);
+		rq_conn_cut_sent(c, (size_t)r);
 	}
-	c->ins_state = 2;
 	return 0;
 }
 
 int rq_conn_unseen_pre(int fd)
 {
-	struct rq_conn *c = rq_conn_peek(fd);
-	int saved = errno, r = flush_cut(c, fd);
+	struct rq_conn *c = plain_conn(fd);
+	int saved = errno, r = c ? flush_cut(c, fd) : 0;
 
 	errno = saved;
-	return r == -EIO ? 0 : r;
+	return r;
 }
 
 void rq_conn_unseen(int fd)
 {
-	struct rq_conn *c = rq_conn_peek(fd);
+	struct rq_conn *c = plain_conn(fd);
 	int saved = errno;
 
-	flush_cut(c, fd);
-	atomic_store_explicit(&c->echo, 0, memory_order_relaxed);
+	if (c) {
+		flush_cut(c, fd);
+		rq_conn_out_unseen(c);
+	}
 	errno = saved;
 }
 struct rq_sys rq_sys;

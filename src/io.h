@@ -13,7 +13,9 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "carry.h"
 #include "config.h"
+#include "conn.h"
 #include "evq.h"
 #include "fdtab.h"
 
@@ -28,28 +30,48 @@ struct rq_call {
 	const struct msghdr *msg;   /* sendmsg */
 };
 
-/* The write path for fds that are logs or connections. */
+/* The write path for fds that are logs or connections (e: fd's entry, fl: its flags). */
 ssize_t rq_io_write_slow(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
-			 const struct rq_call *k);
+			 const struct rq_call *k, uint32_t fl);
 
 /* Repeats the caller's call unchanged. */
 ssize_t rq_io_plain(int fd, const struct iovec *iov, int iovcnt, const struct rq_call *k);
 
 /*
- * Stands in for write/writev/send/sendto/sendmsg. iov holds the caller's
- * bytes (for write and send, one entry).
+ * Stands in for write/writev/send/sendto/sendmsg on fd, whose entry is e
+ * (looked up once, by the caller). iov holds the caller's bytes (for write
+ * and send, one entry). A carrier never looks at the bytes: it takes the
+ * writer's context, and the call goes out as it is.
  */
+static inline ssize_t rq_io_write_e(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
+				    const struct rq_call *k)
+{
+	uint32_t fl = rq_fd_flags(e);
+
+	if (likely(!fl))
+		return rq_io_plain(fd, iov, iovcnt, k);
+	if (fl & RQ_FD_CARRY) {
+		rq_carry_put(fd, e);
+		return rq_io_plain(fd, iov, iovcnt, k);
+	}
+	return rq_io_write_slow(fd, e, iov, iovcnt, k, fl);
+}
+
+/* The same, looking fd up. */
 static inline ssize_t rq_io_write(int fd, const struct iovec *iov, int iovcnt,
 				  const struct rq_call *k)
 {
-	struct rq_fd *e = rq_fd_peek(fd);
-
-	if (likely(!rq_fd_flags(e)))
-		return rq_io_plain(fd, iov, iovcnt, k);
-	return rq_io_write_slow(fd, e, iov, iovcnt, k);
+	return rq_io_write_e(fd, rq_fd_peek(fd), iov, iovcnt, k);
 }
 
-/* After a read on a connection: scans the r bytes in iov, sets the context. */
+/*
+ * After a read on connection c: scans the r bytes in iov, sets the context.
+ * A plain connection whose first bytes are a TLS ClientHello waits for its
+ * SSL object; a TLS one's bytes are ciphertext, left alone.
+ */
+void rq_io_conn_read(struct rq_conn *c, const struct iovec *iov, int iovcnt, ssize_t r);
+
+/* The same for connection fd. */
 void rq_conn_read(int fd, const struct iovec *iov, int iovcnt, ssize_t r);
 
 /*
@@ -73,19 +95,18 @@ void rq_conn_skipped(int fd, ssize_t r);
 void rq_conn_unseen(int fd);
 int rq_conn_unseen_pre(int fd);
 
-/* After a read on a carrier: the carried context becomes the thread's. */
-void rq_carry_read(int fd);
-
 /* Called after any read-family call: cheap unless fd is a connection or carrier. */
 static inline void rq_io_read(int fd, const struct iovec *iov, int iovcnt, ssize_t r)
 {
-	uint32_t fl = rq_fd_flags(rq_fd_peek(fd));
+	struct rq_fd *e = rq_fd_peek(fd);
+	uint32_t fl = rq_fd_flags(e);
+	struct rq_conn *c;
 
 	if (likely(!fl))
 		return;
 	rq_evq_touch(fd);
-	if (fl & RQ_FD_CONN)
-		rq_conn_read(fd, iov, iovcnt, r);
+	if ((fl & RQ_FD_CONN) && (c = rq_fd_conn(e)))
+		rq_io_conn_read(c, iov, iovcnt, r);
 	else if (fl & RQ_FD_CARRY)
 		rq_carry_read(fd);
 }

@@ -262,6 +262,34 @@ Test(preload, disabled_passes_everything_through)
 	cr_assert_str_eq(slurp(err_path, NULL), "");
 }
 
+/*
+ * Pass-through is the real functions, not raw system calls: blocking calls
+ * stay cancellation points (a raw syscall() is not one, and a thread blocked
+ * in it could never be cancelled), disabled or not.
+ */
+Test(preload, blocking_calls_stay_cancellation_points_disabled_or_not)
+{
+	static const char *const off[] = { "REQCTX_DISABLE=1", NULL };
+	static const char *const on[] = { "REQCTX_LOG_FDS=", NULL }; /* stdout: no prefixes */
+	static const char want[] = "read cancelled\nrecv cancelled\nreadv cancelled\n"
+				   "recvmsg cancelled\naccept cancelled\npoll cancelled\n"
+				   "select cancelled\nepoll_wait cancelled\n";
+
+	for (int o2 = 0; o2 < 2; o2++) {
+		char *argv[] = { (char *)bpath(o2 ? "progs/O2/cancel" : "progs/O0/cancel"), NULL };
+
+		cr_assert_eq(proc_run(argv, NULL, 0, out_path, err_path), 0);
+		cr_assert_str_eq(slurp(out_path, NULL), want);
+		cr_assert_eq(proc_run(argv, off, 1, out_path, err_path), 0, "disabled: %s",
+			     slurp(out_path, NULL));
+		cr_assert_str_eq(slurp(out_path, NULL), want);
+		cr_assert_str_eq(slurp(err_path, NULL), "");
+		cr_assert_eq(proc_run(argv, on, 1, out_path, err_path), 0, "ready: %s",
+			     slurp(out_path, NULL));
+		cr_assert_str_eq(slurp(out_path, NULL), want);
+	}
+}
+
 Test(preload, children_of_a_preloaded_process_log_only_on_stderr)
 {
 	char *argv[] = { "/bin/sh", "-c", "x=$(echo captured); echo \"$x\"; echo e >&2; "

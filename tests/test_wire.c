@@ -273,7 +273,7 @@ static int wait_server(pid_t pid)
 /* Whether response n of `mode` carries the header under the library (README, "Response header"). */
 static int gets_header(const char *mode, long n)
 {
-	if (!strcmp(mode, "stdio") || !strcmp(mode, "dup"))
+	if (!strcmp(mode, "stdio"))
 		return n <= 1; /* the head of /1 went out before its body took the unseen path */
 	if (!strcmp(mode, "sendmmsg"))
 		return n % 2 == 0; /* seen, not woven into: odd responses go out as they are */
@@ -381,9 +381,14 @@ Test(wire, stdio_on_the_connection_stops_the_header_for_good)
 	body_case("stdio");
 }
 
-Test(wire, a_dup_of_the_connection_stops_the_header_for_good)
+Test(wire, bodies_written_on_a_dup_of_the_connection_keep_every_header)
 {
 	body_case("dup");
+}
+
+Test(wire, responses_written_on_a_dup_after_the_original_closed_get_the_header)
+{
+	body_case("duphead");
 }
 
 Test(wire, responses_through_dprintf_get_the_header)

@@ -9,6 +9,7 @@
 
 #include "common.h"
 #include "carry.h"
+#include "conn.h"
 #include "ctx.h"
 #include "fdtab.h"
 #include "io.h"
@@ -1027,22 +1028,48 @@ Test(conn, bytes_seen_but_not_woven_into_keep_the_scanner_in_step)
 	out_is("HTTP/1.1 200 OK\r\nX-Request-Id: s2\r\nContent-Length: 2\r\n\r\nok");
 }
 
-Test(conn, a_dup_keeps_the_context_and_stops_the_header_on_both)
+/*
+ * A dup names the same connection: the two fds write one response stream
+ * (a head on one, its body on the other), reads on either queue requests,
+ * and the connection lives until its last fd closes.
+ */
+Test(conn, a_dup_shares_the_connection_and_its_headers)
 {
-	enum { COPY = 203 };
+	enum { COPY = 203, COPY2 = 204 };
+	static char want[8192];
+	static const char head[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n";
+	uint32_t live = rq_conn_live();
+	size_t w = 0;
 
 	reads_pipelined(0, 10, -1); /* the current request, p9, is in the overflow area */
 	rq_fd_copy(CONN, COPY);
+	cr_assert_eq(rq_conn_live(), live, "a dup takes no new connection");
+	cr_assert_eq(rq_conn_of(COPY), rq_conn_of(CONN));
 	rq_ctx_clear();
 	rq_fd_enter(COPY);
 	cr_assert_str_eq(reqctx_id(), "p9");
 	cr_assert_eq(wrs(CONN, resp2), (ssize_t)strlen(resp2));
+	w += resp_with(want + w, 0);
 	cr_assert_eq(wrs(COPY, resp2), (ssize_t)strlen(resp2));
-	out_is("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-	       "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+	w += resp_with(want + w, 1);
+	cr_assert_eq(wrs(CONN, head), (ssize_t)strlen(head)); /* the head on one fd, */
+	cr_assert_eq(wrs(COPY, "ok"), 2);                     /* its body on the other */
+	w += resp_with(want + w, 2);
+	cr_assert_str_eq(reqctx_id(), "p2");
+	out_is(want);
 	reads_pipelined(10, 1, -1);
 	cr_assert_str_eq(reqctx_id(), "p10", "reads still set the context");
+	rq_fd_forget(CONN); /* the original closes: the dup goes on */
+	cr_assert_eq(rq_conn_live(), live);
+	rq_fd_copy(COPY, COPY2);
+	cr_assert_eq(wrs(COPY2, resp2), (ssize_t)strlen(resp2));
+	w += resp_with(want + w, 3);
+	out_is(want);
 	rq_fd_forget(COPY);
+	cr_assert_eq(rq_conn_live(), live);
+	rq_fd_forget(COPY2); /* the last fd: the connection is given back */
+	cr_assert_eq(rq_conn_live(), live - 1);
+	cr_assert_null(rq_conn_of(COPY2));
 }
 
 Test(conn, a_connection_accepted_after_a_deep_one_starts_clean)

@@ -27,6 +27,9 @@
  *   stdio        fprintf() or fwrite(), then fflush(), on a FILE from fdopen() of
  *                the connection
  *   dup          write() on a dup() of the connection
+ *   duphead      head and body of an odd N through write() on a dup(); the
+ *                original fd is closed once the dup is made, and the dup serves
+ *                the connection from then on
  *   dprintf      head and body together, through dprintf()
  * Pipelining modes, everything through write():
  *   each         one write() per response
@@ -230,13 +233,24 @@ static void body_pwritev2(const char *b, size_t n)
 		fail("pwritev2");
 }
 
-static void body_dup(const char *b, size_t n)
+static int dup_of_conn(void)
 {
 	static int copy = -1;
 
-	if (copy < 0 && (copy = dup(conn)) < 0)
+	if (copy >= 0)
+		return copy;
+	if ((copy = dup(conn)) < 0)
 		fail("dup");
-	write_all(copy, b, n);
+	if (!strcmp(mode, "duphead")) { /* the dup alone serves the connection from now on */
+		close(conn);
+		conn = copy;
+	}
+	return copy;
+}
+
+static void body_dup(const char *b, size_t n)
+{
+	write_all(dup_of_conn(), b, n);
 }
 
 /* fprintf and fwrite by turns, each flushed. */
@@ -279,6 +293,13 @@ static void answer(long n, char *out, size_t *outlen)
 
 		if (sendmmsg(conn, m, 2, 0) != 2 || m[0].msg_len != hlen || m[1].msg_len != blen)
 			fail("sendmmsg");
+		return;
+	}
+	if (odd && !strcmp(mode, "duphead")) {
+		int copy = dup_of_conn();
+
+		write_all(copy, h, hlen);
+		write_all(copy, b, blen);
 		return;
 	}
 	if (odd && !strcmp(mode, "dprintf")) {

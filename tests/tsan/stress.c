@@ -8,12 +8,14 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #include "common.h"
 #include "correlate.h"
+#include "conn.h"
 #include "ctx.h"
 #include "fdtab.h"
 #include "handle.h"
@@ -413,6 +415,78 @@ static void ring_matches_stay_whole(void)
 	CHECK("no more matches than completions", atomic_load(&corr_hits) <= 2 * CORR_N);
 }
 
+/*
+ * 7. Connections taken from the pool, dup'ed, closed and given back by many
+ * threads at once, while others dup and close the same fds (a host race):
+ * nothing is lost or given back twice, and each fd's connection is either
+ * its own or none.
+ */
+#define CONN_THREADS 4
+#define CONN_ROUNDS 20000
+#define CONN_FD0 9100
+static atomic_int conn_bad;
+
+static void *conn_churn(void *arg)
+{
+	int t = (int)(intptr_t)arg, fd = CONN_FD0 + 2 * t, copy = fd + 1;
+
+	for (int i = 0; i < CONN_ROUNDS; i++) {
+		struct rq_conn *c;
+
+		if (rq_fd_set_conn(fd) != 0) {
+			atomic_fetch_add(&conn_bad, 1);
+			continue;
+		}
+		c = rq_conn_of(fd);
+		rq_fd_copy(fd, copy);
+		if (rq_conn_of(copy) != c)
+			atomic_fetch_add(&conn_bad, 1);
+		if (i % 2)
+			rq_fd_forget(fd);
+		else
+			rq_fd_forget(copy);
+		rq_conn_enter(c);
+		rq_fd_forget(fd);
+		rq_fd_forget(copy);
+	}
+	return NULL;
+}
+
+/* Dups fd 9190 onto 9191 and 9192 while another thread closes and re-accepts 9190. */
+static atomic_int race_stop;
+
+static void *conn_racer(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&race_stop)) {
+		rq_fd_copy(9190, 9191);
+		rq_fd_copy(9191, 9192);
+		rq_fd_forget(9191);
+		rq_fd_forget(9192);
+	}
+	return NULL;
+}
+
+static void connections_shared_and_given_back_by_many_threads(void)
+{
+	pthread_t th[CONN_THREADS], racer;
+	uint32_t live = rq_conn_live();
+
+	for (int t = 0; t < CONN_THREADS; t++)
+		pthread_create(&th[t], NULL, conn_churn, (void *)(intptr_t)t);
+	pthread_create(&racer, NULL, conn_racer, NULL);
+	for (int i = 0; i < CONN_ROUNDS; i++) {
+		rq_fd_set_conn(9190);
+		rq_fd_forget(9190);
+	}
+	atomic_store(&race_stop, 1);
+	for (int t = 0; t < CONN_THREADS; t++)
+		pthread_join(th[t], NULL);
+	pthread_join(racer, NULL);
+	CHECK("dups name their connection", atomic_load(&conn_bad) == 0);
+	CHECK("every connection went back to the pool", rq_conn_live() == live);
+}
+
 int main(void)
 {
 	static const char *const env[] = { NULL };
@@ -425,6 +499,7 @@ int main(void)
 	handles_never_enter_another_request();
 	connection_read_and_answered_by_two_threads();
 	ring_matches_stay_whole();
+	connections_shared_and_given_back_by_many_threads();
 	printf("tsan: %d passed, %d failed\n", passed, failed);
 	return failed != 0;
 }

@@ -3,21 +3,14 @@
 #include <errno.h>
 #include <string.h>
 
+#include "config.h"
+
 int rc_field_set(struct rc_ids *ids, const char *name)
 {
-	size_t n = strlen(name);
-
-	if (n == 0 || n > RC_FIELD_MAX)
+	if (rq_config_field_ok(name) < 0)
 		return -EINVAL;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)name[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '_' || c == '.' || c == '-'))
-			return -EINVAL;
-	}
-	memcpy(ids->field, name, n + 1);
-	ids->field_len = n;
+	ids->field_len = strlen(name);
+	memcpy(ids->field, name, ids->field_len + 1);
 	return 0;
 }
 

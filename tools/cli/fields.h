@@ -9,8 +9,9 @@
 #include <stddef.h>
 
 #include "cli.h"
+#include "config.h"
 
-#define RC_FIELD_MAX 64 /* longest field name, as the library's REQCTX_FIELD */
+#define RC_FIELD_MAX RQ_FIELD_MAX /* longest field name, as the library's REQCTX_FIELD */
 
 struct rc_ids {
 	struct rc_prefix pfx;
@@ -19,8 +20,8 @@ struct rc_ids {
 };
 
 /*
- * Sets the field name with the library's rules (1-64 characters from
- * A-Z a-z 0-9 _ . -). Returns 0 or -EINVAL.
+ * Sets the field name with the library's rule (rq_config_field_ok: 1-64
+ * characters from A-Z a-z 0-9 _ . -). Returns 0 or -EINVAL.
  */
 int rc_field_set(struct rc_ids *ids, const char *name);
 

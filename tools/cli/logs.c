@@ -310,7 +310,7 @@ int rc_cmd_logs(int argc, char **argv)
 	static char *stdin_only[] = { "-", NULL };
 	struct logs L = { 0 };
 	char **files;
-	int nfiles, failed, r = parse(argc, argv, &L);
+	int nfiles, failed, e, r = parse(argc, argv, &L);
 
 	if (r)
 		return r < 0 ? RC_EXIT_OK : r;
@@ -332,8 +332,8 @@ int rc_cmd_logs(int argc, char **argv)
 		rc_agg_print_stats(L.agg);
 	if (L.agg)
 		rc_agg_free(L.agg);
-	if (rc_out_flush() < 0) {
-		rc_err("write error: %s", strerror(errno));
+	if ((e = rc_out_flush()) < 0) {
+		rc_err("write error: %s", strerror(-e));
 		return RC_EXIT_FAIL;
 	}
 	if (failed || (L.mode == M_ID && !L.matched))

@@ -11,13 +11,9 @@
 
 #include "adapter.h"
 #include "cli.h"
+#include "config.h"
 #include "fields.h"
 #include "inspect.h"
-
-#define GLOBS_MAX   16   /* log-file globs the library accepts */
-#define GLOBS_BYTES 1024 /* their total length, as the library */
-#define HDR_MAX     64   /* longest header name the library accepts */
-#define FDS_MAX     16   /* fds the library accepts in REQCTX_LOG_FDS */
 
 static const char help[] =
 	"Usage: reqctx run [OPTIONS] [--] CMD [ARGS...]\n"
@@ -63,62 +59,25 @@ static const char help[] =
 struct run_opts {
 	const char *header, *prefix, *log_fds, *child_fds, *format, *field;
 	int no_echo, bare, no_handoff, no_crash, force;
-	char globs[GLOBS_BYTES];
+	char globs[RQ_GLOBS_BYTES];
 	int nglobs;
 };
 
-static int header_ok(const char *v)
-{
-	size_t n = strlen(v);
-
-	if (n == 0 || n > HDR_MAX)
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)v[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      (c >= '0' && c <= '9') || strchr("!#$%&'*+-.^_`|~", c)))
-			return 0;
-	}
-	return 1;
-}
-
+/* Whether the library takes v as a list of fds (its own rule, src/config.c). */
 static int fds_ok(const char *v)
 {
-	int count = 0;
+	int fds[RQ_LOGFDS_MAX], n;
 
-	for (const char *p = v; *p;) {
-		char *end;
-		long fd;
-
-		if (*p < '0' || *p > '9')
-			return 0;
-		fd = strtol(p, &end, 10);
-		if (fd > 1 << 20 || ++count > FDS_MAX)
-			return 0;
-		if (*end == ',' && end[1])
-			end++;
-		else if (*end)
-			return 0;
-		p = end;
-	}
-	return count > 0;
+	return rq_config_fds_parse(v, fds, &n) == 0;
 }
 
-static int count_globs(const char *list)
-{
-	int n = 0;
-
-	for (const char *p = list; *p; p++)
-		if (*p != ':' && (p == list || p[-1] == ':'))
-			n++;
-	return n;
-}
-
+/* Appends a glob to the list the library will read, if the library takes the result. */
 static int add_glob(struct run_opts *o, const char *glob)
 {
 	const char *base = getenv("REQCTX_LOG_FILES");
-	size_t used;
+	const char *globs[RQ_GLOBS_MAX];
+	char list[2 * RQ_GLOBS_BYTES], split[RQ_GLOBS_BYTES];
+	int n;
 
 	if (!*glob || strchr(glob, ':'))
 		return rc_usage_err("run", "--log-file '%s': a glob must be non-empty and "
@@ -126,11 +85,12 @@ static int add_glob(struct run_opts *o, const char *glob)
 	if (!o->nglobs)
 		snprintf(o->globs, sizeof(o->globs), "%s",
 			 base ? base : REQCTX_DEFAULT_LOG_FILES);
-	used = strlen(o->globs);
-	if (used + 1 + strlen(glob) >= sizeof(o->globs) || count_globs(o->globs) >= GLOBS_MAX)
+	if ((size_t)snprintf(list, sizeof(list), "%s%s%s", o->globs, *o->globs ? ":" : "",
+			     glob) >= sizeof(list) ||
+	    rq_config_globs_split(list, split, globs, &n) < 0)
 		return rc_usage_err("run", "too many --log-file globs (the library takes at "
-				    "most %d, %d bytes in all)", GLOBS_MAX, GLOBS_BYTES - 1);
-	snprintf(o->globs + used, sizeof(o->globs) - used, "%s%s", used ? ":" : "", glob);
+				    "most %d, %d bytes in all)", RQ_GLOBS_MAX, RQ_GLOBS_BYTES - 1);
+	memcpy(o->globs, list, strlen(list) + 1);
 	o->nglobs++;
 	return 0;
 }
@@ -162,9 +122,9 @@ static int parse(int argc, char **argv, struct run_opts *o)
 	while ((c = getopt_long(argc, argv, "+h", longs, NULL)) != -1) {
 		switch (c) {
 		case 'H':
-			if (!header_ok(optarg))
+			if (rq_config_header_ok(optarg) < 0)
 				return rc_usage_err("run", "--header '%s' is not a header name "
-						    "(1-%d token characters)", optarg, HDR_MAX);
+						    "(1-%d token characters)", optarg, RQ_HDR_MAX);
 			o->header = optarg;
 			break;
 		case 'p':
@@ -176,8 +136,7 @@ static int parse(int argc, char **argv, struct run_opts *o)
 			o->prefix = optarg;
 			break;
 		case 'm':
-			if (strcmp(optarg, "prefix") && strcmp(optarg, "logfmt") &&
-			    strcmp(optarg, "json") && strcmp(optarg, "auto"))
+			if (rq_config_format_parse(optarg) < 0)
 				return rc_usage_err("run", "--format '%s' is not prefix, logfmt, json "
 						    "or auto", optarg);
 			o->format = optarg;
@@ -196,14 +155,14 @@ static int parse(int argc, char **argv, struct run_opts *o)
 		case 'f':
 			if (!fds_ok(optarg))
 				return rc_usage_err("run", "--log-fds '%s' is not a comma-separated "
-						    "list of at most %d fds", optarg, FDS_MAX);
+						    "list of at most %d fds", optarg, RQ_LOGFDS_MAX);
 			o->log_fds = optarg;
 			break;
 		case 'c':
 			if (!fds_ok(optarg))
 				return rc_usage_err("run", "--child-log-fds '%s' is not a "
 						    "comma-separated list of at most %d fds",
-						    optarg, FDS_MAX);
+						    optarg, RQ_LOGFDS_MAX);
 			o->child_fds = optarg;
 			break;
 		case 'E': o->no_echo = 1; break;
