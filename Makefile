@@ -127,7 +127,14 @@ deps-test:
 deps-demo:
 	@tools/deps.sh demo
 
-test: deps-test all $(TEST_BIN) $(PROG_O0) $(PROG_O2)
+# pino for test_formats, pinned by tests/node/pino/package-lock.json.
+$(B)/npm/.installed: tests/node/pino/package.json tests/node/pino/package-lock.json
+	@mkdir -p $(B)/npm
+	cp tests/node/pino/package.json tests/node/pino/package-lock.json $(B)/npm/
+	cd $(B)/npm && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $@
+
+test: deps-test all $(TEST_BIN) $(PROG_O0) $(PROG_O2) $(B)/npm/.installed
 	@REQCTX_BUILD=$(abspath $(B)) REQCTX_TEST_PRELOAD_FIRST=$(SANRT) tools/run-tests.sh $(TEST_BIN)
 
 # The suites that run programs under the library, against libreqctx.so built
