@@ -9,18 +9,127 @@
 #include <sys/mman.h>
 
 #include "config.h"
+#include "correlate.h"
 #include "ctx.h"
 #include "id.h"
 #include "pool.h"
 
 #define CONN_SHIFT 6 /* 64 connections (64 KiB) per chunk */
 #define EXT_SHIFT  8 /* 256 extension records (4 KiB) per chunk */
+#define CORR_SHIFT 6 /* 64 correlation records (15 KiB) per chunk */
 
 RQ_POOL_DEFINE(conns, struct rq_conn, CONN_SHIFT, RQ_CONN_MAX);
 char *_Atomic rq_deep_chunks[RQ_CONN_MAX >> 6];
 static struct rq_conn_ext *_Atomic ext_chunks[RQ_CONN_MAX >> EXT_SHIFT];
 
+/*
+ * What batched log correlation (src/correlate.h) keeps for a connection,
+ * beside it (struct rq_conn has no room), mapped for the first connections
+ * of each chunk that read a request while REQCTX_CORRELATE is on. The reader
+ * owns the request line being hashed; the writer owns the response that is
+ * going out, recorded as completed at its last byte.
+ */
+struct corr {
+	struct rq_corr_hasher h; /* reader: the request line being read */
+	uint8_t on;              /* reader: inside a request line */
+	uint8_t have;            /* reader: key holds the line of the request being read */
+	uint8_t pend;            /* writer: `out` answered a request, its last byte still to go */
+	uint16_t status;         /* writer: the status of that response */
+	struct rq_corr_key key;  /* reader */
+	struct rq_corr_key okey; /* writer: the request line of `out` */
+	struct rq_ctx out;       /* writer: the request the response answers (ID, serial) */
+};
+
+static struct corr *_Atomic corr_chunks[RQ_CONN_MAX >> CORR_SHIFT];
+
+/* c's correlation record, mapped if `make`; NULL if absent or if it cannot be. */
+static struct corr *corr_of(struct rq_conn *c, int make)
+{
+	struct corr *x = rq_chunk((void *_Atomic *)&corr_chunks[c->idx >> CORR_SHIFT],
+				  sizeof(*x) << CORR_SHIFT, make);
+
+	return x ? &x[c->idx & ((1u << CORR_SHIFT) - 1)] : NULL;
+}
+
 _Static_assert(CONN_SHIFT == 6, "rq_conn_slot finds the overflow area 64 connections a chunk");
+
+/* ---- batched log correlation ---- */
+
+/* The response to x->out went out whole: the request is recorded as completed. */
+static void corr_record(struct corr *x)
+{
+	x->pend = 0;
+	rq_corr_done(&rq_corr_ring, x->okey, x->status, x->out.serial, x->out.id, x->out.len);
+}
+
+/*
+ * Reader: the k bytes at s were scanned, from a message's start (`fresh`:
+ * its request line starts at the first byte that is not CR or LF) or from
+ * inside its request line; the line ends at the next CR or LF (the scanner
+ * read it, so it is a valid one). Hashes the line's bytes among them.
+ */
+static void corr_read(struct corr *x, const char *s, size_t k, int fresh)
+{
+	size_t i = 0, e;
+
+	if (fresh) {
+		while (i < k && (s[i] == '\r' || s[i] == '\n'))
+			i++;
+		if (i == k)
+			return;
+		rq_corr_hash_init(&x->h);
+		x->on = 1;
+		x->have = 0;
+	}
+	for (e = i; e < k && s[e] != '\r' && s[e] != '\n'; e++)
+		;
+	rq_corr_hash_add(&x->h, s + i, e - i);
+	if (e < k) {
+		x->on = 0;
+		x->key = rq_corr_hash_end(&x->h);
+		x->have = x->key.len <= RQ_CORR_SCAN; /* a longer one is never found in a log line */
+	}
+}
+
+/*
+ * Writer: the head of a final response to the request in slot p went out,
+ * with `status`. The response before it is complete (this one starts after
+ * its last byte); this one is recorded at its own (corr_settle), so that
+ * requests are recorded in the order their responses end.
+ */
+static void corr_answered(struct rq_conn *c, uint32_t p, unsigned status)
+{
+	struct corr *x = corr_of(c, 0);
+	unsigned flags;
+
+	if (!x)
+		return;
+	if (x->pend)
+		corr_record(x);
+	if (rq_slot_read(rq_conn_slot(c, p), &x->out, NULL) < 0 ||
+	    !rq_corr_live_get(&rq_corr_ring, x->out.serial, &x->okey, &flags))
+		return;
+	x->status = (uint16_t)status;
+	x->pend = 1;
+}
+
+/* Writer, after the scanner moved: a response whose last byte went out is complete. */
+static void corr_settle(struct rq_conn *c)
+{
+	struct corr *x = rq_cfg.correlate ? corr_of(c, 0) : NULL;
+
+	if (x && x->pend && (rq_resp_at_start(&c->ws) || rq_hdrs_dead(&c->ws)))
+		corr_record(x);
+}
+
+/* The connection is given back: a response still going out ended with it. */
+static void corr_close(struct rq_conn *c)
+{
+	struct corr *x = rq_cfg.correlate ? corr_of(c, 0) : NULL;
+
+	if (x && x->pend)
+		corr_record(x);
+}
 
 /* ---- life ---- */
 
@@ -36,6 +145,8 @@ static struct rq_slot *deep_get(struct rq_conn *c)
 /* A fresh connection's state (the overflow area was given back with the last one). */
 static void init(struct rq_conn *c)
 {
+	struct corr *x;
+
 	rq_hdrs_reset(&c->rp.h);
 	rq_hdrs_reset(&c->ws);
 	c->seen = 0;
@@ -54,6 +165,8 @@ static void init(struct rq_conn *c)
 	c->done = 0;
 	if (!rq_cfg.echo)
 		rq_hdrs_kill(&c->ws);
+	if ((x = corr_of(c, 0)))
+		x->on = x->have = x->pend = 0;
 }
 
 struct rq_conn *rq_conn_new(void)
@@ -106,6 +219,7 @@ void rq_conn_unref(struct rq_conn *c)
 
 	if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
 		return;
+	corr_close(c);
 	ext_release(c);
 	if (c->deep_used && (d = deep_get(c)))
 		madvise(d, RQ_DEEP_BYTES, MADV_DONTNEED); /* it reads back as zeros: empty slots */
@@ -160,13 +274,19 @@ static void step(const struct rq_conn *c, uint32_t *h, uint32_t *hs, uint32_t t)
 	}
 }
 
-/* Makes (h, hs) the writer's position, freeing the slots of the entries answered. */
-static void pop_to(struct rq_conn *c, uint32_t h, uint32_t hs)
+/*
+ * Makes (h, hs) the writer's position, freeing the slots of the entries
+ * answered; st[entry % RQ_PIPE] is the status each response carried (NULL:
+ * one entry, answered by the response the scanner just ended).
+ */
+static void pop_to(struct rq_conn *c, uint32_t h, uint32_t hs, const uint16_t *st)
 {
 	for (uint32_t i = atomic_load_explicit(&c->head, memory_order_relaxed); i != h; i++) {
 		uint32_t p = q_slot(c, i);
 
 		c->done = atomic_load_explicit(&rq_conn_slot(c, p)->serial, memory_order_relaxed);
+		if (rq_cfg.correlate)
+			corr_answered(c, p, st ? st[i % RQ_PIPE] : c->ws.status);
 		atomic_fetch_and_explicit(&c->used, ~((uint64_t)1 << p), memory_order_release);
 	}
 	atomic_store_explicit(&c->head, h, memory_order_release);
@@ -227,8 +347,9 @@ static int free_slot(struct rq_conn *c)
  * it is counted as lost instead: its response gets no header, and the lines
  * it logs carry the newest queued request's ID (see struct rq_conn). Once
  * nobody answers the ring, each request simply replaces the current one.
+ * Returns the slot of a request queued, or -1.
  */
-static void push(struct rq_conn *c, const char *id, uint32_t len, uint32_t flags)
+static int push(struct rq_conn *c, const char *id, uint32_t len, uint32_t flags)
 {
 	uint32_t h, t;
 	int p;
@@ -245,19 +366,20 @@ static void push(struct rq_conn *c, const char *id, uint32_t len, uint32_t flags
 			c->lost = 0;
 			atomic_store_explicit(&c->tail, t + 1, memory_order_release);
 			set_cur(c, (uint32_t)p);
-			return;
+			return p;
 		}
 		if (!(flags & RQ_SLOT_HEAD) && (c->lost & ~RQ_SKIP_LOST) < RQ_SKIP_MAX)
 			c->lost++;
 		else
 			c->lost |= RQ_SKIP_LOST;
-		return;
+		return -1;
 	}
 	p = (int)atomic_load_explicit(&c->cur, memory_order_relaxed);
 	if (p == (int)RQ_NO_CUR)
 		p = 0;
 	fill(c, (uint32_t)p, id, len, flags);
 	set_cur(c, (uint32_t)p);
+	return -1;
 }
 
 /* The request stream turned out not to be HTTP: one ID for the connection's whole life. */
@@ -269,26 +391,51 @@ static void req_dead(struct rq_conn *c)
 	push(c, NULL, 0, 0);
 }
 
+/* A request head was read into slot p (-1: not queued): its request line is kept by serial. */
+static void corr_begin(struct rq_conn *c, struct corr *x, int p)
+{
+	if (x->have && p >= 0)
+		rq_corr_begin(&rq_corr_ring,
+			      atomic_load_explicit(&rq_conn_slot(c, (uint32_t)p)->serial,
+						   memory_order_relaxed),
+			      x->key);
+	x->have = 0;
+}
+
 void rq_conn_feed(struct rq_conn *c, const struct iovec *iov, int iovcnt, size_t n)
 {
 	int saved = errno;
+	struct corr *x = NULL;
 
-	if (n)
+	if (n) {
 		c->fed = 1;
+		if (rq_cfg.correlate && atomic_load_explicit(&c->echo, memory_order_relaxed))
+			x = corr_of(c, 1); /* (responses not followed are never recorded) */
+	}
 	for (int i = 0; i < iovcnt && n && !rq_hdrs_dead(&c->rp.h); i++) {
 		const char *b = iov[i].iov_base;
 		size_t len = iov[i].iov_len < n ? iov[i].iov_len : n, off = 0;
 
 		n -= len;
 		while (off < len) {
+			int fresh = x && !x->on && rq_req_at_start(&c->rp);
 			enum rq_ev ev;
+			size_t k = rq_req_feed(&c->rp, b + off, len - off, &ev);
 
-			off += rq_req_feed(&c->rp, b + off, len - off, &ev);
-			if (ev == RQ_EV_HEAD)
-				push(c, c->rp.xr, c->rp.h.xr_have ? c->rp.h.xr_len : 0,
-				     c->rp.h.method == RQ_M_HEAD ? RQ_SLOT_HEAD : 0);
-			else if (ev == RQ_EV_DEAD)
+			if (x && (fresh || x->on))
+				corr_read(x, b + off, k, fresh);
+			off += k;
+			if (ev == RQ_EV_HEAD) {
+				int p = push(c, c->rp.xr, c->rp.h.xr_have ? c->rp.h.xr_len : 0,
+					     c->rp.h.method == RQ_M_HEAD ? RQ_SLOT_HEAD : 0);
+
+				if (x)
+					corr_begin(c, x, p);
+			} else if (ev == RQ_EV_DEAD) {
+				if (x)
+					x->on = x->have = 0;
 				req_dead(c);
+			}
 		}
 	}
 	rq_conn_enter(c);
@@ -468,8 +615,11 @@ static void h1_prescan(struct rq_conn *c, const struct iovec *iov, int iovcnt,
 					add_ins(c, p, h, cand_at);
 					cand = 0;
 				}
-				if (s->status >= 200)
+				if (s->status >= 200) {
+					if (answers(c, h, hs, t))
+						pre->st[h % RQ_PIPE] = s->status;
 					step(c, &h, &hs, t);
+				}
 				state = 0;
 				have_status = 0;
 			}
@@ -574,7 +724,7 @@ int rq_conn_plan(struct rq_conn *c, const struct iovec *iov, int iovcnt, size_t 
 static void h1_commit_whole(struct rq_conn *c, const struct rq_h1_plan *pre)
 {
 	c->ws = pre->s;
-	pop_to(c, pre->h, pre->hs);
+	pop_to(c, pre->h, pre->hs, pre->st);
 	c->ins_state = (uint8_t)pre->state;
 }
 
@@ -648,7 +798,7 @@ static void h1_postscan(struct rq_conn *c, const struct iovec *iov, int iovcnt,
 			} else if (ev == RQ_EV_END) {
 				if (c->ws.status >= 200) {
 					step(c, &h, &hs, t);
-					pop_to(c, h, hs);
+					pop_to(c, h, hs, NULL);
 				}
 				c->ins_state = 0;
 			}
@@ -667,11 +817,12 @@ static void h1_postscan(struct rq_conn *c, const struct iovec *iov, int iovcnt,
  * After the scanner moved: a dead one means no more headers on this
  * connection; once a response is out whole, the thread that wrote it is done
  * with that request (its context is marked finished: a hand-off may replace
- * it).
+ * it), and the request is recorded as completed for log correlation.
  */
 static void settle(struct rq_conn *c)
 {
 	echo_on(c);
+	corr_settle(c);
 	if (c->done && rq_resp_at_start(&c->ws))
 		rq_ctx_finish(c->done);
 }

@@ -265,6 +265,7 @@ struct rq_h1_plan {
 	int state;       /* ins_state */
 	int whole;       /* s, h, hs and state are those at `stop` */
 	uint32_t slot[RQ_EDITS]; /* request whose ID each insertion carries */
+	uint16_t st[RQ_PIPE];    /* status of the response answering each ring entry (correlation) */
 	char text[RQ_EDITS][RQ_HDR_LINE];
 };
 

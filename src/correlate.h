@@ -61,10 +61,11 @@
  *   practice: more than 1024 identical request lines completed and not yet
  *   logged): the oldest are not found.
  *
- * Memory: a static ring of RQ_CORR_RING entries of 176 bytes and
- * RQ_CORR_BUCKETS index buckets of 16 bytes, 768 KiB in all, in zero pages
- * that the kernel maps only as requests complete (a process that serves no
- * requests pays nothing). Nothing grows with traffic.
+ * Memory: a static ring of RQ_CORR_RING entries of 176 bytes,
+ * RQ_CORR_BUCKETS index buckets of 16 bytes and RQ_CORR_LIVE entries of 24
+ * bytes for the requests being served, 864 KiB in all, in zero pages that
+ * the kernel maps only as requests come (a process that serves no requests
+ * pays nothing). Nothing grows with traffic.
  *
  * Concurrency: any number of threads may record and match at once, with no
  * lock and no allocation; everything here is async-signal-safe. Each entry is
@@ -78,27 +79,39 @@
  * request lines wait. A missing link (no floor yet, or a writer between
  * publishing and linking) falls back to the walk from the newest entry.
  *
+ * Requests still being served: a second table, indexed by serial, holds
+ * the request-line key of each request read (rq_corr_begin), and whether it
+ * completed or a line was given its ID before it did. rq_corr_line, the
+ * write path's one call, uses it for the rules about the current request:
+ * - a line written while the current request is in progress and naming
+ *   that request's own request line is about it: a line alone in its write
+ *   without a status (an error-log line) keeps the current ID and takes
+ *   nothing; one showing a status (an access line) first takes the oldest
+ *   unmatched completed request with that line and status, if any (the
+ *   previous request's line, written after the next one was read), and
+ *   otherwise keeps the current ID and marks the request logged, so that
+ *   its completion is recorded matched (a server that logs before its
+ *   response goes out, as Python's http.server does, leaves nothing behind);
+ * - any other line takes the matching completed request, preferring the
+ *   current one when the line is alone in its write.
+ * A request whose entry was overwritten (RQ_CORR_LIVE requests read after
+ * it while it was still in progress) is taken for one that is not current.
+ *
  * Integration (connection and write paths, not here):
  * - At start-up, rq_corr_init() once (before any hash), if REQCTX_CORRELATE
  *   (rq_cfg.correlate) is on.
  * - While the request scanner reads a request line, hash it with
  *   rq_corr_hash_* (streaming: a request line split across reads hashes the
- *   same), exactly "METHOD SP target SP HTTP/x.y" without CRLF, and keep the
- *   key with the request's slot.
+ *   same), exactly "METHOD SP target SP HTTP/x.y" without CRLF, and, when
+ *   its head is complete, rq_corr_begin(&rq_corr_ring, serial, key).
  * - When a response has gone out whole, its last body byte included (that is
  *   the order servers log in; the status comes from the response scanner),
  *   rq_corr_done(&rq_corr_ring, key, status, serial, id, len).
  * - At each line start on a log stream, before choosing the prefix,
- *   rq_corr_match(&rq_corr_ring, line, bytes of it in this write, prefer,
- *   &ctx); on 1, use ctx's ID for this line's prefix. Pass as `prefer` the
- *   current request's serial when the write carries a single line (an
- *   unbuffered log written in the request's own context then always keeps
- *   its own ID, whatever is left unmatched), else 0 (a batch is flushed in the
- *   context of a request whose own line is not in it).
- * - A line written while the current request is still in progress, naming
- *   that request's own request line (an error-log line), is about that
- *   request: compare the found key (rq_corr_find) with the current request's
- *   and keep the current ID without calling rq_corr_take.
+ *   rq_corr_line(&rq_corr_ring, line, bytes of it in this write, current
+ *   context, whether the write holds this line only, &ctx); on 1, ctx's ID
+ *   goes where the format puts it in this line. rq_corr_on() tells whether
+ *   to ask at all.
  */
 #ifndef RQ_CORRELATE_H
 #define RQ_CORRELATE_H
@@ -107,12 +120,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "ctx.h"
 
 #define RQ_CORR_RING    4096  /* completed requests remembered (a power of two) */
 #define RQ_CORR_BUCKETS 4096  /* index buckets (a power of two) */
 #define RQ_CORR_WALK    1024  /* entries looked at per match, at most */
 #define RQ_CORR_SCAN    16384 /* bytes of a log line searched for a request line */
+#define RQ_CORR_LIVE    4096  /* requests read whose key is kept, by serial (a power of two) */
 
 /* A request line, as the ring knows it. */
 struct rq_corr_key {
@@ -142,10 +157,22 @@ struct rq_corr_bucket {
 	_Atomic uint64_t floor; /* an entry from which on (older) all are matched, 0: none known */
 };
 
+/* A request read: its serial and request-line key, and what became of it. */
+struct rq_corr_live {
+	_Atomic uint64_t state; /* serial << 2 | RQ_CORR_DONE | RQ_CORR_LOGGED; 0 while written */
+	_Atomic uint64_t hash;
+	_Atomic uint64_t len;
+};
+
+#define RQ_CORR_DONE   1u /* its response went out whole */
+#define RQ_CORR_LOGGED 2u /* a line got its ID before that: record it matched */
+
 struct rq_corr {
-	_Atomic uint64_t next; /* orders handed out; the first is 1 */
+	_Atomic uint64_t next;  /* orders handed out; the first is 1 */
+	_Atomic uint64_t begun; /* requests recorded with rq_corr_begin */
 	struct rq_corr_bucket b[RQ_CORR_BUCKETS];
 	struct rq_corr_ent e[RQ_CORR_RING];
+	struct rq_corr_live l[RQ_CORR_LIVE];
 };
 
 /* The process's ring (zeroed: empty). */
@@ -167,9 +194,22 @@ struct rq_corr_key rq_corr_hash_end(const struct rq_corr_hasher *h);
 struct rq_corr_key rq_corr_key_of(const char *s, size_t n);
 
 /*
+ * A request was read (its head is complete): its serial and request line's
+ * key. A key of length 0 records nothing.
+ */
+void rq_corr_begin(struct rq_corr *r, uint64_t serial, struct rq_corr_key k);
+
+/*
+ * The key of request `serial` and its RQ_CORR_* flags, if the table still
+ * holds it: returns 1, or 0.
+ */
+int rq_corr_live_get(struct rq_corr *r, uint64_t serial, struct rq_corr_key *k, unsigned *flags);
+
+/*
  * Records a completed request: its request line's key, the status its
  * response carried (0 if unknown), its serial and ID. An invalid ID (id.h)
- * is not recorded. Overwrites the oldest entry once the ring is full.
+ * is not recorded. Overwrites the oldest entry once the ring is full. A
+ * request marked logged (above) is recorded as matched already.
  */
 void rq_corr_done(struct rq_corr *r, struct rq_corr_key k, unsigned status, uint64_t serial,
 		  const char *id, uint32_t len);
@@ -204,5 +244,21 @@ int rq_corr_take(struct rq_corr *r, struct rq_corr_key k, unsigned status, uint6
  */
 int rq_corr_match(struct rq_corr *r, const char *s, size_t n, uint64_t prefer,
 		  struct rq_ctx *out);
+
+/*
+ * The write path's decision for a log line starting at s (n bytes of it in
+ * this write, its newline excluded), written in context `cur`; `single`: the
+ * write holds this line and nothing else. Returns 1 with out filled when the
+ * line is to carry out's ID (which may be cur's own), 0 when it keeps
+ * today's rule (cur's ID). The rules are at the top of this file.
+ */
+int rq_corr_line(struct rq_corr *r, const char *s, size_t n, const struct rq_ctx *cur, int single,
+		 struct rq_ctx *out);
+
+/* Whether log lines are to be matched at all: REQCTX_CORRELATE, and a request was read. */
+static inline int rq_corr_on(void)
+{
+	return rq_cfg.correlate && atomic_load_explicit(&rq_corr_ring.begun, memory_order_relaxed);
+}
 
 #endif

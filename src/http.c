@@ -198,6 +198,11 @@ int rq_hdrs_dead(const struct rq_hdrs *p)
 	return p->st == S_DEAD;
 }
 
+int rq_req_at_start(const struct rq_req *r)
+{
+	return r->h.st == S_START;
+}
+
 int rq_resp_at_start(const struct rq_hdrs *p)
 {
 	return p->st == S_START && p->idx == 0;
@@ -433,6 +438,10 @@ size_t rq_req_feed(struct rq_req *r, const char *buf, size_t n, enum rq_ev *ev)
 		case S_BODY:
 			if (in_body(p, buf, n, &i) < 0)
 				return dead(p, n, ev);
+			if (p->st == S_START) {
+				*ev = RQ_EV_BODY;
+				return i;
+			}
 			continue;
 		case S_START:
 			if (c == '\r' || c == '\n')

@@ -60,6 +60,7 @@ enum rq_ev {
 	RQ_EV_STATUS, /* a response status line ended (response scanner) */
 	RQ_EV_BLANK,  /* the blank line ending a response head starts here */
 	RQ_EV_END,    /* a response head ended (response scanner) */
+	RQ_EV_BODY,   /* a request body ended (request scanner): a message may start next */
 	RQ_EV_DEAD,   /* not HTTP/1.x: the scanner stopped for good */
 };
 
@@ -68,8 +69,11 @@ enum rq_ev {
 
 /*
  * Scans n bytes a server read. Stops after a request head (RQ_EV_HEAD: the ID
- * is in p->xr, p->h.xr_len, valid if p->h.xr_have) or when the stream turns out
- * not to be HTTP (RQ_EV_DEAD, once). Returns the bytes consumed.
+ * is in p->xr, p->h.xr_len, valid if p->h.xr_have), after a request body
+ * (RQ_EV_BODY), or when the stream turns out not to be HTTP (RQ_EV_DEAD,
+ * once). Returns the bytes consumed. A caller that knows where each message
+ * starts (rq_req_at_start before a call) finds its request line: the bytes
+ * from the first that is not CR or LF up to the next CR or LF.
  */
 size_t rq_req_feed(struct rq_req *p, const char *buf, size_t n, enum rq_ev *ev);
 
@@ -101,6 +105,9 @@ int rq_hdrs_dead(const struct rq_hdrs *p);
 
 /* 1 if the response scanner is right after a status line, before any header. */
 int rq_resp_after_status(const struct rq_hdrs *p);
+
+/* 1 if the request scanner is between messages (the next byte that is not CR or LF starts one). */
+int rq_req_at_start(const struct rq_req *r);
 
 /* 1 if the response scanner is between messages (the next byte starts a head). */
 int rq_resp_at_start(const struct rq_hdrs *p);
