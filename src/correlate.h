@@ -250,10 +250,18 @@ int rq_corr_match(struct rq_corr *r, const char *s, size_t n, uint64_t prefer,
  * this write, its newline excluded), written in context `cur`; `single`: the
  * write holds this line and nothing else. Returns 1 with out filled when the
  * line is to carry out's ID (which may be cur's own), 0 when it keeps
- * today's rule (cur's ID). The rules are at the top of this file.
+ * today's rule (cur's ID). The rules are at the top of this file. *taken is
+ * the order of the ring entry it marked matched (0: none).
  */
 int rq_corr_line(struct rq_corr *r, const char *s, size_t n, const struct rq_ctx *cur, int single,
-		 struct rq_ctx *out);
+		 struct rq_ctx *out, uint64_t *taken);
+
+/*
+ * Gives back the entry of order o, taken (rq_corr_line's *taken) for a line
+ * that did not go out after all (a write that failed or was cut before it):
+ * the next line naming it can take it again.
+ */
+void rq_corr_untake(struct rq_corr *r, uint64_t o);
 
 /* Whether log lines are to be matched at all: REQCTX_CORRELATE, and a request was read. */
 static inline int rq_corr_on(void)

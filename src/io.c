@@ -577,6 +577,8 @@ log_write_with(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
 		}
 		if (r <= 0) {
 			rq_ln_fix(e, epoch, post, st); /* nothing went out */
+			if (cm) /* the lines from here on are decided again by the next write */
+				rq_cmemo_release(cm, done, st != 0);
 			ret = done ? (ssize_t)done : r;
 			break;
 		}
@@ -585,6 +587,8 @@ log_write_with(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
 		done += c;
 		advance(&cur, iov, iovcnt, c);
 		if (c) {
+			if (cm)
+				rq_cmemo_release(cm, done, now != 0);
 			ret = (ssize_t)done;
 			break;
 		}
@@ -603,12 +607,14 @@ log_write_with(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
  * log_write with batched log correlation (src/correlate.h): each line that
  * starts gets the ID of the completed request it names, if any. `first`,
  * if not NULL, is the request the line at the call's start was already
- * matched to; with `decided` and no `first`, that line keeps the current ID.
+ * matched to (ring entry `taken`); with `decided` and no `first`, that line
+ * keeps the current ID.
  */
 static __attribute__((noinline)) ssize_t log_write_corr(int fd, struct rq_fd *e,
 							const struct iovec *iov, int iovcnt,
 							const struct rq_call *k, size_t total,
-							const struct rq_ctx *first, int decided)
+							const struct rq_ctx *first, uint64_t taken,
+							int decided)
 {
 	struct rq_cment ents[MEMO_N];
 	char txt[MEMO_BUF];
@@ -619,6 +625,7 @@ static __attribute__((noinline)) ssize_t log_write_corr(int fd, struct rq_fd *e,
 		struct rq_texts t;
 
 		ents[0].at = 0;
+		ents[0].taken = taken;
 		ents[0].off = 0;
 		cm.used = rq_prefix_render_ctx(first, txt, &t);
 		ents[0].plen = (uint16_t)t.plen;
@@ -635,7 +642,7 @@ static ssize_t log_write(int fd, struct rq_fd *e, const struct iovec *iov, int i
 			 const struct rq_call *k, size_t total, int decided)
 {
 	if (unlikely(rq_corr_on()))
-		return log_write_corr(fd, e, iov, iovcnt, k, total, NULL, decided);
+		return log_write_corr(fd, e, iov, iovcnt, k, total, NULL, 0, decided);
 	return log_write_with(fd, e, iov, iovcnt, k, total, NULL);
 }
 
@@ -739,7 +746,7 @@ static __attribute__((noinline)) size_t line_cut(int fd, struct rq_fd *e, unsign
 static inline __attribute__((always_inline)) ssize_t
 line_out(int fd, struct rq_fd *e, const struct iovec *iov, const struct rq_call *k, unsigned epoch,
 	 const char *h, const struct iovec *v, int cnt, const char *text, size_t tl, size_t at,
-	 uint32_t gen)
+	 uint32_t gen, uint64_t taken)
 {
 	size_t n = iov[0].iov_len, c;
 	ssize_t r;
@@ -756,8 +763,11 @@ line_out(int fd, struct rq_fd *e, const struct iovec *iov, const struct rq_call 
 	}
 	c = r > 0 ? line_cut(fd, e, epoch, text, tl, at, (size_t)r) : 0;
 	rq_prefix_release(h);
-	if (r <= 0)
+	if (r <= 0) {
+		if (unlikely(taken)) /* the line's request is for the write that tries again */
+			RQ_SAVE_ERRNO(rq_corr_untake(&rq_corr_ring, taken));
 		return r;
+	}
 	if (!c) /* none of the line yet: the general path goes on */
 		return write_general(fd, e, iov, 1, k, gen);
 	return (ssize_t)c;
@@ -767,7 +777,7 @@ line_out(int fd, struct rq_fd *e, const struct iovec *iov, const struct rq_call 
 static __attribute__((noinline)) ssize_t log_fields(int fd, struct rq_fd *e,
 						    const struct iovec *iov,
 						    const struct rq_call *k, unsigned epoch,
-						    const char *h, uint32_t gen)
+						    const char *h, uint32_t gen, uint64_t taken)
 {
 	const char *s = iov[0].iov_base, *text;
 	size_t n = iov[0].iov_len, tl, at;
@@ -783,7 +793,7 @@ static __attribute__((noinline)) ssize_t log_fields(int fd, struct rq_fd *e,
 		v[0].iov_base = (void *)text;
 		v[0].iov_len = tl;
 		v[1] = iov[0];
-		return line_out(fd, e, iov, k, epoch, h, v, 2, text, tl, 0, gen);
+		return line_out(fd, e, iov, k, epoch, h, v, 2, text, tl, 0, gen, taken);
 	}
 	v[0].iov_base = (void *)s; /* a JSON line: after its brace */
 	v[0].iov_len = at;
@@ -791,7 +801,7 @@ static __attribute__((noinline)) ssize_t log_fields(int fd, struct rq_fd *e,
 	v[1].iov_len = tl;
 	v[2].iov_base = (void *)(s + at);
 	v[2].iov_len = n - at;
-	return line_out(fd, e, iov, k, epoch, h, v, 3, text, tl, at, gen);
+	return line_out(fd, e, iov, k, epoch, h, v, 3, text, tl, at, gen, taken);
 }
 
 #define NOT_MATCHED (-2) /* line_corr: the line keeps the current ID */
@@ -806,17 +816,18 @@ static __attribute__((noinline)) ssize_t log_fields(int fd, struct rq_fd *e,
  */
 static __attribute__((noinline)) ssize_t line_corr(int fd, struct rq_fd *e,
 						   const struct iovec *iov,
-						   const struct rq_call *k, uint32_t *gen)
+						   const struct rq_call *k, uint32_t *gen,
+						   uint64_t *taken)
 {
 	const struct rq_ctx *cur = rq_ctx_cur();
 	struct rq_ctx c;
 
-	if (!rq_corr_line(&rq_corr_ring, iov[0].iov_base, iov[0].iov_len - 1, cur, 1, &c) ||
+	if (!rq_corr_line(&rq_corr_ring, iov[0].iov_base, iov[0].iov_len - 1, cur, 1, &c, taken) ||
 	    c.serial == cur->serial) {
 		*gen |= WG_DECIDED;
 		return NOT_MATCHED;
 	}
-	return log_write_corr(fd, e, iov, 1, k, iov[0].iov_len, &c, 1);
+	return log_write_corr(fd, e, iov, 1, k, iov[0].iov_len, &c, *taken, 1);
 }
 
 /*
@@ -832,13 +843,14 @@ static ssize_t log_line(int fd, struct rq_fd *e, const struct iovec *iov, const 
 	size_t n = iov[0].iov_len, tl;
 	unsigned epoch = rq_ln_begin();
 	uint32_t gen = RQ_FD_LOG;
+	uint64_t taken = 0;
 	struct iovec v[2];
 
 	if (!n || n > SSIZE_MAX || !plausible(s, n) || s[n - 1] != '\n' ||
 	    atomic_load_explicit(&e->line, memory_order_relaxed) || memchr(s, '\n', n - 1))
 		return write_general(fd, e, iov, 1, k, RQ_FD_LOG);
 	if (unlikely(rq_corr_on())) {
-		ssize_t r = line_corr(fd, e, iov, k, &gen);
+		ssize_t r = line_corr(fd, e, iov, k, &gen, &taken);
 
 		if (r != NOT_MATCHED)
 			return r;
@@ -846,7 +858,7 @@ static ssize_t log_line(int fd, struct rq_fd *e, const struct iovec *iov, const 
 	if (!rq_prefix_wanted() || !(h = rq_prefix_take(&tl)))
 		return write_general(fd, e, iov, 1, k, gen); /* (or a handler's, cache busy) */
 	if (unlikely(rq_cfg.format != RQ_FMT_PREFIX))
-		return log_fields(fd, e, iov, k, epoch, h, gen);
+		return log_fields(fd, e, iov, k, epoch, h, gen, taken);
 	if (unlikely(*s == *h && n >= tl && !memcmp(s, h, tl))) {
 		rq_prefix_release(h); /* the line has its prefix already */
 		return write_general(fd, e, iov, 1, k, gen);
@@ -854,7 +866,7 @@ static ssize_t log_line(int fd, struct rq_fd *e, const struct iovec *iov, const 
 	v[0].iov_base = (void *)h;
 	v[0].iov_len = tl;
 	v[1] = iov[0];
-	return line_out(fd, e, iov, k, epoch, h, v, 2, h, tl, 0, gen);
+	return line_out(fd, e, iov, k, epoch, h, v, 2, h, tl, 0, gen, taken);
 }
 
 /* Everything but a carrier or a one-line log write: checks the call, then plans it. */

@@ -122,6 +122,14 @@ void rq_cmemo_drop(struct rq_cmemo *m, size_t done)
 	m->n -= k;
 }
 
+void rq_cmemo_release(struct rq_cmemo *m, size_t from, int after)
+{
+	for (int k = m->n - 1; k >= 0 && m->e[k].at >= from; k--)
+		if (!after || m->e[k].at > from)
+			rq_corr_untake(&rq_corr_ring, m->e[k].taken);
+	m->n = 0;
+}
+
 void rq_cmemo_move(struct rq_cmemo *m, struct rq_cment *e, int cap, char *buf, size_t size)
 {
 	memcpy(e, m->e, (size_t)m->n * sizeof(*e));
@@ -206,13 +214,14 @@ int rq_walk_corr(struct rq_walk *w, struct rq_seg *s)
 	struct rq_texts t;
 
 	if (at < m->high) {
-		if (!(e = recall(m, at)))
+		if (!(e = recall(m, at)) || (!e->plen && !e->olen))
 			return RQ_WALK_KEEP;
 	} else {
 		const struct rq_ctx *cur = rq_ctx_cur();
 		char g[GATHER];
 		const char *line;
 		struct rq_ctx c;
+		uint64_t taken;
 		int single;
 
 		if (m->n == m->cap || m->size - m->used < RQ_TEXTS_MAX) {
@@ -225,11 +234,16 @@ int rq_walk_corr(struct rq_walk *w, struct rq_seg *s)
 		}
 		m->high = at + 1;
 		ln = line_bytes(w, at, g, &line, &single);
-		if (!rq_corr_line(&rq_corr_ring, line, ln, cur, single, &c) || c.serial == cur->serial)
+		if (!rq_corr_line(&rq_corr_ring, line, ln, cur, single, &c, &taken))
 			return RQ_WALK_KEEP;
 		e = &m->e[m->n++];
 		e->at = at;
+		e->taken = taken;
 		e->off = (uint32_t)m->used;
+		if (c.serial == cur->serial) { /* its own request: the current texts */
+			e->plen = e->olen = 0;
+			return RQ_WALK_KEEP;
+		}
 		m->used += rq_prefix_render_ctx(&c, m->buf + m->used, &t);
 		e->plen = (uint16_t)t.plen;
 		e->olen = (uint16_t)t.olen;

@@ -125,14 +125,16 @@ struct rq_seg {
  * Batched log correlation (src/correlate.h): the decisions of one call about
  * the lines that start in it, so that a walk made again over the same bytes
  * (a plan made again, or the mapping of a short write) lays exactly what the
- * first one did, and no request is taken twice. Only lines that get another
- * request's ID have an entry, with that ID's texts; every other line start
- * below `high` was decided to keep the current ID.
+ * first one did, and no request is taken twice. Only lines that took a
+ * completed request have an entry: with its ID's texts, or none when it was
+ * the current request's own; every other line start below `high` was
+ * decided to keep the current ID without taking anything.
  */
 struct rq_cment {
 	size_t at;      /* caller offset of the line start, from the call's start */
+	uint64_t taken; /* the ring entry it took (0: none), given back if the line does not go out */
 	uint32_t off;   /* its texts at buf + off: the line-start text, then the JSON member */
-	uint16_t plen, olen;
+	uint16_t plen, olen; /* both 0: the line keeps the current ID (its own request's entry) */
 };
 
 struct rq_cmemo {
@@ -164,6 +166,13 @@ static inline void rq_cmemo_init(struct rq_cmemo *m, size_t total, struct rq_cme
 
 /* Forgets the decisions about line starts below caller offset `done` (their bytes are out). */
 void rq_cmemo_drop(struct rq_cmemo *m, size_t done);
+
+/*
+ * Gives back the requests taken for lines starting at caller offset `from`
+ * or later (with `after`, later only: the line at `from` has begun), which
+ * did not go out.
+ */
+void rq_cmemo_release(struct rq_cmemo *m, size_t from, int after);
 
 /* Moves the decisions into a bigger room (the texts laid out already stay where they are). */
 void rq_cmemo_move(struct rq_cmemo *m, struct rq_cment *e, int cap, char *buf, size_t size);
