@@ -119,6 +119,10 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "config.h"
 #include "ctx.h"
@@ -263,10 +267,91 @@ int rq_corr_line(struct rq_corr *r, const char *s, size_t n, const struct rq_ctx
  */
 void rq_corr_untake(struct rq_corr *r, uint64_t o);
 
-/* Whether log lines are to be matched at all: REQCTX_CORRELATE, and a request was read. */
+/*
+ * The write path's first look at a line, in one pass: the offset of the
+ * first newline in s[0..n) (n if none), and in *maybe whether "P/" (of
+ * "HTTP/") occurs before it. A line without it names no request line, and
+ * costs no more than the search for its end.
+ */
+#ifdef __SSE2__
+/* Newlines (*e) and "P/" starts (returned) among the 16 bytes at s (17 are read). */
+static inline unsigned rq_corr_block(const char *s, unsigned *e)
+{
+	__m128i a = _mm_loadu_si128((const __m128i *)s);
+	__m128i b = _mm_loadu_si128((const __m128i *)(s + 1));
+
+	*e = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(a, _mm_set1_epi8('\n')));
+	return (unsigned)_mm_movemask_epi8(_mm_and_si128(_mm_cmpeq_epi8(a, _mm_set1_epi8('P')),
+							 _mm_cmpeq_epi8(b, _mm_set1_epi8('/'))));
+}
+#endif
+
+/*
+ * The write path's first look at a line, in one pass: the offset of the
+ * first newline in s[0..n) (n if none), and in *maybe whether "P/" (of
+ * "HTTP/") occurs before it. A line without it names no request line, and
+ * costs no more than the search for its end.
+ */
+static inline size_t rq_corr_line_end(const char *s, size_t n, int *maybe)
+{
+	size_t i = 0;
+	unsigned e, p, e2, p2;
+
+	*maybe = 0;
+#ifdef __SSE2__
+	if (n >= 17) {
+		size_t last = n - 17; /* the last block whose "P/" test fits */
+
+		for (; i + 16 <= last; i += 32) { /* two blocks a test */
+			p = rq_corr_block(s + i, &e);
+			p2 = rq_corr_block(s + i + 16, &e2);
+			if (e | p | e2 | p2) {
+				e |= e2 << 16;
+				p |= p2 << 16;
+				goto found;
+			}
+		}
+		for (; i <= last; i += 16)
+			if (((p = rq_corr_block(s + i, &e)) | e))
+				goto found;
+		/* the last block, less the bytes seen; the last byte on its own */
+		p = rq_corr_block(s + last, &e) >> (i - last);
+		e >>= i - last;
+		if (!(p | e))
+			return s[n - 1] == '\n' ? n - 1 : n;
+	found:
+		if (e) {
+			unsigned k = (unsigned)__builtin_ctz(e);
+
+			*maybe = (p & ((1u << k) - 1)) != 0;
+			return i + k;
+		}
+		{
+			const char *q = memchr(s + i, '\n', n - i);
+
+			*maybe = 1;
+			return q ? (size_t)(q - s) : n;
+		}
+	}
+#endif
+	(void)e;
+	(void)p;
+	(void)e2;
+	(void)p2;
+	for (; i < n; i++) {
+		if (s[i] == '\n')
+			return i;
+		if (s[i] == 'P' && i + 1 < n && s[i + 1] == '/')
+			*maybe = 1;
+	}
+	return n;
+}
+
+/* Whether log lines are to be matched at all: a request was read with REQCTX_CORRELATE on. */
 static inline int rq_corr_on(void)
 {
-	return rq_cfg.correlate && atomic_load_explicit(&rq_corr_ring.begun, memory_order_relaxed);
+	/* (requests are recorded only with REQCTX_CORRELATE on) */
+	return atomic_load_explicit(&rq_corr_ring.begun, memory_order_relaxed) != 0;
 }
 
 #endif

@@ -524,7 +524,7 @@ static int log_bare(int fd, struct rq_fd *e, unsigned epoch, uint32_t st,
  * bytes out returns their count; one that got only inserted bytes out is
  * followed by another.
  */
-static inline __attribute__((always_inline)) ssize_t
+static __attribute__((noinline)) ssize_t
 log_write_with(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
 	       const struct rq_call *k, size_t total, struct rq_cmemo *cm)
 {
@@ -847,13 +847,19 @@ static ssize_t log_line(int fd, struct rq_fd *e, const struct iovec *iov, const 
 	struct iovec v[2];
 
 	if (!n || n > SSIZE_MAX || !plausible(s, n) || s[n - 1] != '\n' ||
-	    atomic_load_explicit(&e->line, memory_order_relaxed) || memchr(s, '\n', n - 1))
+	    atomic_load_explicit(&e->line, memory_order_relaxed))
 		return write_general(fd, e, iov, 1, k, RQ_FD_LOG);
 	if (unlikely(rq_corr_on())) {
-		ssize_t r = line_corr(fd, e, iov, k, &gen, &taken);
+		int maybe;
+		ssize_t r;
 
-		if (r != NOT_MATCHED)
+		if (rq_corr_line_end(s, n - 1, &maybe) != n - 1) /* more than one line */
+			return write_general(fd, e, iov, 1, k, RQ_FD_LOG);
+		gen |= WG_DECIDED; /* (a line that names no request line keeps the current ID) */
+		if (maybe && (r = line_corr(fd, e, iov, k, &gen, &taken)) != NOT_MATCHED)
 			return r;
+	} else if (memchr(s, '\n', n - 1)) {
+		return write_general(fd, e, iov, 1, k, RQ_FD_LOG);
 	}
 	if (!rq_prefix_wanted() || !(h = rq_prefix_take(&tl)))
 		return write_general(fd, e, iov, 1, k, gen); /* (or a handler's, cache busy) */

@@ -217,13 +217,21 @@ int rq_walk_corr(struct rq_walk *w, struct rq_seg *s)
 		if (!(e = recall(m, at)) || (!e->plen && !e->olen))
 			return RQ_WALK_KEEP;
 	} else {
-		const struct rq_ctx *cur = rq_ctx_cur();
+		const char *p = (const char *)w->iov[w->i].iov_base + w->off;
+		size_t avail = w->iov[w->i].iov_len - w->off;
+		const struct rq_ctx *cur;
 		char g[GATHER];
 		const char *line;
 		struct rq_ctx c;
 		uint64_t taken;
-		int single;
+		int single, maybe;
 
+		if (avail > w->left)
+			avail = w->left;
+		if ((rq_corr_line_end(p, avail, &maybe) < avail || avail == w->left) && !maybe) {
+			m->high = at + 1; /* the whole line is here, and names no request line */
+			return RQ_WALK_KEEP;
+		}
 		if (m->n == m->cap || m->size - m->used < RQ_TEXTS_MAX) {
 			if (m->replay) { /* deciding would take a request that could not be recalled */
 				m->full = 1;
@@ -234,6 +242,7 @@ int rq_walk_corr(struct rq_walk *w, struct rq_seg *s)
 		}
 		m->high = at + 1;
 		ln = line_bytes(w, at, g, &line, &single);
+		cur = rq_ctx_cur();
 		if (!rq_corr_line(&rq_corr_ring, line, ln, cur, single, &c, &taken))
 			return RQ_WALK_KEEP;
 		e = &m->e[m->n++];

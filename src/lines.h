@@ -31,6 +31,7 @@
 #include <string.h>
 #include <sys/uio.h>
 
+#include "correlate.h"
 #include "fdtab.h"
 #include "prefix.h"
 
@@ -208,6 +209,32 @@ struct rq_walk {
 int rq_walk_corr(struct rq_walk *w, struct rq_seg *s);
 
 /*
+ * rq_walk_corr's quick answers, inline: a line whose bytes are all here and
+ * name no request line, or one decided before without taking anything,
+ * keeps the current ID.
+ */
+static inline int rq_walk_corr_quick(struct rq_walk *w, const char *p, struct rq_seg *s)
+{
+	struct rq_cmemo *m = w->cm;
+	size_t at = m->total - w->left, avail;
+	int maybe;
+
+	if (at < m->high) {
+		if (!m->n || at > m->e[m->n - 1].at)
+			return RQ_WALK_KEEP;
+	} else {
+		avail = w->iov[w->i].iov_len - w->off;
+		if (avail > w->left)
+			avail = w->left;
+		if ((rq_corr_line_end(p, avail, &maybe) < avail || avail == w->left) && !maybe) {
+			m->high = at + 1;
+			return RQ_WALK_KEEP;
+		}
+	}
+	return rq_walk_corr(w, s);
+}
+
+/*
  * Starts a walk over the `left` caller bytes of (iov, iovcnt) from iov[0] on
  * (set i and off to start further on), in line state `mid`, with `rest` owed
  * after `skip` caller bytes (rlen 0: none), and tx's texts placed in each
@@ -255,7 +282,7 @@ static inline int rq_walk_next(struct rq_walk *w, struct rq_seg *s)
 	if (!w->mid) {
 		w->mid = 1;
 		if (unlikely(w->cm != NULL)) {
-			int r = rq_walk_corr(w, s);
+			int r = rq_walk_corr_quick(w, p, s);
 
 			if (r > 0)
 				return 1;
