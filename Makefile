@@ -101,7 +101,7 @@ $(B)/tests/test_fuzz: tests/test_fuzz.c tests/fuzz/targets.c $(SRC_T)
 
 # make fuzz: each libFuzzer target for FUZZ_SECONDS, new inputs kept under $(B)/fuzz.
 FUZZ_SECONDS ?= 60
-FUZZERS := http prefix fcgi
+FUZZERS := http prefix fcgi h2
 fuzz: $(FUZZERS:%=$(B)/fuzz/fuzz_%)
 	@for t in $(FUZZERS); do \
 		mkdir -p $(B)/fuzz/corpus_$$t; \
@@ -243,13 +243,17 @@ uninstall:
 # make bench: the library's cost beside the alternative, as ratios; never assertions.
 # Rows and sizes: BENCH_ROWS, BENCH_N, BENCH_ROUNDS, BENCH_SECS, BENCH_CONNS, BENCH_LOG_MB
 # (see tools/bench/run.sh).
-BENCH_BIN := $(addprefix $(B)/bench/bench_,calls conns genlog idgen)
+BENCH_BIN := $(addprefix $(B)/bench/bench_,calls conns genlog idgen h2cost)
 
 $(B)/bench/bench_%: tools/bench/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -o $@ $<
 
 $(B)/bench/bench_idgen: tools/bench/idgen.c $(B)/tobj/src/id.o
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -D_GNU_SOURCE -Isrc -Iinclude $(WARN) $(CFLAGS) $(SANFLAGS) -o $@ $^ -lpthread
+
+$(B)/bench/bench_h2cost: tools/bench/h2cost.c $(addprefix $(B)/tobj/src/,h2.o hpack.o config.o id.o)
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -D_GNU_SOURCE -Isrc -Iinclude $(WARN) $(CFLAGS) $(SANFLAGS) -o $@ $^ -lpthread
 

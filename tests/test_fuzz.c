@@ -51,3 +51,8 @@ Test(fuzz, fcgi_corpus_replays_clean)
 {
 	cr_assert_geq(replay("fcgi", rq_fuzz_fcgi), 8);
 }
+
+Test(fuzz, h2_corpus_replays_clean)
+{
+	cr_assert_geq(replay("h2", rq_fuzz_h2), 12);
+}

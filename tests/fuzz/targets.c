@@ -397,3 +397,330 @@ int rq_fuzz_fcgi(const uint8_t *data, size_t size)
 		fz_check_events(whole, a, ev2, c, 0);
 	return 0;
 }
+
+/* ---- HTTP/2 ---- */
+
+#include "h2.h"
+
+#define H2_MAX  (64u << 10)     /* input taken */
+#define H2_WIRE (4 * H2_MAX + (64u << 10))
+
+/* Client events as text, for reads of `chunk`. */
+static size_t h2_events(struct rq_h2 *h, const uint8_t *s, size_t n, size_t chunk, char *out,
+			size_t cap)
+{
+	size_t len = 0;
+
+	for (size_t at = 0; at < n; at += chunk) {
+		size_t m = n - at < chunk ? n - at : chunk, off = 0;
+
+		while (off < m) {
+			struct rq_h2_ev ev;
+			size_t used = rq_h2_read(h, (const char *)s + at + off, m - off, &ev);
+
+			CHECK(used <= m - off);
+			CHECK(used > 0 || ev.type != RQ_H2_EV_NONE);
+			off += used;
+			if (ev.type == RQ_H2_EV_REQ) {
+				CHECK(ev.slot <= RQ_H2_CONN);
+				CHECK(!ev.id_len || rq_id_valid(ev.id, ev.id_len));
+				if (len < cap - 200)
+					len += (size_t)snprintf(out + len, cap - len, "R%u@%u:%.*s;",
+								ev.sid, ev.slot, (int)ev.id_len, ev.id);
+			} else if (ev.type == RQ_H2_EV_DEAD && len < cap - 200) {
+				len += (size_t)snprintf(out + len, cap - len, "D;");
+			}
+		}
+	}
+	CHECK(h->in.last == RQ_H2_NONE || h->in.last <= RQ_H2_CONN);
+	return len;
+}
+
+static size_t h2_id(void *arg, unsigned slot, uint32_t sid, char out[REQCTX_ID_MAX])
+{
+	(void)arg;
+	return (size_t)snprintf(out, REQCTX_ID_MAX, "id-%u-%u", slot, sid);
+}
+
+/* The wire, each byte labelled: the caller byte it carries (-1: inserted), replaced or not. */
+struct h2_wire {
+	size_t n;
+	uint8_t b[H2_WIRE];
+	int32_t lab[H2_WIRE];
+	uint8_t rep[H2_WIRE];
+};
+
+static void h2_emit(struct h2_wire *w, const uint8_t *p, size_t n, int32_t lab, int rep)
+{
+	CHECK(w->n + n <= H2_WIRE);
+	for (size_t i = 0; i < n; i++) {
+		w->b[w->n] = p[i];
+		w->lab[w->n] = lab < 0 ? -1 : lab + (int32_t)i;
+		w->rep[w->n++] = (uint8_t)rep;
+	}
+}
+
+/* Two outbound states that must behave the same from now on. */
+static void h2_same(const struct rq_h2 *a, const struct rq_h2 *b)
+{
+	const struct rq_h2_fr *x = &a->out.fr, *y = &b->out.fr;
+	const struct rq_hpack *p = &a->out.hp, *q = &b->out.hp;
+
+	CHECK(x->st == y->st && x->n == y->n && x->type == y->type && x->flags == y->flags);
+	CHECK(x->pre == y->pre && x->pad == y->pad && x->blk == y->blk && x->blk_es == y->blk_es);
+	CHECK(x->blk_cand == y->blk_cand && x->blk_slot == y->blk_slot);
+	CHECK(x->blk_frames == y->blk_frames && x->len == y->len && x->sid == y->sid);
+	CHECK(x->left == y->left && x->frag == y->frag && x->blk_sid == y->blk_sid);
+	CHECK(x->blk_bytes == y->blk_bytes && x->pos == y->pos && x->hdr_pos == y->hdr_pos);
+	CHECK(memcmp(x->b, y->b, x->n) == 0);
+	CHECK(p->st == q->st && p->rep == q->rep && p->what == q->what && p->err == q->err);
+	CHECK(p->max == q->max && p->size == q->size && p->n == q->n && p->ins == q->ins);
+	CHECK(p->left == q->left && p->ival == q->ival && p->nlen == q->nlen && p->vlen == q->vlen);
+	CHECK(p->id_seen == q->id_seen && p->status == q->status && p->list == q->list);
+	for (uint32_t i = 1; i <= p->n; i++) {
+		uint32_t s1, s2, n1, n2;
+		int k1, k2;
+
+		CHECK(rq_hp_entry(p, i, &s1, &n1, &k1) == 0 && rq_hp_entry(q, i, &s2, &n2, &k2) == 0);
+		CHECK(s1 == s2 && n1 == n2 && k1 == k2);
+	}
+	CHECK(a->out.last == b->out.last && a->out.nomore == b->out.nomore);
+	CHECK(a->out.skip == b->out.skip && a->out.ins_st == b->out.ins_st);
+	CHECK(a->out.rep_n == b->out.rep_n && a->out.ins_len == b->out.ins_len);
+	CHECK(a->out.ins_sent == b->out.ins_sent && a->out.ins_pos == b->out.ins_pos);
+	CHECK(atomic_load(&a->own_hts) == atomic_load(&b->own_hts));
+	for (int i = 0; i < RQ_H2_STREAMS; i++)
+		CHECK(atomic_load(&a->st[i].w) == atomic_load(&b->st[i].w));
+}
+
+/*
+ * Writes s[0..n) in caller writes of `wsize` through a kernel taking `cap`
+ * bytes a call, labelling what goes out from the plan's edits.
+ */
+static void h2_write(struct rq_h2 *h, const uint8_t *s, size_t n, size_t wsize, size_t cap,
+		     int hold, struct h2_wire *w)
+{
+	static struct rq_h2_plan p;
+	size_t done = 0, end = 0;
+	int guard = 0;
+
+	while (done < n || !guard) {
+		struct iovec v;
+		size_t room, c, x, pos = 0, r = 0;
+
+		CHECK(++guard < 4 * (int)H2_MAX + 1000);
+		if (done >= end)
+			end = done + wsize < n ? done + wsize : n;
+		/* a caller retries what it was not told went out, up to its write's end */
+		v.iov_base = (void *)(s + done);
+		v.iov_len = end - done;
+		rq_h2_plan(h, &v, 1, h2_id, NULL, &p);
+		CHECK(p.covered <= v.iov_len);
+		room = cap ? cap : (size_t)-1;
+		/* walk the plan as the kernel takes it */
+		for (int k = 0; k <= p.n && room; k++) {
+			size_t stop = k < p.n ? p.e[k].at : p.covered, take = stop - pos;
+			const struct rq_h2_edit *e = &p.e[k];
+
+			if (take > room)
+				take = room;
+			h2_emit(w, s + done + pos, take, (int32_t)(done + pos), 0);
+			room -= take;
+			r += take;
+			pos += take;
+			if (pos < stop || k == p.n)
+				break;
+			if (e->del && !e->len) { /* bytes already out */
+				pos += e->del;
+				continue;
+			}
+			take = e->len < room ? e->len : room;
+			h2_emit(w, (const uint8_t *)e->text, take, e->del ? (int32_t)(done + pos) : -1,
+				e->del != 0);
+			room -= take;
+			r += take;
+			if (e->del)
+				pos += take;
+			if (take < e->len)
+				break;
+		}
+		rq_h2_map(&p, r, &c, &x);
+		if (p.adopt && c == p.covered) { /* adopting the plan = scanning the bytes again */
+			static struct rq_h2 copy;
+
+			copy = *h;
+			p.adopt = 0;
+			rq_h2_commit(&copy, &p, &v, 1, c, x, hold);
+			p.adopt = 1;
+			done += rq_h2_commit(h, &p, &v, 1, c, x, hold);
+			h2_same(h, &copy);
+		} else {
+			done += rq_h2_commit(h, &p, &v, 1, c, x, hold);
+		}
+		if (n == 0)
+			break;
+	}
+	/* a blocking caller finishes a trailing insertion */
+	for (int i = 0; !hold && i < 1000; i++) {
+		size_t c, x;
+
+		rq_h2_plan(h, NULL, 0, h2_id, NULL, &p);
+		if (!p.n)
+			break;
+		CHECK(p.n == 1 && !p.e[0].del && p.e[0].at == 0);
+		h2_emit(w, (const uint8_t *)p.e[0].text, p.e[0].len, -1, 0);
+		rq_h2_map(&p, p.e[0].len, &c, &x);
+		rq_h2_commit(h, &p, NULL, 0, c, x, 0);
+	}
+}
+
+/* An inserted run: fields and CONTINUATION frames carrying one or none. */
+static void h2_check_ins(const uint8_t *b, size_t n)
+{
+	while (n) {
+		size_t len;
+
+		if (n >= 9 && b[3] == 9) { /* a CONTINUATION frame, END_HEADERS */
+			CHECK(b[4] == 0x4);
+			len = (size_t)b[0] << 16 | (size_t)b[1] << 8 | b[2];
+			CHECK(n >= 9 + len);
+			h2_check_ins(b + 9, len);
+			b += 9 + len;
+			n -= 9 + len;
+			continue;
+		}
+		{ /* 00 <name length> <name> <value length> <value> */
+			size_t nl, vl, vo;
+
+			CHECK(n >= 2);
+			nl = b[1];
+			CHECK(nl == rq_cfg.hdr_len && n >= 2 + nl + 1);
+			CHECK(memcmp(b + 2, rq_cfg.hdr_lc, nl) == 0);
+			vl = b[2 + nl];
+			vo = 3 + nl;
+			if (vl == 0x7f) {
+				CHECK(n > vo);
+				vl = 127 + b[vo++];
+			}
+			CHECK(vl < 0x7f || vl <= REQCTX_ID_MAX);
+			CHECK(n >= vo + vl && rq_id_valid((const char *)b + vo, vl));
+			CHECK(b[0] == 0x00);
+			b += vo + vl;
+			n -= vo + vl;
+		}
+	}
+}
+
+/* Where the frame headers of s are: 1 at each frame's first byte. */
+static void h2_frames(const uint8_t *s, size_t n, uint8_t *start, size_t *whole)
+{
+	size_t at = 0;
+
+	memset(start, 0, n);
+	while (at + 9 <= n) {
+		size_t len = (size_t)s[at] << 16 | (size_t)s[at + 1] << 8 | s[at + 2];
+
+		start[at] = 1;
+		at += 9 + len;
+	}
+	*whole = at == n ? n : (at < n ? at : 0);
+}
+
+static void h2_check(const uint8_t *s, size_t n, const struct h2_wire *w, const uint8_t *start)
+{
+	size_t next = 0, i = 0, hdr = 0;
+
+	while (i < w->n) {
+		if (w->lab[i] < 0) {
+			size_t j = i;
+
+			while (j < w->n && w->lab[j] < 0)
+				j++;
+			h2_check_ins(w->b + i, j - i);
+			i = j;
+			continue;
+		}
+		CHECK((size_t)w->lab[i] == next); /* each caller byte once, in order */
+		if (start[next])
+			hdr = next;
+		if (w->rep[i]) {
+			size_t off = next - hdr;
+
+			CHECK(start[hdr] && (off < 3 || off == 4));
+			if (off == 4)
+				CHECK((s[next] & 0x4) && w->b[i] == (s[next] & ~0x4u));
+		} else {
+			CHECK(w->b[i] == s[next]);
+		}
+		next++;
+		i++;
+	}
+	CHECK(next == n);
+}
+
+/* The wire parses as frames as far as s does. */
+static void h2_check_frames(const struct h2_wire *w, size_t whole_s, size_t n_s)
+{
+	size_t at = 0;
+
+	if (whole_s != n_s)
+		return; /* s itself is cut inside a frame */
+	while (at + 9 <= w->n)
+		at += 9 + ((size_t)w->b[at] << 16 | (size_t)w->b[at + 1] << 8 | w->b[at + 2]);
+	CHECK(at == w->n);
+}
+
+int rq_fuzz_h2(const uint8_t *data, size_t size)
+{
+	static struct rq_h2 h;
+	static struct h2_wire w;
+	static uint8_t client[H2_MAX + RQ_H2_PREFACE_LEN], start[H2_MAX];
+	static char whole[1 << 14], split[1 << 14];
+	size_t chunk, cap, wsize, clen, slen, a, b, fr_whole;
+	const uint8_t *srv;
+	int hold;
+
+	if (size < 5 || size > H2_MAX)
+		return 0;
+	init_once();
+	chunk = data[0] % 17 + 1;
+	cap = data[1] % 23;
+	if (cap)
+		cap = 1 + (cap - 1) * (cap - 1); /* 1, 2, 5, 10 ... 442 bytes a call */
+	hold = data[2] & 1;
+	wsize = (size_t)(data[2] >> 1) * 7 + 1;
+	clen = (size_t)data[3] << 8 | data[4];
+	data += 5;
+	size -= 5;
+	if (clen > size)
+		clen = size;
+	memcpy(client, RQ_H2_PREFACE, RQ_H2_PREFACE_LEN);
+	memcpy(client + RQ_H2_PREFACE_LEN, data, clen);
+	srv = data + clen;
+	slen = size - clen;
+
+	/* the client's side: the same events for any read size */
+	rq_h2_init(&h, 0);
+	a = h2_events(&h, client, clen + RQ_H2_PREFACE_LEN, clen + RQ_H2_PREFACE_LEN, whole,
+		      sizeof(whole));
+	rq_h2_init(&h, 0);
+	b = h2_events(&h, client, clen + RQ_H2_PREFACE_LEN, chunk, split, sizeof(split));
+	CHECK(a == b && memcmp(whole, split, a) == 0);
+
+	/* the server's side, whole and in pieces, after that client */
+	h2_frames(srv, slen, start, &fr_whole);
+	for (int run = 0; run < 2; run++) {
+		rq_h2_init(&h, 0);
+		h2_events(&h, client, clen + RQ_H2_PREFACE_LEN, clen + RQ_H2_PREFACE_LEN, whole,
+			  sizeof(whole));
+		w.n = 0;
+		if (run == 0)
+			h2_write(&h, srv, slen, slen ? slen : 1, 0, 0, &w);
+		else
+			h2_write(&h, srv, slen, wsize, cap, hold, &w);
+		CHECK(h.out.last == RQ_H2_NONE || h.out.last <= RQ_H2_CONN);
+		h2_check(srv, slen, &w, start);
+		h2_check_frames(&w, fr_whole, slen);
+	}
+	return 0;
+}

@@ -34,4 +34,15 @@ int rq_fuzz_prefix(const uint8_t *data, size_t size);
  */
 int rq_fuzz_fcgi(const uint8_t *data, size_t size);
 
+/*
+ * HTTP/2, both directions. data[0]: read size; data[1]: how many bytes the
+ * fake kernel takes per call (0: all); data[2]: bit 0 a non-blocking caller,
+ * the rest the caller's write size; data[3..4]: length of the client's part
+ * (after the preface, which is added), then the server's part. The client's
+ * events must not depend on the read size; the server's bytes, written whole
+ * and in pieces, must reach the wire each exactly once, changed only by
+ * inserted ID fields and CONTINUATION frames, length and END_HEADERS fixes.
+ */
+int rq_fuzz_h2(const uint8_t *data, size_t size);
+
 #endif

@@ -337,7 +337,7 @@ static void case_scm(void)
 /* fork: the child registers on the inherited epoll fd, the parent waits for it. */
 static void case_fork(void)
 {
-	int ep = new_ep(), c2p[2], p2c[2], st;
+	int ep = new_ep(), c2p[2], p2c[2], st = 0;
 	char x;
 	pid_t pid;
 
@@ -377,7 +377,7 @@ static void case_fork(void)
 static void case_prefork(void)
 {
 	static const uint64_t rearm[] = { D2, D3 };
-	int ep = new_ep(), l = ready_fd(), st;
+	int ep = new_ep(), l = ready_fd(), st = 0;
 
 	add(ep, l, EPOLLIN, D1); /* a listener stand-in: always ready */
 	for (int k = 0; k < 2; k++) {

@@ -469,6 +469,7 @@ for r in $ROWS; do
 	6) row6 ;;
 	7) row7 ;;
 	8) . "$(dirname "$0")/node.sh" && row8 ;;
+	9) . "$(dirname "$0")/h2.sh" && row9 ;;
 	*) say "unknown row $r" ;;
 	esac
 done
