@@ -151,7 +151,7 @@ _Static_assert((RQ_PIPE - RQ_INLINE) * sizeof(struct rq_slot) <= RQ_DEEP_BYTES,
  */
 struct rq_conn_ext {
 	void *_Atomic proto;       /* the protocol's state (rq_proto other than HTTP/1) */
-	struct rq_tls *_Atomic tls; /* RQ_XP_TLS: the SSL write state (src/tls.h) */
+	struct rq_tlsw *_Atomic tls; /* RQ_XP_TLS: the SSL write state (src/tls.h) */
 };
 
 extern char *_Atomic rq_deep_chunks[RQ_CONN_MAX >> 6];
