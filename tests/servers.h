@@ -300,6 +300,9 @@ struct run {
 	long ms;
 };
 
+/* Set by a suite whose servers speak HTTPS: loadcheck then does too (--tls). */
+static int lc_tls;
+
 /* How long loadcheck may take, in ms. */
 #ifndef SRV_RUN_MS
 #define SRV_RUN_MS 90000
@@ -332,6 +335,8 @@ static inline struct run loadcheck(int port, long requests, int conns, const cha
 		argv[a++] = "--log";
 		argv[a++] = (char *)*logv;
 	}
+	if (lc_tls)
+		argv[a++] = "--tls";
 	argv[a] = NULL;
 	r.status = proc_wait(proc_start(argv, NULL, 0, path_in(srv_dir, "lc.out"), path_in(srv_dir, "lc.err")),
 			     SRV_RUN_MS + 20000);
