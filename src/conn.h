@@ -231,6 +231,16 @@ void rq_conn_tls_wait(struct rq_conn *c);
  */
 void rq_conn_tls_claim(struct rq_conn *c);
 
+/*
+ * The connection waiting for its SSL object (RQ_XP_TLS_WAIT) whose fd this
+ * thread read last, if its last connection read was one; else NULL. An SSL
+ * object with memory BIOs (the host moves the ciphertext between the socket
+ * and OpenSSL itself, as asyncio does) reads the plaintext of the socket the
+ * same thread has just read: that socket's connection is the one it takes
+ * over (src/tls.c), so that the fd's events and reads name its requests.
+ */
+extern RQ_TLS struct rq_conn *rq_conn_wait_read;
+
 /* ---- writes ---- */
 
 #define RQ_EDITS   4  /* edits in one plan: header insertions woven into one system call */

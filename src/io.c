@@ -767,15 +767,19 @@ void rq_io_conn_read(struct rq_conn *c, const struct iovec *iov, int iovcnt, ssi
 {
 	size_t n = r > 0 ? (size_t)r : 0;
 
+	rq_conn_wait_read = NULL;
 	switch (atomic_load_explicit(&c->xport, memory_order_acquire)) {
 	case RQ_XP_PLAIN:
-		if (n && rq_conn_fresh(c) && first_byte(iov, iovcnt) == TLS_HANDSHAKE)
-			RQ_SAVE_ERRNO(rq_conn_tls_wait(c));
-		else
+		if (!(n && rq_conn_fresh(c) && first_byte(iov, iovcnt) == TLS_HANDSHAKE)) {
 			rq_conn_feed(c, iov, iovcnt, n);
+			return;
+		}
+		RQ_SAVE_ERRNO(rq_conn_tls_wait(c));
+		rq_conn_wait_read = c;
 		return;
 	case RQ_XP_TLS_WAIT:
 		RQ_SAVE_ERRNO(rq_conn_enter(c));
+		rq_conn_wait_read = c;
 		return;
 	default:
 		return; /* ciphertext: the SSL layer reads the plaintext */

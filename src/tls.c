@@ -74,7 +74,12 @@ static struct rq_conn *mem_conn(void *ssl)
 
 	if (m)
 		return atomic_load_explicit(&m->conn, memory_order_acquire);
-	if (!(c = rq_conn_new()))
+	c = rq_conn_wait_read; /* the socket this thread just read its ciphertext from */
+	rq_conn_wait_read = NULL;
+	if (!c || atomic_load_explicit(&c->xport, memory_order_acquire) != RQ_XP_TLS_WAIT ||
+	    rq_conn_ref(c) < 0)
+		c = rq_conn_new();
+	if (!c)
 		return NULL;
 	rq_conn_tls_claim(c);
 	for (uint32_t i = 0; i < MEM_PROBES; i++) {

@@ -9,9 +9,10 @@
  * connection the server accepted is claimed for TLS (rq_conn_tls_claim) the
  * first time the SSL layer reads or writes it, and from then on its fd-level
  * I/O is ciphertext, left alone. A server-side SSL object with no fd (memory
- * BIOs, as asyncio's SSLObject uses) gets a connection of its own, keyed by
- * the SSL pointer in a bounded table (RQ_TLS_MEM_MAX) and given back at
- * SSL_free. A client-side SSL object (SSL_is_server() == 0: an upstream the
+ * BIOs, as asyncio's SSLObject uses) is keyed by the SSL pointer in a bounded
+ * table (RQ_TLS_MEM_MAX), given back at SSL_free, and takes over the
+ * connection whose ClientHello the same thread read last (the socket it is
+ * fed from, rq_conn_wait_read), else a connection of its own. A client-side SSL object (SSL_is_server() == 0: an upstream the
  * server talks to) is left alone: its fd is a context carrier as before.
  *
  * Writes. OpenSSL requires that a write which failed with SSL_ERROR_WANT_READ

@@ -23,6 +23,8 @@
 /* Requests per loadcheck run, and the keep-alive TLS connections they use. */
 #define REQUESTS 2400
 #define CONNS 16
+/* Requests to the asyncio server, over one keep-alive TLS connection. */
+#define AIO_REQUESTS 600
 /* The static file of random bytes, and the one of text that looks like response heads. */
 #define BIG_SIZE (1 << 20)
 #define HEADS 400
@@ -173,6 +175,50 @@ static int python_start(int preload)
 	write_file(path_in(dir, "srv.py"), py_server, sizeof(py_server) - 1);
 	unlink(path_in(logs, "python.err"));
 	return spawn_and_read_port(argv, env, preload, path_in(logs, "python.err"));
+}
+
+/*
+ * An asyncio server over TLS: asyncio's ssl transport runs OpenSSL on memory
+ * BIOs (ssl.SSLObject), moving the ciphertext between the socket and OpenSSL
+ * itself. One stderr line per request, written by the request's coroutine.
+ */
+static const char aio_server[] =
+	"import asyncio, ssl, sys\n"
+	"async def handle(r, w):\n"
+	"    try:\n"
+	"        while True:\n"
+	"            line = await r.readline()\n"
+	"            if not line:\n"
+	"                break\n"
+	"            while (await r.readline()) not in (b'\\r\\n', b'\\n', b''):\n"
+	"                pass\n"
+	"            path = line.split()[1].decode()\n"
+	"            print('served', path, file=sys.stderr, flush=True)\n"
+	"            body = b'aio ' + path.encode() + b'\\n'\n"
+	"            w.write(b'HTTP/1.1 200 OK\\r\\nContent-Length: %d\\r\\n\\r\\n' % len(body) + body)\n"
+	"            await w.drain()\n"
+	"    except ConnectionError:\n"
+	"        pass\n"
+	"    finally:\n"
+	"        w.close()\n"
+	"async def main():\n"
+	"    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n"
+	"    ctx.load_cert_chain(sys.argv[1], sys.argv[2])\n"
+	"    srv = await asyncio.start_server(handle, '127.0.0.1', 0, ssl=ctx)\n"
+	"    print('asyncio on 127.0.0.1 port %d' % srv.sockets[0].getsockname()[1], flush=True)\n"
+	"    async with srv:\n"
+	"        await srv.serve_forever()\n"
+	"asyncio.run(main())\n";
+
+static int aio_start(void)
+{
+	char *argv[] = { PYTHON, (char *)path_in(dir, "aio.py"), (char *)path_in(dir, "cert.pem"),
+			 (char *)path_in(dir, "key.pem"), NULL };
+	static const char *const env[] = { "PYTHONUNBUFFERED=1", NULL };
+
+	require(PYTHON, "python3");
+	write_file(path_in(dir, "aio.py"), aio_server, sizeof(aio_server) - 1);
+	return spawn_and_read_port(argv, env, 1, path_in(logs, "aio.err"));
 }
 
 /* ---- checks --------------------------------------------------------------- */
@@ -350,4 +396,77 @@ Test(https, python_bodies_over_tls_are_those_without_the_library)
 	expect_same_bodies("plain", "with");
 	free(plain);
 	free(with);
+}
+
+/* ---- asyncio: OpenSSL on memory BIOs --------------------------------------- */
+
+/*
+ * The SSL objects have no fd: each takes over the connection of the socket
+ * its ciphertext came from, so that every request on it has its own ID in
+ * its response and in the line its coroutine logs. One connection at a time:
+ * with several, a coroutine runs after the event loop has read other sockets,
+ * which moves the thread's context on TLS as over TCP; carrying contexts
+ * across coroutines is the Python runtime adapter's work (README, "How
+ * context travels").
+ */
+Test(https, asyncio_requests_over_tls_with_memory_bios_are_logged_with_their_ids)
+{
+	int port = aio_start();
+	const char *const lv[] = { path_in(logs, "aio.err"), NULL };
+	struct run r = loadcheck(port, AIO_REQUESTS, 1, "0.5", "/t/", 1, path_in(dir, "ids"), lv);
+	char *err;
+
+	expect_clean(&r, AIO_REQUESTS, "asyncio over TLS", 1);
+	expect_unique_uuids(path_in(dir, "ids"), AIO_REQUESTS / 2);
+	err = slurp(path_in(logs, "aio.err"), NULL);
+	cr_expect_null(strstr(err, "Traceback"), "aio.err:\n%s", tail_of(path_in(logs, "aio.err")));
+	free(err);
+}
+
+/*
+ * A new TLS connection for every two requests, one connection at a time:
+ * the first request of each arrives right after its handshake, when only the
+ * socket's own reads and events have set the thread's context. Its line
+ * carries its own ID, because the memory-BIO SSL object took over the
+ * socket's connection (without that, the socket's events would name the
+ * handshake's connection ID).
+ */
+Test(https, asyncio_first_requests_on_new_tls_connections_are_logged_with_their_ids)
+{
+	int port = aio_start();
+
+	for (int i = 0; i < 24; i++) {
+		char url[2][128], hdr[160], cid[64], *heads, *at;
+		char *argv[] = { CURL, "-sS", "-k", "--http1.1", "-D", hdr, "-o", "/dev/null", "-H", cid,
+				 url[0], "-o", "/dev/null", url[1], NULL };
+
+		snprintf(hdr, sizeof(hdr), "%s", path_in(dir, "aio.heads"));
+		snprintf(cid, sizeof(cid), "X-Request-Id: %s%d", i % 2 ? "aio-own-" : "", i);
+		if (i % 2 == 0)
+			snprintf(cid, sizeof(cid), "X-No-Id: %d", i); /* half send none of their own */
+		for (int k = 0; k < 2; k++)
+			snprintf(url[k], sizeof(url[k]), "https://127.0.0.1:%d/first/tkaio%dq%dz", port, i, k);
+		cr_assert_eq(proc_run(argv, NULL, 0, NULL, path_in(dir, "curl.err")), 0, "curl: %s",
+			     tail_of(path_in(dir, "curl.err")));
+		heads = slurp(hdr, NULL);
+		at = heads;
+		for (int k = 0; k < 2; k++) {
+			char tk[32], id[160], prefix[200], *line;
+
+			at = strstr(at, "\r\nX-Request-Id: ");
+			cr_assert_not_null(at, "response %d of connection %d: no header:\n%s", k, i, heads);
+			at += 16;
+			snprintf(id, sizeof(id), "%.*s", (int)strcspn(at, "\r"), at);
+			if (i % 2)
+				cr_assert_eq(strncmp(id, "aio-own-", 8), 0, "%s", id);
+			else
+				cr_assert(is_uuid4(id, strlen(id)), "%s", id);
+			snprintf(tk, sizeof(tk), "tkaio%dq%dz", i, k);
+			snprintf(prefix, sizeof(prefix), "[req:%s] served", id);
+			line = line_naming(path_in(logs, "aio.err"), tk);
+			cr_assert_eq(strncmp(line, prefix, strlen(prefix)), 0, "want %s: %s", prefix, line);
+			free(line);
+		}
+		free(heads);
+	}
 }
