@@ -84,8 +84,12 @@ int rq_conn_ref(struct rq_conn *c)
 
 struct rq_conn_ext *rq_conn_ext(struct rq_conn *c, int make)
 {
-	struct rq_conn_ext *x = rq_chunk((void *_Atomic *)&ext_chunks[c->idx >> EXT_SHIFT],
-					 sizeof(*x) << EXT_SHIFT, make);
+	struct rq_conn_ext *x = atomic_load_explicit(&ext_chunks[c->idx >> EXT_SHIFT],
+						     memory_order_acquire);
+
+	if (unlikely(!x))
+		x = rq_chunk((void *_Atomic *)&ext_chunks[c->idx >> EXT_SHIFT],
+			     sizeof(*x) << EXT_SHIFT, make);
 
 	return x ? &x[c->idx & ((1u << EXT_SHIFT) - 1)] : NULL;
 }

@@ -522,7 +522,7 @@ void rq_evq_touched(int fd)
 	struct rq_evq_watch *w = &rq_evq_w;
 	int mine = fd + 1 == w->fd1;
 
-	if (!(rq_fd_flags(rq_fd_peek(fd)) & (RQ_FD_CONN | RQ_FD_CARRY)))
+	if (!(rq_fd_flags(rq_fd_peek(fd)) & (RQ_FD_CONNS | RQ_FD_CARRY)))
 		return; /* a log write: not I/O that sets a context */
 	if (w->state == RQ_W_OPEN)
 		verdict(mine ? 1 : -1);

@@ -3,10 +3,18 @@
 #include <string.h>
 
 #include "conn.h"
+#include "evq.h"
 #include "fdtab.h"
 #include "pool.h"
 
-enum { OWE_NONE, OWE_CALLER, OWE_TEXT };
+enum { OWE_NONE, OWE_CALLER, OWE_TEXT, OWE_BOUNCE };
+
+struct rq_bounce {
+	uint32_t idx;
+	char buf[RQ_TLS_BOUNCE];
+};
+
+RQ_POOL_DEFINE(bounces, struct rq_bounce, 4, RQ_TLS_BOUNCE_MAX);
 
 #define MEM_PROBES 64              /* slots a memory-BIO lookup tries */
 #define MEM_TOMB   ((void *)1)     /* a slot whose SSL object was freed */
@@ -105,9 +113,18 @@ uint32_t rq_tls_mem_live(void)
 	return atomic_load_explicit(&mem_live, memory_order_relaxed);
 }
 
+static void bounce_put(struct rq_tlsw *t)
+{
+	if (t->bounce) {
+		rq_pool_give(&bounces, t->bounce->idx);
+		t->bounce = NULL;
+	}
+}
+
 /* Forgets a write in progress (the host will not retry it). */
 static void reset(struct rq_tlsw *t, void *ssl)
 {
+	bounce_put(t);
 	t->ssl = ssl;
 	t->held = 0;
 	t->owe = OWE_NONE;
@@ -128,6 +145,7 @@ static struct rq_tlsw *state_of(struct rq_conn *c, void *ssl)
 		if (!(t = rq_pool_take(&states, &idx)))
 			return NULL;
 		t->idx = idx;
+		t->bounce = NULL;
 		reset(t, ssl);
 		if (!atomic_compare_exchange_strong_explicit(&x->tls, &none, t, memory_order_acq_rel,
 							     memory_order_acquire)) {
@@ -142,6 +160,7 @@ static struct rq_tlsw *state_of(struct rq_conn *c, void *ssl)
 
 void rq_tls_put(struct rq_tlsw *t)
 {
+	bounce_put(t);
 	rq_pool_give(&states, t->idx);
 }
 
@@ -153,14 +172,19 @@ struct rq_conn *rq_tls_conn(void *ssl, struct rq_tlsw **tls)
 	*tls = NULL;
 	if (fd >= 0) {
 		struct rq_fd *e = rq_fd_peek(fd);
+		uint32_t fl = rq_fd_flags(e);
 
-		if (!(rq_fd_flags(e) & RQ_FD_CONN) || !(c = rq_fd_conn(e)))
+		if (!(fl & RQ_FD_CONNS) || !(c = rq_fd_conn(e)))
 			return NULL; /* a client's (a carrier), or untracked */
-		if (atomic_load_explicit(&c->xport, memory_order_acquire) != RQ_XP_TLS) {
-			if (!rq_ssl.is_server(ssl))
-				return NULL;
-			rq_conn_tls_claim(c);
+		if (fl == RQ_FD_CONN) { /* not yet this fd's ciphertext */
+			if (atomic_load_explicit(&c->xport, memory_order_acquire) != RQ_XP_TLS) {
+				if (!rq_ssl.is_server(ssl))
+					return NULL;
+				rq_conn_tls_claim(c);
+			}
+			atomic_store_explicit(&e->flags, RQ_FD_CIPHER, memory_order_release);
 		}
+		rq_evq_touch(fd); /* I/O that sets the fd's context, as the read under it would */
 	} else if (!rq_ssl.is_server(ssl) || !(c = mem_conn(ssl))) {
 		return NULL;
 	}
@@ -211,7 +235,8 @@ static int put(void *ssl, int ex, const void *p, size_t len, size_t *w)
 static int pay(struct rq_tlsw *t, void *ssl, int ex, const char *buf)
 {
 	while (t->owe_len) {
-		const char *p = (t->owe == OWE_TEXT ? t->text : buf) + t->owe_off;
+		const char *p = (t->owe == OWE_TEXT ? t->text
+				 : t->owe == OWE_BOUNCE ? t->bounce->buf : buf) + t->owe_off;
 		size_t w = 0;
 		int r = put(ssl, ex, p, t->owe_len, &w);
 
@@ -222,8 +247,58 @@ static int pay(struct rq_tlsw *t, void *ssl, int ex, const char *buf)
 		t->owe_off += w;
 		t->owe_len -= w;
 	}
+	if (t->owe == OWE_BOUNCE)
+		bounce_put(t);
 	t->owe = OWE_NONE;
 	return 1;
+}
+
+enum { P_CALLER, P_TEXT, P_BOUNCE };
+
+struct piece {
+	const char *at;
+	size_t len;
+	int kind;
+};
+
+/*
+ * The pieces of a write of layout w, in wire order: its first RQ_TLS_BOUNCE
+ * bytes gathered into a bounce buffer (t->bounce) when it holds an inserted
+ * header and a buffer is free (a header goes into it whole or not at all),
+ * then the rest as it is. Returns how many.
+ */
+static int gather(struct rq_tlsw *t, const struct rq_wire *w, struct piece *out)
+{
+	uint32_t idx;
+	size_t used = 0;
+	int n = 0, i = 0, text = 0;
+
+	for (int k = 0; k < w->n; k++)
+		text |= w->ed[k] >= 0;
+	if (text && (t->bounce = rq_pool_take(&bounces, &idx))) {
+		t->bounce->idx = idx;
+		for (; i < w->n; i++) {
+			const char *at = w->iov[i].iov_base;
+			size_t len = w->iov[i].iov_len, room = RQ_TLS_BOUNCE - used;
+
+			if (len > room && w->ed[i] >= 0)
+				break;
+			memcpy(t->bounce->buf + used, at, len < room ? len : room);
+			used += len < room ? len : room;
+			if (len > room) { /* the rest of these caller bytes go in place */
+				out[1] = (struct piece){ at + room, len - room, P_CALLER };
+				n = 1;
+				i++;
+				break;
+			}
+		}
+		out[0] = (struct piece){ t->bounce->buf, used, P_BOUNCE };
+		n++;
+	}
+	for (; i < w->n; i++)
+		out[n++] = (struct piece){ w->iov[i].iov_base, w->iov[i].iov_len,
+					   w->ed[i] >= 0 ? P_TEXT : P_CALLER };
+	return n;
 }
 
 /* A plan's caller position at caller offset `done` of one buffer. */
@@ -261,41 +336,42 @@ int rq_tls_write(struct rq_conn *c, struct rq_tlsw *t, void *ssl, int ex, const 
 	echo = rq_conn_write_begin(c);
 	place(&p, done);
 	while (done < n) {
-		struct iovec rest = { (char *)buf + done, n - done };
-		const struct iovec *piece = &rest;
-		const int8_t *ed = NULL;
+		struct piece piece[RQ_WIRE_IOV + 1];
 		size_t got = 0, took;
 		int np = 1, k;
 
+		piece[0] = (struct piece){ (const char *)buf + done, n - done, P_CALLER };
 		if (echo)
 			rq_conn_plan(c, &v, 1, n, &p);
-		if (echo && p.w.n) {
-			piece = p.w.iov;
-			ed = p.w.ed;
-			np = p.w.n;
-		}
+		if (echo && p.w.n)
+			np = gather(t, &p.w, piece);
 		for (k = 0; k < np; k++) {
-			const char *at = piece[k].iov_base;
-			size_t len = piece[k].iov_len, w = 0;
-			int text = ed && ed[k] >= 0;
+			const char *at = piece[k].at;
+			size_t len = piece[k].len, w = 0;
+			int kind = piece[k].kind;
 
-			if (text) { /* from the state, so that a retry finds it where it was */
+			if (kind == P_TEXT) { /* from the state, so that a retry finds it where it was */
 				memcpy(t->text, at, len);
 				at = t->text;
 			}
 			r = put(ssl, ex, at, len, &w);
 			if (r > 0) {
 				got += w < len ? w : len;
+				if (kind == P_BOUNCE)
+					bounce_put(t);
 				if (w < len)
 					break; /* a partial write */
 				continue;
 			}
 			if (retryable(rq_ssl.get_error(ssl, r))) {
 				/* OpenSSL holds the piece now: it is owed, and counts as out */
-				t->owe = text ? OWE_TEXT : OWE_CALLER;
-				t->owe_off = text ? 0 : (size_t)(at - (const char *)buf);
+				t->owe = kind == P_TEXT ? OWE_TEXT
+					 : kind == P_BOUNCE ? OWE_BOUNCE : OWE_CALLER;
+				t->owe_off = kind == P_CALLER ? (size_t)(at - (const char *)buf) : 0;
 				t->owe_len = len;
 				got += len;
+				if (kind != P_BOUNCE)
+					bounce_put(t);
 			} else {
 				reset(t, ssl);
 			}
@@ -304,6 +380,7 @@ int rq_tls_write(struct rq_conn *c, struct rq_tlsw *t, void *ssl, int ex, const 
 				t->held = done + took;
 			return r;
 		}
+		bounce_put(t);
 		took = echo && got ? rq_conn_commit(c, &p, &v, 1, got) : got;
 		if (!echo)
 			place(&p, done + took);
@@ -336,7 +413,7 @@ static struct rq_tlsw *state_if_any(void *ssl, struct ment **mp)
 	if (fd >= 0) {
 		struct rq_fd *e = rq_fd_peek(fd);
 
-		if (rq_fd_flags(e) & RQ_FD_CONN)
+		if (rq_fd_flags(e) & RQ_FD_CONNS)
 			c = rq_fd_conn(e);
 	} else if ((*mp = mem_find(ssl))) {
 		c = atomic_load_explicit(&(*mp)->conn, memory_order_acquire);

@@ -19,10 +19,13 @@
  * or _WANT_WRITE be retried with the same buffer and length (unless
  * SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER), and it returns a count below the
  * length only with SSL_MODE_ENABLE_PARTIAL_WRITE. A planned write (conn.h)
- * goes out as one real write per piece of its layout (caller bytes, inserted
- * header) in order, each with a pointer that stays the same on a retry: into
- * the caller's buffer at the same offset, or into this state's copy of the
- * header. When a piece's write fails with a retryable error, that piece is
+ * goes out as one real write per piece of its layout, in order, each with a
+ * pointer that stays the same on a retry: the first RQ_TLS_BOUNCE bytes of
+ * the layout (caller bytes and the inserted header) gathered into a bounce
+ * buffer the connection keeps until that piece is out, so that a response
+ * head and its header go out in one record as without reqctx; then the
+ * caller's bytes beyond it, in place. (When no bounce buffer is free, each
+ * piece goes on its own, the header from this state's copy.) When a piece's write fails with a retryable error, that piece is
  * owed: everything up to its end is committed as out (OpenSSL has it), the
  * caller's bytes already out are held, and the host's call fails with that
  * error. The host's retry (the same buffer, the same length) writes the owed
@@ -53,7 +56,9 @@
 #define RQ_SSL_MODE_PARTIAL_WRITE    0x1L /* SSL_MODE_ENABLE_PARTIAL_WRITE */
 #define RQ_SSL_CTRL_MODE             33   /* SSL_get_mode() is SSL_ctrl(s, 33, 0, NULL) */
 
-#define RQ_TLS_MEM_MAX 4096 /* server-side SSL objects without an fd tracked at once */
+#define RQ_TLS_MEM_MAX    4096  /* server-side SSL objects without an fd tracked at once */
+#define RQ_TLS_BOUNCE     16384 /* bytes gathered into one write: one TLS record */
+#define RQ_TLS_BOUNCE_MAX 1024  /* bounce buffers at once (writes in progress with a header) */
 
 /*
  * The OpenSSL functions reqctx calls itself: the real ones (preload/ssl.c
@@ -71,13 +76,16 @@ struct rq_ssl_fns {
 extern struct rq_ssl_fns rq_ssl;
 
 /* A TLS connection's write state (see above). */
+struct rq_bounce;
+
 struct rq_tlsw {
 	void *ssl;        /* the SSL object whose writes these are */
 	uint32_t idx;     /* in the pool */
+	struct rq_bounce *bounce; /* the gathered piece being written, or NULL */
 	size_t held;      /* caller bytes of the write being retried already out */
 	size_t owe_off;   /* the owed piece: caller offset (OWE_CALLER), */
 	size_t owe_len;   /* and its length */
-	uint8_t owe;      /* 0: none; 1: caller bytes; 2: this state's text */
+	uint8_t owe;      /* 0: none; 1: caller bytes; 2: this state's text; 3: the bounce */
 	char text[RQ_HDR_LINE];
 };
 

@@ -288,6 +288,54 @@ Test(tls, every_want_write_at_every_record_keeps_the_wire_exact, .timeout = 120)
 	every_split(FD);
 }
 
+/*
+ * Writes whose header insertion OpenSSL holds (WANT_WRITE on it), each
+ * keeping its bounce buffer until it is retried: RQ_TLS_BOUNCE_MAX of them
+ * leave none for others.
+ */
+static struct fk_ssl stuck[RQ_TLS_BOUNCE_MAX];
+
+static void hold_every_bounce(void)
+{
+	static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+	for (int i = 0; i < RQ_TLS_BOUNCE_MAX; i++) {
+		struct rq_tlsw *t;
+		struct rq_conn *c = open_conn(&stuck[i], -1, "GET / HTTP/1.1\r\n\r\n");
+		size_t w;
+
+		stuck[i].want_at = 1;
+		c = rq_tls_conn(&stuck[i], &t);
+		cr_assert_eq(rq_tls_write(c, t, &stuck[i], 1, resp, sizeof(resp) - 1, &w), 0);
+		cr_assert_eq(t->owe, 3);
+	}
+}
+
+Test(tls, with_no_bounce_buffer_free_each_piece_goes_on_its_own_and_the_wire_stays_exact,
+     .timeout = 120)
+{
+	hold_every_bounce();
+	every_split(FD);
+	for (int i = 0; i < RQ_TLS_BOUNCE_MAX; i++)
+		rq_tls_free(&stuck[i]);
+}
+
+/* A response head and its header go out in one real write, as the head alone would. */
+Test(tls, a_header_costs_no_extra_record)
+{
+	struct fk_ssl *s = &fs;
+	static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+
+	open_conn(s, FD, "GET / HTTP/1.1\r\nX-Request-Id: one\r\n\r\n");
+	s->rec = 16384;
+	cr_assert_eq(host_write(s, 0, resp, sizeof(resp) - 1), 0);
+	cr_assert_eq(s->calls, 1, "%d real writes", s->calls);
+	cr_assert_eq(s->records, 1);
+	s->out[s->len] = '\0';
+	cr_assert_str_eq(s->out, "HTTP/1.1 200 OK\r\nX-Request-Id: one\r\nContent-Length: 5\r\n\r\nhello");
+	rq_fd_forget(FD);
+}
+
 Test(tls, a_memory_bio_connection_keeps_the_wire_exact_too, .timeout = 120)
 {
 	every_split(-1);
@@ -306,10 +354,10 @@ Test(tls, a_retry_with_other_bytes_is_not_taken_for_one)
 	s->want_at = 2; /* the second record: inside the status line */
 	c = rq_tls_conn(s, &t);
 	cr_assert_eq(rq_tls_write(c, t, s, 1, resp, sizeof(resp) - 1, &w), 0);
-	cr_assert_eq(t->owe, 1, "the piece that failed is owed");
+	cr_assert_eq(t->owe, 3, "the gathered piece that failed is owed");
 	cr_assert_eq(t->owe_off, 0);
-	cr_assert_eq(t->owe_len, 17, "the status line, before the header");
-	cr_assert_eq(t->held, 17, "the owed piece counts as out");
+	cr_assert_eq(t->owe_len, sizeof(resp) - 1 + 17, "the response and its header, gathered");
+	cr_assert_eq(t->held, sizeof(resp) - 1, "the owed piece counts as out");
 	/* The host breaks the rule: a shorter buffer. reqctx starts over, OpenSSL refuses. */
 	cr_assert_eq(rq_tls_write(c, t, s, 1, resp, 3, &w), 0);
 	cr_assert_eq(s->violations, 1);
@@ -369,4 +417,37 @@ Test(tls, memory_bio_connections_are_bounded)
 	cr_assert_eq(rq_tls_mem_live(), 0);
 	cr_assert_not_null(rq_tls_conn(&many[0], &t), "room again once freed");
 	rq_tls_free(&many[0]);
+}
+
+/*
+ * A write longer than a bounce buffer: its first RQ_TLS_BOUNCE bytes go
+ * gathered with the header, the rest in place; WANT_WRITE at each record,
+ * in every mode, keeps the wire exact.
+ */
+Test(tls, a_write_longer_than_a_bounce_buffer_keeps_the_wire_exact)
+{
+	static char resp[40100], want[40200];
+	static const long modes[] = { 0, RQ_SSL_MODE_PARTIAL_WRITE, MOVING };
+	int hl = sprintf(resp, "HTTP/1.1 200 OK\r\nContent-Length: 40000\r\n\r\n");
+
+	for (int i = 0; i < 40000; i++)
+		resp[hl + i] = (char)('a' + i % 26);
+	sprintf(want, "HTTP/1.1 200 OK\r\nX-Request-Id: big\r\nContent-Length: 40000\r\n\r\n");
+	memcpy(want + strlen(want), resp + hl, 40000);
+	for (size_t m = 0; m < RQ_ARRAY_LEN(modes); m++)
+		for (long at = 0; at <= 12; at++) {
+			struct fk_ssl *s = &fs;
+
+			open_conn(s, FD, "GET / HTTP/1.1\r\nX-Request-Id: big\r\n\r\n");
+			s->rec = 4096;
+			s->mode = modes[m];
+			s->want_at = at;
+			s->again = (int)(at % 2);
+			host_write(s, 1, resp, (size_t)hl + 40000);
+			cr_assert_eq(s->violations, 0, "mode %ld, want at %ld", modes[m], at);
+			cr_assert_eq(s->len, (size_t)hl + 19 + 40000, "mode %ld, want at %ld: %zu bytes",
+				     modes[m], at, s->len);
+			cr_assert_eq(memcmp(s->out, want, s->len), 0, "mode %ld, want at %ld", modes[m], at);
+			rq_fd_forget(FD);
+		}
 }
