@@ -265,3 +265,50 @@ bench: all $(BENCH_BIN)
 	@tools/deps.sh bench || echo "reqctx: rows that need the missing packages are skipped"
 	@B=$(abspath $(B)) tools/bench/run.sh
 # END bench
+
+# BEGIN python adapter
+# The Python asyncio adapter, next to the library that finds it:
+# $(B)/reqctx-adapters/python/ (sitecustomize.py, _reqctx_asyncio.py, _reqctx.abi3.so),
+# installed as $(LIBDIR)/reqctx-adapters/python/. The extension is built against the
+# stable ABI (Py_LIMITED_API 3.11) with python3-dev's headers; without them the
+# adapter is not built, and the library finds no directory to bootstrap.
+PY_CONFIG ?= $(firstword $(wildcard /usr/bin/python3-config) python3-config)
+PY_INC    ?= $(shell $(PY_CONFIG) --includes 2>/dev/null)
+PYDIR     := $(B)/reqctx-adapters/python
+PY_OUT    := $(PYDIR)/sitecustomize.py $(PYDIR)/_reqctx_asyncio.py $(PYDIR)/_reqctx.abi3.so
+
+ifneq ($(wildcard $(patsubst -I%,%/Python.h,$(firstword $(PY_INC)))),)
+all: $(PY_OUT)
+endif
+
+# make test may install python3-dev itself (tools/deps.sh) after this file was
+# read: then a make of its own, which reads it again, builds the adapter.
+.PHONY: install-python uninstall-python python-adapter
+test: python-adapter
+python-adapter: deps-test all
+	@[ -f $(PYDIR)/_reqctx.abi3.so ] || $(MAKE) --no-print-directory $(PY_OUT)
+
+$(PYDIR)/%.py: preload/python/%.py
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+$(PYDIR)/_reqctx.abi3.so: preload/python/_reqctx.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) $(CFLAGS) \
+	    $(patsubst -I%,-isystem %,$(PY_INC)) -shared -o $@ $< -ldl
+
+install: install-python
+install-python: $(LIB)
+	@if [ -f $(PYDIR)/_reqctx.abi3.so ]; then \
+		$(INSTALL) -d $(DESTDIR)$(LIBDIR)/reqctx-adapters/python && \
+		$(INSTALL) -m 644 $(PYDIR)/sitecustomize.py $(PYDIR)/_reqctx_asyncio.py \
+		    $(DESTDIR)$(LIBDIR)/reqctx-adapters/python/ && \
+		$(INSTALL) -m 755 $(PYDIR)/_reqctx.abi3.so $(DESTDIR)$(LIBDIR)/reqctx-adapters/python/; \
+	else echo "reqctx: no Python adapter built (no Python.h: apt-get install python3-dev); not installing it"; fi
+
+uninstall: uninstall-python
+uninstall-python:
+	rm -f $(addprefix $(DESTDIR)$(LIBDIR)/reqctx-adapters/python/,sitecustomize.py _reqctx_asyncio.py _reqctx.abi3.so)
+	rm -rf $(DESTDIR)$(LIBDIR)/reqctx-adapters/python/__pycache__
+	-rmdir --ignore-fail-on-non-empty $(DESTDIR)$(LIBDIR)/reqctx-adapters/python $(DESTDIR)$(LIBDIR)/reqctx-adapters 2>/dev/null
+# END python adapter

@@ -485,7 +485,6 @@ void rq_evq_enter(int fd, struct rq_learn *l, const _Atomic uint32_t *live, uint
 	w->ident = ident;
 	w->p = p;
 	w->cx = rq_ctx_cur()->serial;
-	w->state = RQ_W_OPEN;
 	atomic_signal_fence(memory_order_seq_cst); /* a signal handler sees a whole window or none */
 	w->fd1 = fd + 1;
 }
@@ -511,51 +510,33 @@ static void verdict(int good)
 		atomic_compare_exchange_strong(&l->mode, &m, RQ_LM_BATCH);
 }
 
-/* After a suspect use and I/O on another fd: did that I/O leave the entered context current? */
-static void settle(void)
-{
-	verdict(rq_ctx_cur()->serial != rq_evq_w.cx);
-}
-
 void rq_evq_touched(int fd)
 {
-	struct rq_evq_watch *w = &rq_evq_w;
-	int mine = fd + 1 == w->fd1;
-
 	if (!(rq_fd_flags(rq_fd_peek(fd)) & (RQ_FD_CONNS | RQ_FD_CARRY)))
 		return; /* a log write: not I/O that sets a context */
-	if (w->state == RQ_W_OPEN)
-		verdict(mine ? 1 : -1);
-	else if (w->state == RQ_W_SUSPECT && mine)
-		verdict(0);
-	else if (w->state == RQ_W_SUSPECT)
-		w->state = RQ_W_SETTLE;
-	else
-		settle();
+	verdict(fd + 1 == rq_evq_w.fd1 ? 1 : -1);
 }
 
+/*
+ * A use of the entered context before any I/O that sets one: the callback
+ * relied on it (a log line, or the context stored in a carrier as nginx does
+ * when an upstream connects), so batch mode would have given it the previous
+ * callback's. A use while another context is current (a runtime adapter, or
+ * the API, entered it) tells nothing: the window stays open.
+ */
 void rq_evq_used(void)
 {
 	struct rq_evq_watch *w = &rq_evq_w;
+	uint64_t cur = rq_ctx_cur()->serial;
 
-	if (w->state == RQ_W_SETTLE)
-		settle();
-	else if (w->state == RQ_W_OPEN && rq_ctx_cur()->serial == w->cx && w->cx != w->p)
-		w->state = RQ_W_SUSPECT;
-	else if (w->state == RQ_W_OPEN)
-		verdict(-1);
+	if (cur == w->cx && w->cx != w->p)
+		verdict(0);
 }
 
 void rq_evq_idle(void)
 {
-	struct rq_evq_watch *w = &rq_evq_w;
-
-	if (!w->fd1)
-		return;
-	if (w->state == RQ_W_SETTLE)
-		settle();
-	else
-		verdict(w->state == RQ_W_SUSPECT ? 0 : -1);
+	if (rq_evq_w.fd1)
+		verdict(-1);
 }
 
 /* ---- the queues ---- */

@@ -179,25 +179,23 @@ struct rq_learn {
  * The window: after an event for fd is handed out (its context entered),
  * what the thread does next tells whether the loop needs split mode:
  *  - I/O that sets fd's context (a read of it, a write if it is a
- *    connection) before any use of the context: the callback does not need
- *    the context entered (good);
- *  - a use of the context (a log line; storing it in a carrier, a timer or a
- *    hand-off queue) while it is still the one entered, and that differs
- *    from the one before, makes the window suspect; then
- *      I/O on fd, or I/O on another fd that leaves the entered context
- *      current, or the next wait with no I/O at all: the callback needed it
- *      (bad: split for good);
- *      I/O on another fd that sets another context: the work that used it
- *      was another request's (asyncio runs the tasks a previous iteration
- *      scheduled before this iteration's callbacks), so entering did not
- *      help it (counted as good);
- *  - anything else closes the window without a verdict.
+ *    connection) before any use of the entered context: the callback does
+ *    not need the context entered (good);
+ *  - a use of the entered context (a log line; storing it in a carrier, a
+ *    timer or a hand-off queue), when it differs from the one before, before
+ *    such I/O: the callback relied on it (bad: split for good). nginx does
+ *    this when an upstream connection becomes writable: it writes the
+ *    request, storing the context in the upstream socket, before reading
+ *    anything;
+ *  - a use while another context is current (a runtime adapter or the API
+ *    entered it: asyncio runs the tasks an earlier iteration scheduled before
+ *    this iteration's callbacks) leaves the window open;
+ *  - I/O on another fd, or the next wait, closes the window without a
+ *    verdict.
  */
-enum { RQ_W_OPEN = 1, RQ_W_SUSPECT, RQ_W_SETTLE };
 
 struct rq_evq_watch {
 	int fd1;                /* the watched fd + 1; 0: no window open */
-	int state;              /* RQ_W_* */
 	uint32_t ident;         /* the instance's ident, if l belongs to one */
 	struct rq_learn *l;
 	const _Atomic uint32_t *live; /* the instance's ident word, or NULL */
