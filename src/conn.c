@@ -316,8 +316,6 @@ void rq_conn_feed_opaque(struct rq_conn *c, size_t n)
 	errno = saved;
 }
 
-RQ_TLS struct rq_conn *rq_conn_wait_read;
-
 void rq_conn_tls_wait(struct rq_conn *c)
 {
 	c->fed = 1;

@@ -767,7 +767,6 @@ void rq_io_conn_read(struct rq_conn *c, const struct iovec *iov, int iovcnt, ssi
 {
 	size_t n = r > 0 ? (size_t)r : 0;
 
-	rq_conn_wait_read = NULL;
 	switch (atomic_load_explicit(&c->xport, memory_order_acquire)) {
 	case RQ_XP_PLAIN:
 		if (!(n && rq_conn_fresh(c) && first_byte(iov, iovcnt) == TLS_HANDSHAKE)) {
@@ -775,11 +774,15 @@ void rq_io_conn_read(struct rq_conn *c, const struct iovec *iov, int iovcnt, ssi
 			return;
 		}
 		RQ_SAVE_ERRNO(rq_conn_tls_wait(c));
-		rq_conn_wait_read = c;
+		for (int i = 0; i < iovcnt; i++)
+			if (iov[i].iov_len) { /* (a ClientHello's start is in one piece) */
+				RQ_SAVE_ERRNO(rq_conn_tls_hello(c, iov[i].iov_base,
+								 iov[i].iov_len < n ? iov[i].iov_len : n));
+				break;
+			}
 		return;
 	case RQ_XP_TLS_WAIT:
 		RQ_SAVE_ERRNO(rq_conn_enter(c));
-		rq_conn_wait_read = c;
 		return;
 	default:
 		return; /* ciphertext: the SSL layer reads the plaintext */

@@ -73,6 +73,86 @@ static struct ment *mem_find(const void *ssl)
 	return NULL;
 }
 
+/*
+ * ClientHellos read on connections waiting for their SSL object, by their
+ * random: a direct-mapped table of RQ_TLS_MEM_MAX entries (a collision only
+ * loses the pairing). An entry is a hint: the connection it names is taken
+ * only if it is alive, still waiting, and its own record holds that random.
+ */
+struct hent {
+	_Atomic uint64_t key;
+	struct rq_conn *_Atomic conn;
+};
+
+static struct hent *_Atomic hellos;
+
+static uint64_t hello_key(const unsigned char r[32])
+{
+	uint64_t k;
+
+	memcpy(&k, r, sizeof(k));
+	return k ? k : 1;
+}
+
+static struct hent *hello_slot(uint64_t k, int make)
+{
+	struct hent *h = rq_chunk((void *_Atomic *)&hellos, sizeof(struct hent) * RQ_TLS_MEM_MAX,
+				  make);
+
+	return h ? &h[hash((void *)(uintptr_t)k) & (RQ_TLS_MEM_MAX - 1)] : NULL;
+}
+
+void rq_conn_tls_hello(struct rq_conn *c, const unsigned char *b, size_t n)
+{
+	struct rq_conn_ext *x;
+	struct hent *h;
+	uint64_t k;
+
+	/* record header (5), handshake type 1 and length (4), version (2), then the random */
+	if (n < 43 || b[0] != 0x16 || b[5] != 1 || !(x = rq_conn_ext(c, 1)))
+		return;
+	memcpy(x->hello, b + 11, 32);
+	k = hello_key(x->hello);
+	if (!(h = hello_slot(k, 1)))
+		return;
+	atomic_store_explicit(&h->conn, c, memory_order_relaxed);
+	atomic_store_explicit(&h->key, k, memory_order_release);
+}
+
+/* Whether ssl has read a ClientHello (its client random is set), as far as can be told. */
+static int hello_seen(void *ssl)
+{
+	static const unsigned char zero[32];
+	unsigned char r[32];
+
+	return !rq_ssl.client_random || rq_ssl.client_random(ssl, r, sizeof(r)) != sizeof(r) ||
+	       memcmp(r, zero, sizeof(r)) != 0;
+}
+
+/* The waiting connection whose ClientHello ssl answered, with a reference taken; or NULL. */
+static struct rq_conn *hello_conn(void *ssl)
+{
+	unsigned char r[32];
+	struct rq_conn_ext *x;
+	struct rq_conn *c;
+	struct hent *h;
+	uint64_t k;
+
+	if (!rq_ssl.client_random || rq_ssl.client_random(ssl, r, sizeof(r)) != sizeof(r))
+		return NULL;
+	k = hello_key(r);
+	if (!(h = hello_slot(k, 0)) || atomic_load_explicit(&h->key, memory_order_acquire) != k ||
+	    !(c = atomic_load_explicit(&h->conn, memory_order_relaxed)) || rq_conn_ref(c) < 0)
+		return NULL;
+	if (atomic_load_explicit(&c->xport, memory_order_acquire) != RQ_XP_TLS_WAIT ||
+	    !(x = rq_conn_ext(c, 0)) || memcmp(x->hello, r, sizeof(r)) != 0) {
+		rq_conn_unref(c); /* given back and reused since, or another's */
+		return NULL;
+	}
+	atomic_store_explicit(&h->key, 0, memory_order_relaxed);
+	return c;
+}
+
 /* The connection of memory-BIO object ssl, made if it has none. NULL when the table is full. */
 static struct rq_conn *mem_conn(void *ssl)
 {
@@ -82,10 +162,9 @@ static struct rq_conn *mem_conn(void *ssl)
 
 	if (m)
 		return atomic_load_explicit(&m->conn, memory_order_acquire);
-	c = rq_conn_wait_read; /* the socket this thread just read its ciphertext from */
-	rq_conn_wait_read = NULL;
-	if (!c || atomic_load_explicit(&c->xport, memory_order_acquire) != RQ_XP_TLS_WAIT ||
-	    rq_conn_ref(c) < 0)
+	if (!hello_seen(ssl))
+		return NULL; /* before the handshake read a ClientHello: not yet */
+	if (!(c = hello_conn(ssl))) /* the socket its ciphertext comes from, or a new one */
 		c = rq_conn_new();
 	if (!c)
 		return NULL;

@@ -11,8 +11,9 @@
  * I/O is ciphertext, left alone. A server-side SSL object with no fd (memory
  * BIOs, as asyncio's SSLObject uses) is keyed by the SSL pointer in a bounded
  * table (RQ_TLS_MEM_MAX), given back at SSL_free, and takes over the
- * connection whose ClientHello the same thread read last (the socket it is
- * fed from, rq_conn_wait_read), else a connection of its own. A client-side SSL object (SSL_is_server() == 0: an upstream the
+ * connection of the socket its ciphertext comes from: the one whose
+ * ClientHello carried the random it answered (SSL_get_client_random), else
+ * it gets a connection of its own. A client-side SSL object (SSL_is_server() == 0: an upstream the
  * server talks to) is left alone: its fd is a context carrier as before.
  *
  * Writes. OpenSSL requires that a write which failed with SSL_ERROR_WANT_READ
@@ -71,6 +72,7 @@ struct rq_ssl_fns {
 	long (*ctrl)(void *ssl, int cmd, long larg, void *parg);
 	int (*get_fd)(const void *ssl);
 	int (*is_server)(const void *ssl);
+	size_t (*client_random)(const void *ssl, unsigned char *out, size_t n);
 };
 
 extern struct rq_ssl_fns rq_ssl;
