@@ -22,7 +22,7 @@ test)  want libcriterion-dev; want libunwind-dev; want curl; want python3; want 
        want nodejs; [ -f /usr/include/node/node_api.h ] || want libnode-dev ;;
 demo)  want curl ;;
 bench) want valgrind; want strace; want wrk; want nginx-light; want python3; want nodejs
-       want python3-dev; want python3-aiohttp; want python3-uvloop ;;
+       want python3-dev; want python3-aiohttp; want python3-uvloop
        want libssl-dev; want openssl ;;
 esac
 [ -z "$need" ] && exit 0
