@@ -129,8 +129,9 @@ static void setup(void)
 	test_config(env);
 	rq_fd_init();
 	fake_install();
-	rq_ssl = (struct rq_ssl_fns){ fk_write, fk_write_ex, fk_get_error, fk_ctrl, fk_get_fd,
-				      fk_is_server };
+	rq_ssl = (struct rq_ssl_fns){ .write = fk_write, .write_ex = fk_write_ex,
+				      .get_error = fk_get_error, .ctrl = fk_ctrl, .get_fd = fk_get_fd,
+				      .is_server = fk_is_server };
 	rq_ctx_clear();
 }
 
@@ -163,7 +164,7 @@ static struct rq_conn *open_conn(struct fk_ssl *s, int fd, const char *reqs)
  */
 static int host_write(struct fk_ssl *s, int ex, const char *buf, size_t n)
 {
-	static char moved[2][1 << 14];
+	static char moved[2][1 << 16];
 	size_t off = 0;
 	int failed = 0, k = 0;
 
@@ -174,6 +175,7 @@ static int host_write(struct fk_ssl *s, int ex, const char *buf, size_t n)
 		size_t w = 0;
 		int r;
 
+		cr_assert_leq(n - off, sizeof(moved[0]));
 		if ((s->mode & MOVING) && failed) { /* the same bytes, elsewhere */
 			memcpy(moved[k ^= 1], b, n - off);
 			b = moved[k];
