@@ -143,7 +143,7 @@ test: deps-test all $(TEST_BIN) $(PROG_O0) $(PROG_O2)
 # - roles' ordinary tools: psql hangs under ASan's runtime alone;
 # - test_crash: it checks how the plain library and a host's ASan share fatal
 #   signals (its beside-ASan tests run in make test), not the library sanitized.
-LIBSAN_SUITES := preload write threads epoll timer_preload demo concurrency servers child \
+LIBSAN_SUITES := preload write threads epoll timer_preload demo concurrency servers https child \
 	hardening='hardening/!(allocator*)' role='@(role|roles)/!(ordinary_tools*)'
 test-libsan:
 	$(MAKE) B=build-libsan LIBSAN=address,undefined all \
