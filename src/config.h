@@ -4,6 +4,10 @@
  *   REQCTX_DISABLE    1: pass everything through untouched (default 0)
  *   REQCTX_HEADER     request/response header carrying the ID (X-Request-Id)
  *   REQCTX_PREFIX     log prefix format, exactly one %s ("[req:%s] ")
+ *   REQCTX_FORMAT     what log lines get (src/prefix.h): "prefix" (default),
+ *                     "logfmt", "json" or "auto"
+ *   REQCTX_FIELD      the ID's key in logfmt and JSON lines ("request_id"):
+ *                     1-64 characters from A-Z a-z 0-9 _ . -
  *   REQCTX_LOG_FDS    comma-separated fds that are log streams in a server,
  *                     once it listens or accepts ("1,2"); set explicitly,
  *                     from the start (src/role.h)
@@ -42,8 +46,10 @@
 #define RQ_GLOBS_MAX   16   /* log-file patterns */
 #define RQ_GLOBS_BYTES 1024 /* their total length */
 #define RQ_LOGFDS_MAX  16   /* fds named in REQCTX_LOG_FDS */
+#define RQ_FIELD_MAX   64   /* longest REQCTX_FIELD */
 
 enum rq_loop { RQ_LOOP_AUTO, RQ_LOOP_SPLIT, RQ_LOOP_BATCH }; /* REQCTX_LOOP */
+enum rq_fmt { RQ_FMT_PREFIX, RQ_FMT_LOGFMT, RQ_FMT_JSON, RQ_FMT_AUTO }; /* REQCTX_FORMAT */
 
 struct rq_config {
 	unsigned gen; /* bumped by every rq_config_load */
@@ -55,12 +61,15 @@ struct rq_config {
 	int runtimes;
 	int correlate;
 	int loop; /* enum rq_loop */
+	int format; /* enum rq_fmt */
 	size_t hdr_len;
 	char hdr[RQ_HDR_MAX + 1];    /* as configured, for the response */
 	char hdr_lc[RQ_HDR_MAX + 1]; /* lower case, for matching */
 	size_t pfx_head_len, pfx_tail_len;
 	char pfx_head[RQ_PFX_PART + 1];
 	char pfx_tail[RQ_PFX_PART + 1];
+	size_t field_len;
+	char field[RQ_FIELD_MAX + 1];
 	int nglobs;
 	const char *globs[RQ_GLOBS_MAX];
 	char glob_buf[RQ_GLOBS_BYTES];
@@ -110,5 +119,11 @@ int rq_config_fds_parse(const char *v, int fds[RQ_LOGFDS_MAX], int *nfds);
  */
 int rq_config_globs_split(const char *v, char buf[RQ_GLOBS_BYTES],
 			  const char *globs[RQ_GLOBS_MAX], int *nglobs);
+
+/* REQCTX_FORMAT: returns the enum rq_fmt of "prefix", "logfmt", "json" or "auto". */
+int rq_config_format_parse(const char *v);
+
+/* REQCTX_FIELD: 1 to RQ_FIELD_MAX characters from A-Z a-z 0-9 _ . - (safe in JSON and logfmt). */
+int rq_config_field_ok(const char *v);
 
 #endif

@@ -76,12 +76,10 @@ static void setup(void)
 	free(big);
 	free(heads);
 	make_cert();
-	lc_tls = 1;
 }
 
 static void teardown(void)
 {
-	lc_tls = 0;
 	srv_teardown();
 }
 
@@ -230,6 +228,16 @@ static int aio_start(void)
 
 /* ---- checks --------------------------------------------------------------- */
 
+/* loadcheck over HTTPS (--tls). */
+static struct run tls_loadcheck(int port, long requests, int conns, const char *path_prefix,
+				int lines, const char *const *logv)
+{
+	static const char *const tls[] = { "--tls", NULL };
+
+	return loadcheck_ext(port, requests, conns, "0.5", path_prefix, lines, path_in(dir, "ids"),
+			     logv, tls);
+}
+
 /* No worker crashed and nothing went critically wrong. */
 static void nginx_expect_no_alerts(void)
 {
@@ -345,7 +353,7 @@ Test(https, nginx_requests_over_tls_are_logged_with_their_ids_in_both_logs)
 {
 	int port = nginx_start(1);
 	const char *const lv[] = { path_in(logs, "access.log"), path_in(logs, "error.log"), NULL };
-	struct run r = loadcheck(port, REQUESTS, CONNS, "0.5", "/t/", 2, path_in(dir, "ids"), lv);
+	struct run r = tls_loadcheck(port, REQUESTS, CONNS, "/t/", 2, lv);
 
 	expect_clean(&r, REQUESTS, "nginx over TLS", 2);
 	cr_assert_eq(nginx_error_conns(), CONNS, "the requests came over %d kept-alive connections",
@@ -378,7 +386,7 @@ Test(https, python_requests_over_tls_are_logged_with_their_ids)
 {
 	int port = python_start(1);
 	const char *const lv[] = { path_in(logs, "python.err"), NULL };
-	struct run r = loadcheck(port, REQUESTS, CONNS, "0.5", "/ok.txt?", 1, path_in(dir, "ids"), lv);
+	struct run r = tls_loadcheck(port, REQUESTS, CONNS, "/ok.txt?", 1, lv);
 	char *err;
 
 	expect_clean(&r, REQUESTS, "python over TLS", 1);
@@ -417,7 +425,7 @@ Test(https, asyncio_requests_over_tls_with_memory_bios_are_logged_with_their_ids
 {
 	int port = aio_start();
 	const char *const lv[] = { path_in(logs, "aio.err"), NULL };
-	struct run r = loadcheck(port, AIO_REQUESTS, 1, "0.5", "/t/", 1, path_in(dir, "ids"), lv);
+	struct run r = tls_loadcheck(port, AIO_REQUESTS, 1, "/t/", 1, lv);
 	char *err;
 
 	expect_clean(&r, AIO_REQUESTS, "asyncio over TLS", 1);

@@ -19,7 +19,9 @@ test)  want libcriterion-dev; want libunwind-dev; want curl; want python3; want 
        want libssl-dev; want openssl
        # Node and its Node-API headers: Debian's nodejs + libnode-dev, unless a nodejs
        # package that ships /usr/include/node (nodesource's) is installed already.
-       want nodejs; [ -f /usr/include/node/node_api.h ] || want libnode-dev ;;
+       want nodejs; [ -f /usr/include/node/node_api.h ] || want libnode-dev
+       # npm: make test installs the pinned pino (tests/node/pino) with npm ci.
+       command -v npm >/dev/null 2>&1 || want npm ;;
 demo)  want curl ;;
 bench) want valgrind; want strace; want wrk; want nginx-light; want python3; want nodejs
        want python3-dev; want python3-aiohttp; want python3-uvloop
