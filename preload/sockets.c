@@ -11,6 +11,7 @@
 #include "config.h"
 #include "evq.h"
 #include "fdtab.h"
+#include "out.h"
 #include "preload.h"
 
 /*
@@ -128,6 +129,23 @@ RQ_EXPORT int socket(int domain, int type, int proto)
 	fd = rq_real.socket(domain, type, proto);
 	rq_carry_new(fd, -1);
 	return fd;
+}
+
+/*
+ * A stream socket the process made and connects is an upstream: the requests
+ * it writes carry the ID (src/out.h). A connect in progress counts; any
+ * other failure leaves the socket as it was.
+ */
+RQ_EXPORT int connect(int s, const struct sockaddr *addr, socklen_t len)
+{
+	int r;
+
+	if (unlikely(!rq_ready()))
+		return RQ_FALL(connect, (s, addr, len), (int)RQ_RAW(connect, s, addr, len));
+	r = rq_real.connect(s, addr, len);
+	if (r == 0 || errno == EINPROGRESS)
+		rq_out_connect(s, addr, len);
+	return r;
 }
 
 RQ_EXPORT int socketpair(int domain, int type, int proto, int sv[2])

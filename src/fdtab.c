@@ -80,21 +80,27 @@ int rq_fd_set_log(int fd)
 	return 0;
 }
 
-int rq_fd_set_conn(int fd)
+int rq_fd_set_conn_to(int fd, struct rq_conn *c)
 {
 	struct rq_fd *e = fd_get(fd);
-	struct rq_conn *c;
 
-	if (!e)
+	if (!e) {
+		if (c)
+			rq_conn_unref(c);
 		return -ENOMEM;
+	}
 	atomic_store_explicit(&e->flags, 0, memory_order_relaxed);
-	c = rq_conn_new();
 	name_conn(e, c);
 	if (!c)
 		return -ENOMEM;
 	reset_lines(e);
 	atomic_store_explicit(&e->flags, RQ_FD_CONN, memory_order_release);
 	return 0;
+}
+
+int rq_fd_set_conn(int fd)
+{
+	return rq_fd_set_conn_to(fd, rq_conn_new());
 }
 
 int rq_fd_set_carry(int fd, int peer)

@@ -123,6 +123,12 @@ int rq_fd_set_log(int fd);
  */
 int rq_fd_set_conn(int fd);
 
+/*
+ * Makes fd name connection c (taking over its reference; NULL: none, and
+ * -ENOMEM). Returns 0 or -errno (then c was given back and fd stays untracked).
+ */
+int rq_fd_set_conn_to(int fd, struct rq_conn *c);
+
 /* Gives fd an entry with no flags, so that rq_fd_gen sees its close. Returns 0 or -errno. */
 int rq_fd_track(int fd);
 

@@ -719,7 +719,8 @@ static __attribute__((noinline)) ssize_t write_general(int fd, struct rq_fd *e,
 	if (k->how == RQ_SENDMSG && !plausible(k->msg, sizeof(*k->msg)))
 		bad = 1;
 	if ((fl & RQ_FD_CONN) && (c = rq_fd_conn(e))) {
-		rq_evq_touch(fd);
+		if (likely(!rq_conn_outbound(c)))
+			rq_evq_touch(fd); /* (an outbound write stores the context: no touch) */
 		if (bad) { /* let the kernel judge it; still set the context */
 			ssize_t r;
 
@@ -769,7 +770,9 @@ void rq_io_conn_read(struct rq_conn *c, const struct iovec *iov, int iovcnt, ssi
 
 	switch (atomic_load_explicit(&c->xport, memory_order_acquire)) {
 	case RQ_XP_PLAIN:
-		if (n && rq_conn_fresh(c) && first_byte(iov, iovcnt) == TLS_HANDSHAKE)
+		if (unlikely(rq_conn_outbound(c))) /* a reply: read in the context that wrote */
+			RQ_SAVE_ERRNO(rq_conn_enter(c));
+		else if (n && rq_conn_fresh(c) && first_byte(iov, iovcnt) == TLS_HANDSHAKE)
 			RQ_SAVE_ERRNO(rq_conn_tls_wait(c));
 		else
 			rq_conn_feed(c, iov, iovcnt, n);
