@@ -201,10 +201,10 @@ RQ_EXPORT void closefrom(int lowfd)
 		RQ_SAVE_ERRNO(rq_fd_forget_range((unsigned)lowfd, ~0u));
 }
 
-static int duplicated(int from, int to)
+static int duplicated(int from, int to, int keep)
 {
 	if (to >= 0 && !rq_vfork_child()) {
-		RQ_SAVE_ERRNO(rq_fd_copy(from, to));
+		RQ_SAVE_ERRNO(keep ? rq_fd_set_log(to) : rq_fd_copy(from, to));
 		rq_evq_dup(from, to);
 	}
 	return to;
@@ -214,21 +214,27 @@ RQ_EXPORT int dup(int fd)
 {
 	if (unlikely(!rq_ready()))
 		return RQ_FALL(dup, (fd), (int)RQ_RAW(dup, fd));
-	return duplicated(fd, rq_real.dup(fd));
+	return duplicated(fd, rq_real.dup(fd), 0);
 }
 
 RQ_EXPORT int dup2(int fd, int to)
 {
+	int keep;
+
 	if (unlikely(!rq_ready()))
 		return RQ_FALL(dup2, (fd, to), (int)RQ_RAW(dup2, fd, to));
-	return duplicated(fd, rq_real.dup2(fd, to));
+	keep = !rq_vfork_child() && rq_fd_stays_log(fd, to);
+	return duplicated(fd, rq_real.dup2(fd, to), keep);
 }
 
 RQ_EXPORT int dup3(int fd, int to, int flags)
 {
+	int keep;
+
 	if (unlikely(!rq_ready()))
 		return RQ_FALL(dup3, (fd, to, flags), (int)RQ_RAW(dup3, fd, to, flags));
-	return duplicated(fd, rq_real.dup3(fd, to, flags));
+	keep = !rq_vfork_child() && rq_fd_stays_log(fd, to);
+	return duplicated(fd, rq_real.dup3(fd, to, flags), keep);
 }
 
 /*
@@ -244,7 +250,7 @@ static int do_fcntl(int (*real)(int, int, ...), int fd, int cmd, void *arg)
 		return real && rq_passing() ? real(fd, cmd, arg) : (int)RQ_RAW(fcntl, fd, cmd, arg);
 	r = real(fd, cmd, arg);
 	if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)
-		duplicated(fd, r);
+		duplicated(fd, r, 0);
 	return r;
 }
 

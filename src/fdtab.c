@@ -119,6 +119,31 @@ int rq_fd_set_carry(int fd, int peer)
 	return 0;
 }
 
+int rq_fd_set_relay(int fd)
+{
+	struct rq_fd *e = rq_fd_peek(fd);
+
+	if (!e || rq_fd_flags(e) != RQ_FD_CARRY)
+		return -EINVAL;
+	atomic_store_explicit(&e->line, 0, memory_order_relaxed); /* at a line start */
+	atomic_store_explicit(&e->flags, RQ_FD_CARRY | RQ_FD_RELAY, memory_order_release);
+	return 0;
+}
+
+int rq_fd_stays_log(int from, int to)
+{
+	if (from == to || rq_fd_flags(rq_fd_peek(to)) != RQ_FD_LOG ||
+	    !(rq_fd_flags(rq_fd_peek(from)) & RQ_FD_CARRY))
+		return 0;
+	for (int i = 0; i < rq_cfg.nlogfds; i++)
+		if (rq_cfg.logfds[i] == to)
+			return 1;
+	for (int i = 0; i < rq_cfg.nchildfds; i++)
+		if (rq_cfg.childfds[i] == to)
+			return 1;
+	return 0;
+}
+
 int rq_fd_track(int fd)
 {
 	return fd_get(fd) ? 0 : -ENOMEM;

@@ -29,6 +29,7 @@
 #define RQ_FD_LOG   1u /* a log stream: lines get the prefix */
 #define RQ_FD_CONN  2u /* an accepted connection: names a struct rq_conn */
 #define RQ_FD_CARRY 4u /* carries a context from writers to readers (its carrier slot) */
+#define RQ_FD_RELAY 8u /* with RQ_FD_CARRY: a pipe's read end, whose lines may name their writer's request */
 
 struct rq_fd {
 	_Atomic uint32_t flags;
@@ -153,7 +154,19 @@ static inline uint32_t rq_fd_gen(int fd)
 	return e ? atomic_load_explicit(&e->gen, memory_order_acquire) : 0;
 }
 
-/* Makes fd a context carrier (see carry.h). Returns 0 or -errno. */
+/* Makes fd a context carrier (see carry.h); relay: RQ_FD_RELAY too. Returns 0 or -errno. */
 int rq_fd_set_carry(int fd, int peer);
+int rq_fd_set_relay(int fd);
+
+/*
+ * Before dup2/dup3(from, to): whether `to` stays what it is, a log stream,
+ * rather than becoming a copy of `from`. It does when `to` is one of the
+ * process's standard log fds (REQCTX_LOG_FDS, REQCTX_CHILD_LOG_FDS) and a
+ * log now, and `from` a carrier (a pipe or socket the process made): a
+ * worker whose stderr its master redirects into a pipe (php-fpm's
+ * catch_workers_output) still writes log lines, prefix included, which the
+ * master's read of that pipe takes the ID from (carry.h).
+ */
+int rq_fd_stays_log(int from, int to);
 
 #endif

@@ -734,6 +734,13 @@ static __attribute__((noinline)) ssize_t write_general(int fd, struct rq_fd *e,
 	}
 	if (bad || (k->how == RQ_SENDMSG && k->msg->msg_controllen))
 		return rq_io_plain(fd, iov, iovcnt, k);
+	if ((fl & RQ_FD_LOG) && iovcnt == 1 && rq_fpm_flush(iov[0].iov_base, total)) {
+		ssize_t r = rq_io_plain(fd, iov, iovcnt, k); /* a command to the master, not a line */
+
+		if (r == (ssize_t)total)
+			atomic_store_explicit(&e->line, 0, memory_order_release);
+		return r;
+	}
 	if ((fl & RQ_FD_LOG) && total)
 		return log_write(fd, e, iov, iovcnt, k, total);
 	return rq_io_plain(fd, iov, iovcnt, k);
