@@ -53,27 +53,28 @@ void rq_fd_enter(int fd)
 		rq_ctx_clear();
 }
 
-/* Serial of the last context a relay read made current on this thread. */
-static RQ_TLS uint64_t relay_serial;
+RQ_TLS uint64_t rq_relay_serial;
+RQ_TLS int rq_relay_on;
 
 /*
  * The ID named by a line that starts with the configured prefix: its length
  * (id gets the bytes), 0 for a line without one or with an invalid ID in it.
  */
-static size_t prefix_id(const struct iovec *iov, int iovcnt, size_t r, char id[REQCTX_ID_MAX])
+static size_t prefix_id(const struct iovec *iov, int iovcnt, int from, size_t off, size_t r,
+			char id[REQCTX_ID_MAX])
 {
 	char buf[RQ_PFX_PART + REQCTX_ID_MAX + RQ_PFX_PART];
 	size_t have = 0, head = rq_cfg.pfx_head_len, tail = rq_cfg.pfx_tail_len;
 
-	for (int i = 0; i < iovcnt && have < sizeof(buf) && have < r; i++) {
-		size_t take = iov[i].iov_len;
+	for (int i = from; i < iovcnt && have < sizeof(buf) && have < r; i++) {
+		size_t skip = i == from ? off : 0, take = iov[i].iov_len - skip;
 
 		if (take > sizeof(buf) - have)
 			take = sizeof(buf) - have;
 		if (take > r - have)
 			take = r - have;
 		if (take)
-			memcpy(buf + have, iov[i].iov_base, take);
+			memcpy(buf + have, (const char *)iov[i].iov_base + skip, take);
 		have += take;
 	}
 	while (have >= RQ_FPM_FLUSH_LEN && rq_fpm_flush(buf, RQ_FPM_FLUSH_LEN)) {
@@ -122,14 +123,14 @@ void rq_carry_relay(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt
 	struct rq_ctx had;
 	size_t n;
 
-	if (!s || r <= 0 || (cur && cur != relay_serial &&
+	if (!s || r <= 0 || (cur && cur != rq_relay_serial &&
 			     cur != atomic_load_explicit(&s->serial, memory_order_relaxed))) {
 		rq_carry_read(fd); /* a thread in a request of its own: a carrier as any */
 		errno = saved;
 		return;
 	}
 	if (!atomic_load_explicit(&e->line, memory_order_relaxed)) { /* a line starts */
-		n = prefix_id(iov, iovcnt, (size_t)r, id);
+		n = prefix_id(iov, iovcnt, 0, 0, (size_t)r, id);
 		if (n == sizeof(REQCTX_UNKNOWN) - 1 && !memcmp(id, REQCTX_UNKNOWN, n))
 			n = 0;
 		if (!n)
@@ -140,6 +141,15 @@ void rq_carry_relay(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt
 	}
 	atomic_store_explicit(&e->line, !ends_line(iov, iovcnt, (size_t)r), memory_order_relaxed);
 	rq_carry_read(fd);
-	relay_serial = rq_ctx_cur()->serial;
+	rq_relay_serial = rq_ctx_cur()->serial;
+	rq_relay_on = 1;
 	errno = saved;
+}
+
+int rq_relay_prefixed(const struct iovec *iov, int iovcnt, int i, size_t off, size_t left)
+{
+	char id[REQCTX_ID_MAX];
+	size_t n = prefix_id(iov, iovcnt, i, off, left, id);
+
+	return n && !(n == sizeof(REQCTX_UNKNOWN) - 1 && !memcmp(id, REQCTX_UNKNOWN, n));
 }

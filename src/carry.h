@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/uio.h>
 
+#include "ctx.h"
 #include "fdtab.h"
 
 /*
@@ -50,6 +51,23 @@ void rq_carry_read(int fd);
  * starts with.
  */
 void rq_carry_relay(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt, ssize_t r);
+
+/*
+ * A thread whose context a relay read set writes what it relays: a line
+ * that starts with a valid prefix (not "unknown") is a relayed line and
+ * keeps that prefix alone (src/lines.h), so that the lines of several
+ * requests read at once each keep their own.
+ */
+extern RQ_TLS uint64_t rq_relay_serial;
+extern RQ_TLS int rq_relay_on;
+
+static inline int rq_relaying(void)
+{
+	return unlikely(rq_relay_on) && rq_ctx_cur()->serial == rq_relay_serial;
+}
+
+/* Whether the `left` bytes from iov[i] at off start with a valid prefix. */
+int rq_relay_prefixed(const struct iovec *iov, int iovcnt, int i, size_t off, size_t left);
 
 /*
  * php-fpm's flush command: a worker writes these 6 bytes to its stderr pipe

@@ -678,8 +678,8 @@ static ssize_t log_line(int fd, struct rq_fd *e, const char *s, size_t n)
 	    atomic_load_explicit(&e->line, memory_order_relaxed) || !rq_prefix_wanted() ||
 	    memchr(s, '\n', n - 1) || !(v[0].iov_base = (void *)cache_take(&v[0].iov_len)))
 		return NOT_LINE; /* (a handler whose thread holds the cache: the general path) */
-	if (unlikely(*s == *(const char *)v[0].iov_base && n >= v[0].iov_len &&
-		     !memcmp(s, v[0].iov_base, v[0].iov_len))) {
+	if (unlikely((*s == *(const char *)v[0].iov_base && n >= v[0].iov_len &&
+		      !memcmp(s, v[0].iov_base, v[0].iov_len)) || rq_relaying())) {
 		rq_prefix_release(v[0].iov_base); /* the line has its prefix already */
 		return NOT_LINE;
 	}

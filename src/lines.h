@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/uio.h>
 
+#include "carry.h"
 #include "fdtab.h"
 
 #define RQ_LN_MID   1u         /* inside a line: its prefix, if it has one, is out */
@@ -156,7 +157,7 @@ static inline int rq_walk_next(struct rq_walk *w, struct rq_seg *s)
 	p = (const char *)w->iov[w->i].iov_base + w->off;
 	if (!w->mid) {
 		w->mid = 1;
-		if (w->plen && !(*p == *w->pfx && rq_walk_own(w))) {
+		if (w->plen && !((*p == *w->pfx || unlikely(rq_relay_on)) && rq_walk_own(w))) {
 			s->p = w->pfx;
 			s->len = w->plen;
 			s->kind = RQ_SEG_PFX;
