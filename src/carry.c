@@ -123,8 +123,9 @@ void rq_carry_relay(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt
 	struct rq_ctx had;
 	size_t n;
 
-	if (!s || r <= 0 || (cur && cur != rq_relay_serial &&
-			     cur != atomic_load_explicit(&s->serial, memory_order_relaxed))) {
+	if (!s || r <= 0 || (cur && !(rq_relay_on && cur == rq_relay_serial) &&
+			     !(cur == atomic_load_explicit(&s->serial, memory_order_relaxed) &&
+			       (atomic_load_explicit(&s->flags, memory_order_relaxed) & RQ_SLOT_RELAY)))) {
 		rq_carry_read(fd); /* a thread in a request of its own: a carrier as any */
 		errno = saved;
 		return;
@@ -137,7 +138,7 @@ void rq_carry_relay(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt
 			rq_slot_store(s, &rq_ctx_unknown);
 		else if (rq_slot_read(s, &had, NULL) < 0 || !had.serial || had.len != n ||
 			 memcmp(had.id, id, n))
-			rq_slot_fill(s, id, (uint32_t)n, 0);
+			rq_slot_fill(s, id, (uint32_t)n, RQ_SLOT_RELAY);
 	}
 	atomic_store_explicit(&e->line, !ends_line(iov, iovcnt, (size_t)r), memory_order_relaxed);
 	rq_carry_read(fd);

@@ -187,7 +187,8 @@ static int dest_host(char *h, int family, struct rq_dest *d)
 	unsigned max = family == AF_INET6 ? 128 : 32;
 	size_t n = strlen(h);
 
-	if (!strcmp(h, "*")) {
+	if (!strcmp(h, "*")) { /* [*]: any IPv6 address; *: any address */
+		d->family = family == AF_INET6 ? AF_INET6 : AF_UNSPEC;
 		d->bits = 0;
 		return 0;
 	}

@@ -13,7 +13,7 @@ want libc6-dev
 case "$what" in
 test)  want libcriterion-dev; want libunwind-dev; want curl; want python3; want nginx-light
        want lighttpd; want postgresql-client; want jq; want pkg-config
-       want openjdk-17-jre-headless; want strace; want python3-h2; want python3-hpack
+       want openjdk-17-jre-headless; want strace; want python3-h2; want python3-hpack; want php-fpm
        # Node and its Node-API headers: Debian's nodejs + libnode-dev, unless a nodejs
        # package that ships /usr/include/node (nodesource's) is installed already.
        want nodejs; [ -f /usr/include/node/node_api.h ] || want libnode-dev ;;
