@@ -281,13 +281,19 @@ struct rq_h1_plan {
 
 /* An outbound connection's part of a plan (src/out.c). */
 struct rq_out_plan {
-	struct rq_hdrs s; /* HTTP/1: the request scanner at the plan's end */
-	int state;        /* ins_state there */
-	int whole;        /* s and state are those at `stop` */
-	char text[RQ_EDITS][RQ_OUT_LINE];
-	int m;            /* FastCGI: the caller's iovecs from `at`, */
-	struct iovec sub[RQ_OUT_SUB];
-	struct rq_fcgi_plan fp; /* and the FastCGI planner's plan of them */
+	union {
+		struct {
+			struct rq_hdrs s; /* HTTP/1: the request scanner at the plan's end */
+			int state;        /* ins_state there */
+			int whole;        /* s and state are those at `stop` */
+			char text[RQ_EDITS][RQ_OUT_LINE];
+		};
+		struct {
+			int m;            /* FastCGI: the caller's iovecs from `at`, */
+			struct iovec sub[RQ_OUT_SUB];
+			struct rq_fcgi_plan fp; /* and the FastCGI planner's plan of them */
+		};
+	};
 };
 
 /* A position in the caller's iovecs: iov[i] at off, `done` caller bytes from the start. */
