@@ -80,10 +80,14 @@ int rq_vfork_child(void)
 	return 0;
 }
 
+/* The process listens: it called listen() or accepted (or was forked from one that did). */
+static _Atomic int listened;
+
 /* An accept succeeds only on a listening socket: the process serves, if it did not yet. */
 static int accepted(int fd)
 {
 	if (fd >= 0) {
+		atomic_store_explicit(&listened, 1, memory_order_relaxed);
 		RQ_SAVE_ERRNO(rq_fd_set_conn(fd));
 		if (unlikely(!rq_serving()))
 			rq_serving_start();
@@ -98,6 +102,8 @@ RQ_EXPORT int listen(int s, int backlog)
 	if (unlikely(!rq_ready()))
 		return RQ_FALL(listen, (s, backlog), (int)RQ_RAW(listen, s, backlog));
 	r = rq_real.listen(s, backlog);
+	if (r == 0)
+		atomic_store_explicit(&listened, 1, memory_order_relaxed);
 	if (r == 0 && !rq_serving())
 		rq_serving_start();
 	return r;
@@ -223,7 +229,7 @@ RQ_EXPORT int dup2(int fd, int to)
 
 	if (unlikely(!rq_ready()))
 		return RQ_FALL(dup2, (fd, to), (int)RQ_RAW(dup2, fd, to));
-	keep = !rq_vfork_child() && rq_fd_stays_log(fd, to);
+	keep = !rq_vfork_child() && rq_fd_stays_log(fd, to, atomic_load_explicit(&listened, memory_order_relaxed));
 	return duplicated(fd, rq_real.dup2(fd, to), keep);
 }
 
@@ -233,7 +239,7 @@ RQ_EXPORT int dup3(int fd, int to, int flags)
 
 	if (unlikely(!rq_ready()))
 		return RQ_FALL(dup3, (fd, to, flags), (int)RQ_RAW(dup3, fd, to, flags));
-	keep = !rq_vfork_child() && rq_fd_stays_log(fd, to);
+	keep = !rq_vfork_child() && rq_fd_stays_log(fd, to, atomic_load_explicit(&listened, memory_order_relaxed));
 	return duplicated(fd, rq_real.dup3(fd, to, flags), keep);
 }
 

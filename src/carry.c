@@ -134,9 +134,11 @@ void rq_carry_relay(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt
 		n = prefix_id(iov, iovcnt, 0, 0, (size_t)r, id);
 		if (n == sizeof(REQCTX_UNKNOWN) - 1 && !memcmp(id, REQCTX_UNKNOWN, n))
 			n = 0;
-		if (!n)
-			rq_slot_store(s, &rq_ctx_unknown);
-		else if (rq_slot_read(s, &had, NULL) < 0 || !had.serial || had.len != n ||
+		if (!n) {
+			/* a bare line ends a relayed context; a writer of this process keeps its own */
+			if (atomic_load_explicit(&s->flags, memory_order_relaxed) & RQ_SLOT_RELAY)
+				rq_slot_store(s, &rq_ctx_unknown);
+		} else if (rq_slot_read(s, &had, NULL) < 0 || !had.serial || had.len != n ||
 			 memcmp(had.id, id, n))
 			rq_slot_fill(s, id, (uint32_t)n, RQ_SLOT_RELAY);
 	}

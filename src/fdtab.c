@@ -130,14 +130,11 @@ int rq_fd_set_relay(int fd)
 	return 0;
 }
 
-int rq_fd_stays_log(int from, int to)
+int rq_fd_stays_log(int from, int to, int listened)
 {
-	if (from == to || rq_fd_flags(rq_fd_peek(to)) != RQ_FD_LOG ||
+	if (!listened || from == to || rq_fd_flags(rq_fd_peek(to)) != RQ_FD_LOG ||
 	    !(rq_fd_flags(rq_fd_peek(from)) & RQ_FD_CARRY))
 		return 0;
-	for (int i = 0; i < rq_cfg.nlogfds; i++)
-		if (rq_cfg.logfds[i] == to)
-			return 1;
 	for (int i = 0; i < rq_cfg.nchildfds; i++)
 		if (rq_cfg.childfds[i] == to)
 			return 1;

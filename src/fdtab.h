@@ -160,13 +160,16 @@ int rq_fd_set_relay(int fd);
 
 /*
  * Before dup2/dup3(from, to): whether `to` stays what it is, a log stream,
- * rather than becoming a copy of `from`. It does when `to` is one of the
- * process's standard log fds (REQCTX_LOG_FDS, REQCTX_CHILD_LOG_FDS) and a
- * log now, and `from` a carrier (a pipe or socket the process made): a
- * worker whose stderr its master redirects into a pipe (php-fpm's
+ * rather than becoming a copy of `from`. It does in a process that listens
+ * (`listened`: it, or the process it was forked from, called listen() or
+ * accepted) when `to` is a stderr-like fd (REQCTX_CHILD_LOG_FDS, 2) and a log
+ * now, and `from` a carrier (a pipe or socket the process made): a worker
+ * whose stderr its master redirects into a pipe (php-fpm's
  * catch_workers_output) still writes log lines, prefix included, which the
- * master's read of that pipe takes the ID from (carry.h).
+ * master's read of that pipe takes the ID from (carry.h). Stdout never
+ * does (a shell's $(...) is data), nor does anything in a process that never
+ * listened (a script under `reqctx run`).
  */
-int rq_fd_stays_log(int from, int to);
+int rq_fd_stays_log(int from, int to, int listened);
 
 #endif

@@ -656,13 +656,16 @@ Test(relay, php_fpm_s_flush_command_is_no_log_line)
 	cr_assert_eq(memcmp(fk.out, "[req:fl] partial" RQ_FPM_FLUSH "[req:fl] next\n", fk.len), 0);
 }
 
-Test(relay, a_standard_log_fd_stays_a_log_when_a_pipe_is_put_on_it)
+Test(relay, a_listening_process_s_stderr_stays_a_log_when_a_pipe_is_put_on_it)
 {
 	rq_fd_forget(PR + 1);
 	rq_carry_new(PR + 1, PR);
 	cr_assert_eq(rq_fd_set_log(LOGFD), 0);
-	cr_assert_eq(rq_fd_stays_log(PR + 1, LOGFD), 1);
-	cr_assert_eq(rq_fd_stays_log(PR + 1, 7), 0, "fd 7 is no standard log fd");
+	cr_assert_eq(rq_fd_stays_log(PR + 1, LOGFD, 1), 1);
+	cr_assert_eq(rq_fd_stays_log(PR + 1, LOGFD, 0), 0, "a process that never listened");
+	cr_assert_eq(rq_fd_set_log(1), 0);
+	cr_assert_eq(rq_fd_stays_log(PR + 1, 1, 1), 0, "stdout is data in a pipe");
+	cr_assert_eq(rq_fd_stays_log(PR + 1, 7, 1), 0, "fd 7 is no standard log fd");
 	cr_assert_eq(rq_fd_set_conn(ACC), 0);
-	cr_assert_eq(rq_fd_stays_log(ACC, LOGFD), 0, "a connection put on stderr is a connection");
+	cr_assert_eq(rq_fd_stays_log(ACC, LOGFD, 1), 0, "a connection put on stderr is a connection");
 }
