@@ -89,6 +89,51 @@ int rq_config_prefix_split(const char *v, struct rq_prefix_parts *out)
 	return 0;
 }
 
+int rq_config_format_parse(const char *v)
+{
+	static const char *const names[] = { "prefix", "logfmt", "json", "auto" };
+
+	for (int i = 0; i < 4; i++)
+		if (!strcmp(v, names[i]))
+			return i;
+	return -EINVAL;
+}
+
+int rq_config_field_ok(const char *v)
+{
+	size_t n = strlen(v);
+
+	if (n == 0 || n > RQ_FIELD_MAX)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)v[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '_' || c == '.' || c == '-'))
+			return -EINVAL;
+	}
+	return 0;
+}
+
+static int set_format(const char *v)
+{
+	int f = rq_config_format_parse(v);
+
+	if (f < 0)
+		return f;
+	rq_cfg.format = f;
+	return 0;
+}
+
+static int set_field(const char *v)
+{
+	if (rq_config_field_ok(v) < 0)
+		return -EINVAL;
+	rq_cfg.field_len = strlen(v);
+	memcpy(rq_cfg.field, v, rq_cfg.field_len + 1);
+	return 0;
+}
+
 static int set_prefix(const char *v)
 {
 	struct rq_prefix_parts pp;
@@ -459,6 +504,10 @@ void rq_config_load(const char *(*getenv_fn)(const char *),
 	apply("REQCTX_PREFIX", REQCTX_DEFAULT_PREFIX, set_prefix,
 	      "needs exactly one %s, printable characters, %% for a literal %, "
 	      "and at most 64 characters on each side");
+	apply("REQCTX_FORMAT", "prefix", set_format,
+	      "is not \"prefix\", \"logfmt\", \"json\" or \"auto\"");
+	apply("REQCTX_FIELD", "request_id", set_field,
+	      "is not a field name of 1-64 characters from A-Z a-z 0-9 _ . -");
 	apply("REQCTX_LOG_FDS", REQCTX_DEFAULT_LOG_FDS, set_logfds,
 	      "is not a comma-separated list of at most 16 fds");
 	apply("REQCTX_CHILD_LOG_FDS", "2", set_childfds,

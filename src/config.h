@@ -4,6 +4,10 @@
  *   REQCTX_DISABLE    1: pass everything through untouched (default 0)
  *   REQCTX_HEADER     request/response header carrying the ID (X-Request-Id)
  *   REQCTX_PREFIX     log prefix format, exactly one %s ("[req:%s] ")
+ *   REQCTX_FORMAT     what log lines get (src/prefix.h): "prefix" (default),
+ *                     "logfmt", "json" or "auto"
+ *   REQCTX_FIELD      the ID's key in logfmt and JSON lines ("request_id"):
+ *                     1-64 characters from A-Z a-z 0-9 _ . -
  *   REQCTX_LOG_FDS    comma-separated fds that are log streams in a server,
  *                     once it listens or accepts ("1,2"); set explicitly,
  *                     from the start (src/role.h)
@@ -50,8 +54,10 @@
 #define RQ_LOGFDS_MAX  16   /* fds named in REQCTX_LOG_FDS */
 #define RQ_DEST_MAX    16   /* patterns in REQCTX_PROPAGATE_TO */
 #define RQ_DEST_BYTES  1024 /* their total length */
+#define RQ_FIELD_MAX   64   /* longest REQCTX_FIELD */
 
 enum rq_loop { RQ_LOOP_AUTO, RQ_LOOP_SPLIT, RQ_LOOP_BATCH }; /* REQCTX_LOOP */
+enum rq_fmt { RQ_FMT_PREFIX, RQ_FMT_LOGFMT, RQ_FMT_JSON, RQ_FMT_AUTO }; /* REQCTX_FORMAT */
 
 /*
  * One REQCTX_PROPAGATE_TO pattern: an address range and a port, or a glob
@@ -81,12 +87,15 @@ struct rq_config {
 	int dest_none;   /* unless the list was bad: then none */
 	struct rq_dest dest[RQ_DEST_MAX];
 	char dest_buf[RQ_DEST_BYTES];
+	int format; /* enum rq_fmt */
 	size_t hdr_len;
 	char hdr[RQ_HDR_MAX + 1];    /* as configured, for the response */
 	char hdr_lc[RQ_HDR_MAX + 1]; /* lower case, for matching */
 	size_t pfx_head_len, pfx_tail_len;
 	char pfx_head[RQ_PFX_PART + 1];
 	char pfx_tail[RQ_PFX_PART + 1];
+	size_t field_len;
+	char field[RQ_FIELD_MAX + 1];
 	int nglobs;
 	const char *globs[RQ_GLOBS_MAX];
 	char glob_buf[RQ_GLOBS_BYTES];
@@ -156,5 +165,10 @@ int rq_config_dests_parse(const char *v, char buf[RQ_DEST_BYTES], struct rq_dest
  * the patterns (every address when there are none), 0 if not.
  */
 int rq_config_dest_match(const struct rq_dest *dest, int ndest, const void *sa, size_t len);
+/* REQCTX_FORMAT: returns the enum rq_fmt of "prefix", "logfmt", "json" or "auto". */
+int rq_config_format_parse(const char *v);
+
+/* REQCTX_FIELD: 1 to RQ_FIELD_MAX characters from A-Z a-z 0-9 _ . - (safe in JSON and logfmt). */
+int rq_config_field_ok(const char *v);
 
 #endif

@@ -150,6 +150,7 @@ RQ_EXPORT int reqctx_snapshot_enter(const reqctx_snapshot *s)
 {
 	if (!snapshot_ok(s))
 		return -EINVAL;
+	rq_evq_api();
 	rq_ctx_set((const struct rq_ctx *)s);
 	return 0;
 }
@@ -160,6 +161,7 @@ RQ_EXPORT int reqctx_snapshot_run(const reqctx_snapshot *s, void (*fn)(void *), 
 
 	if (!snapshot_ok(s) || !fn)
 		return -EINVAL;
+	rq_evq_api();
 	saved = *rq_ctx_cur();
 	rq_ctx_set((const struct rq_ctx *)s);
 	fn(arg);
@@ -173,6 +175,7 @@ RQ_EXPORT int reqctx_run(const char *id, void (*fn)(void *), void *arg)
 
 	if (!reqctx_id_valid(id) || !fn)
 		return -EINVAL;
+	rq_evq_api();
 	saved = *rq_ctx_cur();
 	c.serial = rq_serial_next();
 	c.len = (uint32_t)strlen(id);

@@ -214,7 +214,7 @@ void rq_fd_copy(int from, int to)
 	atomic_store_explicit(&dst->line, atomic_load(&src->line), memory_order_relaxed);
 	atomic_store_explicit(&dst->peer, atomic_load(&src->peer), memory_order_relaxed);
 	atomic_fetch_add_explicit(&dst->gen, 1, memory_order_release);
-	if (fl & RQ_FD_CONN) {
+	if (fl & RQ_FD_CONNS) {
 		struct rq_conn *c = share(src);
 
 		if (!c)

@@ -1,5 +1,7 @@
 #include "handle.h"
 
+#include "evq.h"
+
 #include <stdatomic.h>
 #include <string.h>
 
@@ -162,6 +164,7 @@ uint64_t rq_handle_enter(uint64_t h)
 	uint64_t prev = cur->serial;
 	struct rq_ctx c;
 
+	rq_evq_api();
 	if (h == prev)
 		return prev;
 	if (prev)

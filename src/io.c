@@ -11,6 +11,7 @@
 #include "ctx.h"
 #include "id.h"
 #include "lines.h"
+#include "prefix.h"
 #include "sys.h"
 
 ssize_t rq_io_plain(int fd, const struct iovec *iov, int iovcnt, const struct rq_call *k)
@@ -109,81 +110,6 @@ static void advance(struct cursor *c, const struct iovec *iov, int iovcnt, size_
 	}
 }
 
-int rq_prefix_wanted(void)
-{
-	rq_evq_use();
-	return rq_ctx_cur()->serial != 0 || !rq_cfg.bare_unknown;
-}
-
-size_t rq_prefix_render(char buf[RQ_INS_MAX])
-{
-	const struct rq_ctx *c = rq_ctx_cur();
-	size_t n = rq_cfg.pfx_head_len;
-
-	memcpy(buf, rq_cfg.pfx_head, n);
-	memcpy(buf + n, c->id, c->len);
-	n += c->len;
-	memcpy(buf + n, rq_cfg.pfx_tail, rq_cfg.pfx_tail_len);
-	return n + rq_cfg.pfx_tail_len;
-}
-
-/*
- * The thread's prefix, rendered once per context rather than once per line.
- * `busy` keeps a signal handler that logs while the cache is in use from
- * rewriting it under its owner: the handler renders into its own buffer.
- */
-struct pfx_cache {
-	uint64_t serial;   /* context it was rendered for */
-	unsigned cfg_gen;  /* configuration it was rendered with */
-	unsigned busy;
-	size_t len;        /* 0: nothing cached */
-	char text[RQ_INS_MAX];
-};
-
-static RQ_TLS struct pfx_cache pfx_cache;
-
-/*
- * Takes the thread's cached prefix (busy until released), rendering it if
- * the context or the configuration changed. NULL if code that the current
- * signal handler interrupted holds it.
- */
-static inline const char *cache_take(size_t *len)
-{
-	struct pfx_cache *p = &pfx_cache;
-	uint64_t serial = rq_ctx_cur()->serial;
-
-	if (p->busy)
-		return NULL;
-	p->busy = 1;
-	atomic_signal_fence(memory_order_seq_cst);
-	if (unlikely(p->serial != serial || p->cfg_gen != rq_cfg.gen || !p->len)) {
-		p->len = 0;
-		p->serial = serial;
-		p->cfg_gen = rq_cfg.gen;
-		p->len = rq_prefix_render(p->text);
-	}
-	*len = p->len;
-	return p->text;
-}
-
-const char *rq_prefix_acquire(char buf[RQ_INS_MAX], size_t *len)
-{
-	const char *t = cache_take(len);
-
-	if (t)
-		return t;
-	*len = rq_prefix_render(buf);
-	return buf;
-}
-
-void rq_prefix_release(const char *pfx)
-{
-	if (pfx == pfx_cache.text) {
-		atomic_signal_fence(memory_order_seq_cst);
-		pfx_cache.busy = 0;
-	}
-}
-
 /* ---- log streams ---- */
 
 /*
@@ -267,6 +193,9 @@ struct lplan {
 	size_t used;          /* bytes of it in use */
 	size_t bytes, caller; /* all bytes planned, and the caller's among them */
 	int mid;              /* inside a line after the last caller byte planned */
+	const char *due;      /* then, inserted bytes owed to that line (due_len 0: none) */
+	size_t due_len, due_at;
+	int due_kind;
 	struct pool *pool;
 };
 
@@ -378,14 +307,22 @@ static void plan_log(struct lplan *pl, struct rq_walk *w)
 	pl->n = 0;
 	pl->used = pl->bytes = pl->caller = 0;
 	pl->mid = w->mid;
+	pl->due_len = 0;
 	while (rq_walk_next(w, &s)) {
 		if ((room && pl->caller && s.len > room - (room < pl->bytes ? room : pl->bytes)) ||
 		    (lay(pl, &s) < 0 && (pl->buf || upgrade(pl) < 0 || lay(pl, &s) < 0))) {
 			if (have_line) {
 				back(pl, &line);
 				pl->mid = 0;
+				pl->due_len = 0;
 			}
 			return;
+		}
+		pl->due_len = w->due_len; /* what the line owes after what is laid */
+		if (unlikely(w->due_len)) {
+			pl->due = w->due;
+			pl->due_at = w->due_at;
+			pl->due_kind = w->due_kind;
 		}
 		if (s.kind != RQ_SEG_CALLER) {
 			pl->mid = 1; /* (a plan never fills before its first line's bytes) */
@@ -399,8 +336,20 @@ static void plan_log(struct lplan *pl, struct rq_walk *w)
 	}
 }
 
-/* emit_log's and log_bare's answer when the line state moved under the plan. */
-#define STALE (-2)
+/*
+ * The line state a plan made from state st leaves: inside a line or at a
+ * line start, or owing the text its line has not got yet (stored in the
+ * fd's record first, unless it is the rest of the one the state owes).
+ */
+static uint32_t plan_post(int fd, uint32_t st, const struct lplan *pl)
+{
+	if (likely(!pl->due_len))
+		return pl->mid ? RQ_LN_MID : 0;
+	if (pl->due_kind == RQ_SEG_REST)
+		return rq_ln_cut(rq_ln_which(st), rq_ln_plen(st) - pl->due_len, rq_ln_plen(st),
+				 pl->due_at);
+	return rq_ln_cut_text(fd, st, pl->due, pl->due_len, 0, pl->due_at);
+}
 
 /*
  * Publishes the line state `post` a write will leave, in place of the state
@@ -428,11 +377,12 @@ static inline int publish(struct rq_fd *e, unsigned epoch, uint32_t st, uint32_t
  * right before it: everything the call needs is ready first, so that only a
  * handful of instructions separate the store from the system call (a signal
  * handler that runs there is the one that sees the state too early).
- * Returns what the call returns, or STALE. A pooled plan's entry is released
- * if the thread is cancelled in the call.
+ * Returns 0 with what the call returned in *ret, or -EAGAIN if the state
+ * moved under the plan (no call was made: plan again). A pooled plan's entry
+ * is released if the thread is cancelled in the call.
  */
-static ssize_t emit_log(int fd, struct rq_fd *e, unsigned epoch, uint32_t st, uint32_t post,
-			const struct lplan *pl, const struct rq_call *k, int check)
+static int emit_log(int fd, struct rq_fd *e, unsigned epoch, uint32_t st, uint32_t post,
+		    const struct lplan *pl, const struct rq_call *k, int check, ssize_t *ret)
 {
 	ssize_t (*wv)(int, const struct iovec *, int) = rq_sys.writev;
 	ssize_t (*sm)(int, const struct msghdr *, int) = rq_sys.sendmsg;
@@ -451,20 +401,25 @@ static ssize_t emit_log(int fd, struct rq_fd *e, unsigned epoch, uint32_t st, ui
 	m.msg_iovlen = (size_t)pl->n;
 	if (!pl->pool) {
 		if (!publish(e, epoch, st, post, check))
-			return STALE;
-		return vec ? wv(fd, pl->iov, pl->n) : sm(fd, &m, k->flags);
+			return -EAGAIN;
+		*ret = vec ? wv(fd, pl->iov, pl->n) : sm(fd, &m, k->flags);
+		return 0;
 	}
+	r = 0;
 	pthread_cleanup_push(pool_put, pl->pool);
-	r = !publish(e, epoch, st, post, check) ? STALE
-	    : vec ? wv(fd, pl->iov, pl->n) : sm(fd, &m, k->flags);
+	if (publish(e, epoch, st, post, check))
+		*ret = vec ? wv(fd, pl->iov, pl->n) : sm(fd, &m, k->flags);
+	else
+		r = -EAGAIN;
 	pthread_cleanup_pop(0);
-	return r;
+	return (int)r;
 }
 
 /*
  * The caller's bytes among the first r bytes of a system call planned from
  * walk w, which started in line state st0, and (in *now) the line state they
- * leave. A cut inside a prefix records its text (rq_ln_cut_text).
+ * leave. A cut inside an inserted text, or in front of one, records the
+ * text (rq_ln_cut_text).
  */
 static size_t map_log(int fd, struct rq_walk *w, size_t r, uint32_t st0, uint32_t *now)
 {
@@ -478,13 +433,23 @@ static size_t map_log(int fd, struct rq_walk *w, size_t r, uint32_t st0, uint32_
 		got += take;
 		if (s.kind == RQ_SEG_CALLER) {
 			caller += take;
-			after = take < s.len || s.p[take - 1] != '\n' ? RQ_LN_MID : 0;
+			if (take == s.len && s.p[take - 1] == '\n')
+				after = 0;
+			else if (likely(!w->due_len))
+				after = RQ_LN_MID;
+			else if (w->due_kind == RQ_SEG_REST) /* still owed, after what was not taken */
+				after = rq_ln_cut(rq_ln_which(st0), rq_ln_plen(st0) - w->due_len,
+						  rq_ln_plen(st0), w->due_at + s.len - take);
+			else
+				after = rq_ln_cut_text(fd, st0, w->due, w->due_len, 0,
+						       w->due_at + s.len - take);
 		} else if (take == s.len) {
-			after = RQ_LN_MID; /* the prefix is out whole: its line has begun */
+			after = RQ_LN_MID; /* the text is out whole: its line has begun */
 		} else if (s.kind == RQ_SEG_REST) {
-			after = rq_ln_cut(rq_ln_which(st0), rq_ln_pend(st0) + take, rq_ln_plen(st0));
+			after = rq_ln_cut(rq_ln_which(st0), rq_ln_plen(st0) - s.len + take,
+					  rq_ln_plen(st0), 0);
 		} else {
-			after = rq_ln_cut_text(fd, st0, s.p, s.len, take);
+			after = rq_ln_cut_text(fd, st0, s.p, s.len, take, 0);
 		}
 	}
 	*now = after;
@@ -492,73 +457,76 @@ static size_t map_log(int fd, struct rq_walk *w, size_t r, uint32_t st0, uint32_
 }
 
 /*
- * A log write outside requests with REQCTX_UNKNOWN=bare, with no cut prefix
+ * A log write outside requests with REQCTX_UNKNOWN=bare, with no cut text
  * to finish: the caller's own call, with the line state it leaves published
- * before it.
+ * before it. Returns 0 with the call's result in *ret, or -EAGAIN as
+ * emit_log.
  */
-static ssize_t log_bare(int fd, struct rq_fd *e, unsigned epoch, uint32_t st,
-			const struct iovec *iov, int iovcnt, const struct rq_call *k, size_t total,
-			int check)
+static int log_bare(int fd, struct rq_fd *e, unsigned epoch, uint32_t st,
+		    const struct iovec *iov, int iovcnt, const struct rq_call *k, size_t total,
+		    int check, ssize_t *ret)
 {
 	uint32_t post = byte_before(iov, iovcnt, total) != '\n' ? RQ_LN_MID : 0;
 	ssize_t r;
 	int saved;
 
 	if (!publish(e, epoch, st, post, check))
-		return STALE;
-	r = rq_io_plain(fd, iov, iovcnt, k);
+		return -EAGAIN;
+	r = *ret = rq_io_plain(fd, iov, iovcnt, k);
 	saved = errno;
 	if (r <= 0)
 		rq_ln_fix(e, epoch, post, st);
 	else if ((size_t)r < total)
 		rq_ln_fix(e, epoch, post, byte_before(iov, iovcnt, (size_t)r) != '\n' ? RQ_LN_MID : 0);
 	errno = saved;
-	return r;
+	return 0;
 }
 
 /*
- * Writes the caller's bytes with the prefix before each line that starts;
- * returns what the caller's call returns. Each system call publishes the
- * line state it will leave before it is made (src/lines.h), unless a signal
- * handler (or another thread) wrote meanwhile: then the plan is made again,
- * from the state that write left, up to 4 times. A short call corrects it. A call that got some of the caller's bytes out returns their
- * count; one that got only prefix bytes out is followed by another.
+ * Writes the caller's bytes with what each line that starts gets (the
+ * prefix, or a field: src/prefix.h); returns what the caller's call returns.
+ * Each system call publishes the line state it will leave before it is made
+ * (src/lines.h), unless a signal handler (or another thread) wrote
+ * meanwhile: then the plan is made again, from the state that write left, up
+ * to 4 times. A short call corrects it. A call that got some of the caller's
+ * bytes out returns their count; one that got only inserted bytes out is
+ * followed by another.
  */
 static ssize_t log_write(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
 			 const struct rq_call *k, size_t total)
 {
 	struct iovec stack[STACK_IOV];
-	char buf[RQ_INS_MAX], rest[RQ_PFX_MAX];
+	char buf[RQ_TEXTS_MAX], rest[RQ_PFX_MAX];
 	struct lplan pl = { .iov = stack, .cap = STACK_IOV };
 	struct cursor cur = { 0, 0 };
-	const char *pfx = NULL;
-	size_t plen = 0, done = 0;
+	struct rq_texts tx;
+	const char *held = NULL;
+	size_t done = 0;
 	int saved = errno;
 	ssize_t ret;
 
 	if (rq_prefix_wanted())
-		pfx = rq_prefix_acquire(buf, &plen);
+		held = rq_prefix_acquire(buf, &tx);
 	for (int tries = 0;;) {
 		struct rq_walk w, start;
 		uint32_t st, post, now;
 		unsigned epoch = rq_ln_begin();
-		size_t rlen = rq_ln_load(fd, e, &st, rest), c;
+		size_t skip, rlen = rq_ln_load(fd, e, &st, rest, &skip), c;
 		ssize_t r;
 
-		if (!pfx && !rlen && !done) {
-			r = log_bare(fd, e, epoch, st, iov, iovcnt, k, total, tries++ < 4);
-			if (r == STALE)
+		if (!held && !rlen && !done) {
+			if (log_bare(fd, e, epoch, st, iov, iovcnt, k, total, tries++ < 4, &r) < 0)
 				continue;
 			return r;
 		}
-		rq_walk_init(&w, iov, iovcnt, total - done, st & RQ_LN_MID, rest, rlen, pfx, plen);
+		rq_walk_init(&w, iov, iovcnt, total - done, st & RQ_LN_MID, rest, rlen, skip,
+			     held ? &tx : NULL);
 		w.i = cur.i;
 		w.off = cur.off;
 		start = w;
 		plan_log(&pl, &w);
-		post = pl.mid ? RQ_LN_MID : 0;
-		r = emit_log(fd, e, epoch, st, post, &pl, k, tries++ < 4);
-		if (r == STALE)
+		post = plan_post(fd, st, &pl);
+		if (emit_log(fd, e, epoch, st, post, &pl, k, tries++ < 4, &r) < 0)
 			continue;
 		if (r > 0)
 			room_after((size_t)r, pl.bytes);
@@ -583,14 +551,14 @@ static ssize_t log_write(int fd, struct rq_fd *e, const struct iovec *iov, int i
 			ret = (ssize_t)done;
 			break;
 		}
-		/* Only prefix bytes went out: go on rather than return 0. */
+		/* Only inserted bytes went out: go on rather than return 0. */
 	}
 	if (ret >= 0 || done)
 		errno = saved;
 	if (pl.pool)
 		pool_put(pl.pool);
-	if (pfx)
-		rq_prefix_release(pfx);
+	if (held)
+		rq_prefix_release(held);
 	return ret;
 }
 
@@ -658,53 +626,120 @@ static ssize_t conn_write(int fd, struct rq_conn *c, const struct iovec *iov, in
 	}
 }
 
-/* log_line's answer when the write is not its case. */
-#define NOT_LINE (-2)
+static __attribute__((noinline)) ssize_t write_general(int fd, struct rq_fd *e,
+						       const struct iovec *iov, int iovcnt,
+						       const struct rq_call *k, uint32_t fl);
+
+/*
+ * After a one-line write that the kernel cut short after r of its bytes: the
+ * line [0, at) `text` (tl bytes) [at, n) stopped inside the text, or in
+ * front of it. Corrects the line state (if no other write changed it) and
+ * returns the caller bytes that went out.
+ */
+static __attribute__((noinline)) size_t line_cut(int fd, struct rq_fd *e, unsigned epoch,
+						  const char *text, size_t tl, size_t at, size_t r)
+{
+	uint32_t now = RQ_LN_MID;
+
+	if (r < at)
+		now = rq_ln_cut_text(fd, 0, text, tl, 0, at - r);
+	else if (r < at + tl)
+		now = rq_ln_cut_text(fd, 0, text, tl, r - at, 0);
+	rq_ln_fix(e, epoch, 0, now);
+	return r < at ? r : r < at + tl ? at : r - tl;
+}
+
+/*
+ * The system call of a one-line write: v holds the line iov[0] with `text`
+ * (tl bytes, at caller bytes into it), from the cache taken as h. Returns
+ * what write returns; a write a signal handler's came before, or one that
+ * got only inserted bytes out, is left to the general path.
+ */
+static inline __attribute__((always_inline)) ssize_t
+line_out(int fd, struct rq_fd *e, const struct iovec *iov, const struct rq_call *k, unsigned epoch,
+	 const char *h, const struct iovec *v, int cnt, const char *text, size_t tl, size_t at)
+{
+	size_t n = iov[0].iov_len, c;
+	ssize_t r;
+
+	if (unlikely(rq_ln_epoch != epoch)) { /* a handler wrote meanwhile: plan from what it left */
+		rq_prefix_release(h);
+		return write_general(fd, e, iov, 1, k, RQ_FD_LOG);
+	}
+	/* writev leaves errno alone when it succeeds, and so does everything here */
+	r = rq_sys.writev(fd, v, cnt);
+	if (likely(r == (ssize_t)(tl + n))) {
+		rq_prefix_release(h);
+		return (ssize_t)n;
+	}
+	c = r > 0 ? line_cut(fd, e, epoch, text, tl, at, (size_t)r) : 0;
+	rq_prefix_release(h);
+	if (r <= 0)
+		return r;
+	if (!c) /* none of the line yet: the general path goes on */
+		return write_general(fd, e, iov, 1, k, RQ_FD_LOG);
+	return (ssize_t)c;
+}
+
+/* log_line in the formats other than prefix: the line gets its text where it goes. */
+static __attribute__((noinline)) ssize_t log_fields(int fd, struct rq_fd *e,
+						    const struct iovec *iov,
+						    const struct rq_call *k, unsigned epoch,
+						    const char *h)
+{
+	const char *s = iov[0].iov_base, *text;
+	size_t n = iov[0].iov_len, tl, at;
+	struct rq_texts t;
+	struct iovec v[3];
+
+	rq_prefix_texts(&t);
+	if (!(tl = rq_prefix_place_line(&t, s, n, &text, &at))) {
+		rq_prefix_release(h); /* it has its field (or prefix) already */
+		return write_general(fd, e, iov, 1, k, RQ_FD_LOG);
+	}
+	if (!at) {
+		v[0].iov_base = (void *)text;
+		v[0].iov_len = tl;
+		v[1] = iov[0];
+		return line_out(fd, e, iov, k, epoch, h, v, 2, text, tl, 0);
+	}
+	v[0].iov_base = (void *)s; /* a JSON line: after its brace */
+	v[0].iov_len = at;
+	v[1].iov_base = (void *)text;
+	v[1].iov_len = tl;
+	v[2].iov_base = (void *)(s + at);
+	v[2].iov_len = n - at;
+	return line_out(fd, e, iov, k, epoch, h, v, 3, text, tl, at);
+}
 
 /*
  * write(2) of one whole line at a line start, the common case of a log write:
- * the cached prefix and the line in one writev, with no planning. The line
+ * the cached text and the line in one writev, with no planning. The line
  * state is a line start before and after, so nothing is published. Returns
- * what write returns, or NOT_LINE for any other case (then nothing was
- * written, or only prefix bytes, which the general path goes on from).
+ * what write returns. Any other case (or one where only inserted bytes got
+ * out, which it goes on from) is the general path's.
  */
-static ssize_t log_line(int fd, struct rq_fd *e, const char *s, size_t n)
+static ssize_t log_line(int fd, struct rq_fd *e, const struct iovec *iov, const struct rq_call *k)
 {
-	struct iovec v[2];
+	const char *s = iov[0].iov_base, *h;
+	size_t n = iov[0].iov_len, tl;
 	unsigned epoch = rq_ln_begin();
-	ssize_t r;
+	struct iovec v[2];
 
 	if (!n || n > SSIZE_MAX || !plausible(s, n) || s[n - 1] != '\n' ||
 	    atomic_load_explicit(&e->line, memory_order_relaxed) || !rq_prefix_wanted() ||
-	    memchr(s, '\n', n - 1) || !(v[0].iov_base = (void *)cache_take(&v[0].iov_len)))
-		return NOT_LINE; /* (a handler whose thread holds the cache: the general path) */
-	if (unlikely((*s == *(const char *)v[0].iov_base && n >= v[0].iov_len &&
-		      !memcmp(s, v[0].iov_base, v[0].iov_len)) || rq_relaying())) {
-		rq_prefix_release(v[0].iov_base); /* the line has its prefix already */
-		return NOT_LINE;
+	    memchr(s, '\n', n - 1) || !(h = rq_prefix_take(&tl)))
+		return write_general(fd, e, iov, 1, k, RQ_FD_LOG); /* (or a handler's, cache busy) */
+	if (unlikely(rq_cfg.format != RQ_FMT_PREFIX))
+		return log_fields(fd, e, iov, k, epoch, h);
+	if (unlikely((*s == *h && n >= tl && !memcmp(s, h, tl)) || rq_relaying())) {
+		rq_prefix_release(h); /* the line has its prefix already */
+		return write_general(fd, e, iov, 1, k, RQ_FD_LOG);
 	}
-	v[1].iov_base = (void *)s;
-	v[1].iov_len = n;
-	if (unlikely(rq_ln_epoch != epoch)) { /* a handler wrote meanwhile: plan from what it left */
-		rq_prefix_release(v[0].iov_base);
-		return NOT_LINE;
-	}
-	/* writev leaves errno alone when it succeeds, and so does everything here */
-	r = rq_sys.writev(fd, v, 2);
-	if (likely(r == (ssize_t)(v[0].iov_len + n))) {
-		rq_prefix_release(v[0].iov_base);
-		return (ssize_t)n;
-	}
-	if (r > 0)
-		rq_ln_fix(e, epoch, 0, (size_t)r < v[0].iov_len
-			  ? rq_ln_cut_text(fd, 0, v[0].iov_base, v[0].iov_len, (size_t)r)
-			  : RQ_LN_MID);
-	rq_prefix_release(v[0].iov_base);
-	if (r <= 0)
-		return r;
-	if ((size_t)r <= v[0].iov_len) /* none of the line yet: the general path goes on */
-		return NOT_LINE;
-	return r - (ssize_t)v[0].iov_len;
+	v[0].iov_base = (void *)h;
+	v[0].iov_len = tl;
+	v[1] = iov[0];
+	return line_out(fd, e, iov, k, epoch, h, v, 2, h, tl, 0);
 }
 
 /* Everything but a carrier or a one-line log write: checks the call, then plans it. */
@@ -749,12 +784,8 @@ static __attribute__((noinline)) ssize_t write_general(int fd, struct rq_fd *e,
 ssize_t rq_io_write_slow(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
 			 const struct rq_call *k, uint32_t fl)
 {
-	if (fl == RQ_FD_LOG && k->how == RQ_WRITE) {
-		ssize_t r = log_line(fd, e, iov[0].iov_base, iov[0].iov_len);
-
-		if (r != NOT_LINE)
-			return r;
-	}
+	if (fl == RQ_FD_LOG && k->how == RQ_WRITE)
+		return log_line(fd, e, iov, k);
 	return write_general(fd, e, iov, iovcnt, k, fl);
 }
 
@@ -777,12 +808,21 @@ void rq_io_conn_read(struct rq_conn *c, const struct iovec *iov, int iovcnt, ssi
 
 	switch (atomic_load_explicit(&c->xport, memory_order_acquire)) {
 	case RQ_XP_PLAIN:
-		if (unlikely(rq_conn_outbound(c))) /* a reply: read in the context that wrote */
+		if (unlikely(rq_conn_outbound(c))) { /* a reply: read in the context that wrote */
 			RQ_SAVE_ERRNO(rq_conn_enter(c));
-		else if (n && rq_conn_fresh(c) && first_byte(iov, iovcnt) == TLS_HANDSHAKE)
-			RQ_SAVE_ERRNO(rq_conn_tls_wait(c));
-		else
+			return;
+		}
+		if (!(n && rq_conn_fresh(c) && first_byte(iov, iovcnt) == TLS_HANDSHAKE)) {
 			rq_conn_feed(c, iov, iovcnt, n);
+			return;
+		}
+		RQ_SAVE_ERRNO(rq_conn_tls_wait(c));
+		for (int i = 0; i < iovcnt; i++)
+			if (iov[i].iov_len) { /* (a ClientHello's start is in one piece) */
+				RQ_SAVE_ERRNO(rq_conn_tls_hello(c, iov[i].iov_base,
+								 iov[i].iov_len < n ? iov[i].iov_len : n));
+				break;
+			}
 		return;
 	case RQ_XP_TLS_WAIT:
 		RQ_SAVE_ERRNO(rq_conn_enter(c));

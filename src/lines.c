@@ -4,9 +4,11 @@
 
 #include <string.h>
 
+#include "config.h"
+
 RQ_TLS unsigned rq_ln_epoch;
 
-size_t rq_ln_load(int fd, struct rq_fd *e, uint32_t *st, char rest[RQ_PFX_MAX])
+size_t rq_ln_load(int fd, struct rq_fd *e, uint32_t *st, char rest[RQ_PFX_MAX], size_t *skip)
 {
 	for (int tries = 0;; tries++) {
 		uint32_t s = atomic_load_explicit(&e->line, memory_order_acquire);
@@ -14,7 +16,8 @@ size_t rq_ln_load(int fd, struct rq_fd *e, uint32_t *st, char rest[RQ_PFX_MAX])
 		const struct rq_log *lg;
 
 		*st = s;
-		if (!pend)
+		*skip = 0;
+		if (!plen)
 			return 0;
 		lg = rq_log_peek(fd);
 		if (!lg || pend >= plen || plen > RQ_PFX_MAX) { /* no text to finish: the line goes on */
@@ -22,25 +25,27 @@ size_t rq_ln_load(int fd, struct rq_fd *e, uint32_t *st, char rest[RQ_PFX_MAX])
 			return 0;
 		}
 		memcpy(rest, lg->pfx[rq_ln_which(s)] + pend, plen - pend);
+		*skip = rq_ln_skip(s);
 		/* Another cut published meanwhile: its text may be what was copied. */
 		if (atomic_load_explicit(&e->line, memory_order_acquire) == s || tries == 3)
 			return plen - pend;
 	}
 }
 
-uint32_t rq_ln_cut_text(int fd, uint32_t st0, const char *text, size_t plen, size_t pend)
+uint32_t rq_ln_cut_text(int fd, uint32_t st0, const char *text, size_t plen, size_t pend,
+			size_t skip)
 {
 	struct rq_log *lg = rq_log_peek(fd);
 	int which = !rq_ln_which(st0);
 
-	if (!lg || !pend || pend >= plen || plen > RQ_PFX_MAX)
+	if (!lg || pend >= plen || plen > RQ_PFX_MAX || skip > 0x1ff)
 		return RQ_LN_MID; /* (never for a log stream: it has its record) */
 	memcpy(lg->pfx[which], text, plen);
-	return rq_ln_cut(which, pend, plen);
+	return rq_ln_cut(which, pend, plen, skip);
 }
 
 void rq_walk_init(struct rq_walk *w, const struct iovec *iov, int iovcnt, size_t left, int mid,
-		  const char *rest, size_t rlen, const char *pfx, size_t plen)
+		  const char *rest, size_t rlen, size_t skip, const struct rq_texts *tx)
 {
 	w->iov = iov;
 	w->iovcnt = iovcnt;
@@ -48,10 +53,14 @@ void rq_walk_init(struct rq_walk *w, const struct iovec *iov, int iovcnt, size_t
 	w->off = 0;
 	w->left = left;
 	w->mid = mid || rlen;
-	w->rest = rest;
-	w->rest_len = rlen;
-	w->pfx = pfx;
-	w->plen = plen;
+	w->due = rest;
+	w->due_len = rlen;
+	w->due_at = skip;
+	w->due_kind = RQ_SEG_REST;
+	w->fmt = rq_cfg.format;
+	w->tx = tx;
+	w->pfx = tx ? tx->pfx : NULL;
+	w->plen = tx ? tx->plen : 0;
 }
 
 /* 1 if the caller's bytes from the walk's position on begin with the prefix itself. */
@@ -78,3 +87,15 @@ int rq_walk_own(const struct rq_walk *w)
 	return 1;
 }
 
+int rq_walk_place(struct rq_walk *w)
+{
+	struct rq_line ln = { w->iov, w->iovcnt, w->i, w->off, w->left };
+	size_t at, n = rq_prefix_place(w->tx, &ln, &w->due, &at);
+
+	if (!n)
+		return 0;
+	w->due_len = n;
+	w->due_at = at;
+	w->due_kind = RQ_SEG_PFX;
+	return 1;
+}

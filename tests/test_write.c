@@ -13,6 +13,7 @@
 #include "ctx.h"
 #include "fdtab.h"
 #include "io.h"
+#include "prefix.h"
 #include "reqctx.h"
 
 enum { LOG = 200, CONN = 201, PLAIN = 202 };
@@ -680,12 +681,12 @@ Test(logs, one_line_writes_under_every_short_write_keep_bytes_exact)
 Test(logs, a_signal_handler_line_during_a_line_gets_its_own_prefix)
 {
 	/* The prefix cache is busy while a line is written; a nested write renders its own. */
-	char buf[RQ_INS_MAX];
-	size_t len;
+	char buf[RQ_TEXTS_MAX];
+	struct rq_texts t;
 	const char *outer;
 
 	in_request("outer");
-	outer = rq_prefix_acquire(buf, &len);
+	outer = rq_prefix_acquire(buf, &t);
 	in_request("inner");
 	cr_assert_eq(wrs(LOG, "from a handler\n"), 15);
 	rq_prefix_release(outer);

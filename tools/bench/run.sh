@@ -5,7 +5,7 @@
 #
 # Environment (defaults in brackets):
 #   B              build directory, absolute [build]
-#   BENCH_ROWS     rows to run [1 2 3 4 5 6 7 8]
+#   BENCH_ROWS     rows to run [1 2 3 4 5 6 7 8 9]
 #   BENCH_N        calls per callgrind/strace run [100000]
 #   BENCH_ROUNDS   alternating rounds for throughput and timing rows [5]
 #   BENCH_SECS     seconds per wrk run [3]
@@ -14,7 +14,7 @@
 set -u
 
 B=${B:-$PWD/build}
-ROWS=${BENCH_ROWS:-1 2 3 4 5 6 7 8}
+ROWS=${BENCH_ROWS:-1 2 3 4 5 6 7 8 9 10}
 N=${BENCH_N:-100000}
 ROUNDS=${BENCH_ROUNDS:-5}
 SECS=${BENCH_SECS:-3}
@@ -470,6 +470,7 @@ for r in $ROWS; do
 	7) row7 ;;
 	8) . "$(dirname "$0")/node.sh" && row8 ;;
 	9) . "$(dirname "$0")/h2.sh" && row9 ;;
+	10) . "$(dirname "$0")/python.sh" && row10 ;;
 	*) say "unknown row $r" ;;
 	esac
 done
@@ -477,6 +478,8 @@ done
 
 . "$(dirname "$0")/correlate.sh" # row 8: batched log correlation (BENCH_ROWS unset, or with 8)
 . "$(dirname "$0")/lines.sh" # multi-line writes: syscalls and time (rows "lines"; BENCH_LINES=0 skips)
+. "$(dirname "$0")/formats.sh" # per-line cost in each REQCTX_FORMAT (rows "formats"; BENCH_FORMATS=0 skips)
+. "$(dirname "$0")/tls.sh" # nginx HTTPS req/s, preload / plain (row "tls"; BENCH_TLS=0 skips)
 
 say ""
 say "== summary (without = the alternative; with = under libreqctx.so)"
