@@ -93,13 +93,42 @@ out:
 	return r;
 }
 
-/* ---- the context ---- */
-
-int rq_out_begin(struct rq_conn *c)
+void rq_out_tls_claim(struct rq_conn *c)
 {
 	struct rq_out *o = state(c);
 
-	rq_slot_store(&c->slots[0], rq_ctx_cur()); /* what the reply will be read in */
+	rq_hdrs_reset(&c->ws); /* the handshake stopped it */
+	c->ins_state = 0;
+	c->ins_sent = 0;
+	c->proto = RQ_PR_HTTP1_OUT;
+	if (o) {
+		o->started = 0;
+		o->pend_len = 0;
+		rq_fcgi_out_init(&o->fc);
+	}
+	atomic_store_explicit(&c->xport, RQ_XP_TLS, memory_order_release);
+}
+
+/* ---- the context ---- */
+
+/*
+ * Before a write: the writer's context is what the reply will be read in.
+ * The first write on a fresh connection speaks for the request that opened
+ * it, when one did: an event loop writes a new upstream's request from its
+ * write-ready callback, which may run in another request's context (a loop
+ * in batch mode, evq.h), so that request becomes the thread's context, as a
+ * response head's request does on an accepted connection.
+ */
+int rq_out_begin(struct rq_conn *c)
+{
+	struct rq_out *o = state(c);
+	struct rq_slot *s = &c->slots[0];
+	uint64_t opener = atomic_load_explicit(&s->serial, memory_order_relaxed);
+
+	if (o && !o->started && opener && opener != rq_ctx_cur()->serial)
+		rq_ctx_set_slot(s);
+	else
+		rq_slot_store(s, rq_ctx_cur());
 	if (!o)
 		return 0;
 	if (c->proto == RQ_PR_FCGI_OUT)

@@ -74,6 +74,13 @@ void rq_out_unseen(struct rq_conn *c);
 size_t rq_out_cut(struct rq_conn *c, char text[RQ_OUT_LINE], const char **rest);
 void rq_out_cut_sent(struct rq_conn *c, size_t n);
 
+/*
+ * A client SSL object took the connection over (src/tls.h): from now on the
+ * scanner sees the plaintext requests of SSL_write, fresh, and the fd's own
+ * bytes (ciphertext) pass through.
+ */
+void rq_out_tls_claim(struct rq_conn *c);
+
 /* Gives back the state of an outbound connection (its last reference went). */
 void rq_out_release(void *state);
 

@@ -261,6 +261,28 @@ Test(out, each_request_on_a_reused_connection_gets_its_writer_s_id)
 	       "13\r\nGET /y HTTP/1.1\r\n\r\n\r\n0\r\n\r\n");
 }
 
+/*
+ * A connection opened in one request whose first write comes from another
+ * context (a loop's write-ready callback in batch mode) speaks for the
+ * opener, which becomes current; later writes carry their writer's ID.
+ */
+Test(out, the_first_request_on_a_fresh_connection_is_its_opener_s)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(8080) };
+
+	rq_fd_forget(up);
+	in_request("opener");
+	rq_carry_new(up, -1);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(rq_out_connect(up, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	in_request("callback");
+	write_all(up, "GET /1 HTTP/1.1\r\n\r\n", 19);
+	cr_assert_str_eq(rq_ctx_cur()->id, "opener");
+	in_request("later");
+	write_all(up, "GET /2 HTTP/1.1\r\n\r\n", 19);
+	out_is("GET /1 HTTP/1.1\r\nX-Request-Id: opener\r\n\r\nGET /2 HTTP/1.1\r\nX-Request-Id: later\r\n\r\n");
+}
+
 Test(out, a_reply_is_read_in_the_context_that_wrote_the_request)
 {
 	struct iovec v = { "HTTP/1.1 200 OK\r\n\r\n", 19 };

@@ -16,6 +16,7 @@
 #define NGINX "/usr/sbin/nginx"
 #define PYTHON "/usr/bin/python3"
 #define FPM "/usr/sbin/php-fpm8.2"
+#define OPENSSL "/usr/bin/openssl"
 
 /* Requests per loadcheck run, and connections. */
 #define REQUESTS 2000
@@ -40,10 +41,25 @@ static const char *fixture(const char *name)
 
 /* ---- the Python servers --------------------------------------------------- */
 
+/* A self-signed certificate for 127.0.0.1: cert.pem and key.pem in the test's directory. */
+static void make_cert(void)
+{
+	char *argv[] = { OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+			 "-subj", "/CN=127.0.0.1", "-keyout", (char *)path_in(dir, "key.pem"),
+			 "-out", (char *)path_in(dir, "cert.pem"), NULL };
+
+	require(OPENSSL, "openssl");
+	cr_assert_eq(proc_run(argv, NULL, 0, NULL, path_in(dir, "openssl.err")), 0,
+		     "openssl: %s", tail_of(path_in(dir, "openssl.err")));
+}
+
+static int tls; /* the backend serves HTTPS, and the front calls it so */
+
 /* Starts back.py (under the library); its stderr is logs/back.err. Returns its port. */
 static int back_start(const char *const *env)
 {
-	char *argv[] = { PYTHON, (char *)fixture("back.py"), NULL };
+	char *argv[] = { PYTHON, (char *)fixture("back.py"), tls ? "--tls" : NULL,
+			 (char *)path_in(dir, "cert.pem"), (char *)path_in(dir, "key.pem"), NULL };
 
 	require(PYTHON, "python3");
 	return spawn_and_read_port(argv, env, 1, path_in(logs, "back.err"));
@@ -53,8 +69,15 @@ static int back_start(const char *const *env)
 static int front_start(int bport, int reuse, const char *const *env)
 {
 	char p[16];
-	char *argv[] = { PYTHON, (char *)fixture("front.py"), p, reuse ? "--reuse" : NULL, NULL };
+	char *argv[8] = { PYTHON, (char *)fixture("front.py"), p };
+	int a = 3;
 
+	if (reuse)
+		argv[a++] = "--reuse";
+	if (tls) {
+		argv[a++] = "--tls";
+		argv[a++] = (char *)path_in(dir, "cert.pem");
+	}
 	snprintf(p, sizeof(p), "%d", bport);
 	return spawn_and_read_port(argv, env, 1, path_in(logs, "front.err"));
 }
@@ -160,6 +183,15 @@ Test(chain, every_backend_line_carries_the_front_s_id)
 Test(chain, a_reused_upstream_connection_carries_each_request_s_own_id)
 {
 	chain_is_clean(1);
+}
+
+/* The same over TLS: the requests go out through SSL_write, each with its own ID. */
+Test(chain, a_tls_upstream_carries_each_request_s_own_id)
+{
+	make_cert();
+	tls = 1;
+	chain_is_clean(1);
+	tls = 0;
 }
 
 /*
