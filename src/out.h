@@ -19,8 +19,10 @@
  *     line ends (or the write starts right after it), else right before that
  *     blank line: the rule of the response echo (README "Response header").
  *     Bodies are skipped by their framing and never touched. A stream that
- *     is not HTTP/1.x (TLS, a database protocol) stops the scanner for
- *     good and passes through.
+ *     is not HTTP/1.x (a database protocol) stops the scanner for good and
+ *     passes through; a client SSL object on the connection (src/tls.h)
+ *     takes it over, and its SSL_write plaintext is planned the same way
+ *     (rq_out_tls_claim).
  * The ID is the writing thread's context at the write that takes the
  * insertion, so a reused (keep-alive, pooled) or pipelined connection gives
  * each request its own; outside any request nothing is inserted.
