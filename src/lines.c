@@ -1,5 +1,7 @@
 #include "lines.h"
 
+#include "carry.h"
+
 #include <string.h>
 
 #include "config.h"
@@ -69,6 +71,8 @@ static int begins_with(const struct rq_walk *w, const char *text, size_t len)
 	int i = w->i;
 	size_t off = w->off, k = 0;
 
+	if (unlikely(rq_relaying()) && rq_relay_prefixed(w->iov, w->iovcnt, i, off, w->left))
+		return 1; /* a relayed line: its writer's prefix stands */
 	if (w->left < len)
 		return 0;
 	while (k < len) {

@@ -31,6 +31,7 @@
 #include <string.h>
 #include <sys/uio.h>
 
+#include "carry.h"
 #include "correlate.h"
 #include "fdtab.h"
 #include "prefix.h"
@@ -294,7 +295,7 @@ static inline int rq_walk_next(struct rq_walk *w, struct rq_seg *s)
 				goto bytes;
 		}
 		if (likely(w->fmt == RQ_FMT_PREFIX)) {
-			if (w->plen && !(*p == *w->pfx && rq_walk_own(w))) {
+			if (w->plen && !((*p == *w->pfx || unlikely(rq_relay_on)) && rq_walk_own(w))) {
 				s->p = w->pfx;
 				s->len = w->plen;
 				s->kind = RQ_SEG_PFX;
