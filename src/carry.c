@@ -1,6 +1,7 @@
 #include "carry.h"
 
 #include "config.h"
+#include "handle.h"
 #include "ctx.h"
 #include "http.h"
 
@@ -49,6 +50,13 @@ void rq_fd_enter(int fd)
 	} else if (fl & RQ_FD_CARRY) {
 		rq_ctx_set_slot(carried(fd));
 		return;
+	} else if (fl & RQ_FD_LOG) {
+		uint64_t h = atomic_load_explicit(&rq_fd_peek(fd)->stall, memory_order_relaxed);
+
+		if (h) { /* writable again: what is still pending is its stalled writer's */
+			rq_handle_resume(h);
+			return;
+		}
 	}
 	rq_ctx_clear();
 }

@@ -64,6 +64,7 @@ static void reset_lines(struct rq_fd *e)
 	atomic_store_explicit(&e->wmid, 0, memory_order_relaxed);
 	atomic_store_explicit(&e->wpend, 0, memory_order_relaxed);
 	atomic_store_explicit(&e->smid, 0, memory_order_relaxed);
+	atomic_store_explicit(&e->stall, 0, memory_order_relaxed);
 }
 
 int rq_fd_set_log(int fd)
@@ -155,6 +156,7 @@ void rq_fd_copy(int from, int to)
 	atomic_store_explicit(&dst->wpend, atomic_load(&src->wpend), memory_order_relaxed);
 	atomic_store_explicit(&dst->smid, atomic_load(&src->smid), memory_order_relaxed);
 	atomic_store_explicit(&dst->peer, atomic_load(&src->peer), memory_order_relaxed);
+	atomic_store_explicit(&dst->stall, atomic_load(&src->stall), memory_order_relaxed);
 	atomic_fetch_add_explicit(&dst->gen, 1, memory_order_release);
 	if (fl & (RQ_FD_CONN | RQ_FD_CARRY)) {
 		if (!(c = rq_conn_get(to)))

@@ -32,6 +32,7 @@ struct rq_fd {
 	_Atomic uint32_t smid;  /* stdio: 1 inside a line, 0 at a line start */
 	_Atomic uint32_t gen;   /* bumped whenever the fd's entry is reset */
 	_Atomic int32_t peer;   /* RQ_FD_CARRY: fd whose reads see this fd's writes, or -1 */
+	_Atomic uint64_t stall; /* RQ_FD_LOG: handle of the writer whose write did not all go out */
 };
 
 extern struct rq_fd *_Atomic rq_fd_chunks[RQ_FD_MAX >> RQ_FD_SHIFT];

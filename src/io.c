@@ -6,6 +6,7 @@
 #include "carry.h"
 #include "config.h"
 #include "ctx.h"
+#include "handle.h"
 #include "id.h"
 #include "sys.h"
 
@@ -722,10 +723,32 @@ static __attribute__((noinline)) ssize_t write_general(int fd, struct rq_fd *e,
 	return rq_io_plain(fd, iov, iovcnt, k);
 }
 
+/*
+ * After a write of `want` bytes to a log stream returned r: if not all of it
+ * went out (EAGAIN, or short), the rest is the writer's, which an event loop
+ * writes later from an epoll callback for the fd (libuv, with Node's stdout
+ * on a pipe); the fd keeps the writer's handle until a write goes out whole,
+ * and an event for it resumes that context (rq_fd_enter).
+ */
+static ssize_t stalled(struct rq_fd *e, ssize_t r, size_t want)
+{
+	int saved = errno;
+
+	if (likely(r >= 0 && (size_t)r == want)) {
+		if (unlikely(atomic_load_explicit(&e->stall, memory_order_relaxed)))
+			atomic_store_explicit(&e->stall, 0, memory_order_relaxed);
+	} else if (r > 0 || errno == EAGAIN || errno == EWOULDBLOCK) {
+		atomic_store_explicit(&e->stall, rq_handle_take(), memory_order_relaxed);
+		errno = saved;
+	}
+	return r;
+}
+
 ssize_t rq_io_write_slow(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
 			 const struct rq_call *k)
 {
 	uint32_t fl = rq_fd_flags(e);
+	int bad;
 
 	if (fl & RQ_FD_CARRY) { /* carriers never look at the bytes */
 		rq_carry_put(fd, e);
@@ -735,7 +758,12 @@ ssize_t rq_io_write_slow(int fd, struct rq_fd *e, const struct iovec *iov, int i
 		ssize_t r = log_line(fd, e, iov[0].iov_base, iov[0].iov_len);
 
 		if (r != NOT_LINE)
-			return r;
+			return stalled(e, r, iov[0].iov_len);
+	}
+	if (fl == RQ_FD_LOG) {
+		size_t want = iov_total(iov, iovcnt, &bad);
+
+		return stalled(e, write_general(fd, e, iov, iovcnt, k, fl), want);
 	}
 	return write_general(fd, e, iov, iovcnt, k, fl);
 }
@@ -800,9 +828,12 @@ void rq_carry_read(int fd)
 	struct rq_conn *c = rq_conn_peek(fd);
 
 	/* rq_fd_enter for a carrier, without looking the fd up again; errno is not touched */
-	if (c && atomic_load_explicit(&c->slots[0].serial, memory_order_relaxed) !=
-		     rq_ctx_cur()->serial)
+	if (!c)
+		return;
+	if (atomic_load_explicit(&c->slots[0].serial, memory_order_relaxed) != rq_ctx_cur()->serial)
 		rq_ctx_set_slot(&c->slots[0]);
+	else
+		rq_ctx_reaffirm();
 }
 
 void rq_conn_opaque(int fd, ssize_t r)
