@@ -21,6 +21,7 @@ const os = require('os');
 const [mode, nArg, ...rest] = process.argv.slice(2);
 const N = Number(nArg || 1000000);
 const ROUNDS = mode === 'time' ? Number(rest.shift() || 5) : 1;
+const WARM = Number(process.env.HOPS_WARM || 3);
 const ALL = ['await', 'nexttick', 'immediate', 'timeout0', 'chain'];
 const kinds = rest.length ? rest : ALL;
 
@@ -76,7 +77,8 @@ const slow = { immediate: 10, timeout0: 10 };
 		if (!fn)
 			throw new Error('unknown kind ' + k);
 		if (mode === 'mark') {
-			await fn(n);
+			for (let w = 0; w < WARM; w++)
+				await fn(n);
 			os.getPriority();
 			await fn(n);
 			os.hostname();
