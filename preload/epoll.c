@@ -1,7 +1,8 @@
 /*
  * Readiness: epoll, poll and select. The callback that handles an event runs
- * in the context of the event's fd (src/evq.h): epoll events are handed out
- * one per call, poll and select report one ready fd per call.
+ * in the context of the event's fd (src/evq.h): in split mode epoll events
+ * are handed out one per call and poll and select report one ready fd per
+ * call; in batch mode every call returns what the kernel returned.
  */
 #include <dlfcn.h>
 #include <poll.h>
@@ -49,8 +50,8 @@ int rq_resolve_epoll(void)
 	real.pselect = dlsym(RTLD_NEXT, "pselect");
 	if (!real.create || !real.create1 || !real.ctl || !real.wait || !real.pwait ||
 	    !real.poll || !real.ppoll || !real.select || !real.pselect)
-		return -1;
-	pthread_atfork(NULL, NULL, rq_evq_after_fork);
+		return -ENOSYS;
+	pthread_atfork(rq_evq_before_fork, NULL, rq_evq_after_fork);
 	return 0;
 }
 
@@ -66,6 +67,8 @@ static int created(int epfd)
 RQ_EXPORT int epoll_create(int size)
 {
 	if (unlikely(!rq_ready())) {
+		if (rq_passing() && real.create)
+			return real.create(size);
 		if (size <= 0) {
 			errno = EINVAL;
 			return -1;
@@ -78,14 +81,15 @@ RQ_EXPORT int epoll_create(int size)
 RQ_EXPORT int epoll_create1(int flags)
 {
 	if (unlikely(!rq_ready()))
-		return (int)RQ_RAW(epoll_create1, flags);
+		return RQ_FALL_IN(real, create1, (flags), (int)RQ_RAW(epoll_create1, flags));
 	return created(real.create1(flags));
 }
 
 RQ_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 {
 	if (unlikely(!rq_ready()))
-		return (int)RQ_RAW(epoll_ctl, epfd, op, fd, ev);
+		return RQ_FALL_IN(real, ctl, (epfd, op, fd, ev),
+				  (int)RQ_RAW(epoll_ctl, epfd, op, fd, ev));
 	return rq_evq_ctl(real.ctl, epfd, op, fd, ev);
 }
 
@@ -109,7 +113,8 @@ RQ_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 	struct rq_evq_call k = { .wait = do_wait, .timeout = timeout };
 
 	if (unlikely(!rq_ready()))
-		return (int)RQ_RAW(epoll_pwait, epfd, ev, max, timeout, NULL, _NSIG / 8);
+		return RQ_FALL_IN(real, wait, (epfd, ev, max, timeout),
+				  (int)RQ_RAW(epoll_pwait, epfd, ev, max, timeout, NULL, _NSIG / 8));
 	return rq_evq_wait(epfd, ev, max, &k);
 }
 
@@ -119,17 +124,19 @@ RQ_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout
 	struct rq_evq_call k = { .wait = do_pwait, .timeout = timeout, .mask = mask };
 
 	if (unlikely(!rq_ready()))
-		return (int)RQ_RAW(epoll_pwait, epfd, ev, max, timeout, mask, _NSIG / 8);
+		return RQ_FALL_IN(real, pwait, (epfd, ev, max, timeout, mask),
+				  (int)RQ_RAW(epoll_pwait, epfd, ev, max, timeout, mask, _NSIG / 8));
 	return rq_evq_wait(epfd, ev, max, &k);
 }
 
 RQ_EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int max,
 			   const struct timespec *ts, const sigset_t *mask)
 {
-	struct rq_evq_call k = { .wait = do_pwait2, .ts = ts, .mask = mask };
+	struct rq_evq_call k = { .wait = do_pwait2, .by_ts = 1, .ts = ts, .mask = mask };
 
 	if (unlikely(!rq_ready() || !real.pwait2))
-		return (int)RQ_RAW(epoll_pwait2, epfd, ev, max, ts, mask, _NSIG / 8);
+		return RQ_FALL_IN(real, pwait2, (epfd, ev, max, ts, mask),
+				  (int)RQ_RAW(epoll_pwait2, epfd, ev, max, ts, mask, _NSIG / 8));
 	return rq_evq_wait(epfd, ev, max, &k);
 }
 
@@ -145,14 +152,16 @@ static int raw_poll(struct pollfd *fds, nfds_t n, int timeout)
 RQ_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
 	if (unlikely(!rq_ready()))
-		return raw_poll(fds, n, timeout);
+		return RQ_FALL_IN(real, poll, (fds, n, timeout), raw_poll(fds, n, timeout));
+	rq_evq_idle();
 	return rq_poll_after(fds, n, real.poll(fds, n, timeout));
 }
 
 RQ_EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen)
 {
 	if (unlikely(!rq_ready() || !real.poll_chk))
-		return raw_poll(fds, n, timeout);
+		return RQ_FALL_IN(real, poll_chk, (fds, n, timeout, fdslen), raw_poll(fds, n, timeout));
+	rq_evq_idle();
 	return rq_poll_after(fds, n, real.poll_chk(fds, n, timeout, fdslen));
 }
 
@@ -169,7 +178,8 @@ RQ_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
 		    const sigset_t *mask)
 {
 	if (unlikely(!rq_ready()))
-		return raw_ppoll(fds, n, ts, mask);
+		return RQ_FALL_IN(real, ppoll, (fds, n, ts, mask), raw_ppoll(fds, n, ts, mask));
+	rq_evq_idle();
 	return rq_poll_after(fds, n, real.ppoll(fds, n, ts, mask));
 }
 
@@ -177,7 +187,9 @@ RQ_EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *t
 			  const sigset_t *mask, size_t fdslen)
 {
 	if (unlikely(!rq_ready() || !real.ppoll_chk))
-		return raw_ppoll(fds, n, ts, mask);
+		return RQ_FALL_IN(real, ppoll_chk, (fds, n, ts, mask, fdslen),
+				  raw_ppoll(fds, n, ts, mask));
+	rq_evq_idle();
 	return rq_poll_after(fds, n, real.ppoll_chk(fds, n, ts, mask, fdslen));
 }
 
@@ -198,7 +210,9 @@ static int raw_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timev
 RQ_EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv)
 {
 	if (unlikely(!rq_ready()))
-		return raw_select(nfds, rd, wr, ex, tv);
+		return RQ_FALL_IN(real, select, (nfds, rd, wr, ex, tv),
+				  raw_select(nfds, rd, wr, ex, tv));
+	rq_evq_idle();
 	return rq_select_after(nfds, rd, wr, ex, real.select(nfds, rd, wr, ex, tv));
 }
 
@@ -209,7 +223,10 @@ RQ_EXPORT int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct
 		struct timespec t = ts ? *ts : (struct timespec){ 0, 0 };
 		struct { const sigset_t *ss; size_t len; } m = { mask, _NSIG / 8 };
 
+		if (rq_passing() && real.pselect)
+			return real.pselect(nfds, rd, wr, ex, ts, mask);
 		return (int)RQ_RAW(pselect6, nfds, rd, wr, ex, ts ? &t : NULL, &m);
 	}
+	rq_evq_idle();
 	return rq_select_after(nfds, rd, wr, ex, real.pselect(nfds, rd, wr, ex, ts, mask));
 }

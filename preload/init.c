@@ -11,7 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "config.h"
+#include "ctx.h"
 #include "fdtab.h"
 #include "id.h"
 #include "preload.h"
@@ -19,7 +21,7 @@
 #include "sys.h"
 
 struct rq_real rq_real;
-_Atomic int rq_state; /* 0: not started, 1: resolving, 2: ready, 3: pass-through */
+_Atomic int rq_state; /* enum rq_state */
 
 static RQ_TLS int resolving;
 static int env_read; /* the environment was there when the configuration was read */
@@ -52,7 +54,9 @@ static int optional(const char *name)
 {
 	static const char *const names[] = { "close_range", "closefrom", "fcntl64", "psiginfo",
 					     "__open_2", "__open64_2", "__openat_2",
-					     "__openat64_2", "recvmmsg", "sendfile64" };
+					     "__openat64_2", "recvmmsg", "sendfile64", "splice", "tee",
+					     "vmsplice", "copy_file_range", "sendmmsg", "pwritev64v2",
+					     "preadv64v2" };
 
 	for (size_t i = 0; i < RQ_ARRAY_LEN(names); i++)
 		if (!strcmp(name, names[i]))
@@ -60,6 +64,7 @@ static int optional(const char *name)
 	return 0;
 }
 
+/* Resolves the real functions. Returns 0, or -ENOSYS if one reqctx needs is missing. */
 static int resolve(void)
 {
 	int missing = 0;
@@ -70,7 +75,8 @@ static int resolve(void)
 		missing = 1;
 	RQ_REAL_FUNCS(RQ_RESOLVE)
 #undef RQ_RESOLVE
-	if (rq_resolve_epoll() < 0 || rq_resolve_timers() < 0 || rq_resolve_threads() < 0)
+	if (rq_resolve_epoll() < 0 || rq_resolve_timers() < 0 || rq_resolve_threads() < 0 ||
+	    rq_resolve_exec() < 0)
 		missing = 1;
 	rq_sys.write = rq_real.write;
 	rq_sys.writev = rq_real.writev;
@@ -78,7 +84,7 @@ static int resolve(void)
 	rq_sys.sendto = rq_real.sendto;
 	rq_sys.sendmsg = rq_real.sendmsg;
 	rq_sys.fwrite_unlocked = rq_real.fwrite_unlocked;
-	return missing ? -1 : 0;
+	return missing ? -ENOSYS : 0;
 }
 
 static void after_fork_child(void)
@@ -97,11 +103,25 @@ static void after_fork_child(void)
 static char *serving_flag;
 _Atomic int rq_serving_now;
 
+/*
+ * Marks the open ones of fds as log streams. One that cannot be tracked (no
+ * memory for its entry, or beyond the fd limit) passes through unprefixed,
+ * and says so once.
+ */
 static void mark_fds(const int *fds, int n)
 {
-	for (int i = 0; i < n; i++)
-		if (rq_real.fcntl(fds[i], F_GETFD) >= 0)
-			rq_fd_set_log(fds[i]);
+	char line[96];
+
+	for (int i = 0; i < n; i++) {
+		int r;
+
+		if (rq_real.fcntl(fds[i], F_GETFD) < 0 || (r = rq_fd_set_log(fds[i])) == 0)
+			continue;
+		snprintf(line, sizeof(line),
+			 "reqctx: fd %d cannot be tracked (%s); its lines get no prefix", fds[i],
+			 strerror(-r));
+		report(line);
+	}
 }
 
 static void record_top(int server)
@@ -119,12 +139,24 @@ void rq_serving_start(void)
 {
 	int e = errno;
 
-	if (rq_cfg.disabled || atomic_exchange(&rq_serving_now, 1))
+	if (atomic_exchange(&rq_serving_now, 1))
 		return;
 	mark_fds(rq_cfg.logfds, rq_cfg.nlogfds);
 	if (serving_flag)
 		*(volatile char *)serving_flag = '1'; /* one byte: readers see '0' or '1' */
 	errno = e;
+}
+
+/* A child started in its parent's request starts in it (src/child.h). */
+static void adopt_parent(void)
+{
+	struct rq_ctx c;
+
+	c.len = (uint32_t)rq_child_parent_id(getenv(RQ_PARENT_VAR), c.id);
+	if (!c.len)
+		return;
+	c.serial = rq_serial_next();
+	rq_ctx_set(&c);
 }
 
 static void start_role(void)
@@ -139,43 +171,48 @@ static void start_role(void)
 		mark_fds(rq_cfg.childfds, rq_cfg.nchildfds);
 	if (r.server)
 		rq_serving_start();
+	adopt_parent();
 }
 
 /*
  * Resolves everything once. Returns 1 if reqctx is ready, 0 if the caller
- * must pass through by itself: the first call is still running (on this
- * thread, re-entered through dlsym's malloc, or on another thread), or
- * resolution failed and reqctx stays out of the way for good.
+ * must fall back by itself: the first call is still running (on this thread,
+ * re-entered through dlsym's malloc, or on another thread), or reqctx is in
+ * pass-through for good (REQCTX_DISABLE=1, or resolution failed).
  */
 int rq_init_slow(void)
 {
-	int expected = 0;
+	int expected = RQ_ST_INIT;
 	int e = errno;
 
 	if (resolving)
 		return 0;
-	if (!atomic_compare_exchange_strong(&rq_state, &expected, 1))
-		return atomic_load(&rq_state) == RQ_READY;
+	if (!atomic_compare_exchange_strong(&rq_state, &expected, RQ_ST_RESOLVING))
+		return expected == RQ_ST_READY;
 	resolving = 1;
 	if (resolve() < 0) {
 		report("reqctx: libc lacks functions reqctx needs; passing everything through");
-		atomic_store(&rq_state, 3);
-		resolving = 0;
-		errno = e;
-		return 0;
+		goto pass;
 	}
 	rq_config_load(env, report);
+	if (rq_cfg.disabled)
+		goto pass;
 	rq_fd_init();
 	env_read = environ != NULL;
-	if (env_read && !rq_cfg.disabled)
+	if (env_read)
 		start_role();
 	pthread_atfork(NULL, NULL, after_fork_child);
 	rq_threads_init();
 	rq_crash_start();
 	resolving = 0;
-	atomic_store_explicit(&rq_state, RQ_READY, memory_order_release);
+	atomic_store_explicit(&rq_state, RQ_ST_READY, memory_order_release);
 	errno = e;
 	return 1;
+pass:
+	resolving = 0;
+	atomic_store_explicit(&rq_state, RQ_ST_PASS, memory_order_release);
+	errno = e;
+	return 0;
 }
 
 /*
@@ -191,8 +228,11 @@ __attribute__((constructor)) static void rq_ctor(void)
 	if (rq_ready() && !env_read && environ) {
 		env_read = 1;
 		rq_config_load(env, report);
-		if (!rq_cfg.disabled)
-			start_role();
+		if (rq_cfg.disabled) {
+			atomic_store_explicit(&rq_state, RQ_ST_PASS, memory_order_release);
+			return;
+		}
+		start_role();
 	}
 	rq_runtime_start();
 }

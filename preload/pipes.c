@@ -20,7 +20,7 @@ static int made_pipe(int r, int fds[2])
 RQ_EXPORT int pipe(int fds[2])
 {
 	if (unlikely(!rq_ready()))
-		return (int)RQ_RAW(pipe2, fds, 0);
+		return RQ_FALL(pipe, (fds), (int)RQ_RAW(pipe2, fds, 0));
 	return made_pipe(rq_real.pipe(fds), fds);
 }
 
@@ -29,7 +29,7 @@ RQ_EXPORT int pipe2(int fds[2], int flags)
 	if (unlikely(rq_crash_no_pipes))
 		return errno = EMFILE, -1; /* libunwind's own check pipe (src/crash.h) */
 	if (unlikely(!rq_ready()))
-		return (int)RQ_RAW(pipe2, fds, flags);
+		return RQ_FALL(pipe2, (fds, flags), (int)RQ_RAW(pipe2, fds, flags));
 	return made_pipe(rq_real.pipe2(fds, flags), fds);
 }
 
@@ -38,7 +38,7 @@ RQ_EXPORT int eventfd(unsigned int count, int flags)
 	int fd;
 
 	if (unlikely(!rq_ready()))
-		return (int)RQ_RAW(eventfd2, count, flags);
+		return RQ_FALL(eventfd, (count, flags), (int)RQ_RAW(eventfd2, count, flags));
 	fd = rq_real.eventfd(count, flags);
 	rq_carry_new(fd, -1);
 	return fd;

@@ -2,14 +2,15 @@
  * Private to preload/: the real functions behind each wrapper, and the
  * bootstrap that resolves them.
  *
- * Every wrapper has the same shape: if reqctx is not ready (still resolving,
- * or disabled by a failure), pass straight through; else call the real
- * function and hand the outcome to src/.
+ * Every wrapper has the same shape: if reqctx is not ready, fall back to what
+ * the call does without it (RQ_FALL); else call the real function and hand
+ * the outcome to src/.
  */
 #ifndef RQ_PRELOAD_H
 #define RQ_PRELOAD_H
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdarg.h>
@@ -41,6 +42,13 @@
 	X(ssize_t, sendmsg, (int, const struct msghdr *, int))                             \
 	X(ssize_t, sendfile, (int, int, off_t *, size_t))                                  \
 	X(ssize_t, sendfile64, (int, int, off64_t *, size_t))                              \
+	X(ssize_t, splice, (int, loff_t *, int, loff_t *, size_t, unsigned int))           \
+	X(ssize_t, tee, (int, int, size_t, unsigned int))                                  \
+	X(ssize_t, vmsplice, (int, const struct iovec *, size_t, unsigned int))            \
+	X(ssize_t, copy_file_range, (int, loff_t *, int, loff_t *, size_t, unsigned int))  \
+	X(int, sendmmsg, (int, struct mmsghdr *, unsigned int, int))                       \
+	X(ssize_t, pwritev64v2, (int, const struct iovec *, int, off64_t, int))            \
+	X(ssize_t, preadv64v2, (int, const struct iovec *, int, off64_t, int))             \
 	X(int, accept, (int, struct sockaddr *, socklen_t *))                              \
 	X(int, socket, (int, int, int))                                                    \
 	X(int, socketpair, (int, int, int, int *))                                         \
@@ -88,6 +96,7 @@
 	X(int, _IO_putc, (int, FILE *))                                                    \
 	X(int, putchar, (int))                                                             \
 	X(int, putchar_unlocked, (int))                                                    \
+	X(int, __overflow, (FILE *, int))                                                  \
 	X(void, perror, (const char *))                                                    \
 	X(void, psignal, (int, const char *))                                              \
 	X(void, psiginfo, (const siginfo_t *, const char *))                               \
@@ -123,9 +132,21 @@ int __dprintf_chk(int, int, const char *, ...);
 int __vdprintf_chk(int, int, const char *, va_list);
 int _IO_putc(int, FILE *);
 int fcntl64(int, int, ...);
-extern _Atomic int rq_state;
+/*
+ * Where reqctx is in its life. Wrappers do their work only when ready, and in
+ * every other state fall back (RQ_FALL): to the real function once it is
+ * known (pass-through: REQCTX_DISABLE=1, or a libc that lacks a function
+ * reqctx needs), else to a raw system call or glibc's own alias (before and
+ * while the real functions are resolved).
+ */
+enum rq_state {
+	RQ_ST_INIT,      /* nothing done yet: the first wrapper called starts it */
+	RQ_ST_RESOLVING, /* the real functions are being resolved (by this thread or another) */
+	RQ_ST_READY,     /* active */
+	RQ_ST_PASS,      /* pass-through for good */
+};
 
-#define RQ_READY 2
+extern _Atomic int rq_state;
 
 int rq_init_slow(void);
 
@@ -147,19 +168,38 @@ int rq_vfork_child(void);
 
 /*
  * Each family with functions of its own resolves them here, once, from
- * rq_init_slow (each in its file). Returns 0, or -1 if one it needs is missing.
+ * rq_init_slow (each in its file). Returns 0, or -ENOSYS if one it needs is
+ * missing.
  */
 int rq_resolve_epoll(void);
 int rq_resolve_timers(void);
 int rq_resolve_threads(void);
+int rq_resolve_exec(void);
 
-/* 1 once the real functions are resolved and reqctx is active. */
+/* 1 once the real functions are resolved and reqctx is active (starts it if need be). */
 static inline int rq_ready(void)
 {
-	if (likely(atomic_load_explicit(&rq_state, memory_order_acquire) == RQ_READY))
+	if (likely(atomic_load_explicit(&rq_state, memory_order_acquire) == RQ_ST_READY))
 		return 1;
 	return rq_init_slow();
 }
+
+/* 1 in pass-through: the real functions are known (those libc has), reqctx does nothing. */
+static inline int rq_passing(void)
+{
+	return atomic_load_explicit(&rq_state, memory_order_acquire) == RQ_ST_PASS;
+}
+
+/*
+ * A wrapper's fallback when reqctx is not ready: the real function `name`
+ * with `args` in pass-through (when libc has it), else `raw`.
+ */
+#define RQ_FALL(name, args, raw) RQ_FALL_IN(rq_real, name, args, raw)
+#define RQ_FALL_IN(table, name, args, raw) \
+	(rq_passing() && (table).name ? (table).name args : (raw))
+
+/* The real function `name` once resolved (ready or pass-through; NULL if libc lacks it), else NULL. */
+#define RQ_REAL(name) (rq_ready() || rq_passing() ? rq_real.name : NULL)
 
 /* Raw system calls for the few moments before the real functions are known. */
 #define RQ_RAW(name, ...) ((long)syscall(SYS_##name, __VA_ARGS__))

@@ -87,7 +87,7 @@ void rq_runtime_start(void)
 	struct stat st;
 	int r;
 
-	if (!rq_ready() || rq_cfg.disabled || !rq_cfg.runtimes || !(rt = host()) || lib_dir(dir) < 0)
+	if (!rq_ready() || !rq_cfg.runtimes || !(rt = host()) || lib_dir(dir) < 0)
 		return;
 	if (rt == RQ_RT_NODE) {
 		snprintf(path, sizeof(path), "%s/%s", dir, RQ_RT_NODE_JS);

@@ -52,7 +52,7 @@ int rq_resolve_signals(void)
 		real.sysv_signal = real.__sysv_signal ? real.__sysv_signal : real.signal;
 	if (!real.__sysv_signal)
 		real.__sysv_signal = real.sysv_signal;
-	return real.sigaction && real.signal ? 0 : -1;
+	return real.sigaction && real.signal ? 0 : -ENOSYS;
 }
 
 /* glibc's sysv_signal: one-shot, not blocked while it runs, interrupts system calls. */
@@ -75,13 +75,11 @@ static __sighandler_t sysv_raw(int sig, __sighandler_t h)
 /* 1 once reqctx is ready; unlike rq_ready(), never starts it. */
 static int started(void)
 {
-	return __atomic_load_n(&rq_state, __ATOMIC_ACQUIRE) == RQ_READY;
+	return atomic_load_explicit(&rq_state, memory_order_acquire) == RQ_ST_READY;
 }
 
 static int passes(int sig)
 {
-	if (rq_cfg.disabled)
-		return 1;
 	return !rq_sig_wrappable(sig) && !(rq_cfg.crash && rq_sig_fatal(sig));
 }
 
@@ -94,7 +92,7 @@ void rq_crash_start(void)
 {
 	static const int sigs[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT };
 
-	if (rq_cfg.disabled || !rq_cfg.crash)
+	if (!rq_cfg.crash)
 		return;
 	rq_crash_init();
 	rq_crash_altstack();

@@ -9,6 +9,7 @@
 
 #include "carry.h"
 #include "config.h"
+#include "evq.h"
 #include "fdtab.h"
 #include "preload.h"
 
@@ -81,7 +82,7 @@ int rq_vfork_child(void)
 /* An accept succeeds only on a listening socket: the process serves, if it did not yet. */
 static int accepted(int fd)
 {
-	if (fd >= 0 && !rq_cfg.disabled) {
+	if (fd >= 0) {
 		RQ_SAVE_ERRNO(rq_fd_set_conn(fd));
 		if (unlikely(!rq_serving()))
 			rq_serving_start();
@@ -94,7 +95,7 @@ RQ_EXPORT int listen(int s, int backlog)
 	int r;
 
 	if (unlikely(!rq_ready()))
-		return (int)RQ_RAW(listen, s, backlog);
+		return RQ_FALL(listen, (s, backlog), (int)RQ_RAW(listen, s, backlog));
 	r = rq_real.listen(s, backlog);
 	if (r == 0 && !rq_serving())
 		rq_serving_start();
@@ -104,14 +105,15 @@ RQ_EXPORT int listen(int s, int backlog)
 RQ_EXPORT int accept(int s, struct sockaddr *addr, socklen_t *len)
 {
 	if (unlikely(!rq_ready()))
-		return (int)RQ_RAW(accept, s, addr, len);
+		return RQ_FALL(accept, (s, addr, len), (int)RQ_RAW(accept, s, addr, len));
 	return accepted(rq_real.accept(s, addr, len));
 }
 
 RQ_EXPORT int accept4(int s, struct sockaddr *addr, socklen_t *len, int flags)
 {
 	if (unlikely(!rq_ready()))
-		return (int)RQ_RAW(accept4, s, addr, len, flags);
+		return RQ_FALL(accept4, (s, addr, len, flags),
+			       (int)RQ_RAW(accept4, s, addr, len, flags));
 	return accepted(rq_real.accept4(s, addr, len, flags));
 }
 
@@ -121,7 +123,8 @@ RQ_EXPORT int socket(int domain, int type, int proto)
 	int fd;
 
 	if (unlikely(!rq_ready()))
-		return (int)RQ_RAW(socket, domain, type, proto);
+		return RQ_FALL(socket, (domain, type, proto),
+			       (int)RQ_RAW(socket, domain, type, proto));
 	fd = rq_real.socket(domain, type, proto);
 	rq_carry_new(fd, -1);
 	return fd;
@@ -132,7 +135,8 @@ RQ_EXPORT int socketpair(int domain, int type, int proto, int sv[2])
 	int r;
 
 	if (unlikely(!rq_ready()))
-		return (int)RQ_RAW(socketpair, domain, type, proto, sv);
+		return RQ_FALL(socketpair, (domain, type, proto, sv),
+			       (int)RQ_RAW(socketpair, domain, type, proto, sv));
 	r = rq_real.socketpair(domain, type, proto, sv);
 	if (r == 0) {
 		rq_carry_new(sv[0], -1);
@@ -145,7 +149,7 @@ RQ_EXPORT int socketpair(int domain, int type, int proto, int sv[2])
 RQ_EXPORT int close(int fd)
 {
 	if (unlikely(!rq_ready()))
-		return (int)RQ_RAW(close, fd);
+		return RQ_FALL(close, (fd), (int)RQ_RAW(close, fd));
 	if (unlikely(rq_vfork_child()))
 		return rq_real.close(fd);
 	rq_fd_forget(fd);
@@ -157,7 +161,8 @@ RQ_EXPORT int close_range(unsigned int first, unsigned int last, int flags)
 	int r;
 
 	if (unlikely(!rq_ready() || !rq_real.close_range))
-		return (int)RQ_RAW(close_range, first, last, flags);
+		return RQ_FALL(close_range, (first, last, flags),
+			       (int)RQ_RAW(close_range, first, last, flags));
 	r = rq_real.close_range(first, last, flags);
 	if (r == 0 && !(flags & CLOSE_RANGE_CLOEXEC) && !rq_vfork_child())
 		RQ_SAVE_ERRNO(rq_fd_forget_range(first, last));
@@ -167,7 +172,10 @@ RQ_EXPORT int close_range(unsigned int first, unsigned int last, int flags)
 RQ_EXPORT void closefrom(int lowfd)
 {
 	if (unlikely(!rq_ready() || !rq_real.closefrom)) {
-		RQ_RAW(close_range, lowfd, ~0u, 0);
+		if (rq_passing() && rq_real.closefrom)
+			rq_real.closefrom(lowfd);
+		else
+			RQ_RAW(close_range, lowfd, ~0u, 0);
 		return;
 	}
 	rq_real.closefrom(lowfd);
@@ -177,29 +185,31 @@ RQ_EXPORT void closefrom(int lowfd)
 
 static int duplicated(int from, int to)
 {
-	if (to >= 0 && !rq_vfork_child())
+	if (to >= 0 && !rq_vfork_child()) {
 		RQ_SAVE_ERRNO(rq_fd_copy(from, to));
+		rq_evq_dup(from, to);
+	}
 	return to;
 }
 
 RQ_EXPORT int dup(int fd)
 {
 	if (unlikely(!rq_ready()))
-		return (int)RQ_RAW(dup, fd);
+		return RQ_FALL(dup, (fd), (int)RQ_RAW(dup, fd));
 	return duplicated(fd, rq_real.dup(fd));
 }
 
 RQ_EXPORT int dup2(int fd, int to)
 {
 	if (unlikely(!rq_ready()))
-		return (int)RQ_RAW(dup2, fd, to);
+		return RQ_FALL(dup2, (fd, to), (int)RQ_RAW(dup2, fd, to));
 	return duplicated(fd, rq_real.dup2(fd, to));
 }
 
 RQ_EXPORT int dup3(int fd, int to, int flags)
 {
 	if (unlikely(!rq_ready()))
-		return (int)RQ_RAW(dup3, fd, to, flags);
+		return RQ_FALL(dup3, (fd, to, flags), (int)RQ_RAW(dup3, fd, to, flags));
 	return duplicated(fd, rq_real.dup3(fd, to, flags));
 }
 
@@ -213,7 +223,7 @@ static int do_fcntl(int (*real)(int, int, ...), int fd, int cmd, void *arg)
 	int r;
 
 	if (unlikely(!rq_ready() || !real))
-		return (int)RQ_RAW(fcntl, fd, cmd, arg);
+		return real && rq_passing() ? real(fd, cmd, arg) : (int)RQ_RAW(fcntl, fd, cmd, arg);
 	r = real(fd, cmd, arg);
 	if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)
 		duplicated(fd, r);
@@ -228,7 +238,7 @@ RQ_EXPORT int fcntl(int fd, int cmd, ...)
 	va_start(ap, cmd);
 	arg = va_arg(ap, void *);
 	va_end(ap);
-	return do_fcntl(rq_ready() ? rq_real.fcntl : NULL, fd, cmd, arg);
+	return do_fcntl(RQ_REAL(fcntl), fd, cmd, arg);
 }
 
 RQ_EXPORT int fcntl64(int fd, int cmd, ...)
@@ -239,5 +249,5 @@ RQ_EXPORT int fcntl64(int fd, int cmd, ...)
 	va_start(ap, cmd);
 	arg = va_arg(ap, void *);
 	va_end(ap);
-	return do_fcntl(rq_ready() ? rq_real.fcntl64 : NULL, fd, cmd, arg);
+	return do_fcntl(RQ_REAL(fcntl64), fd, cmd, arg);
 }

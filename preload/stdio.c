@@ -2,11 +2,14 @@
  * glibc stdio. Every entry point that can start a line on a FILE is wrapped,
  * including the fortified _chk variants and the calls the compiler rewrites
  * printf into (puts, putchar, fwrite, fputs). putchar_unlocked and
- * putc_unlocked used as macros write straight into the FILE buffer and cannot
- * be seen.
+ * putc_unlocked, inlined by glibc's headers, write straight into the FILE's
+ * buffer while it has room, and call __overflow (wrapped) when it has none,
+ * which on an unbuffered or line-buffered stream is every time.
  *
  * A FILE that is not a log stream costs one table lookup, then the real call.
- * Before resolution is done, the calls go to glibc's exported _IO_ aliases.
+ * Before resolution is done, the calls go to glibc's exported _IO_ aliases,
+ * and the message functions to the real ones as soon as they are resolved
+ * (preload/early.c before that).
  */
 #include <features.h>
 /* At -O2 glibc's headers define vprintf, putchar and friends as extern inlines; these are the real ones. */
@@ -20,6 +23,7 @@
 #include <string.h>
 #include <wchar.h>
 
+#include "early.h"
 #include "io.h"
 #include "preload.h"
 #include "stdlog.h"
@@ -28,14 +32,35 @@ extern int _IO_vfprintf(FILE *, const char *, va_list);
 extern size_t _IO_fwrite(const void *, size_t, size_t, FILE *);
 extern int _IO_fputs(const char *, FILE *);
 extern int _IO_puts(const char *);
+extern int _IO_fflush(FILE *);
+
+/*
+ * The real `name` for a wrapper called before reqctx is ready: set once the
+ * resolution got that far (a call from inside start-up, a failed
+ * resolution), else NULL.
+ */
+#define EARLY(name) __atomic_load_n(&rq_real.name, __ATOMIC_ACQUIRE)
+
+/*
+ * A FILE on a connection: glibc flushes it through its internal write, which
+ * reqctx cannot see, so from the first stdio call on it that connection's
+ * responses get no header (a missed header, never a changed body).
+ */
+static inline void conn_file(FILE *f)
+{
+	if (unlikely(f && (rq_fd_flags(rq_fd_peek(f->_fileno)) & RQ_FD_CONN)))
+		rq_conn_unseen(f->_fileno);
+}
 
 /* The log entry of f when f takes prefixes now; NULL for a plain pass-through. */
 static struct rq_fd *log_of(FILE *f)
 {
 	struct rq_fd *e = rq_stdio_log(f);
 
-	if (likely(!e))
+	if (likely(!e)) {
+		conn_file(f);
 		return NULL;
+	}
 	return fwide(f, 0) > 0 ? NULL : e; /* wide streams: left to libc */
 }
 
@@ -112,7 +137,8 @@ static int vdp(int fd, int flag, const char *fmt, va_list ap)
 	ssize_t w;
 	int n;
 
-	if (likely(rq_ready()) && !(rq_fd_flags(rq_fd_peek(fd)) & RQ_FD_LOG))
+	if ((likely(rq_ready()) && !(rq_fd_flags(rq_fd_peek(fd)) & (RQ_FD_LOG | RQ_FD_CONN))) ||
+	    (rq_passing() && rq_real.vdprintf && rq_real.__vdprintf_chk))
 		return flag < 0 ? rq_real.vdprintf(fd, fmt, ap)
 				: rq_real.__vdprintf_chk(fd, flag, fmt, ap);
 	n = rq_format(buf, sizeof(buf), &heap, flag, fmt, ap);
@@ -293,17 +319,46 @@ RQ_EXPORT int putchar_unlocked(int c)
 }
 
 /*
+ * What the inlined putc_unlocked calls when the buffer has no room: on an
+ * unbuffered or line-buffered stream, for every character. ch EOF (a flush)
+ * is glibc's alone.
+ */
+RQ_EXPORT int __overflow(FILE *f, int ch)
+{
+	int (*real)(FILE *, int);
+	unsigned char b = (unsigned char)ch;
+	struct iovec v = { &b, 1 };
+	struct rq_fd *e;
+
+	if (unlikely(!rq_ready())) {
+		if ((real = EARLY(__overflow)))
+			return real(f, ch);
+		if (ch == EOF)
+			return _IO_fflush(f);
+		return _IO_fwrite(&b, 1, 1, f) == 1 ? b : EOF;
+	}
+	if (likely(ch == EOF || !(e = log_of(f))))
+		return rq_real.__overflow(f, ch);
+	return put(f, e, &v, 1, 0, 1) ? b : EOF;
+}
+
+/*
  * The err/warn/error/perror family prints one line on stderr through stdio's
  * internals: the prefix goes first, under the stderr lock, then libc prints
  * exactly what it always does. A message with a newline inside it gets the
- * prefix on its first line only. Functions that exit release the lock first.
+ * prefix on its first line only. For the functions that exit, the line
+ * counts as ended before the real call (it ends with a newline) and the lock
+ * is released.
  */
-static void line_begin(int keep_lock)
+static void line_begin(int exits)
 {
+	conn_file(stderr);
 	flockfile(stderr);
 	rq_stdio_line_start(stderr);
-	if (!keep_lock)
+	if (exits) {
+		rq_stdio_line_done(stderr);
 		funlockfile(stderr);
+	}
 }
 
 static void line_end(void)
@@ -314,13 +369,18 @@ static void line_end(void)
 
 RQ_EXPORT void perror(const char *s)
 {
+	void (*real)(const char *);
 	int e = errno;
 
 	if (unlikely(!rq_ready())) {
-		fprintf(stderr, "%s%s%s\n", s && *s ? s : "", s && *s ? ": " : "", strerror(e));
+		errno = e;
+		if ((real = EARLY(perror)))
+			real(s);
+		else
+			rq_early_perror(s);
 		return;
 	}
-	line_begin(1);
+	line_begin(0);
 	errno = e;
 	rq_real.perror(s);
 	line_end();
@@ -328,29 +388,50 @@ RQ_EXPORT void perror(const char *s)
 
 RQ_EXPORT void psignal(int sig, const char *s)
 {
-	if (unlikely(!rq_ready()))
+	void (*real)(int, const char *);
+
+	if (unlikely(!rq_ready())) {
+		if ((real = EARLY(psignal)))
+			real(sig, s);
+		else
+			rq_early_psignal(sig, s);
 		return;
-	line_begin(1);
+	}
+	line_begin(0);
 	rq_real.psignal(sig, s);
 	line_end();
 }
 
 RQ_EXPORT void psiginfo(const siginfo_t *si, const char *s)
 {
-	if (unlikely(!rq_ready() || !rq_real.psiginfo))
+	void (*real)(const siginfo_t *, const char *);
+
+	if (unlikely(!rq_ready())) {
+		if ((real = EARLY(psiginfo)))
+			real(si, s);
+		else
+			rq_early_psiginfo(si, s);
 		return;
-	line_begin(1);
+	}
+	line_begin(0);
 	rq_real.psiginfo(si, s);
 	line_end();
 }
 
 RQ_EXPORT void vwarn(const char *fmt, va_list ap)
 {
+	void (*real)(const char *, va_list);
 	int e = errno;
 
-	if (unlikely(!rq_ready()))
+	if (unlikely(!rq_ready())) {
+		errno = e;
+		if ((real = EARLY(vwarn)))
+			real(fmt, ap);
+		else
+			rq_early_vwarn(fmt, ap);
 		return;
-	line_begin(1);
+	}
+	line_begin(0);
 	errno = e;
 	rq_real.vwarn(fmt, ap);
 	line_end();
@@ -358,9 +439,16 @@ RQ_EXPORT void vwarn(const char *fmt, va_list ap)
 
 RQ_EXPORT void vwarnx(const char *fmt, va_list ap)
 {
-	if (unlikely(!rq_ready()))
+	void (*real)(const char *, va_list);
+
+	if (unlikely(!rq_ready())) {
+		if ((real = EARLY(vwarnx)))
+			real(fmt, ap);
+		else
+			rq_early_vwarnx(fmt, ap);
 		return;
-	line_begin(1);
+	}
+	line_begin(0);
 	rq_real.vwarnx(fmt, ap);
 	line_end();
 }
@@ -385,23 +473,35 @@ RQ_EXPORT void warnx(const char *fmt, ...)
 
 RQ_EXPORT void verr(int status, const char *fmt, va_list ap)
 {
+	void (*real)(int, const char *, va_list);
 	int e = errno;
 
-	if (likely(rq_ready())) {
-		line_begin(0);
+	if (unlikely(!rq_ready())) {
 		errno = e;
-		rq_real.verr(status, fmt, ap);
+		if ((real = EARLY(verr)))
+			real(status, fmt, ap);
+		rq_early_vwarn(fmt, ap);
+		exit(status);
 	}
-	_exit(status);
+	line_begin(1);
+	errno = e;
+	rq_real.verr(status, fmt, ap);
+	exit(status); /* not reached: verr exits */
 }
 
 RQ_EXPORT void verrx(int status, const char *fmt, va_list ap)
 {
-	if (likely(rq_ready())) {
-		line_begin(0);
-		rq_real.verrx(status, fmt, ap);
+	void (*real)(int, const char *, va_list);
+
+	if (unlikely(!rq_ready())) {
+		if ((real = EARLY(verrx)))
+			real(status, fmt, ap);
+		rq_early_vwarnx(fmt, ap);
+		exit(status);
 	}
-	_exit(status);
+	line_begin(1);
+	rq_real.verrx(status, fmt, ap);
+	exit(status); /* not reached: verrx exits */
 }
 
 RQ_EXPORT void err(int status, const char *fmt, ...)
@@ -422,20 +522,35 @@ RQ_EXPORT void errx(int status, const char *fmt, ...)
 	va_end(ap); /* not reached: verrx exits */
 }
 
-/* error() has no va_list twin in this glibc: the message is formatted here and passed as "%s". */
+/*
+ * error() has no va_list twin in this glibc: the message is formatted here
+ * and passed as "%s" (a format of its own for %m and errno: formatted first,
+ * as glibc formats it before it prints anything that could change errno).
+ */
 RQ_EXPORT void error(int status, int errnum, const char *fmt, ...)
 {
+	void (*real)(int, int, const char *, ...);
 	char buf[512], *heap = NULL;
 	va_list ap;
 	int n;
 
-	if (unlikely(!rq_ready()))
+	if (unlikely(!rq_ready())) {
+		va_start(ap, fmt);
+		if ((real = EARLY(error))) {
+			n = rq_format(buf, sizeof(buf), &heap, -1, fmt, ap);
+			real(status, errnum, "%s", n < 0 ? fmt : heap ? heap : buf);
+			free(heap);
+		} else {
+			rq_early_error(status, errnum, 0, NULL, 0, fmt, ap);
+		}
+		va_end(ap);
 		return;
+	}
 	va_start(ap, fmt);
 	n = rq_format(buf, sizeof(buf), &heap, -1, fmt, ap);
 	va_end(ap);
 	fflush(stdout);
-	line_begin(status == 0);
+	line_begin(status != 0);
 	rq_real.error(status, errnum, "%s", n < 0 ? fmt : heap ? heap : buf);
 	line_end();
 	free(heap);
@@ -443,31 +558,44 @@ RQ_EXPORT void error(int status, int errnum, const char *fmt, ...)
 
 /*
  * error_at_line() prints nothing for a repeat of the previous file and line
- * when error_one_per_line is set; the same test here keeps a lone prefix out.
+ * when error_one_per_line is set (and returns, whatever the status); the
+ * same test here keeps a lone prefix out.
  */
 RQ_EXPORT void error_at_line(int status, int errnum, const char *file, unsigned int line,
 			     const char *fmt, ...)
 {
 	static const char *old_file;
 	static unsigned int old_line;
+	void (*real)(int, int, const char *, unsigned int, const char *, ...) = NULL;
 	char buf[512], *heap = NULL;
 	va_list ap;
-	int n, quiet = 0;
+	int n, quiet = 0, ready = rq_ready();
 
-	if (unlikely(!rq_ready()))
-		return;
 	if (error_one_per_line) {
 		quiet = old_line == line && (file == old_file ||
 					     (old_file && file && !strcmp(old_file, file)));
 		old_file = file;
 		old_line = line;
 	}
+	if (unlikely(!ready) && !(real = EARLY(error_at_line))) {
+		if (!quiet) {
+			va_start(ap, fmt);
+			rq_early_error(status, errnum, 1, file, line, fmt, ap);
+			va_end(ap);
+		}
+		return;
+	}
 	va_start(ap, fmt);
 	n = rq_format(buf, sizeof(buf), &heap, -1, fmt, ap);
 	va_end(ap);
+	if (unlikely(!ready)) {
+		real(status, errnum, file, line, "%s", n < 0 ? fmt : heap ? heap : buf);
+		free(heap);
+		return;
+	}
 	if (!quiet) {
 		fflush(stdout);
-		line_begin(status == 0);
+		line_begin(status != 0);
 	}
 	rq_real.error_at_line(status, errnum, file, line, "%s", n < 0 ? fmt : heap ? heap : buf);
 	if (!quiet)
@@ -478,9 +606,14 @@ RQ_EXPORT void error_at_line(int status, int errnum, const char *file, unsigned 
 RQ_EXPORT void __assert_fail(const char *expr, const char *file, unsigned int line,
 			     const char *func)
 {
-	if (likely(rq_ready())) {
-		line_begin(0);
-		rq_real.__assert_fail(expr, file, line, func);
+	void (*real)(const char *, const char *, unsigned int, const char *);
+
+	if (unlikely(!rq_ready())) {
+		if ((real = EARLY(__assert_fail)))
+			real(expr, file, line, func);
+		rq_early_assert(expr, file, line, func);
 	}
+	line_begin(1);
+	rq_real.__assert_fail(expr, file, line, func);
 	abort();
 }

@@ -64,7 +64,17 @@ int rq_resolve_threads(void)
 	real.broadcast = sym("pthread_cond_broadcast", "GLIBC_2.3.2");
 	real.wait = sym("pthread_cond_wait", "GLIBC_2.3.2");
 	return real.create && real.lock && real.trylock && real.timedlock && real.unlock &&
-	       real.signal && real.broadcast && real.wait ? 0 : -1;
+	       real.signal && real.broadcast && real.wait ? 0 : -ENOSYS;
+}
+
+/*
+ * For a call made before reqctx is ready: whether the real function *fn is
+ * known, resolving them all first if need be.
+ */
+static int early(void *const *fn)
+{
+	return __atomic_load_n(fn, __ATOMIC_ACQUIRE) || rq_resolve_threads() == 0 ||
+	       __atomic_load_n(fn, __ATOMIC_ACQUIRE);
 }
 
 /*
@@ -101,7 +111,7 @@ void rq_threads_init(void);
 
 void rq_threads_init(void)
 {
-	if (!rq_cfg.disabled && rq_cfg.crash && !have_altkey)
+	if (rq_cfg.crash && !have_altkey)
 		have_altkey = pthread_key_create(&altkey, rq_crash_altstack_free) == 0;
 }
 
@@ -131,8 +141,8 @@ RQ_EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*f
 	struct start *s;
 	int r;
 
-	if (unlikely(!rq_ready()) && !real.create && rq_resolve_threads() < 0)
-		return EAGAIN;
+	if (unlikely(!rq_ready()))
+		return early((void *const *)&real.create) ? real.create(t, attr, fn, arg) : EAGAIN;
 	if ((rq_ctx_cur()->serial == 0 && !have_altkey) || !(s = malloc(sizeof(*s))))
 		return real.create(t, attr, fn, arg);
 	s->fn = fn;
@@ -184,8 +194,8 @@ RQ_EXPORT int pthread_mutex_timedlock(pthread_mutex_t *m, const struct timespec 
 {
 	int r;
 
-	if (unlikely(!rq_ready()) && !real.timedlock && rq_resolve_threads() < 0)
-		return EAGAIN;
+	if (unlikely(!rq_ready()))
+		return early((void *const *)&real.timedlock) ? real.timedlock(m, t) : EAGAIN;
 	r = real.timedlock(m, t);
 	if (r == 0)
 		rq_handoff_locked(m);
@@ -202,16 +212,16 @@ RQ_EXPORT int pthread_mutex_unlock(pthread_mutex_t *m)
 
 RQ_EXPORT int pthread_cond_signal(pthread_cond_t *cv)
 {
-	if (unlikely(!rq_ready()) && !real.signal && rq_resolve_threads() < 0)
-		return EINVAL;
+	if (unlikely(!rq_ready()))
+		return early((void *const *)&real.signal) ? real.signal(cv) : EINVAL;
 	rq_handoff_signal(cv);
 	return real.signal(cv);
 }
 
 RQ_EXPORT int pthread_cond_broadcast(pthread_cond_t *cv)
 {
-	if (unlikely(!rq_ready()) && !real.broadcast && rq_resolve_threads() < 0)
-		return EINVAL;
+	if (unlikely(!rq_ready()))
+		return early((void *const *)&real.broadcast) ? real.broadcast(cv) : EINVAL;
 	rq_handoff_signal(cv);
 	return real.broadcast(cv);
 }
@@ -221,8 +231,8 @@ RQ_EXPORT int pthread_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m)
 	void *q;
 	int r;
 
-	if (unlikely(!rq_ready()) && !real.wait && rq_resolve_threads() < 0)
-		return EINVAL;
+	if (unlikely(!rq_ready()))
+		return early((void *const *)&real.wait) ? real.wait(cv, m) : EINVAL;
 	q = rq_handoff_waited(cv, m); /* ties m to cv before any producer signals */
 	r = real.wait(cv, m);
 	rq_handoff_woke(q);

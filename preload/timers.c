@@ -60,7 +60,7 @@ static int posix_timers(void)
 		real.timer_settime = posix_timer_sym("timer_settime");
 		real.timer_delete = posix_timer_sym("timer_delete");
 	}
-	return real.timer_create && real.timer_settime && real.timer_delete ? 0 : -1;
+	return real.timer_create && real.timer_settime && real.timer_delete ? 0 : -ENOSYS;
 }
 
 int rq_resolve_timers(void)
@@ -72,10 +72,9 @@ int rq_resolve_timers(void)
 	real.ualarm = dlsym(RTLD_NEXT, "ualarm");
 	posix_timers();
 	pthread_atfork(rq_timers_lock, rq_timers_unlock, rq_timers_unlock);
-	if (rq_resolve_signals() < 0)
-		return -1;
-	if (!real.timerfd_create || !real.timerfd_settime || !real.setitimer || !real.alarm)
-		return -1;
+	if (rq_resolve_signals() < 0 || !real.timerfd_create || !real.timerfd_settime ||
+	    !real.setitimer || !real.alarm)
+		return -ENOSYS;
 	return 0;
 }
 
@@ -84,7 +83,8 @@ RQ_EXPORT int timerfd_create(int clockid, int flags)
 	int fd;
 
 	if (unlikely(!rq_ready()))
-		return (int)RQ_RAW(timerfd_create, clockid, flags);
+		return RQ_FALL_IN(real, timerfd_create, (clockid, flags),
+				  (int)RQ_RAW(timerfd_create, clockid, flags));
 	fd = real.timerfd_create(clockid, flags);
 	rq_carry_new(fd, -1);
 	return fd;
@@ -96,7 +96,8 @@ RQ_EXPORT int timerfd_settime(int fd, int flags, const struct itimerspec *nv,
 	struct rq_fd *e;
 
 	if (unlikely(!rq_ready()))
-		return (int)RQ_RAW(timerfd_settime, fd, flags, nv, ov);
+		return RQ_FALL_IN(real, timerfd_settime, (fd, flags, nv, ov),
+				  (int)RQ_RAW(timerfd_settime, fd, flags, nv, ov));
 	e = rq_fd_peek(fd);
 	/* Before arming: an expiry read the moment after must find the new context. */
 	if (rq_fd_flags(e) & RQ_FD_CARRY)
@@ -117,7 +118,7 @@ RQ_EXPORT int timer_create(clockid_t clk, struct sigevent *evp, timer_t *id)
 		errno = ENOSYS;
 		return -1;
 	}
-	if (unlikely(!ready || rq_cfg.disabled))
+	if (unlikely(!ready))
 		return real.timer_create(clk, evp, id);
 	t = rq_timer_new(evp, &ev, &use);
 	r = real.timer_create(clk, (struct sigevent *)use, id);
@@ -171,7 +172,8 @@ RQ_EXPORT int setitimer(__itimer_which_t which, const struct itimerval *nv,
 			struct itimerval *ov)
 {
 	if (unlikely(!rq_ready()))
-		return (int)RQ_RAW(setitimer, which, nv, ov);
+		return RQ_FALL_IN(real, setitimer, (which, nv, ov),
+				  (int)RQ_RAW(setitimer, which, nv, ov));
 	if (nv)
 		rq_itimer_arm((int)which);
 	return real.setitimer(which, nv, ov);
@@ -186,6 +188,8 @@ RQ_EXPORT unsigned alarm(unsigned seconds)
 		rq_itimer_arm(ITIMER_REAL);
 		return real.alarm(seconds);
 	}
+	if (rq_passing() && real.alarm)
+		return real.alarm(seconds);
 	/* glibc's rounding: to the nearest second, never 0 while still set. */
 	if (RQ_RAW(setitimer, ITIMER_REAL, &nv, &ov) < 0)
 		return 0;
@@ -200,6 +204,8 @@ RQ_EXPORT useconds_t ualarm(useconds_t value, useconds_t interval)
 	struct itimerval nv = { { 0, interval }, { 0, value } }, ov;
 
 	if (unlikely(!rq_ready() || !real.ualarm)) {
+		if (rq_passing() && real.ualarm)
+			return real.ualarm(value, interval);
 		nv.it_interval.tv_sec = interval / 1000000;
 		nv.it_interval.tv_usec = interval % 1000000;
 		nv.it_value.tv_sec = value / 1000000;

@@ -31,9 +31,13 @@ void rq_carry_new(int fd, int peer);
 /* fd was written to or armed: it (or its peer) now carries the current context. */
 void rq_carry_put(int fd, struct rq_fd *e);
 
+/* After a read on carrier fd: the carried context becomes the thread's. */
+void rq_carry_read(int fd);
+
 /*
  * Makes fd's context the calling thread's: a connection's current request,
- * what a carrier carries, or "unknown" for any other fd.
+ * what a carrier carries, the writer whose log write the kernel left pending
+ * (src/io.c), or "unknown" for any other fd.
  */
 void rq_fd_enter(int fd);
 

@@ -3,11 +3,14 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "evq.h"
 #include "id.h"
 
 RQ_TLS struct rq_tls rq_tls = {
-	.buf = { { 0, 7, REQCTX_UNKNOWN }, { 0, 7, REQCTX_UNKNOWN } },
+	.buf = { RQ_CTX_UNKNOWN, RQ_CTX_UNKNOWN },
 };
+
+const struct rq_ctx rq_ctx_unknown = RQ_CTX_UNKNOWN;
 
 static _Atomic uint64_t serials = 1;
 
@@ -39,10 +42,8 @@ void rq_ctx_finish(uint64_t serial)
 
 void rq_ctx_clear(void)
 {
-	static const struct rq_ctx unknown = { 0, 7, REQCTX_UNKNOWN };
-
 	if (rq_ctx_cur()->serial != 0)
-		rq_ctx_set(&unknown);
+		rq_ctx_set(&rq_ctx_unknown);
 	else
 		rq_ctx_reaffirm();
 }
@@ -71,6 +72,7 @@ void rq_slot_fill(struct rq_slot *s, const char *id, uint32_t len, uint32_t flag
 
 void rq_slot_store(struct rq_slot *s, const struct rq_ctx *c)
 {
+	rq_evq_use();
 	if (atomic_load_explicit(&s->serial, memory_order_relaxed) != c->serial)
 		store(s, c->serial, c->id, c->len, 0);
 }
@@ -153,6 +155,7 @@ RQ_EXPORT int reqctx_snapshot_enter(const reqctx_snapshot *s)
 {
 	if (!snapshot_ok(s))
 		return -EINVAL;
+	rq_evq_api();
 	rq_ctx_set((const struct rq_ctx *)s);
 	return 0;
 }
@@ -163,6 +166,7 @@ RQ_EXPORT int reqctx_snapshot_run(const reqctx_snapshot *s, void (*fn)(void *), 
 
 	if (!snapshot_ok(s) || !fn)
 		return -EINVAL;
+	rq_evq_api();
 	saved = *rq_ctx_cur();
 	rq_ctx_set((const struct rq_ctx *)s);
 	fn(arg);
@@ -176,6 +180,7 @@ RQ_EXPORT int reqctx_run(const char *id, void (*fn)(void *), void *arg)
 
 	if (!reqctx_id_valid(id) || !fn)
 		return -EINVAL;
+	rq_evq_api();
 	saved = *rq_ctx_cur();
 	c.serial = rq_serial_next();
 	c.len = (uint32_t)strlen(id);

@@ -26,6 +26,10 @@ struct rq_ctx {
 	char id[REQCTX_ID_MAX + 1]; /* NUL-terminated */
 };
 
+/* The context outside any request, as an initializer, and as an object. */
+#define RQ_CTX_UNKNOWN { 0, sizeof(REQCTX_UNKNOWN) - 1, REQCTX_UNKNOWN }
+extern const struct rq_ctx rq_ctx_unknown;
+
 struct rq_tls {
 	struct rq_ctx buf[2];
 	unsigned active;

@@ -1,30 +1,40 @@
 /*
- * poll and select (evq.h): one ready fd per call, in turn.
+ * poll and select (evq.h): split mode reports one ready fd per call, in turn;
+ * batch mode returns the kernel's result unchanged. Each thread learns its
+ * poll loop and its select loop separately (REQCTX_LOOP=auto).
  *
  * Both are level-triggered, so an fd left out of one call's result is
- * reported again by the next. A per-thread cursor remembers where the last
- * reported fd was (an index into the pollfd array, an fd number for select)
- * and the next call reports the first ready one after it, wrapping around, so
- * no ready fd waits more than one round.
+ * reported again by the next. In split mode a per-thread cursor remembers
+ * where the last reported fd was (an index into the pollfd array, an fd
+ * number for select) and the next call reports the first ready one after it,
+ * wrapping around, so no ready fd waits more than one round.
  */
 #include "evq.h"
 
 #include <limits.h>
 
-#include "carry.h"
 
 #define WORD_BITS (sizeof(unsigned long) * CHAR_BIT)
 
 static RQ_TLS nfds_t poll_next;
 static RQ_TLS int select_next;
+static RQ_TLS struct rq_learn poll_l, select_l;
 
 int rq_poll_after(struct pollfd *fds, nfds_t nfds, int r)
 {
 	nfds_t start, pick = 0;
 	int e = errno;
 
-	if (r <= 0 || (uintptr_t)fds < 4096 || nfds == 0)
+	if (r <= 0 || (uintptr_t)fds < RQ_FIRST_PAGE || nfds == 0)
 		return r;
+	if (rq_evq_mode(&poll_l) == RQ_LM_BATCH) {
+		while (pick < nfds && !fds[pick].revents)
+			pick++;
+		if (pick < nfds)
+			rq_evq_enter(fds[pick].fd, &poll_l, NULL, 0);
+		errno = e;
+		return r;
+	}
 	start = r > 1 && poll_next < nfds ? poll_next : 0;
 	for (nfds_t j = 0; j < nfds; j++) {
 		pick = (start + j) % nfds;
@@ -37,7 +47,7 @@ int rq_poll_after(struct pollfd *fds, nfds_t nfds, int r)
 				fds[i].revents = 0;
 		poll_next = pick + 1;
 	}
-	rq_fd_enter(fds[pick].fd);
+	rq_evq_enter(fds[pick].fd, &poll_l, NULL, 0);
 	errno = e;
 	return 1;
 }
@@ -72,15 +82,16 @@ static int next_ready(int nfds, const fd_set *rd, const fd_set *wr, const fd_set
 
 int rq_select_after(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int r)
 {
-	int e = errno, pick, n;
+	int e = errno, pick, n, batch;
 
 	if (r <= 0 || nfds <= 0)
 		return r;
-	pick = next_ready(nfds, rd, wr, ex, select_next < nfds ? select_next : 0);
+	batch = rq_evq_mode(&select_l) == RQ_LM_BATCH;
+	pick = next_ready(nfds, rd, wr, ex, batch || select_next >= nfds ? 0 : select_next);
 	if (pick < 0)
 		return r;
 	n = bits(rd, wr, ex, pick);
-	if (n < r) {
+	if (!batch && n < r) {
 		for (int fd = 0; fd < nfds; fd++)
 			if (fd != pick) {
 				clear(rd, fd);
@@ -90,7 +101,7 @@ int rq_select_after(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int r)
 		select_next = pick + 1;
 		r = n;
 	}
-	rq_fd_enter(pick);
+	rq_evq_enter(pick, &select_l, NULL, 0);
 	errno = e;
 	return r;
 }

@@ -1,11 +1,14 @@
 #include "fdtab.h"
 
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/resource.h>
 
+#include "conn.h"
+#include "pool.h"
+
 struct rq_fd *_Atomic rq_fd_chunks[RQ_FD_MAX >> RQ_FD_SHIFT];
-struct rq_conn *_Atomic rq_conn_chunks[RQ_FD_MAX >> RQ_CN_SHIFT];
+struct rq_slot *_Atomic rq_carry_chunks[RQ_FD_MAX >> RQ_CY_SHIFT];
+struct rq_log *_Atomic rq_log_chunks[RQ_FD_MAX >> RQ_LG_SHIFT];
 
 static unsigned fd_limit = RQ_FD_MAX;
 
@@ -18,52 +21,50 @@ void rq_fd_init(void)
 		fd_limit = (unsigned)rl.rlim_max;
 }
 
-/* Returns the chunk at *slot, mapping and publishing it if missing. */
-static void *chunk(void *_Atomic *slot, size_t bytes)
-{
-	void *c = atomic_load_explicit(slot, memory_order_acquire);
-	void *expected = NULL;
-
-	if (c)
-		return c;
-	c = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (c == MAP_FAILED)
-		return NULL;
-	if (!atomic_compare_exchange_strong_explicit(slot, &expected, c,
-						     memory_order_acq_rel,
-						     memory_order_acquire)) {
-		munmap(c, bytes);
-		c = expected;
-	}
-	return c;
-}
-
 static struct rq_fd *fd_get(int fd)
 {
 	struct rq_fd *c;
 
 	if ((unsigned)fd >= fd_limit)
 		return NULL;
-	c = chunk((void *_Atomic *)&rq_fd_chunks[(unsigned)fd >> RQ_FD_SHIFT],
-		  sizeof(struct rq_fd) << RQ_FD_SHIFT);
+	c = rq_chunk((void *_Atomic *)&rq_fd_chunks[(unsigned)fd >> RQ_FD_SHIFT],
+		     sizeof(struct rq_fd) << RQ_FD_SHIFT, 1);
 	return c ? &c[fd & ((1u << RQ_FD_SHIFT) - 1)] : NULL;
 }
 
-struct rq_conn *rq_conn_get(int fd)
+/* The carrier slot of fd, mapped if missing (NULL if it cannot be). */
+static struct rq_slot *carry_get(int fd)
 {
-	struct rq_conn *c;
+	struct rq_slot *c;
 
-	c = chunk((void *_Atomic *)&rq_conn_chunks[(unsigned)fd >> RQ_CN_SHIFT],
-		  sizeof(struct rq_conn) << RQ_CN_SHIFT);
-	return c ? &c[fd & ((1u << RQ_CN_SHIFT) - 1)] : NULL;
+	c = rq_chunk((void *_Atomic *)&rq_carry_chunks[(unsigned)fd >> RQ_CY_SHIFT],
+		     sizeof(struct rq_slot) << RQ_CY_SHIFT, 1);
+	return c ? &c[fd & ((1u << RQ_CY_SHIFT) - 1)] : NULL;
+}
+
+/* The log record of fd, mapped if missing (NULL if it cannot be). */
+static struct rq_log *log_get(int fd)
+{
+	struct rq_log *c;
+
+	c = rq_chunk((void *_Atomic *)&rq_log_chunks[(unsigned)fd >> RQ_LG_SHIFT],
+		     sizeof(struct rq_log) << RQ_LG_SHIFT, 1);
+	return c ? &c[fd & ((1u << RQ_LG_SHIFT) - 1)] : NULL;
+}
+
+/* Makes e name connection c (or none), dropping the reference to the one it named. */
+static void name_conn(struct rq_fd *e, struct rq_conn *c)
+{
+	struct rq_conn *old = atomic_exchange_explicit(&e->conn, c, memory_order_acq_rel);
+
+	if (old)
+		rq_conn_unref(old);
 }
 
 static void reset_lines(struct rq_fd *e)
 {
 	atomic_fetch_add_explicit(&e->gen, 1, memory_order_release);
-	atomic_store_explicit(&e->wmid, 0, memory_order_relaxed);
-	atomic_store_explicit(&e->wpend, 0, memory_order_relaxed);
-	atomic_store_explicit(&e->smid, 0, memory_order_relaxed);
+	atomic_store_explicit(&e->line, 0, memory_order_relaxed);
 	atomic_store_explicit(&e->stall, 0, memory_order_relaxed);
 }
 
@@ -71,8 +72,10 @@ int rq_fd_set_log(int fd)
 {
 	struct rq_fd *e = fd_get(fd);
 
-	if (!e)
+	if (!e || !log_get(fd))
 		return -ENOMEM;
+	atomic_store_explicit(&e->flags, 0, memory_order_relaxed);
+	name_conn(e, NULL);
 	reset_lines(e);
 	atomic_store_explicit(&e->flags, RQ_FD_LOG, memory_order_release);
 	return 0;
@@ -86,10 +89,10 @@ int rq_fd_set_conn(int fd)
 	if (!e)
 		return -ENOMEM;
 	atomic_store_explicit(&e->flags, 0, memory_order_relaxed);
-	c = rq_conn_get(fd);
+	c = rq_conn_new();
+	name_conn(e, c);
 	if (!c)
 		return -ENOMEM;
-	rq_conn_init(c);
 	reset_lines(e);
 	atomic_store_explicit(&e->flags, RQ_FD_CONN, memory_order_release);
 	return 0;
@@ -102,7 +105,8 @@ int rq_fd_set_carry(int fd, int peer)
 	if (!e)
 		return -ENOMEM;
 	atomic_store_explicit(&e->flags, 0, memory_order_relaxed);
-	if (!rq_conn_get(fd))
+	name_conn(e, NULL);
+	if (!carry_get(fd))
 		return -ENOMEM;
 	reset_lines(e);
 	atomic_store_explicit(&e->peer, peer, memory_order_relaxed);
@@ -123,6 +127,8 @@ void rq_fd_forget(int fd)
 		return;
 	if (atomic_load_explicit(&e->flags, memory_order_relaxed))
 		atomic_store_explicit(&e->flags, 0, memory_order_release);
+	if (atomic_load_explicit(&e->conn, memory_order_relaxed))
+		name_conn(e, NULL);
 	/* Also for untracked fds: queued epoll events are checked against it (evq.c). */
 	atomic_fetch_add_explicit(&e->gen, 1, memory_order_release);
 }
@@ -141,27 +147,59 @@ void rq_fd_forget_range(unsigned lo, unsigned hi)
 	}
 }
 
+/*
+ * A reference to the connection src names, taken while src still names it
+ * (a close of `from` racing with its dup leaves `to` untracked). NULL if none.
+ */
+static struct rq_conn *share(struct rq_fd *src)
+{
+	struct rq_conn *c = rq_fd_conn(src);
+
+	if (!c || rq_conn_ref(c) < 0)
+		return NULL;
+	if (rq_fd_conn(src) != c) {
+		rq_conn_unref(c);
+		return NULL;
+	}
+	return c;
+}
+
 void rq_fd_copy(int from, int to)
 {
 	struct rq_fd *src = rq_fd_peek(from), *dst;
 	uint32_t fl = rq_fd_flags(src);
-	struct rq_conn *c;
+	struct rq_slot *s;
+	struct rq_ctx now;
 
 	if (from == to)
 		return;
 	rq_fd_forget(to);
 	if (!fl || !(dst = fd_get(to)))
 		return;
-	atomic_store_explicit(&dst->wmid, atomic_load(&src->wmid), memory_order_relaxed);
-	atomic_store_explicit(&dst->wpend, atomic_load(&src->wpend), memory_order_relaxed);
-	atomic_store_explicit(&dst->smid, atomic_load(&src->smid), memory_order_relaxed);
+	if (fl & RQ_FD_LOG) {
+		struct rq_log *lg = log_get(to), *from_lg = rq_log_peek(from);
+
+		if (!lg)
+			return;
+		if (from_lg)
+			memcpy(lg, from_lg, sizeof(*lg));
+	}
+	atomic_store_explicit(&dst->line, atomic_load(&src->line), memory_order_relaxed);
 	atomic_store_explicit(&dst->peer, atomic_load(&src->peer), memory_order_relaxed);
 	atomic_store_explicit(&dst->stall, atomic_load(&src->stall), memory_order_relaxed);
 	atomic_fetch_add_explicit(&dst->gen, 1, memory_order_release);
-	if (fl & (RQ_FD_CONN | RQ_FD_CARRY)) {
-		if (!(c = rq_conn_get(to)))
+	if (fl & RQ_FD_CONN) {
+		struct rq_conn *c = share(src);
+
+		if (!c)
 			return;
-		memcpy(c, rq_conn_peek(from), sizeof(*c));
+		name_conn(dst, c);
+	} else if (fl & RQ_FD_CARRY) {
+		if (!(s = carry_get(to)))
+			return;
+		if (rq_slot_read(rq_carry_slot(from), &now, NULL) < 0)
+			now = rq_ctx_unknown;
+		rq_slot_store(s, &now);
 	}
 	atomic_store_explicit(&dst->flags, fl, memory_order_release);
 }

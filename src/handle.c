@@ -1,11 +1,13 @@
 #include "handle.h"
 
+#include "evq.h"
+
 #include <stdatomic.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "ctx.h"
 #include "handoff.h"
+#include "pool.h"
 
 /* A main record: one cache line. len > RQ_HD_INLINE: the ID is in the long table. */
 struct rec {
@@ -30,29 +32,10 @@ _Static_assert(RQ_HD_RECS % RQ_HD_CHUNK == 0 && RQ_HD_LONG % RQ_HD_CHUNK == 0,
 static struct rec *_Atomic chunks[RQ_HD_RECS / RQ_HD_CHUNK];
 static struct lrec *_Atomic lchunks[RQ_HD_LONG / RQ_HD_CHUNK];
 
-/* The chunk at *slot; maps and publishes it first if `make`. NULL if absent or out of memory. */
-static void *chunk(void *_Atomic *slot, size_t bytes, int make)
-{
-	void *c = atomic_load_explicit(slot, memory_order_acquire);
-	void *expected = NULL;
-
-	if (c || !make)
-		return c;
-	c = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (c == MAP_FAILED)
-		return NULL;
-	if (!atomic_compare_exchange_strong_explicit(slot, &expected, c, memory_order_acq_rel,
-						     memory_order_acquire)) {
-		munmap(c, bytes);
-		c = expected;
-	}
-	return c;
-}
-
 static struct rec *rec_of(uint64_t serial, int make)
 {
 	unsigned i = (unsigned)(serial % RQ_HD_RECS);
-	struct rec *c = chunk((void *_Atomic *)&chunks[i / RQ_HD_CHUNK],
+	struct rec *c = rq_chunk((void *_Atomic *)&chunks[i / RQ_HD_CHUNK],
 			      RQ_HD_CHUNK * sizeof(struct rec), make);
 
 	return c ? &c[i % RQ_HD_CHUNK] : NULL;
@@ -61,7 +44,7 @@ static struct rec *rec_of(uint64_t serial, int make)
 static struct lrec *lrec_of(uint64_t serial, int make)
 {
 	unsigned i = (unsigned)(serial % RQ_HD_LONG);
-	struct lrec *c = chunk((void *_Atomic *)&lchunks[i / RQ_HD_CHUNK],
+	struct lrec *c = rq_chunk((void *_Atomic *)&lchunks[i / RQ_HD_CHUNK],
 			       RQ_HD_CHUNK * sizeof(struct lrec), make);
 
 	return c ? &c[i % RQ_HD_CHUNK] : NULL;
@@ -182,6 +165,7 @@ uint64_t rq_handle_enter(uint64_t h)
 	uint64_t prev = cur->serial;
 	struct rq_ctx c;
 
+	rq_evq_api();
 	rq_handoff_managed();
 	if (h == prev)
 		return prev;

@@ -203,19 +203,9 @@ int rq_resp_at_start(const struct rq_hdrs *p)
 	return p->st == S_START && p->idx == 0;
 }
 
-void rq_conn_init(struct rq_conn *c)
+void rq_hdrs_reset(struct rq_hdrs *p)
 {
-	msg_reset(&c->rp);
-	msg_reset(&c->ws);
-	c->seen = 0;
-	atomic_store_explicit(&c->head, 0, memory_order_relaxed);
-	atomic_store_explicit(&c->tail, 0, memory_order_relaxed);
-	atomic_store_explicit(&c->cur, 0, memory_order_relaxed);
-	atomic_store_explicit(&c->has_cur, 0, memory_order_relaxed);
-	c->ins_state = 0;
-	c->ins_sent = 0;
-	if (!rq_cfg.echo)
-		c->ws.st = S_DEAD;
+	msg_reset(p);
 }
 
 static void name_start(struct rq_hdrs *p)
@@ -280,15 +270,15 @@ static int name_byte(struct rq_hdrs *p, unsigned char c)
 	return 0;
 }
 
-/* Feeds one header-value byte (not CR or LF). */
-static void value_byte(struct rq_hdrs *p, unsigned char c)
+/* Feeds one header-value byte (not CR or LF); xr is where a request ID goes (NULL: nowhere). */
+static void value_byte(struct rq_hdrs *p, char *xr, unsigned char c)
 {
 	int ows = c == ' ' || c == '\t';
 
 	switch (p->cur) {
 	case H_XR:
-		if (p->xr_have)
-			break; /* the first valid value wins */
+		if (p->xr_have || !xr)
+			break; /* the first valid value wins; a response's is not read */
 		if (ows) {
 			if (p->xr_st == 1)
 				p->xr_st = 2;
@@ -296,7 +286,7 @@ static void value_byte(struct rq_hdrs *p, unsigned char c)
 			p->xr_bad = 1;
 		} else {
 			p->xr_st = 1;
-			p->xr[p->xr_len++] = (char)c;
+			xr[p->xr_len++] = (char)c;
 		}
 		break;
 	case H_CL:
@@ -360,7 +350,7 @@ static int value_end(struct rq_hdrs *p)
  * A value reqctx does not read is skipped in a tight loop. Advances *pi past
  * what it skipped; returns -1 if the message is malformed.
  */
-static int header_byte(struct rq_hdrs *p, const char *buf, size_t n, size_t *pi)
+static int header_byte(struct rq_hdrs *p, char *xr, const char *buf, size_t n, size_t *pi)
 {
 	size_t i = *pi;
 	unsigned char c = (unsigned char)buf[i];
@@ -382,7 +372,7 @@ static int header_byte(struct rq_hdrs *p, const char *buf, size_t n, size_t *pi)
 			return value_end(p);
 		if (c == 0 || (c < 0x20 && c != '\t') || c == 0x7f)
 			return -1;
-		value_byte(p, c);
+		value_byte(p, xr, c);
 		return 0;
 	default: /* S_VALUE_LF */
 		return c == '\n' ? value_end(p) : -1;
@@ -427,9 +417,10 @@ static int in_body(struct rq_hdrs *p, const char *buf, size_t n, size_t *i)
 	return res < 0 ? -1 : 0;
 }
 
-size_t rq_req_feed(struct rq_hdrs *p, const char *buf, size_t n, enum rq_ev *ev)
+size_t rq_req_feed(struct rq_req *r, const char *buf, size_t n, enum rq_ev *ev)
 {
 	static const char version[] = "HTTP/1.";
+	struct rq_hdrs *p = &r->h;
 	size_t i = 0;
 
 	*ev = RQ_EV_NONE;
@@ -522,7 +513,7 @@ size_t rq_req_feed(struct rq_hdrs *p, const char *buf, size_t n, enum rq_ev *ev)
 		case S_NAME:
 		case S_VALUE:
 		case S_VALUE_LF:
-			if (header_byte(p, buf, n, &i) < 0)
+			if (header_byte(p, r->xr, buf, n, &i) < 0)
 				return dead(p, n, ev);
 			break;
 		case S_END_LF:
@@ -625,7 +616,7 @@ size_t rq_resp_feed(struct rq_hdrs *p, const char *buf, size_t n, int method,
 		case S_NAME:
 		case S_VALUE:
 		case S_VALUE_LF:
-			if (header_byte(p, buf, n, &i) < 0)
+			if (header_byte(p, NULL, buf, n, &i) < 0)
 				return dead(p, n, ev);
 			break;
 		case S_END_LF:
@@ -658,7 +649,7 @@ size_t rq_resp_feed(struct rq_hdrs *p, const char *buf, size_t n, int method,
 	return n;
 }
 
-void rq_resp_opaque(struct rq_hdrs *p, uint64_t n)
+void rq_hdrs_opaque(struct rq_hdrs *p, uint64_t n)
 {
 	struct rq_body *b = &p->body;
 

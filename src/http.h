@@ -13,13 +13,10 @@
 #ifndef RQ_HTTP_H
 #define RQ_HTTP_H
 
-#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "ctx.h"
-
-#define RQ_PIPE 4 /* requests remembered per connection for their responses */
 
 /* Body framing, shared by both scanners. */
 struct rq_body {
@@ -42,10 +39,17 @@ struct rq_hdrs {
 	uint8_t cl_seen, cl_digits, cl_bad;
 	uint8_t method;  /* request: RQ_M_*; response: unused */
 	uint8_t lines;   /* header lines begun in this message (saturates) */
+	uint8_t xr_len;  /* bytes of the ID kept (request scanner) */
 	uint16_t status;
 	uint64_t cl, cl_cur;
 	struct rq_body body;
-	uint32_t xr_len;
+};
+
+_Static_assert(REQCTX_ID_MAX <= UINT8_MAX, "xr_len holds an ID's length");
+
+/* The request scanner keeps the ID text too (the response scanner only sees whether there is one). */
+struct rq_req {
+	struct rq_hdrs h;
 	char xr[REQCTX_ID_MAX];
 };
 
@@ -62,30 +66,12 @@ enum rq_ev {
 #define RQ_M_HEAD    1
 #define RQ_M_CONNECT 2
 
-struct rq_conn {
-	struct rq_hdrs rp;        /* request scanner */
-	struct rq_hdrs ws;        /* response scanner */
-	uint32_t seen;            /* request heads completed */
-	_Atomic uint32_t head;    /* next request to answer */
-	_Atomic uint32_t tail;    /* next free slot */
-	_Atomic uint32_t cur;     /* slot of the connection's current request */
-	_Atomic uint32_t has_cur; /* cur is valid */
-	uint32_t ins_state;       /* 0: no ID header out for the open response head,
-				     1: one cut short (ins_sent bytes out), 2: one out */
-	uint32_t ins_sent;        /* bytes already written of a cut header insertion */
-	uint32_t ins_slot;        /* slot whose ID that insertion carries */
-	struct rq_slot slots[RQ_PIPE];
-};
-
-/* Resets c for a newly accepted connection. */
-void rq_conn_init(struct rq_conn *c);
-
 /*
  * Scans n bytes a server read. Stops after a request head (RQ_EV_HEAD: the ID
- * is in p->xr, p->xr_len, valid if p->xr_have) or when the stream turns out
+ * is in p->xr, p->h.xr_len, valid if p->h.xr_have) or when the stream turns out
  * not to be HTTP (RQ_EV_DEAD, once). Returns the bytes consumed.
  */
-size_t rq_req_feed(struct rq_hdrs *p, const char *buf, size_t n, enum rq_ev *ev);
+size_t rq_req_feed(struct rq_req *p, const char *buf, size_t n, enum rq_ev *ev);
 
 /*
  * Scans n bytes a server wrote. `method` is the RQ_M_* of the request being
@@ -98,11 +84,14 @@ size_t rq_resp_feed(struct rq_hdrs *p, const char *buf, size_t n, int method,
 		    enum rq_ev *ev);
 
 /*
- * Accounts for n bytes a server wrote without showing them (sendfile). They
- * can only be body bytes of a Content-Length or chunk; anywhere else the
- * response scanner stops for good.
+ * Accounts for n bytes that passed without being shown (sendfile, splice).
+ * They can only be body bytes of a Content-Length or chunk; anywhere else the
+ * scanner stops for good.
  */
-void rq_resp_opaque(struct rq_hdrs *p, uint64_t n);
+void rq_hdrs_opaque(struct rq_hdrs *p, uint64_t n);
+
+/* Resets a scanner to the start of a message (a new connection). */
+void rq_hdrs_reset(struct rq_hdrs *p);
 
 /* Stops a scanner for good. */
 void rq_hdrs_kill(struct rq_hdrs *p);

@@ -164,18 +164,35 @@ static void seed(struct rng *r, uint64_t tok, unsigned gen)
 	r->seeded = 1;
 }
 
-void rq_uuid4(char out[RQ_UUID_LEN])
+/* The thread's generator, reseeded first in a new process (fork, _Fork, clone). */
+static struct rng *ready_rng(void)
 {
-	static const char hex[16] = "0123456789abcdef";
 	struct rng *r = &rng;
 	unsigned gen = atomic_load_explicit(&fork_gen, memory_order_relaxed);
-	uint8_t b[16];
-	uint64_t lo, hi;
-	int e = errno;
 	uint64_t tok = token();
 
 	if (unlikely(!r->seeded || r->token != tok || r->gen != gen))
 		seed(r, tok, gen);
+	return r;
+}
+
+uint64_t rq_rand64(void)
+{
+	int e = errno;
+	uint64_t v = next(ready_rng());
+
+	errno = e;
+	return v;
+}
+
+void rq_uuid4(char out[RQ_UUID_LEN])
+{
+	static const char hex[16] = "0123456789abcdef";
+	uint8_t b[16];
+	uint64_t lo, hi;
+	int e = errno;
+	struct rng *r = ready_rng();
+
 	lo = next(r);
 	hi = next(r);
 	memcpy(b, &lo, 8);

@@ -32,6 +32,9 @@ int rq_id_valid(const char *s, size_t n);
  */
 void rq_uuid4(char out[RQ_UUID_LEN]);
 
+/* 64 random bits from the same per-thread generator. Async-signal-safe. */
+uint64_t rq_rand64(void);
+
 /* Makes every thread reseed before its next ID (pthread_atfork child hook). */
 void rq_id_after_fork(void);
 

@@ -1,33 +1,19 @@
 #include "io.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "carry.h"
 #include "config.h"
+#include "conn.h"
 #include "ctx.h"
 #include "handle.h"
 #include "id.h"
+#include "lines.h"
+#include "prefix.h"
 #include "sys.h"
-
-#define PLAN_MAX 64 /* iovecs in one planned syscall: 1 KiB of stack */
-
-/* One planned syscall: the caller's bytes with insertions between them. */
-struct plan {
-	int n;
-	size_t bytes, caller; /* all bytes planned, and the caller's among them */
-	struct iovec iov[PLAN_MAX];
-	int8_t ins[PLAN_MAX];      /* -1: caller bytes; else index of the insertion */
-	uint16_t before[PLAN_MAX]; /* bytes of that insertion already out before */
-};
-
-/* Where a short write stopped. */
-struct cut {
-	size_t caller; /* caller bytes written */
-	int full;      /* insertions written whole (they are in order) */
-	int ins;       /* insertion the write stopped inside or right after, or -1 */
-	size_t sent;   /* bytes of that insertion out in all */
-};
 
 ssize_t rq_io_plain(int fd, const struct iovec *iov, int iovcnt, const struct rq_call *k)
 {
@@ -46,12 +32,13 @@ ssize_t rq_io_plain(int fd, const struct iovec *iov, int iovcnt, const struct rq
 	return rq_sys.sendmsg(fd, k->msg, k->flags);
 }
 
-static ssize_t emit(int fd, const struct plan *pl, const struct rq_call *k)
+/* The one system call for n iovecs, the way the caller's call would make it. */
+static ssize_t send_iov(int fd, const struct iovec *iov, int n, const struct rq_call *k)
 {
 	struct msghdr m;
 
 	if (k->how == RQ_WRITE || k->how == RQ_WRITEV)
-		return rq_sys.writev(fd, pl->iov, pl->n);
+		return rq_sys.writev(fd, iov, n);
 	memset(&m, 0, sizeof(m));
 	if (k->how == RQ_SENDMSG) {
 		m = *k->msg;
@@ -59,62 +46,9 @@ static ssize_t emit(int fd, const struct plan *pl, const struct rq_call *k)
 		m.msg_name = (void *)k->to;
 		m.msg_namelen = k->tolen;
 	}
-	m.msg_iov = (struct iovec *)pl->iov;
-	m.msg_iovlen = (size_t)pl->n;
+	m.msg_iov = (struct iovec *)iov;
+	m.msg_iovlen = (size_t)n;
 	return rq_sys.sendmsg(fd, &m, k->flags);
-}
-
-static void add(struct plan *pl, const void *p, size_t len, int ins, size_t before)
-{
-	pl->bytes += len;
-	if (ins < 0)
-		pl->caller += len;
-	pl->iov[pl->n].iov_base = (void *)p;
-	pl->iov[pl->n].iov_len = len;
-	pl->ins[pl->n] = (int8_t)ins;
-	pl->before[pl->n] = (uint16_t)before;
-	pl->n++;
-}
-
-/*
- * Maps the r bytes the kernel took back to the caller's bytes. If r ends
- * inside an insertion, or right after one with nothing of the caller's after
- * it, that insertion is reported so the next call does not repeat it.
- */
-static struct cut map(const struct plan *pl, size_t r)
-{
-	struct cut c = { 0, 0, -1, 0 };
-
-	if (r == pl->bytes) { /* the common case: all of it went out */
-		c.caller = pl->caller;
-		for (int i = pl->n - 1; i >= 0; i--) {
-			if (pl->ins[i] >= 0) {
-				c.full = pl->ins[i] + 1;
-				break;
-			}
-		}
-		if (pl->n && pl->ins[pl->n - 1] >= 0) {
-			c.ins = pl->ins[pl->n - 1];
-			c.sent = pl->before[pl->n - 1] + pl->iov[pl->n - 1].iov_len;
-		}
-		return c;
-	}
-
-	for (int i = 0; i < pl->n && r; i++) {
-		size_t len = pl->iov[i].iov_len, take = r < len ? r : len;
-
-		r -= take;
-		if (pl->ins[i] < 0) {
-			c.caller += take;
-			c.ins = -1;
-		} else {
-			c.ins = pl->ins[i];
-			c.sent = pl->before[i] + take;
-			if (take == len)
-				c.full = c.ins + 1;
-		}
-	}
-	return c;
 }
 
 /*
@@ -127,7 +61,7 @@ static int plausible(const void *p, size_t n)
 {
 	uintptr_t a = (uintptr_t)p;
 
-	return n == 0 || (a >= 4096 && a + n >= a && a + n <= ((uintptr_t)1 << 47));
+	return n == 0 || (a >= RQ_FIRST_PAGE && a + n >= a && a + n <= RQ_USER_TOP);
 }
 
 /* The caller's byte count; *bad is set if the call is one to leave to the kernel. */
@@ -177,526 +111,636 @@ static void advance(struct cursor *c, const struct iovec *iov, int iovcnt, size_
 	}
 }
 
-int rq_prefix_wanted(void)
-{
-	return rq_ctx_cur()->serial != 0 || !rq_cfg.bare_unknown;
-}
-
-size_t rq_prefix_render(char buf[RQ_INS_MAX])
-{
-	const struct rq_ctx *c = rq_ctx_cur();
-	size_t n = rq_cfg.pfx_head_len;
-
-	memcpy(buf, rq_cfg.pfx_head, n);
-	memcpy(buf + n, c->id, c->len);
-	n += c->len;
-	memcpy(buf + n, rq_cfg.pfx_tail, rq_cfg.pfx_tail_len);
-	return n + rq_cfg.pfx_tail_len;
-}
+/* ---- log streams ---- */
 
 /*
- * The thread's prefix, rendered once per context rather than once per line.
- * `busy` keeps a signal handler that logs while the cache is in use from
- * rewriting it under its owner: the handler renders into its own buffer.
+ * A log write is planned into iovecs: the caller's bytes, the prefix before
+ * each line that starts. Up to STACK_IOV iovecs (31 lines) the plan is on
+ * the stack; a write with more lines takes a pooled plan: IOV_MAX iovecs and
+ * a buffer into which pieces up to COPY_MAX bytes are copied, so that a run
+ * of short lines and their prefixes costs one iovec. A write that does not
+ * fit one plan goes out in as many system calls as it takes, each ending
+ * after a line end (see README, "Log prefixes"). Plans are taken from the
+ * pool without waiting; when all are busy (or the pool could not be set up)
+ * the stack plan is used, several times over.
  */
-struct pfx_cache {
-	uint64_t serial;   /* context it was rendered for */
-	unsigned cfg_gen;  /* configuration it was rendered with */
-	unsigned busy;
-	size_t len;        /* 0: nothing cached */
-	char text[RQ_INS_MAX];
+#define STACK_IOV 64           /* iovecs of a plan on the stack: 1 KiB */
+#define POOL_N    4            /* pooled plans */
+#define POOL_BUF  (512u << 10) /* copy buffer of a pooled plan */
+#define COPY_MAX  512          /* pieces up to this long are copied in a pooled plan */
+#ifndef IOV_MAX
+#define IOV_MAX 1024
+#endif
+
+struct pool {
+	struct iovec iov[IOV_MAX];
+	char buf[POOL_BUF];
 };
 
-static RQ_TLS struct pfx_cache pfx_cache;
+static struct pool pools[POOL_N];
 
-const char *rq_prefix_acquire(char buf[RQ_INS_MAX], size_t *len)
-{
-	struct pfx_cache *p = &pfx_cache;
-	uint64_t serial = rq_ctx_cur()->serial;
+/* One flag per pool entry, in a page that a forked child sees zeroed (held by threads it lacks). */
+static _Atomic uint32_t *_Atomic pool_busy;
 
-	if (p->busy) {
-		*len = rq_prefix_render(buf);
-		return buf;
-	}
-	p->busy = 1;
-	atomic_signal_fence(memory_order_seq_cst);
-	if (unlikely(p->serial != serial || p->cfg_gen != rq_cfg.gen || !p->len)) {
-		p->len = 0;
-		p->serial = serial;
-		p->cfg_gen = rq_cfg.gen;
-		p->len = rq_prefix_render(p->text);
-	}
-	*len = p->len;
-	return p->text;
-}
-
-void rq_prefix_release(const char *pfx)
-{
-	if (pfx == pfx_cache.text) {
-		atomic_signal_fence(memory_order_seq_cst);
-		pfx_cache.busy = 0;
-	}
-}
+#ifndef MADV_WIPEONFORK
+#define MADV_WIPEONFORK 18 /* Linux 4.14 */
+#endif
 
 /*
- * Plans the caller's bytes from `cur` on, with the prefix before each line
- * start, until the data or the plan runs out. `mid` and `pend` are the
- * stream's line state (inside a line; prefix bytes already out).
+ * At load time, not on the write path: the page of busy flags. Without
+ * MADV_WIPEONFORK a child could inherit entries held for good, so there is
+ * no pool then.
  */
-static void log_plan(struct plan *pl, const struct iovec *iov, int iovcnt, struct cursor cur,
-		     int mid, size_t pend, const char *pfx, size_t plen)
+__attribute__((constructor)) static void pool_init(void)
 {
-	pl->n = 0;
-	pl->bytes = pl->caller = 0;
-	while (cur.i < iovcnt && pl->n <= PLAN_MAX - 2) {
-		const char *s = (const char *)iov[cur.i].iov_base + cur.off;
-		size_t avail = iov[cur.i].iov_len - cur.off;
-		const char *nl;
-		size_t take;
+	void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
-		if (!avail) {
-			cur.i++;
-			cur.off = 0;
-			continue;
-		}
-		if (!mid) {
-			if (pend < plen)
-				add(pl, pfx + pend, plen - pend, 0, pend);
-			pend = 0;
-			mid = 1;
-		}
-		nl = memchr(s, '\n', avail);
-		take = nl ? (size_t)(nl - s) + 1 : avail;
-		add(pl, s, take, -1, 0);
-		cur.off += take;
-		if (nl)
-			mid = 0;
+	if (m == MAP_FAILED)
+		return;
+	if (madvise(m, 4096, MADV_WIPEONFORK) != 0) {
+		munmap(m, 4096);
+		return;
 	}
+	atomic_store_explicit(&pool_busy, m, memory_order_release);
 }
 
-static ssize_t log_lines(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
-			 const struct rq_call *k, size_t total, const char *pfx, size_t plen);
-
-static ssize_t log_write(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
-			 const struct rq_call *k, size_t total)
+static struct pool *pool_get(void)
 {
-	char buf[RQ_INS_MAX];
-	const char *pfx;
-	size_t plen;
-	ssize_t r;
+	_Atomic uint32_t *busy = atomic_load_explicit(&pool_busy, memory_order_acquire);
 
-	if (!rq_prefix_wanted()) {
-		r = rq_io_plain(fd, iov, iovcnt, k);
-		if (r > 0) {
-			atomic_store_explicit(&e->wmid, byte_before(iov, iovcnt, (size_t)r) != '\n',
-					      memory_order_relaxed);
-			atomic_store_explicit(&e->wpend, 0, memory_order_relaxed);
-		}
-		return r;
+	for (int i = 0; busy && i < POOL_N; i++) {
+		uint32_t free_ = 0;
+
+		if (!atomic_load_explicit(&busy[i], memory_order_relaxed) &&
+		    atomic_compare_exchange_strong_explicit(&busy[i], &free_, 1, memory_order_acquire,
+							    memory_order_relaxed))
+			return &pools[i];
 	}
-	pfx = rq_prefix_acquire(buf, &plen);
-	r = log_lines(fd, e, iov, iovcnt, k, total, pfx, plen);
-	rq_prefix_release(pfx);
-	return r;
+	return NULL;
 }
 
-/* Writes the caller's bytes with prefix pfx at each line start; what write(2) returns. */
-static ssize_t log_lines(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
-			 const struct rq_call *k, size_t total, const char *pfx, size_t plen)
+static void pool_put(void *p)
 {
-	size_t done = 0;
-	struct cursor cur = { 0, 0 };
-	int saved = errno;
+	_Atomic uint32_t *busy = atomic_load_explicit(&pool_busy, memory_order_relaxed);
 
-	for (;;) {
-		int mid = (int)atomic_load_explicit(&e->wmid, memory_order_relaxed);
-		size_t pend = atomic_load_explicit(&e->wpend, memory_order_relaxed);
-		struct plan pl;
-		struct cut c;
-		ssize_t r;
+	atomic_store_explicit(&busy[(struct pool *)p - pools], 0, memory_order_release);
+}
 
-		if (pend > plen)
-			pend = plen; /* the ID changed since the prefix was cut */
-		log_plan(&pl, iov, iovcnt, cur, mid, pend, pfx, plen);
-		r = emit(fd, &pl, k);
-		if (r == 0)
-			return (ssize_t)done;
-		if (r < 0) {
-			if (!done)
+/* One planned system call of a log write. */
+struct lplan {
+	struct iovec *iov;
+	int n, cap;
+	char *buf;            /* pooled: the copy buffer */
+	size_t used;          /* bytes of it in use */
+	size_t bytes, caller; /* all bytes planned, and the caller's among them */
+	int mid;              /* inside a line after the last caller byte planned */
+	const char *due;      /* then, inserted bytes owed to that line (due_len 0: none) */
+	size_t due_len, due_at;
+	int due_kind;
+	struct pool *pool;
+};
+
+/* A point of a plan to go back to. */
+struct mark {
+	int n;
+	size_t last, used, bytes, caller;
+};
+
+static void mark(struct mark *m, const struct lplan *pl)
+{
+	m->n = pl->n;
+	m->last = pl->n ? pl->iov[pl->n - 1].iov_len : 0;
+	m->used = pl->used;
+	m->bytes = pl->bytes;
+	m->caller = pl->caller;
+}
+
+static void back(struct lplan *pl, const struct mark *m)
+{
+	pl->n = m->n;
+	if (m->n)
+		pl->iov[m->n - 1].iov_len = m->last;
+	pl->used = m->used;
+	pl->bytes = m->bytes;
+	pl->caller = m->caller;
+}
+
+/* Adds a piece to the plan. Returns 0, or -1 if there is no room for it. */
+static inline __attribute__((always_inline)) int lay(struct lplan *pl, const struct rq_seg *s)
+{
+	struct iovec *last = pl->n ? &pl->iov[pl->n - 1] : NULL;
+
+	if (pl->buf && s->len <= COPY_MAX && s->len <= POOL_BUF - pl->used) {
+		char *d = pl->buf + pl->used;
+
+		if (!last || (char *)last->iov_base + last->iov_len != d) {
+			if (pl->n == pl->cap)
 				return -1;
-			errno = saved;
-			return (ssize_t)done;
+			last = &pl->iov[pl->n++];
+			last->iov_base = d;
+			last->iov_len = 0;
 		}
-		c = map(&pl, (size_t)r);
-		if (c.ins >= 0) {
-			atomic_store_explicit(&e->wmid, 0, memory_order_relaxed);
-			atomic_store_explicit(&e->wpend, (uint32_t)c.sent, memory_order_relaxed);
-		} else if (c.caller) {
-			atomic_store_explicit(&e->wmid,
-					      byte_before(iov, iovcnt, done + c.caller) != '\n',
-					      memory_order_relaxed);
-			atomic_store_explicit(&e->wpend, 0, memory_order_relaxed);
-		}
-		done += c.caller;
-		advance(&cur, iov, iovcnt, c.caller);
-		if (done == total) {
-			errno = saved;
-			return (ssize_t)done;
-		}
-		/* A short write returns what the caller got out, unless that is nothing. */
-		if ((size_t)r < pl.bytes && done)
-			return errno = saved, (ssize_t)done;
+		memcpy(d, s->p, s->len);
+		pl->used += s->len;
+		last->iov_len += s->len;
+	} else if (last && (const char *)last->iov_base + last->iov_len == s->p) {
+		last->iov_len += s->len; /* right after the previous piece */
+	} else {
+		if (pl->n == pl->cap)
+			return -1;
+		pl->iov[pl->n].iov_base = (void *)s->p;
+		pl->iov[pl->n].iov_len = s->len;
+		pl->n++;
 	}
+	pl->bytes += s->len;
+	if (s->kind == RQ_SEG_CALLER)
+		pl->caller += s->len;
+	return 0;
 }
 
-/* ---- connections ---- */
-
-#define HDR_MAX (RQ_HDR_MAX + REQCTX_ID_MAX + 5)
-
-/* A header insertion planned for one response head. */
-struct ins {
-	size_t at;      /* caller offset */
-	size_t sent;    /* bytes already out */
-	uint32_t slot;  /* request whose ID it carries */
-	size_t len;
-	char text[HDR_MAX];
-};
-
-static struct rq_slot *slot_at(struct rq_conn *c, uint32_t i)
+/* Moves a full stack plan into a pooled one. Returns 0, or -1 if none is free. */
+static int upgrade(struct lplan *pl)
 {
-	return &c->slots[i % RQ_PIPE];
-}
+	struct pool *p = pool_get();
 
-/* The method of the request answered by the response at ring index h. */
-static int method_of(struct rq_conn *c, uint32_t h)
-{
-	uint32_t t = atomic_load_explicit(&c->tail, memory_order_acquire);
-
-	if (h >= t)
-		return 0;
-	return atomic_load_explicit(&slot_at(c, h)->flags, memory_order_relaxed) & RQ_SLOT_HEAD
-		? RQ_M_HEAD : 0;
-}
-
-/* Renders "Name: id\r\n" for slot i. Returns 0, or -1 if the slot could not be read. */
-static int render_header(struct rq_conn *c, uint32_t i, struct ins *in)
-{
-	struct rq_ctx id;
-
-	if (rq_slot_read(slot_at(c, i), &id, NULL) < 0 || !id.len)
+	if (!p)
 		return -1;
-	memcpy(in->text, rq_cfg.hdr, rq_cfg.hdr_len);
-	in->len = rq_cfg.hdr_len;
-	in->text[in->len++] = ':';
-	in->text[in->len++] = ' ';
-	memcpy(in->text + in->len, id.id, id.len);
-	in->len += id.len;
-	in->text[in->len++] = '\r';
-	in->text[in->len++] = '\n';
-	in->slot = i;
+	memcpy(p->iov, pl->iov, (size_t)pl->n * sizeof(*pl->iov));
+	pl->iov = p->iov;
+	pl->cap = IOV_MAX;
+	pl->buf = p->buf;
+	pl->used = 0;
+	pl->pool = p;
 	return 0;
 }
 
 /*
- * Which request a response ending now answers: the oldest unanswered one.
- * With none (the server answers before a head is complete, or the bytes only
- * look like a response) nothing is inserted.
+ * What a plan may hold after a short write on this thread: twice what the
+ * kernel took then (a non-blocking pipe or socket taking what it has room
+ * for), so that each retry does not lay out and copy a whole pooled plan to
+ * have a few KB of it taken. It doubles with every plan that goes out whole;
+ * 0: no limit.
  */
-static int answered(struct rq_conn *c, uint32_t h, uint32_t *slot)
+static RQ_TLS size_t plan_room;
+
+#define ROOM_MIN 64
+
+static void room_after(size_t r, size_t planned)
 {
-	*slot = h;
-	return h < atomic_load_explicit(&c->tail, memory_order_acquire);
+	if (r < planned)
+		plan_room = r < ROOM_MIN / 2 ? ROOM_MIN : 2 * r;
+	else if (plan_room)
+		plan_room = plan_room >= POOL_BUF ? 0 : 2 * plan_room;
 }
 
 /*
- * Scans the bytes about to be written, on a copy of the response scanner, and
- * plans where the ID header goes: right after the status line when the rest
- * of the head is in this write, else before the blank line ending the head
- * (only there is it known that the head has no such header already). A head
- * that already has the header gets none. Returns the number of insertions.
+ * Plans one system call from the walk w: every piece that fits (in the plan,
+ * and in plan_room). When the plan fills up it ends after the last line end
+ * in it (with none, where it filled).
  */
-/* Where prescan's scanner ended, to commit it as is when the whole write goes out. */
-struct pre {
-	struct rq_hdrs s;
-	uint32_t h;  /* next request to answer */
-	int state;   /* ins_state */
-	int whole;   /* it saw every byte of the write */
-};
-
-static int prescan(struct rq_conn *c, const struct iovec *iov, int iovcnt, struct ins *ins,
-		   struct pre *pre)
+static void plan_log(struct lplan *pl, struct rq_walk *w)
 {
-	struct rq_hdrs *s = &pre->s;
-	uint32_t h = atomic_load_explicit(&c->head, memory_order_acquire);
-	uint32_t t = atomic_load_explicit(&c->tail, memory_order_acquire);
-	int n = 0, state = c->ins_state;
-	size_t pos = 0, status_at = 0, blank_at = 0;
-	int have_status, have_blank = 0;
-
-	*s = c->ws;
-	have_status = rq_resp_after_status(s);
-	pre->whole = 0;
-	if (state == 1) {
-		if (render_header(c, c->ins_slot, &ins[0]) < 0 || c->ins_sent > ins[0].len)
-			return 0;
-		ins[0].at = 0;
-		ins[0].sent = c->ins_sent;
-		n = 1;
-		state = 2;
-	}
-	for (int i = 0; i < iovcnt; i++) {
-		const char *b = iov[i].iov_base;
-		size_t len = iov[i].iov_len, off = 0;
-
-		while (off < len) {
-			enum rq_ev ev;
-			uint32_t slot;
-
-			if (n == RQ_PIPE)
-				return n; /* no room for more: the rest is scanned after the write */
-			off += rq_resp_feed(s, b + off, len - off, method_of(c, h), &ev);
-			if (ev == RQ_EV_DEAD || ev == RQ_EV_NONE) {
-				if (ev == RQ_EV_DEAD)
-					goto out;
-				continue;
-			}
-			if (ev == RQ_EV_STATUS) {
-				status_at = pos + off;
-				have_status = 1;
-				have_blank = 0;
-			} else if (ev == RQ_EV_BLANK) {
-				blank_at = pos + off;
-				have_blank = 1;
-			} else if (ev == RQ_EV_END) {
-				if (s->status >= 200) {
-					if (state == 0 && !s->xr_seen && (have_status || have_blank) &&
-					    answered(c, h, &slot) && render_header(c, slot, &ins[n]) == 0) {
-						ins[n].at = have_status ? status_at : blank_at;
-						ins[n].sent = 0;
-						n++;
-					}
-					if (h < t)
-						h++;
-				}
-				state = 0;
-				have_status = have_blank = 0;
-			}
-		}
-		pos += len;
-	}
-out:
-	pre->h = h;
-	pre->state = state;
-	pre->whole = 1;
-	return n;
-}
-
-/* A write that went out whole leaves the scanner where prescan left it. */
-static void commit(struct rq_conn *c, const struct pre *pre)
-{
-	c->ws = pre->s;
-	atomic_store_explicit(&c->head, pre->h, memory_order_release);
-	c->ins_state = (uint32_t)pre->state;
-}
-
-/*
- * Commits the response scanner over the `len` caller bytes that were written:
- * pops answered requests and keeps the insertion state right.
- */
-static void postscan(struct rq_conn *c, const struct iovec *iov, int iovcnt, size_t len,
-		     const struct ins *ins, int nins, const struct cut *cut)
-{
-	size_t pos = 0;
-
-	if (nins && ins[0].at == 0 && ins[0].sent && cut->full > 0)
-		c->ins_state = 2; /* a pending remainder went out whole */
-	for (int i = 0; i < iovcnt && len; i++) {
-		const char *b = iov[i].iov_base;
-		size_t seg = iov[i].iov_len < len ? iov[i].iov_len : len, off = 0;
-
-		while (off < seg) {
-			uint32_t h = atomic_load_explicit(&c->head, memory_order_relaxed);
-			enum rq_ev ev;
-
-			off += rq_resp_feed(&c->ws, b + off, seg - off, method_of(c, h), &ev);
-			if (ev == RQ_EV_STATUS || ev == RQ_EV_BLANK) {
-				for (int k = 0; k < nins && k < cut->full; k++)
-					if (ins[k].at == pos + off)
-						c->ins_state = 2;
-			} else if (ev == RQ_EV_END) {
-				if (c->ws.status >= 200 &&
-				    h < atomic_load_explicit(&c->tail, memory_order_acquire))
-					atomic_store_explicit(&c->head, h + 1, memory_order_release);
-				c->ins_state = 0;
-			}
-		}
-		pos += seg;
-		len -= seg;
-	}
-	if (cut->ins >= 0) {
-		c->ins_state = cut->sent < ins[cut->ins].len ? 1 : 2;
-		c->ins_sent = (uint32_t)cut->sent;
-		c->ins_slot = ins[cut->ins].slot;
-	}
-}
-
-/*
- * Once a response is out whole, the thread that wrote it is done with that
- * request: its context is marked finished (a hand-off may replace it).
- */
-static void answered_all(struct rq_conn *c)
-{
-	uint32_t h = atomic_load_explicit(&c->head, memory_order_relaxed);
-
-	if (h && rq_resp_at_start(&c->ws))
-		rq_ctx_finish(atomic_load_explicit(&slot_at(c, h - 1)->serial, memory_order_relaxed));
-}
-
-/* The context for a write on c: a response starting now speaks for the oldest open request. */
-static void conn_ctx(struct rq_conn *c)
-{
-	uint32_t h = atomic_load_explicit(&c->head, memory_order_acquire);
-
-	if (rq_resp_at_start(&c->ws) && h < atomic_load_explicit(&c->tail, memory_order_acquire)) {
-		atomic_store_explicit(&c->cur, h, memory_order_relaxed);
-		atomic_store_explicit(&c->has_cur, 1, memory_order_release);
-	}
-	if (atomic_load_explicit(&c->has_cur, memory_order_acquire))
-		rq_ctx_set_slot(slot_at(c, atomic_load_explicit(&c->cur, memory_order_relaxed)));
-	else
-		rq_ctx_clear();
-}
-
-/*
- * Lays out the caller's bytes with the insertions. If the iovecs run out, the
- * plan stops early (the caller sees a short write, which writev allows) and
- * insertions beyond that point are dropped. Returns the insertions planned.
- */
-static int plan_conn(struct plan *pl, const struct iovec *iov, int iovcnt, struct ins *ins, int nins)
-{
-	size_t pos = 0;
-	int k = 0;
+	size_t room = plan_room;
+	struct mark line = { 0 };
+	int have_line = 0;
+	struct rq_seg s;
 
 	pl->n = 0;
-	pl->bytes = pl->caller = 0;
-	for (int i = 0; i < iovcnt; i++) {
-		const char *b = iov[i].iov_base;
-		size_t len = iov[i].iov_len, off = 0;
-
-		for (; k < nins && ins[k].at <= pos + len; k++) {
-			size_t cut = ins[k].at - pos;
-
-			if (pl->n > PLAN_MAX - 3)
-				return k;
-			if (cut > off)
-				add(pl, b + off, cut - off, -1, 0);
-			add(pl, ins[k].text + ins[k].sent, ins[k].len - ins[k].sent, k, ins[k].sent);
-			off = cut;
+	pl->used = pl->bytes = pl->caller = 0;
+	pl->mid = w->mid;
+	pl->due_len = 0;
+	while (rq_walk_next(w, &s)) {
+		if ((room && pl->caller && s.len > room - (room < pl->bytes ? room : pl->bytes)) ||
+		    (lay(pl, &s) < 0 && (pl->buf || upgrade(pl) < 0 || lay(pl, &s) < 0))) {
+			if (have_line) {
+				back(pl, &line);
+				pl->mid = 0;
+				pl->due_len = 0;
+			}
+			return;
 		}
-		if (off < len) {
-			if (pl->n == PLAN_MAX)
-				return k;
-			add(pl, b + off, len - off, -1, 0);
+		pl->due_len = w->due_len; /* what the line owes after what is laid */
+		if (unlikely(w->due_len)) {
+			pl->due = w->due;
+			pl->due_at = w->due_at;
+			pl->due_kind = w->due_kind;
 		}
-		pos += len;
+		if (s.kind != RQ_SEG_CALLER) {
+			pl->mid = 1; /* (a plan never fills before its first line's bytes) */
+		} else {
+			pl->mid = w->mid;
+			if (!w->mid) {
+				mark(&line, pl);
+				have_line = 1;
+			}
+		}
 	}
-	return k;
 }
 
-static ssize_t conn_write(int fd, const struct iovec *iov, int iovcnt, const struct rq_call *k,
-			  size_t total)
+/*
+ * The line state a plan made from state st leaves: inside a line or at a
+ * line start, or owing the text its line has not got yet (stored in the
+ * fd's record first, unless it is the rest of the one the state owes).
+ */
+static uint32_t plan_post(int fd, uint32_t st, const struct lplan *pl)
 {
-	struct rq_conn *c = rq_conn_peek(fd);
-	struct ins ins[RQ_PIPE];
-	int saved = errno;
-	struct plan pl;
-	struct pre pre;
+	if (likely(!pl->due_len))
+		return pl->mid ? RQ_LN_MID : 0;
+	if (pl->due_kind == RQ_SEG_REST)
+		return rq_ln_cut(rq_ln_which(st), rq_ln_plen(st) - pl->due_len, rq_ln_plen(st),
+				 pl->due_at);
+	return rq_ln_cut_text(fd, st, pl->due, pl->due_len, 0, pl->due_at);
+}
 
-	conn_ctx(c);
-	if (rq_hdrs_dead(&c->ws) || !total)
-		return rq_io_plain(fd, iov, iovcnt, k);
-	for (;;) {
-		int nins = prescan(c, iov, iovcnt, ins, &pre);
-		struct cut cut;
+/*
+ * Publishes the line state `post` a write will leave, in place of the state
+ * st it was planned from (src/lines.h). With `check`, only if no other write
+ * came in between: none by a signal handler on this thread since the write
+ * began (its epoch), and, when the state changes, none by another thread
+ * (the compare-and-swap). Returns 0 if one did: the write is planned again.
+ */
+static inline int publish(struct rq_fd *e, unsigned epoch, uint32_t st, uint32_t post, int check)
+{
+	if (check && rq_ln_epoch != epoch)
+		return 0;
+	if (post == st)
+		return 1;
+	if (!check) {
+		atomic_store_explicit(&e->line, post, memory_order_release);
+		return 1;
+	}
+	return atomic_compare_exchange_strong_explicit(&e->line, &st, post, memory_order_release,
+						       memory_order_relaxed);
+}
+
+/*
+ * The system call of a planned log write, with its line state published
+ * right before it: everything the call needs is ready first, so that only a
+ * handful of instructions separate the store from the system call (a signal
+ * handler that runs there is the one that sees the state too early).
+ * Returns 0 with what the call returned in *ret, or -EAGAIN if the state
+ * moved under the plan (no call was made: plan again). A pooled plan's entry
+ * is released if the thread is cancelled in the call.
+ */
+static int emit_log(int fd, struct rq_fd *e, unsigned epoch, uint32_t st, uint32_t post,
+		    const struct lplan *pl, const struct rq_call *k, int check, ssize_t *ret)
+{
+	ssize_t (*wv)(int, const struct iovec *, int) = rq_sys.writev;
+	ssize_t (*sm)(int, const struct msghdr *, int) = rq_sys.sendmsg;
+	int vec = k->how == RQ_WRITE || k->how == RQ_WRITEV;
+	struct msghdr m;
+	ssize_t r;
+
+	memset(&m, 0, sizeof(m));
+	if (k->how == RQ_SENDMSG) {
+		m = *k->msg;
+	} else if (k->how == RQ_SENDTO) {
+		m.msg_name = (void *)k->to;
+		m.msg_namelen = k->tolen;
+	}
+	m.msg_iov = pl->iov;
+	m.msg_iovlen = (size_t)pl->n;
+	if (!pl->pool) {
+		if (!publish(e, epoch, st, post, check))
+			return -EAGAIN;
+		*ret = vec ? wv(fd, pl->iov, pl->n) : sm(fd, &m, k->flags);
+		return 0;
+	}
+	r = 0;
+	pthread_cleanup_push(pool_put, pl->pool);
+	if (publish(e, epoch, st, post, check))
+		*ret = vec ? wv(fd, pl->iov, pl->n) : sm(fd, &m, k->flags);
+	else
+		r = -EAGAIN;
+	pthread_cleanup_pop(0);
+	return (int)r;
+}
+
+/*
+ * The caller's bytes among the first r bytes of a system call planned from
+ * walk w, which started in line state st0, and (in *now) the line state they
+ * leave. A cut inside an inserted text, or in front of one, records the
+ * text (rq_ln_cut_text).
+ */
+static size_t map_log(int fd, struct rq_walk *w, size_t r, uint32_t st0, uint32_t *now)
+{
+	size_t got = 0, caller = 0;
+	uint32_t after = st0;
+	struct rq_seg s;
+
+	while (got < r && rq_walk_next(w, &s)) {
+		size_t take = r - got < s.len ? r - got : s.len;
+
+		got += take;
+		if (s.kind == RQ_SEG_CALLER) {
+			caller += take;
+			if (take == s.len && s.p[take - 1] == '\n')
+				after = 0;
+			else if (likely(!w->due_len))
+				after = RQ_LN_MID;
+			else if (w->due_kind == RQ_SEG_REST) /* still owed, after what was not taken */
+				after = rq_ln_cut(rq_ln_which(st0), rq_ln_plen(st0) - w->due_len,
+						  rq_ln_plen(st0), w->due_at + s.len - take);
+			else
+				after = rq_ln_cut_text(fd, st0, w->due, w->due_len, 0,
+						       w->due_at + s.len - take);
+		} else if (take == s.len) {
+			after = RQ_LN_MID; /* the text is out whole: its line has begun */
+		} else if (s.kind == RQ_SEG_REST) {
+			after = rq_ln_cut(rq_ln_which(st0), rq_ln_plen(st0) - s.len + take,
+					  rq_ln_plen(st0), 0);
+		} else {
+			after = rq_ln_cut_text(fd, st0, s.p, s.len, take, 0);
+		}
+	}
+	*now = after;
+	return caller;
+}
+
+/*
+ * A log write outside requests with REQCTX_UNKNOWN=bare, with no cut text
+ * to finish: the caller's own call, with the line state it leaves published
+ * before it. Returns 0 with the call's result in *ret, or -EAGAIN as
+ * emit_log.
+ */
+static int log_bare(int fd, struct rq_fd *e, unsigned epoch, uint32_t st,
+		    const struct iovec *iov, int iovcnt, const struct rq_call *k, size_t total,
+		    int check, ssize_t *ret)
+{
+	uint32_t post = byte_before(iov, iovcnt, total) != '\n' ? RQ_LN_MID : 0;
+	ssize_t r;
+	int saved;
+
+	if (!publish(e, epoch, st, post, check))
+		return -EAGAIN;
+	r = *ret = rq_io_plain(fd, iov, iovcnt, k);
+	saved = errno;
+	if (r <= 0)
+		rq_ln_fix(e, epoch, post, st);
+	else if ((size_t)r < total)
+		rq_ln_fix(e, epoch, post, byte_before(iov, iovcnt, (size_t)r) != '\n' ? RQ_LN_MID : 0);
+	errno = saved;
+	return 0;
+}
+
+/*
+ * Writes the caller's bytes with what each line that starts gets (the
+ * prefix, or a field: src/prefix.h); returns what the caller's call returns.
+ * Each system call publishes the line state it will leave before it is made
+ * (src/lines.h), unless a signal handler (or another thread) wrote
+ * meanwhile: then the plan is made again, from the state that write left, up
+ * to 4 times. A short call corrects it. A call that got some of the caller's
+ * bytes out returns their count; one that got only inserted bytes out is
+ * followed by another.
+ */
+static ssize_t log_write(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
+			 const struct rq_call *k, size_t total)
+{
+	struct iovec stack[STACK_IOV];
+	char buf[RQ_TEXTS_MAX], rest[RQ_PFX_MAX];
+	struct lplan pl = { .iov = stack, .cap = STACK_IOV };
+	struct cursor cur = { 0, 0 };
+	struct rq_texts tx;
+	const char *held = NULL;
+	size_t done = 0;
+	int saved = errno;
+	ssize_t ret;
+
+	if (rq_prefix_wanted())
+		held = rq_prefix_acquire(buf, &tx);
+	for (int tries = 0;;) {
+		struct rq_walk w, start;
+		uint32_t st, post, now;
+		unsigned epoch = rq_ln_begin();
+		size_t skip, rlen = rq_ln_load(fd, e, &st, rest, &skip), c;
 		ssize_t r;
 
-		if (nins)
-			nins = plan_conn(&pl, iov, iovcnt, ins, nins);
-		if (!nins) {
+		if (!held && !rlen && !done) {
+			if (log_bare(fd, e, epoch, st, iov, iovcnt, k, total, tries++ < 4, &r) < 0)
+				continue;
+			return r;
+		}
+		rq_walk_init(&w, iov, iovcnt, total - done, st & RQ_LN_MID, rest, rlen, skip,
+			     held ? &tx : NULL);
+		w.i = cur.i;
+		w.off = cur.off;
+		start = w;
+		plan_log(&pl, &w);
+		post = plan_post(fd, st, &pl);
+		if (emit_log(fd, e, epoch, st, post, &pl, k, tries++ < 4, &r) < 0)
+			continue;
+		if (r > 0)
+			room_after((size_t)r, pl.bytes);
+		if (r > 0 && (size_t)r == pl.bytes) {
+			done += pl.caller;
+			advance(&cur, iov, iovcnt, pl.caller);
+			if (done < total)
+				continue;
+			ret = (ssize_t)done;
+			break;
+		}
+		if (r <= 0) {
+			rq_ln_fix(e, epoch, post, st); /* nothing went out */
+			ret = done ? (ssize_t)done : r;
+			break;
+		}
+		c = map_log(fd, &start, (size_t)r, st, &now);
+		rq_ln_fix(e, epoch, post, now);
+		done += c;
+		advance(&cur, iov, iovcnt, c);
+		if (c) {
+			ret = (ssize_t)done;
+			break;
+		}
+		/* Only inserted bytes went out: go on rather than return 0. */
+	}
+	if (ret >= 0 || done)
+		errno = saved;
+	if (pl.pool)
+		pool_put(pl.pool);
+	if (held)
+		rq_prefix_release(held);
+	return ret;
+}
+
+/* ---- connections ---- */
+
+/*
+ * The socket transport of a connection's writes (conn.h): each planned
+ * system call carries up to RQ_EDITS header insertions; a write with more
+ * response heads than that (a pipelined batch) goes out in as many system
+ * calls, and returns what it got out if one of them comes up short, as a
+ * short write does.
+ */
+static ssize_t conn_write(int fd, struct rq_conn *c, const struct iovec *iov, int iovcnt,
+			  const struct rq_call *k, size_t total)
+{
+	struct rq_wplan p;
+	struct rq_call again;
+	struct msghdr bare;
+	int saved = errno;
+
+	if (atomic_load_explicit(&c->xport, memory_order_acquire) != RQ_XP_PLAIN) {
+		if (atomic_load_explicit(&c->xport, memory_order_relaxed) == RQ_XP_TLS_WAIT)
+			rq_conn_enter(c); /* a handshake: the connection's one ID */
+		return rq_io_plain(fd, iov, iovcnt, k); /* ciphertext */
+	}
+	if (!rq_conn_write_begin(c) || !total)
+		return rq_io_plain(fd, iov, iovcnt, k);
+	p.at = (struct rq_wpos){ 0, 0, 0 };
+	for (;;) {
+		ssize_t r;
+
+		rq_conn_plan(c, iov, iovcnt, total, &p);
+		if (!p.w.n) { /* nothing to weave in: the caller's own call */
 			r = rq_io_plain(fd, iov, iovcnt, k);
 			if (r > 0) {
 				int e = errno;
 
-				if ((size_t)r == total && pre.whole) {
-					commit(c, &pre);
-				} else {
-					cut = (struct cut){ (size_t)r, 0, -1, 0 };
-					postscan(c, iov, iovcnt, cut.caller, ins, 0, &cut);
-				}
-				answered_all(c);
+				rq_conn_commit(c, &p, iov, iovcnt, (size_t)r);
 				errno = e;
 			}
 			return r;
 		}
-		r = emit(fd, &pl, k);
-		if (r <= 0)
-			return r;
-		if ((size_t)r == pl.bytes && pl.caller == total && pre.whole) {
-			commit(c, &pre);
-			answered_all(c);
+		r = send_iov(fd, p.w.iov, p.w.n, k);
+		if (r <= 0) {
+			if (!p.at.done)
+				return r;
 			errno = saved;
-			return (ssize_t)total;
+			return (ssize_t)p.at.done;
 		}
-		cut = map(&pl, (size_t)r);
-		postscan(c, iov, iovcnt, cut.caller, ins, nins, &cut);
-		answered_all(c);
-		if (cut.caller || (size_t)r == pl.bytes) {
+		rq_conn_commit(c, &p, iov, iovcnt, (size_t)r);
+		if (p.at.done == total || ((size_t)r < p.w.bytes && p.at.done)) {
 			errno = saved;
-			return (ssize_t)cut.caller;
+			return (ssize_t)p.at.done; /* all of it, or a short write */
 		}
-		/* Only inserted bytes went out: send on rather than return 0. */
+		if (k->how == RQ_SENDMSG && k->msg->msg_controllen) {
+			/* the ancillary data went with the first bytes; not again */
+			bare = *k->msg;
+			bare.msg_control = NULL;
+			bare.msg_controllen = 0;
+			again = *k;
+			again.msg = &bare;
+			k = &again;
+		}
+		/* Only inserted bytes went out, or the plan did and more follows: on. */
 	}
 }
 
-/* log_line's answer when the write is not its case. */
-#define NOT_LINE (-2)
+static __attribute__((noinline)) ssize_t write_general(int fd, struct rq_fd *e,
+						       const struct iovec *iov, int iovcnt,
+						       const struct rq_call *k, uint32_t fl);
+
+/*
+ * After a one-line write that the kernel cut short after r of its bytes: the
+ * line [0, at) `text` (tl bytes) [at, n) stopped inside the text, or in
+ * front of it. Corrects the line state (if no other write changed it) and
+ * returns the caller bytes that went out.
+ */
+static __attribute__((noinline)) size_t line_cut(int fd, struct rq_fd *e, unsigned epoch,
+						  const char *text, size_t tl, size_t at, size_t r)
+{
+	uint32_t now = RQ_LN_MID;
+
+	if (r < at)
+		now = rq_ln_cut_text(fd, 0, text, tl, 0, at - r);
+	else if (r < at + tl)
+		now = rq_ln_cut_text(fd, 0, text, tl, r - at, 0);
+	rq_ln_fix(e, epoch, 0, now);
+	return r < at ? r : r < at + tl ? at : r - tl;
+}
+
+/*
+ * The system call of a one-line write: v holds the line iov[0] with `text`
+ * (tl bytes, at caller bytes into it), from the cache taken as h. Returns
+ * what write returns; a write a signal handler's came before, or one that
+ * got only inserted bytes out, is left to the general path.
+ */
+static inline __attribute__((always_inline)) ssize_t
+line_out(int fd, struct rq_fd *e, const struct iovec *iov, const struct rq_call *k, unsigned epoch,
+	 const char *h, const struct iovec *v, int cnt, const char *text, size_t tl, size_t at)
+{
+	size_t n = iov[0].iov_len, c;
+	ssize_t r;
+
+	if (unlikely(rq_ln_epoch != epoch)) { /* a handler wrote meanwhile: plan from what it left */
+		rq_prefix_release(h);
+		return write_general(fd, e, iov, 1, k, RQ_FD_LOG);
+	}
+	/* writev leaves errno alone when it succeeds, and so does everything here */
+	r = rq_sys.writev(fd, v, cnt);
+	if (likely(r == (ssize_t)(tl + n))) {
+		rq_prefix_release(h);
+		return (ssize_t)n;
+	}
+	c = r > 0 ? line_cut(fd, e, epoch, text, tl, at, (size_t)r) : 0;
+	rq_prefix_release(h);
+	if (r <= 0)
+		return r;
+	if (!c) /* none of the line yet: the general path goes on */
+		return write_general(fd, e, iov, 1, k, RQ_FD_LOG);
+	return (ssize_t)c;
+}
+
+/* log_line in the formats other than prefix: the line gets its text where it goes. */
+static __attribute__((noinline)) ssize_t log_fields(int fd, struct rq_fd *e,
+						    const struct iovec *iov,
+						    const struct rq_call *k, unsigned epoch,
+						    const char *h)
+{
+	const char *s = iov[0].iov_base, *text;
+	size_t n = iov[0].iov_len, tl, at;
+	struct rq_texts t;
+	struct iovec v[3];
+
+	rq_prefix_texts(&t);
+	if (!(tl = rq_prefix_place_line(&t, s, n, &text, &at))) {
+		rq_prefix_release(h); /* it has its field (or prefix) already */
+		return write_general(fd, e, iov, 1, k, RQ_FD_LOG);
+	}
+	if (!at) {
+		v[0].iov_base = (void *)text;
+		v[0].iov_len = tl;
+		v[1] = iov[0];
+		return line_out(fd, e, iov, k, epoch, h, v, 2, text, tl, 0);
+	}
+	v[0].iov_base = (void *)s; /* a JSON line: after its brace */
+	v[0].iov_len = at;
+	v[1].iov_base = (void *)text;
+	v[1].iov_len = tl;
+	v[2].iov_base = (void *)(s + at);
+	v[2].iov_len = n - at;
+	return line_out(fd, e, iov, k, epoch, h, v, 3, text, tl, at);
+}
 
 /*
  * write(2) of one whole line at a line start, the common case of a log write:
- * the cached prefix and the line in one writev, with no planning. Returns what
- * write returns, or NOT_LINE for any other case (then nothing was written, or
- * only part of the prefix, which the general path resumes from wpend).
+ * the cached text and the line in one writev, with no planning. The line
+ * state is a line start before and after, so nothing is published. Returns
+ * what write returns. Any other case (or one where only inserted bytes got
+ * out, which it goes on from) is the general path's.
  */
-static ssize_t log_line(int fd, struct rq_fd *e, const char *s, size_t n)
+static ssize_t log_line(int fd, struct rq_fd *e, const struct iovec *iov, const struct rq_call *k)
 {
-	char buf[RQ_INS_MAX];
+	const char *s = iov[0].iov_base, *h;
+	size_t n = iov[0].iov_len, tl;
+	unsigned epoch = rq_ln_begin();
 	struct iovec v[2];
-	int saved = errno;
-	ssize_t r;
 
 	if (!n || n > SSIZE_MAX || !plausible(s, n) || s[n - 1] != '\n' ||
-	    atomic_load_explicit(&e->wmid, memory_order_relaxed) ||
-	    atomic_load_explicit(&e->wpend, memory_order_relaxed) || !rq_prefix_wanted() ||
-	    memchr(s, '\n', n - 1))
-		return NOT_LINE;
-	v[0].iov_base = (void *)rq_prefix_acquire(buf, &v[0].iov_len);
-	v[1].iov_base = (void *)s;
-	v[1].iov_len = n;
-	r = rq_sys.writev(fd, v, 2);
-	rq_prefix_release(v[0].iov_base);
-	if (likely(r == (ssize_t)(v[0].iov_len + n))) {
-		errno = saved;
-		return (ssize_t)n;
+	    atomic_load_explicit(&e->line, memory_order_relaxed) || !rq_prefix_wanted() ||
+	    memchr(s, '\n', n - 1) || !(h = rq_prefix_take(&tl)))
+		return write_general(fd, e, iov, 1, k, RQ_FD_LOG); /* (or a handler's, cache busy) */
+	if (unlikely(rq_cfg.format != RQ_FMT_PREFIX))
+		return log_fields(fd, e, iov, k, epoch, h);
+	if (unlikely(*s == *h && n >= tl && !memcmp(s, h, tl))) {
+		rq_prefix_release(h); /* the line has its prefix already */
+		return write_general(fd, e, iov, 1, k, RQ_FD_LOG);
 	}
-	if (r <= 0)
-		return r;
-	if ((size_t)r <= v[0].iov_len) { /* none of the line yet: the general path goes on */
-		atomic_store_explicit(&e->wpend, (uint32_t)r, memory_order_relaxed);
-		return NOT_LINE;
-	}
-	atomic_store_explicit(&e->wmid, 1, memory_order_relaxed);
-	errno = saved;
-	return r - (ssize_t)v[0].iov_len;
+	v[0].iov_base = (void *)h;
+	v[0].iov_len = tl;
+	v[1] = iov[0];
+	return line_out(fd, e, iov, k, epoch, h, v, 2, h, tl, 0);
 }
 
 /* Everything but a carrier or a one-line log write: checks the call, then plans it. */
@@ -706,15 +750,22 @@ static __attribute__((noinline)) ssize_t write_general(int fd, struct rq_fd *e,
 {
 	int bad;
 	size_t total = iov_total(iov, iovcnt, &bad);
+	struct rq_conn *c;
 
 	if (k->how == RQ_SENDMSG && !plausible(k->msg, sizeof(*k->msg)))
 		bad = 1;
-	if (fl & RQ_FD_CONN) {
+	if ((fl & RQ_FD_CONN) && (c = rq_fd_conn(e))) {
+		rq_evq_touch(fd);
 		if (bad) { /* let the kernel judge it; still set the context */
-			conn_ctx(rq_conn_peek(fd));
-			return rq_io_plain(fd, iov, iovcnt, k);
+			ssize_t r;
+
+			rq_conn_write_begin(c);
+			r = rq_io_plain(fd, iov, iovcnt, k);
+			if (r > 0) /* bytes reqctx did not read went out */
+				rq_conn_out_unseen(c);
+			return r;
 		}
-		return conn_write(fd, iov, iovcnt, k, total);
+		return conn_write(fd, c, iov, iovcnt, k, total);
 	}
 	if (bad || (k->how == RQ_SENDMSG && k->msg->msg_controllen))
 		return rq_io_plain(fd, iov, iovcnt, k);
@@ -724,132 +775,170 @@ static __attribute__((noinline)) ssize_t write_general(int fd, struct rq_fd *e,
 }
 
 /*
- * After a write of `want` bytes to a log stream returned r: if not all of it
- * went out (EAGAIN, or short), the rest is the writer's, which an event loop
- * writes later from an epoll callback for the fd (libuv, with Node's stdout
- * on a pipe); the fd keeps the writer's handle until a write goes out whole,
- * and an event for it resumes that context (rq_fd_enter).
+ * A write to a log stream returned r, not all of its bytes (EAGAIN, or
+ * short): the rest is the writer's, which an event loop writes later from an
+ * epoll callback for the fd (libuv, with Node's stdout on a pipe). The fd
+ * keeps the writer's handle until a write goes out whole, and an event for
+ * it resumes that context (rq_fd_enter). Returns r, errno as it was.
  */
-static ssize_t stalled(struct rq_fd *e, ssize_t r, size_t want)
+static __attribute__((noinline)) ssize_t stall(struct rq_fd *e, ssize_t r)
 {
 	int saved = errno;
 
-	if (likely(r >= 0 && (size_t)r == want)) {
-		if (unlikely(atomic_load_explicit(&e->stall, memory_order_relaxed)))
-			atomic_store_explicit(&e->stall, 0, memory_order_relaxed);
-	} else if (r > 0 || errno == EAGAIN || errno == EWOULDBLOCK) {
+	if (r > 0 || (r < 0 && (saved == EAGAIN || saved == EWOULDBLOCK))) {
 		atomic_store_explicit(&e->stall, rq_handle_take(), memory_order_relaxed);
 		errno = saved;
 	}
 	return r;
 }
 
-ssize_t rq_io_write_slow(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
-			 const struct rq_call *k)
+/* What a log write of `want` bytes that returned r leaves: see stall(). Returns r. */
+static inline __attribute__((always_inline)) ssize_t stalled(struct rq_fd *e, ssize_t r,
+							     size_t want)
 {
-	uint32_t fl = rq_fd_flags(e);
-	int bad;
-
-	if (fl & RQ_FD_CARRY) { /* carriers never look at the bytes */
-		rq_carry_put(fd, e);
-		return rq_io_plain(fd, iov, iovcnt, k);
-	}
-	if (fl == RQ_FD_LOG && k->how == RQ_WRITE) {
-		ssize_t r = log_line(fd, e, iov[0].iov_base, iov[0].iov_len);
-
-		if (r != NOT_LINE)
-			return stalled(e, r, iov[0].iov_len);
-	}
-	if (fl == RQ_FD_LOG) {
-		size_t want = iov_total(iov, iovcnt, &bad);
-
-		return stalled(e, write_general(fd, e, iov, iovcnt, k, fl), want);
-	}
-	return write_general(fd, e, iov, iovcnt, k, fl);
+	if (unlikely(r < 0 || (size_t)r != want))
+		return stall(e, r);
+	if (unlikely(atomic_load_explicit(&e->stall, memory_order_relaxed)))
+		atomic_store_explicit(&e->stall, 0, memory_order_relaxed);
+	return r;
 }
 
-/* ---- reads ---- */
-
-static void push(struct rq_conn *c, const char *id, uint32_t len, uint32_t flags)
+/*
+ * Log streams (their one-line write(2) and everything else, stdio's direct
+ * writes among them) return through stalled(); connections and the rest go
+ * to the general path.
+ */
+ssize_t rq_io_write_slow(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
+			 const struct rq_call *k, uint32_t fl)
 {
-	uint32_t h = atomic_load_explicit(&c->head, memory_order_acquire);
-	uint32_t t = atomic_load_explicit(&c->tail, memory_order_relaxed);
-	char uuid[RQ_UUID_LEN];
+	size_t want;
+	int bad;
 
-	if (!len) {
-		rq_uuid4(uuid);
-		id = uuid;
-		len = RQ_UUID_LEN;
+	if (fl != RQ_FD_LOG)
+		return write_general(fd, e, iov, iovcnt, k, fl);
+	if (k->how == RQ_WRITE)
+		return stalled(e, log_line(fd, e, iov, k), iov[0].iov_len);
+	want = iov_total(iov, iovcnt, &bad);
+	return stalled(e, write_general(fd, e, iov, iovcnt, k, fl), want);
+}
+
+/* ---- reads, and bytes that go by other calls ---- */
+
+/* The first byte of a TLS handshake record: a ClientHello, which no HTTP/1.x request starts with. */
+#define TLS_HANDSHAKE 0x16
+
+static unsigned char first_byte(const struct iovec *iov, int iovcnt)
+{
+	for (int i = 0; i < iovcnt; i++)
+		if (iov[i].iov_len)
+			return *(const unsigned char *)iov[i].iov_base;
+	return 0;
+}
+
+void rq_io_conn_read(struct rq_conn *c, const struct iovec *iov, int iovcnt, ssize_t r)
+{
+	size_t n = r > 0 ? (size_t)r : 0;
+
+	switch (atomic_load_explicit(&c->xport, memory_order_acquire)) {
+	case RQ_XP_PLAIN:
+		if (n && rq_conn_fresh(c) && first_byte(iov, iovcnt) == TLS_HANDSHAKE)
+			RQ_SAVE_ERRNO(rq_conn_tls_wait(c));
+		else
+			rq_conn_feed(c, iov, iovcnt, n);
+		return;
+	case RQ_XP_TLS_WAIT:
+		RQ_SAVE_ERRNO(rq_conn_enter(c));
+		return;
+	default:
+		return; /* ciphertext: the SSL layer reads the plaintext */
 	}
-	if (t - h >= RQ_PIPE)
-		t--; /* too deep a pipeline: the newest request replaces the last queued */
-	rq_slot_fill(slot_at(c, t), id, len, flags);
-	atomic_store_explicit(&c->tail, t + 1, memory_order_release);
-	atomic_store_explicit(&c->cur, t, memory_order_relaxed);
-	atomic_store_explicit(&c->has_cur, 1, memory_order_release);
-	c->seen++;
 }
 
 void rq_conn_read(int fd, const struct iovec *iov, int iovcnt, ssize_t r)
 {
-	struct rq_conn *c = rq_conn_peek(fd);
-	size_t left = r > 0 ? (size_t)r : 0;
-	int saved = errno;
+	struct rq_conn *c = rq_conn_of(fd);
 
-	for (int i = 0; i < iovcnt && left && !rq_hdrs_dead(&c->rp); i++) {
-		const char *b = iov[i].iov_base;
-		size_t len = iov[i].iov_len < left ? iov[i].iov_len : left, off = 0;
-
-		left -= len;
-		while (off < len) {
-			enum rq_ev ev;
-
-			off += rq_req_feed(&c->rp, b + off, len - off, &ev);
-			if (ev == RQ_EV_HEAD)
-				push(c, c->rp.xr, c->rp.xr_have ? c->rp.xr_len : 0,
-				     c->rp.method == RQ_M_HEAD ? RQ_SLOT_HEAD : 0);
-			else if (ev == RQ_EV_DEAD && !c->seen) {
-				push(c, NULL, 0, 0); /* not HTTP: one ID for the connection */
-				atomic_store_explicit(&c->head, atomic_load(&c->tail),
-						      memory_order_release);
-				rq_hdrs_kill(&c->ws); /* and no response heads to look for */
-			}
-		}
-	}
-	if (atomic_load_explicit(&c->has_cur, memory_order_acquire))
-		rq_ctx_set_slot(slot_at(c, atomic_load_explicit(&c->cur, memory_order_relaxed)));
-	else
-		rq_ctx_clear();
-	errno = saved;
+	if (c)
+		rq_io_conn_read(c, iov, iovcnt, r);
 }
 
-void rq_carry_read(int fd)
+/* The connection of fd whose bytes are the protocol's (not ciphertext), or NULL. */
+static struct rq_conn *plain_conn(int fd)
 {
-	struct rq_conn *c = rq_conn_peek(fd);
+	struct rq_conn *c = rq_conn_of(fd);
 
-	/* rq_fd_enter for a carrier, without looking the fd up again; errno is not touched */
-	if (!c)
-		return;
-	if (atomic_load_explicit(&c->slots[0].serial, memory_order_relaxed) != rq_ctx_cur()->serial)
-		rq_ctx_set_slot(&c->slots[0]);
-	else
-		rq_ctx_reaffirm();
+	return c && atomic_load_explicit(&c->xport, memory_order_acquire) == RQ_XP_PLAIN ? c
+											: NULL;
+}
+
+void rq_conn_skipped(int fd, ssize_t r)
+{
+	struct rq_conn *c = plain_conn(fd);
+
+	if (c)
+		rq_conn_feed_opaque(c, r > 0 ? (size_t)r : 0);
 }
 
 void rq_conn_opaque(int fd, ssize_t r)
 {
 	struct rq_fd *e = rq_fd_peek(fd);
+	uint32_t fl = rq_fd_flags(e);
 	struct rq_conn *c;
+
+	if (fl & RQ_FD_CARRY)
+		RQ_SAVE_ERRNO(rq_carry_put(fd, e));
+	if ((fl & RQ_FD_CONN) && (c = plain_conn(fd)))
+		rq_conn_out_opaque(c, r > 0 ? (size_t)r : 0);
+}
+
+void rq_conn_wrote(int fd, const struct iovec *iov, int iovcnt, ssize_t r)
+{
+	struct rq_conn *c = plain_conn(fd);
+
+	if (c)
+		rq_conn_out_seen(c, iov, iovcnt, r > 0 ? (size_t)r : 0);
+}
+
+/*
+ * Writes the rest of a header insertion a short write cut, so that bytes
+ * going out by another way do not land inside it. Returns 0 or -errno.
+ */
+static int flush_cut(struct rq_conn *c, int fd)
+{
+	char text[RQ_HDR_LINE];
+	const char *rest;
+	size_t left;
+
+	while ((left = rq_conn_cut(c, text, &rest))) {
+		ssize_t r = rq_sys.write(fd, rest, left);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r < 0 ? -errno : -EAGAIN;
+		rq_conn_cut_sent(c, (size_t)r);
+	}
+	return 0;
+}
+
+int rq_conn_unseen_pre(int fd)
+{
+	struct rq_conn *c = plain_conn(fd);
+	int saved = errno, r = c ? flush_cut(c, fd) : 0;
+
+	errno = saved;
+	return r;
+}
+
+void rq_conn_unseen(int fd)
+{
+	struct rq_conn *c = plain_conn(fd);
 	int saved = errno;
 
-	if (rq_fd_flags(e) & RQ_FD_CARRY)
-		rq_carry_put(fd, e);
-	if (!(rq_fd_flags(e) & RQ_FD_CONN))
-		return;
-	c = rq_conn_peek(fd);
-	conn_ctx(c);
-	if (r > 0)
-		rq_resp_opaque(&c->ws, (uint64_t)r);
+	if (c) {
+		flush_cut(c, fd);
+		rq_conn_out_unseen(c);
+	}
 	errno = saved;
 }
 struct rq_sys rq_sys;

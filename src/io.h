@@ -13,7 +13,10 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "carry.h"
 #include "config.h"
+#include "conn.h"
+#include "evq.h"
 #include "fdtab.h"
 
 /* The libc call being stood in for, so that pass-through repeats it exactly. */
@@ -27,64 +30,117 @@ struct rq_call {
 	const struct msghdr *msg;   /* sendmsg */
 };
 
-/* Largest prefix or header line reqctx inserts. */
-#define RQ_INS_MAX (2 * RQ_PFX_PART + REQCTX_ID_MAX + 8)
-
-/* The write path for fds that are logs or connections. */
+/* The write path for fds that are logs or connections (e: fd's entry, fl: its flags). */
 ssize_t rq_io_write_slow(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
-			 const struct rq_call *k);
+			 const struct rq_call *k, uint32_t fl);
 
 /* Repeats the caller's call unchanged. */
 ssize_t rq_io_plain(int fd, const struct iovec *iov, int iovcnt, const struct rq_call *k);
 
 /*
- * Stands in for write/writev/send/sendto/sendmsg. iov holds the caller's
- * bytes (for write and send, one entry).
+ * Stands in for write/writev/send/sendto/sendmsg on fd, whose entry is e
+ * (looked up once, by the caller). iov holds the caller's bytes (for write
+ * and send, one entry). A carrier never looks at the bytes: it takes the
+ * writer's context, and the call goes out as it is.
  */
+static inline ssize_t rq_io_write_e(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
+				    const struct rq_call *k)
+{
+	uint32_t fl = rq_fd_flags(e);
+
+	if (likely(!fl))
+		return rq_io_plain(fd, iov, iovcnt, k);
+	if (fl & RQ_FD_CARRY) {
+		rq_carry_put(fd, e);
+		return rq_io_plain(fd, iov, iovcnt, k);
+	}
+	return rq_io_write_slow(fd, e, iov, iovcnt, k, fl);
+}
+
+/* The same, looking fd up. */
 static inline ssize_t rq_io_write(int fd, const struct iovec *iov, int iovcnt,
 				  const struct rq_call *k)
 {
-	struct rq_fd *e = rq_fd_peek(fd);
-
-	if (likely(!rq_fd_flags(e)))
-		return rq_io_plain(fd, iov, iovcnt, k);
-	return rq_io_write_slow(fd, e, iov, iovcnt, k);
+	return rq_io_write_e(fd, rq_fd_peek(fd), iov, iovcnt, k);
 }
 
-/* After a read on a connection: scans the r bytes in iov, sets the context. */
+/*
+ * After a read on connection c: scans the r bytes in iov, sets the context.
+ * A plain connection whose first bytes are a TLS ClientHello waits for its
+ * SSL object; a TLS one's bytes are ciphertext, left alone.
+ */
+void rq_io_conn_read(struct rq_conn *c, const struct iovec *iov, int iovcnt, ssize_t r);
+
+/* The same for connection fd. */
 void rq_conn_read(int fd, const struct iovec *iov, int iovcnt, ssize_t r);
 
-/* After sendfile on a connection: r opaque bytes were written. */
+/*
+ * Bytes that reach or leave a connection through a call reqctx cannot weave
+ * into or cannot read (README, "Response header"):
+ *   rq_conn_opaque   r bytes written unseen (sendfile, splice, copy_file_range);
+ *                    also a carrier write. They can only be body bytes;
+ *                    anywhere else no header goes out on the connection again;
+ *   rq_conn_wrote    r bytes written from iov, seen but not woven into
+ *                    (sendmmsg, pwritev2): the scanner follows them;
+ *   rq_conn_skipped  r request bytes read unseen (splice from the socket);
+ *   rq_conn_unseen   bytes will go out by a way reqctx cannot follow at all
+ *                    (stdio on the connection): no header on it again.
+ * rq_conn_unseen_pre, before such a call, finishes a header a short write
+ * cut, so that no byte lands inside it: 0, or -errno (then the call must not
+ * be made: the caller gets that error, EAGAIN on a non-blocking socket).
+ */
 void rq_conn_opaque(int fd, ssize_t r);
-
-/* After a read on a carrier: the carried context becomes the thread's. */
-void rq_carry_read(int fd);
+void rq_conn_wrote(int fd, const struct iovec *iov, int iovcnt, ssize_t r);
+void rq_conn_skipped(int fd, ssize_t r);
+void rq_conn_unseen(int fd);
+int rq_conn_unseen_pre(int fd);
 
 /* Called after any read-family call: cheap unless fd is a connection or carrier. */
 static inline void rq_io_read(int fd, const struct iovec *iov, int iovcnt, ssize_t r)
 {
-	uint32_t fl = rq_fd_flags(rq_fd_peek(fd));
+	struct rq_fd *e = rq_fd_peek(fd);
+	uint32_t fl = rq_fd_flags(e);
+	struct rq_conn *c;
 
 	if (likely(!fl))
 		return;
-	if (fl & RQ_FD_CONN)
-		rq_conn_read(fd, iov, iovcnt, r);
+	rq_evq_touch(fd);
+	if ((fl & RQ_FD_CONN) && (c = rq_fd_conn(e)))
+		rq_io_conn_read(c, iov, iovcnt, r);
 	else if (fl & RQ_FD_CARRY)
 		rq_carry_read(fd);
 }
 
-/* Renders the current context's prefix into buf; returns its length. */
-size_t rq_prefix_render(char buf[RQ_INS_MAX]);
+/* Before a call that writes fd without reqctx weaving into it: see rq_conn_unseen_pre. */
+static inline int rq_io_unseen_pre(int fd)
+{
+	if (likely(!(rq_fd_flags(rq_fd_peek(fd)) & RQ_FD_CONN)))
+		return 0;
+	return rq_conn_unseen_pre(fd);
+}
 
-/*
- * The current context's prefix, from the thread's cache (or rendered into buf
- * when the cache is in use by the code a signal interrupted). Pass the result
- * to rq_prefix_release when done with it.
- */
-const char *rq_prefix_acquire(char buf[RQ_INS_MAX], size_t *len);
-void rq_prefix_release(const char *pfx);
+/* After r bytes moved from fd `in` to fd `out` by splice, tee, sendfile or copy_file_range (-1: none). */
+static inline void rq_io_moved(int in, int out, ssize_t r)
+{
+	uint32_t fi = in >= 0 ? rq_fd_flags(rq_fd_peek(in)) : 0;
 
-/* 1 if lines written now get a prefix (0 outside requests with REQCTX_UNKNOWN=bare). */
-int rq_prefix_wanted(void);
+	if (unlikely(fi & RQ_FD_CONN))
+		rq_conn_skipped(in, r);
+	else if (unlikely(fi & RQ_FD_CARRY))
+		rq_carry_read(in);
+	if (unlikely(rq_fd_flags(rq_fd_peek(out)) & (RQ_FD_CONN | RQ_FD_CARRY)))
+		rq_conn_opaque(out, r);
+}
+
+/* After r bytes of iov were written to fd by a call reqctx saw but did not weave into. */
+static inline void rq_io_wrote(int fd, const struct iovec *iov, int iovcnt, ssize_t r)
+{
+	uint32_t fl = rq_fd_flags(rq_fd_peek(fd));
+
+	if (unlikely(fl & RQ_FD_CONN))
+		rq_conn_wrote(fd, iov, iovcnt, r);
+	else if (unlikely(fl & RQ_FD_CARRY))
+		rq_conn_opaque(fd, r); /* a carrier: takes the writer's context */
+}
 
 #endif

@@ -213,15 +213,21 @@ int rq_sig_crash_install(rq_sigaction_fn sa, int sig)
 	struct sigaction k;
 	struct rq_sigrec rec;
 
-	if (!rq_sig_fatal(sig) || sa(sig, NULL, &k) < 0 || k.sa_handler != SIG_DFL)
-		return -1;
+	if (!rq_sig_fatal(sig))
+		return -EINVAL;
+	if (sa(sig, NULL, &k) < 0)
+		return -errno;
+	if (k.sa_handler != SIG_DFL)
+		return -EBUSY; /* the host's, or SIG_IGN */
 	rec = (struct rq_sigrec){ (void *)SIG_DFL, k.sa_flags, RQ_SIG_CRASH_INIT };
 	rq_sig_put(sig, &rec);
 	k.sa_sigaction = rq_crash_handler;
 	k.sa_flags = (k.sa_flags & ~SA_RESETHAND) | SA_SIGINFO | SA_ONSTACK;
 	if (sa(sig, &k, NULL) < 0) {
+		int e = errno;
+
 		rq_sig_put(sig, &(struct rq_sigrec){ NULL, 0, 0 });
-		return -1;
+		return -e;
 	}
 	return 0;
 }

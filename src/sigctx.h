@@ -61,7 +61,8 @@ int rq_sig_fatal(int sig);
 /*
  * Installs rq_crash_handler for the fatal signal sig through the real
  * sigaction `sa` if the kernel has SIG_DFL for it (a handler or SIG_IGN set
- * before reqctx started is left alone). Returns 0, or -1 if it did not.
+ * before reqctx started is left alone). Returns 0, -EINVAL for a signal that
+ * is not fatal, -EBUSY if one is set, or sigaction's -errno.
  */
 int rq_sig_crash_install(rq_sigaction_fn sa, int sig);
 

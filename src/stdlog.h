@@ -26,9 +26,13 @@ static inline struct rq_fd *rq_stdio_log(FILE *f)
 	return (rq_fd_flags(e) & RQ_FD_LOG) ? e : NULL;
 }
 
+/* Most pieces rq_stdio_put takes in one call. */
+#define RQ_STDIO_NV 2
+
 /*
- * Writes the pieces to the log stream f with each line start prefixed.
- * Returns the caller bytes that reached the FILE (all of them on success).
+ * Writes the nv (at most RQ_STDIO_NV) pieces to the log stream f with each
+ * line start prefixed, in one write(2) on an unbuffered stream. Returns the
+ * caller bytes that reached the FILE (all of them on success).
  */
 size_t rq_stdio_put(FILE *f, struct rq_fd *e, const struct iovec *v, int nv);
 
@@ -46,8 +50,9 @@ int rq_format(char *buf, size_t size, char **heap, int flag, const char *fmt, va
 
 /*
  * For the err/warn/error/perror family, which write one line through stdio's
- * internals: puts the prefix on stderr if a line starts there. Call
- * rq_stdio_line_done after the real function.
+ * internals: puts the prefix on f if a line starts there (or the rest of a
+ * cut prefix). Call rq_stdio_line_done after the real function, or before it
+ * for one that exits: the line it prints ends with a newline.
  */
 void rq_stdio_line_start(FILE *f);
 void rq_stdio_line_done(FILE *f);

@@ -1,6 +1,6 @@
 /*
  * The real libc functions that src/ calls for I/O it performs on the host's
- * behalf. preload/resolve.c fills the table once (dlsym RTLD_NEXT); the unit
+ * behalf. preload/init.c fills the table once (dlsym RTLD_NEXT); the unit
  * tests fill it with libc's own functions or with fakes. src/ never calls the
  * interposed names directly, since inside libreqctx.so those bind to our own
  * wrappers.

@@ -284,9 +284,7 @@ void rq_timer_arm(struct rq_timer *t, struct rq_ctx *prev)
 
 void rq_timer_unarm(struct rq_timer *t, const struct rq_ctx *prev)
 {
-	static const struct rq_ctx unknown = { 0, 7, REQCTX_UNKNOWN };
-
-	rq_slot_store(&t->ctx, prev->serial ? prev : &unknown);
+	rq_slot_store(&t->ctx, prev->serial ? prev : &rq_ctx_unknown);
 }
 
 int rq_timer_enter_signal(int kid)

@@ -40,28 +40,36 @@ static inline void test_config(const char *const *env)
 /*
  * A fake kernel for the write path: it records every byte it accepts, takes
  * at most `cap` bytes per call, and fails call number `fail_at` (1-based)
- * with errno `fail_errno`.
+ * with errno `fail_errno`. `hook`, if set, runs after each call has taken its
+ * bytes, as a signal handler does when the kernel delivers a signal at the
+ * end of a system call. `max_iov` is the most iovecs one call was given.
  */
 struct fake {
-	char out[1 << 16];
+	char out[8 << 20];
 	size_t len;
 	size_t cap;
-	int calls, fail_at, fail_errno;
+	int calls, fail_at, fail_errno, max_iov;
+	void (*hook)(void);
 };
 
 static struct fake fk;
 
 static inline void fake_reset(size_t cap)
 {
-	memset(&fk, 0, sizeof(fk));
+	fk.len = 0;
 	fk.cap = cap ? cap : (size_t)-1;
+	fk.calls = fk.fail_at = fk.fail_errno = fk.max_iov = 0;
+	fk.hook = NULL;
 }
 
 static inline ssize_t fake_take(const struct iovec *iov, int n)
 {
 	size_t room, took = 0;
+	void (*hook)(void) = fk.hook;
 
 	fk.calls++;
+	if (n > fk.max_iov)
+		fk.max_iov = n;
 	if (fk.fail_at && fk.calls == fk.fail_at) {
 		errno = fk.fail_errno;
 		return -1;
@@ -70,10 +78,17 @@ static inline ssize_t fake_take(const struct iovec *iov, int n)
 	for (int i = 0; i < n && room; i++) {
 		size_t t = iov[i].iov_len < room ? iov[i].iov_len : room;
 
+		if (t > sizeof(fk.out) - fk.len)
+			t = sizeof(fk.out) - fk.len;
 		memcpy(fk.out + fk.len, iov[i].iov_base, t);
 		fk.len += t;
 		took += t;
 		room -= t;
+	}
+	if (hook) {
+		fk.hook = NULL; /* a handler's own write does not run it again */
+		hook();
+		fk.hook = hook;
 	}
 	return (ssize_t)took;
 }

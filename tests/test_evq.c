@@ -16,6 +16,7 @@
 #include "common.h"
 #include "ctx.h"
 #include "evq.h"
+#include "handle.h"
 #include "fdtab.h"
 
 static int nwaits; /* real waits made */
@@ -512,4 +513,470 @@ Test(evq, select_reports_one_ready_fd_per_call_with_its_bits_and_count)
 	}
 	cr_assert(hits[0] == 2 && hits[1] == 2 && hits[2] == 2, "%d %d %d", hits[0], hits[1],
 		  hits[2]);
+}
+
+/* ---- values reqctx cannot map, aliases, fork ---- */
+
+Test(evq, reqctx_s_values_carry_its_tag_the_registration_number_and_the_fd)
+{
+	int ep = new_ep(), fd = ready_fd("a");
+	struct epoll_event raw;
+
+	add(ep, fd, EPOLLIN, 77);
+	cr_assert_eq(epoll_wait(ep, &raw, 1, 0), 1);
+	cr_assert_eq(raw.data.u64 >> 52, RQ_EVQ_TAG);
+	cr_assert_eq(raw.data.u64 & (RQ_FD_MAX - 1), (uint64_t)fd);
+	cr_assert_neq((raw.data.u64 >> 20) & 0xffffffffu, 0);
+}
+
+Test(evq, a_value_reqctx_did_not_register_comes_back_as_the_kernel_gave_it_with_the_rest)
+{
+	int ep = new_ep(), a = ready_fd("a"), b = ready_fd("b");
+	struct epoll_event e = { .events = EPOLLIN, .data.u64 = 0x100006 }, ev[8];
+	uint64_t sum = 0;
+
+	add(ep, a, EPOLLIN, 11);
+	cr_assert_eq(epoll_ctl(ep, EPOLL_CTL_ADD, b, &e), 0); /* as a raw system call would */
+	cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 2);       /* one fetch, returned whole */
+	for (int i = 0; i < 2; i++)
+		sum += ev[i].data.u64;
+	cr_assert_eq(sum, 0x100006 + 11);
+	cr_assert_eq(nwaits, 1);
+}
+
+Test(evq, a_dup_of_an_epoll_fd_shares_its_registrations_and_outlives_it)
+{
+	int ep = new_ep(), d = dup(ep), fd = ready_fd("a");
+
+	rq_evq_dup(ep, d);
+	add(d, fd, EPOLLIN | EPOLLET, 5);
+	cr_assert_eq(next(ep), 5);
+	cr_assert_str_eq(rq_ctx_cur()->id, "a");
+	rq_fd_forget(ep);
+	close(ep);
+	cr_assert_eq(write(fd, &(uint64_t){ 1 }, 8), 8);
+	cr_assert_eq(next(d), 5);
+	cr_assert_str_eq(rq_ctx_cur()->id, "a");
+}
+
+Test(evq, epoll_fds_closed_and_created_again_reuse_their_instances)
+{
+	int ep = -1;
+
+	for (int i = 0; i < 2 * RQ_EVQ_INST_MAX; i++) {
+		if (ep >= 0) {
+			rq_fd_forget(ep);
+			close(ep);
+		}
+		ep = new_ep();
+	}
+	add(ep, ready_fd("last"), EPOLLIN | EPOLLET, 9);
+	cr_assert_eq(next(ep), 9);
+	cr_assert_str_eq(rq_ctx_cur()->id, "last");
+}
+
+Test(evq, after_a_fork_registrations_pass_the_caller_s_data_and_come_back_unmapped)
+{
+	int ep = new_ep(), old = ready_fd("old"), fresh = ready_fd("fresh");
+	struct epoll_event raw, ev[8];
+	uint64_t sum = 0;
+
+	add(ep, old, EPOLLIN, 1);
+	rq_evq_before_fork();
+	add(ep, fresh, EPOLLIN, 2);
+	cr_assert_eq(rq_evq_ctl(epoll_ctl, ep, EPOLL_CTL_DEL, old, NULL), 0);
+	cr_assert_eq(epoll_wait(ep, &raw, 1, 0), 1);
+	cr_assert_eq(raw.data.u64, 2); /* the kernel holds the caller's own value */
+	add(ep, old, EPOLLIN, 3);
+	cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 2); /* shared: never split */
+	for (int i = 0; i < 2; i++)
+		sum += ev[i].data.u64;
+	cr_assert_eq(sum, 5);
+}
+
+/*
+ * A wait whose every event turns out stale waits again only for the time
+ * left: this fake kernel modifies the registration after each real wait, so
+ * every fetched event is stale and the fd is reported again at once.
+ */
+static int stale_timeouts[4096], nstale;
+static const struct timespec *stale_ts[4096];
+static int stale_ep, stale_fd;
+
+static int stale_wait(const struct rq_evq_call *k, int epfd, struct epoll_event *ev, int max)
+{
+	int n = k->by_ts ? epoll_pwait2(epfd, ev, max, k->ts, NULL)
+			 : epoll_wait(epfd, ev, max, k->timeout);
+
+	if (nstale < 4096) {
+		stale_timeouts[nstale] = k->timeout;
+		stale_ts[nstale] = k->ts;
+	}
+	nstale++;
+	mod(stale_ep, stale_fd, EPOLLIN, 1);
+	return n;
+}
+
+Test(evq, when_every_event_is_stale_the_wait_goes_on_only_for_the_time_left)
+{
+	const struct rq_evq_call k = { .wait = stale_wait, .timeout = 40 };
+	struct epoll_event ev[8];
+
+	stale_ep = new_ep();
+	stale_fd = ready_fd("a");
+	add(stale_ep, stale_fd, EPOLLIN, 1);
+	cr_assert_eq(rq_evq_wait(stale_ep, ev, 8, &k), 0);
+	cr_assert_gt(nstale, 1);
+	cr_assert_eq(stale_timeouts[0], 40);
+	for (int i = 1; i < nstale && i < 4096; i++) {
+		cr_assert_leq(stale_timeouts[i], stale_timeouts[i - 1], "wait %d", i);
+		cr_assert_gt(stale_timeouts[i], 0);
+	}
+}
+
+Test(evq, when_every_event_is_stale_a_zero_timeout_returns_0_after_one_wait)
+{
+	const struct rq_evq_call k = { .wait = stale_wait, .timeout = 0 };
+	const struct timespec zero = { 0, 0 };
+	const struct rq_evq_call k2 = { .wait = stale_wait, .by_ts = 1, .ts = &zero };
+	struct epoll_event ev[8];
+
+	stale_ep = new_ep();
+	stale_fd = ready_fd("a");
+	add(stale_ep, stale_fd, EPOLLIN, 1);
+	cr_assert_eq(rq_evq_wait(stale_ep, ev, 8, &k), 0);
+	cr_assert_eq(nstale, 1);
+	cr_assert_eq(rq_evq_wait(stale_ep, ev, 8, &k2), 0);
+	cr_assert_eq(nstale, 2);
+}
+
+Test(evq, epoll_pwait2_s_timespec_shrinks_to_the_time_left_too)
+{
+	const struct timespec t = { 0, 30000000 };
+	const struct rq_evq_call k = { .wait = stale_wait, .by_ts = 1, .ts = &t };
+	struct epoll_event ev[8];
+
+	stale_ep = new_ep();
+	stale_fd = ready_fd("a");
+	add(stale_ep, stale_fd, EPOLLIN, 1);
+	cr_assert_eq(rq_evq_wait(stale_ep, ev, 8, &k), 0);
+	cr_assert_gt(nstale, 1);
+	cr_assert_eq(stale_ts[0], &t);
+	for (int i = 1; i < nstale && i < 4096; i++)
+		cr_assert_neq(stale_ts[i], &t, "wait %d got the whole timeout again", i);
+}
+
+/* ---- learning split or batch ---- */
+
+/* n ready eventfds, each carrying its own context, registered level-triggered. */
+static int ready_set(int ep, int n, int *fds)
+{
+	static char ids[64][16];
+
+	for (int i = 0; i < n; i++) {
+		snprintf(ids[i], sizeof(ids[i]), "ctx-%d", i);
+		fds[i] = ready_fd(ids[i]);
+		add(ep, fds[i], EPOLLIN, (uint64_t)i + 1);
+	}
+	return n;
+}
+
+/* Hands out events one per call and, like a touch-first callback, reads each one's fd first. */
+static void touch_first(int ep, int calls)
+{
+	for (int i = 0; i < calls; i++) {
+		struct epoll_event ev[8];
+
+		cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 1, "call %d", i);
+		if (rq_evq_w.fd1)
+			rq_evq_touch(rq_evq_w.fd1 - 1);
+	}
+}
+
+Test(evq, a_loop_whose_callbacks_touch_their_fd_first_turns_to_batch_after_the_warm_up)
+{
+	int ep = new_ep(), fds[4];
+	struct epoll_event ev[8];
+
+	ready_set(ep, 4, fds);
+	touch_first(ep, RQ_EVQ_LEARN - 1);
+	cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 1); /* still split */
+	rq_evq_touch(rq_evq_w.fd1 - 1);                 /* the RQ_EVQ_LEARN-th */
+	cr_assert_eq(nwaits, RQ_EVQ_LEARN / 4);         /* one real wait per four hand-outs */
+	for (int round = 1; round <= 3; round++) {
+		uint64_t sum = 0;
+
+		cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 4, "round %d", round);
+		for (int i = 0; i < 4; i++)
+			sum += ev[i].data.u64;
+		cr_assert_eq(sum, 10);
+		cr_assert_eq(nwaits, RQ_EVQ_LEARN / 4 + round);
+	}
+}
+
+Test(evq, in_batch_mode_the_first_event_s_context_is_entered)
+{
+	int ep = new_ep(), fds[3];
+	struct epoll_event ev[8];
+
+	rq_cfg.loop = RQ_LOOP_BATCH;
+	ready_set(ep, 3, fds);
+	cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 3);
+	cr_assert_eq(nwaits, 1);
+	cr_assert_eq(rq_ctx_cur()->id[4] - '0', (int)ev[0].data.u64 - 1);
+}
+
+Test(evq, a_callback_that_logs_in_the_entered_context_keeps_the_loop_split_for_good)
+{
+	int ep = new_ep(), fds[4];
+	struct epoll_event ev[8];
+
+	ready_set(ep, 4, fds);
+	enter_ctx("before");
+	cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 1);
+	rq_evq_use(); /* a log line before any I/O: in "ctx-N", not "before" */
+	touch_first(ep, 3 * RQ_EVQ_LEARN);
+	cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 1);
+}
+
+Test(evq, a_log_line_in_the_same_context_as_before_tells_nothing)
+{
+	int ep = new_ep(), same = ready_fd("same"), other = ready_fd("other"), batched = 0;
+	struct epoll_event ev[8];
+
+	add(ep, same, EPOLLIN, 1);
+	add(ep, other, EPOLLIN, 2);
+	rq_fd_enter(same);
+	/* "same" logs first, but over its own context; "other" reads first and leaves "same" current. */
+	for (int i = 0; i < 4 * RQ_EVQ_LEARN && !batched; i++) {
+		int n = rq_evq_wait(ep, ev, 8, &now);
+
+		if (n == 2) {
+			batched = 1;
+		} else if (ev[0].data.u64 == 1) {
+			rq_evq_use();
+			rq_evq_touch(same);
+		} else {
+			rq_evq_touch(other);
+			rq_fd_enter(same);
+		}
+	}
+	cr_assert(batched);
+}
+
+Test(evq, storing_the_entered_context_in_a_carrier_counts_as_using_it)
+{
+	int ep = new_ep(), fds[2], p[2];
+	struct epoll_event ev[8];
+
+	ready_set(ep, 2, fds);
+	cr_assert_eq(pipe(p), 0);
+	rq_carry_new(p[0], -1);
+	enter_ctx("before");
+	cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 1);
+	rq_carry_put(p[0], rq_fd_peek(p[0])); /* a write to a pipe, before any read */
+	touch_first(ep, 2 * RQ_EVQ_LEARN);
+	cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 1);
+}
+
+Test(evq, REQCTX_LOOP_split_never_turns_to_batch)
+{
+	int ep = new_ep(), fds[3];
+
+	rq_cfg.loop = RQ_LOOP_SPLIT;
+	ready_set(ep, 3, fds);
+	for (int i = 0; i < 3 * RQ_EVQ_LEARN; i++) {
+		struct epoll_event ev[8];
+
+		cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 1);
+		cr_assert_eq(rq_evq_w.fd1, 0); /* nothing to learn */
+		rq_evq_touch(fds[ev[0].data.u64 - 1]);
+	}
+}
+
+Test(evq, in_batch_mode_a_log_first_callback_sends_the_loop_back_to_split_for_good)
+{
+	int ep = new_ep(), fds[3];
+	struct epoll_event ev[8];
+
+	ready_set(ep, 3, fds);
+	touch_first(ep, RQ_EVQ_LEARN);
+	while (rq_evq_wait(ep, ev, 8, &now) != 3)
+		;
+	enter_ctx("before");
+	cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 3);
+	rq_evq_use();
+	cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 1);
+	touch_first(ep, 2 * RQ_EVQ_LEARN);
+	cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 1);
+}
+
+Test(evq, poll_turns_to_batch_per_thread_and_then_returns_the_kernel_s_result)
+{
+	const char *ids[] = { "p0", "p1", "p2" };
+	struct pollfd pf[3];
+
+	ready_pipes(3, pf, ids);
+	for (int i = 0; i < RQ_EVQ_LEARN; i++) {
+		cr_assert_eq(rq_poll_after(pf, 3, poll(pf, 3, 0)), 1);
+		cr_assert_neq(rq_evq_w.fd1, 0);
+		rq_evq_touch(rq_evq_w.fd1 - 1);
+	}
+	cr_assert_eq(rq_poll_after(pf, 3, poll(pf, 3, 0)), 3);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(pf[i].revents, POLLIN);
+	cr_assert_str_eq(rq_ctx_cur()->id, "p0");
+}
+
+Test(evq, select_in_batch_mode_returns_the_kernel_s_sets_and_count)
+{
+	const char *ids[] = { "s0", "s1" };
+	struct pollfd pf[2];
+	fd_set rd;
+	int maxfd;
+
+	rq_cfg.loop = RQ_LOOP_BATCH;
+	ready_pipes(2, pf, ids);
+	maxfd = pf[0].fd > pf[1].fd ? pf[0].fd : pf[1].fd;
+	FD_ZERO(&rd);
+	FD_SET(pf[0].fd, &rd);
+	FD_SET(pf[1].fd, &rd);
+	cr_assert_eq(rq_select_after(maxfd + 1, &rd, NULL, NULL, select(maxfd + 1, &rd, NULL, NULL, NULL)), 2);
+	cr_assert(FD_ISSET(pf[0].fd, &rd) && FD_ISSET(pf[1].fd, &rd));
+	cr_assert_str_eq(rq_ctx_cur()->id, pf[0].fd < pf[1].fd ? "s0" : "s1");
+}
+
+/*
+ * nginx, when an upstream connection it opened for a request becomes
+ * writable, writes that request to it before reading anything: the write
+ * stores the entered context in the upstream socket (a carrier), whose reply
+ * is then read in it. Batch mode would store the previous callback's instead,
+ * so such a window keeps the loop split, even when the next callback's I/O
+ * sets another request's context.
+ */
+Test(evq, a_use_of_the_entered_context_before_any_io_keeps_the_loop_split)
+{
+	int ep = new_ep(), fds[4], other = ready_fd("another request");
+	struct epoll_event ev[8];
+
+	ready_set(ep, 4, fds);
+	for (int i = 0; i < 2 * RQ_EVQ_LEARN; i++) {
+		rq_fd_enter(other); /* where the last callback left off */
+		cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 1, "call %d", i);
+		rq_evq_use();       /* the upstream write, in the entered context */
+		rq_evq_touch(other); /* the next callback's read... */
+		rq_fd_enter(other);  /* ...which sets another request's context */
+	}
+	cr_assert_eq(nwaits, 2 * RQ_EVQ_LEARN / 4, "one event per call throughout");
+}
+
+/*
+ * asyncio runs the tasks an earlier iteration scheduled before this
+ * iteration's callbacks; with its runtime adapter each task enters its own
+ * request first. A log line in such a task, in a context reqctx did not
+ * enter, says nothing about the callback: the window stays open, and the
+ * callback's read of its fd, which follows, counts toward batch.
+ */
+Test(evq, a_use_in_a_context_an_adapter_entered_leaves_the_window_open)
+{
+	int ep = new_ep(), fds[4];
+	struct epoll_event ev[8];
+
+	ready_set(ep, 4, fds);
+	for (int i = 0; i < RQ_EVQ_LEARN; i++) {
+		int n = rq_evq_wait(ep, ev, 8, &now);
+
+		cr_assert_eq(n, 1, "call %d", i);
+		enter_ctx("a task's request"); /* the adapter enters the task's context */
+		rq_evq_use();                  /* the task's log line */
+		rq_evq_touch(fds[ev[0].data.u64 - 1]); /* the I/O callback reads its fd */
+		rq_fd_enter(fds[ev[0].data.u64 - 1]);
+	}
+	cr_assert_eq(nwaits, RQ_EVQ_LEARN / 4);
+	cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 4);
+	cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 4);
+}
+
+/*
+ * The same when the task's request is the very one reqctx entered for the
+ * event (asyncio often runs the earlier task of the request whose connection
+ * is ready): the adapter's enter is what the task relied on, not reqctx's.
+ */
+Test(evq, an_adapter_entering_the_entered_context_leaves_the_window_open)
+{
+	int ep = new_ep(), fds[4];
+	struct epoll_event ev[8];
+
+	ready_set(ep, 4, fds);
+	for (int i = 0; i < RQ_EVQ_LEARN; i++) {
+		int n = rq_evq_wait(ep, ev, 8, &now);
+
+		cr_assert_eq(n, 1, "call %d", i);
+		rq_handle_enter(rq_handle_take()); /* the adapter enters the task's context */
+		rq_evq_use();                      /* the task's log line */
+		rq_evq_touch(fds[ev[0].data.u64 - 1]);
+		rq_fd_enter(fds[ev[0].data.u64 - 1]);
+	}
+	cr_assert_eq(nwaits, RQ_EVQ_LEARN / 4);
+	cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 4);
+}
+
+/*
+ * The earlier task also writes its own connection before the callback runs:
+ * that I/O is the task's, and the watch waits for the callback's own read.
+ */
+Test(evq, after_an_adapter_enter_a_tasks_io_elsewhere_leaves_the_window_open)
+{
+	int ep = new_ep(), fds[4], task = ready_fd("the task's request");
+	struct epoll_event ev[8];
+
+	ready_set(ep, 4, fds);
+	for (int i = 0; i < RQ_EVQ_LEARN; i++) {
+		int n = rq_evq_wait(ep, ev, 8, &now);
+
+		cr_assert_eq(n, 1, "call %d", i);
+		enter_ctx("a task's request");
+		rq_evq_api();       /* the adapter entered it */
+		rq_evq_use();       /* the task's log line */
+		rq_evq_touch(task); /* the task's response write */
+		rq_fd_enter(task);
+		rq_evq_touch(fds[ev[0].data.u64 - 1]); /* then the I/O callback reads its fd */
+		rq_fd_enter(fds[ev[0].data.u64 - 1]);
+	}
+	cr_assert_eq(nwaits, RQ_EVQ_LEARN / 4);
+	cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 4);
+}
+
+Test(evq, a_use_followed_by_io_that_keeps_the_entered_context_keeps_the_loop_split)
+{
+	int ep = new_ep(), fd = ready_fd("r"), same = -1, p[2];
+	struct epoll_event ev[8];
+
+	add(ep, fd, EPOLLIN, 1);
+	add(ep, ready_fd("s"), EPOLLIN, 2);
+	cr_assert_eq(pipe(p), 0);
+	enter_ctx("before");
+	cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 1);
+	/* Another fd of the same request: a carrier holding the entered context. */
+	rq_carry_new(p[0], -1);
+	same = p[0];
+	rq_evq_use();
+	rq_evq_touch(same);
+	rq_fd_enter(same);
+	rq_evq_use(); /* settles: the entered context is still current */
+	touch_first(ep, 2 * RQ_EVQ_LEARN);
+	cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 1);
+}
+
+Test(evq, a_use_and_then_no_io_before_the_next_wait_keeps_the_loop_split)
+{
+	int ep = new_ep(), fds[2];
+	struct epoll_event ev[8];
+
+	ready_set(ep, 2, fds);
+	enter_ctx("before");
+	cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 1);
+	rq_evq_use();
+	touch_first(ep, 2 * RQ_EVQ_LEARN);
+	cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 1);
 }

@@ -46,3 +46,13 @@ Test(fuzz, prefix_corpus_replays_clean)
 {
 	cr_assert_geq(replay("prefix", rq_fuzz_prefix), 3);
 }
+
+Test(fuzz, fcgi_corpus_replays_clean)
+{
+	cr_assert_geq(replay("fcgi", rq_fuzz_fcgi), 8);
+}
+
+Test(fuzz, h2_corpus_replays_clean)
+{
+	cr_assert_geq(replay("h2", rq_fuzz_h2), 12);
+}

@@ -86,9 +86,9 @@ static void file_is(const char *path, const char *want)
  * A CGI-style child (`hard_child emit`) writes binary bytes and lines to its
  * stdout, a pipe back to its preloaded parent, which copies them to a file.
  * They must arrive exactly as the child wrote them: in a child only stderr
- * is a log (README, "Which streams are logs"). The child's stderr line is
- * prefixed, with `unknown`: the parent's request ID does not travel through
- * exec.
+ * is a log (README, "Which streams are logs"). The child was started in its
+ * parent's request, so its stderr line carries that request's ID (the ID
+ * travels through exec as REQCTX_PARENT_ID).
  */
 static void cgi_case(const char *how)
 {
@@ -106,7 +106,7 @@ static void cgi_case(const char *how)
 	cr_assert_eq(proc_run(argv, NULL, 1, tpath("out"), tpath("err")), 0);
 	file_eq(tpath("copy"), ref, ref_n);
 	snprintf(want_err, sizeof(want_err),
-		 "[req:unknown] child err id=unknown\n"
+		 "[req:parent-req] child err id=parent-req\n"
 		 "[req:parent-req] parent %s status=0 id=parent-req\n", how);
 	file_is(tpath("err"), want_err);
 	/* What the child did to its fds before exec did not touch the parent's logs. */
@@ -148,7 +148,10 @@ Test(hardening, cgi_child_of_popen_passes_its_stdout_through_unchanged)
 	cgi_case("popen");
 }
 
-/* REQCTX_CHILD_LOG_FDS is what decides: naming fd 1 makes the child's stdout a log. */
+/*
+ * REQCTX_CHILD_LOG_FDS is what decides: naming fd 1 makes the child's stdout a
+ * log, whose lines carry the request the child was started in.
+ */
 Test(hardening, child_log_fds_setting_makes_a_child_stdout_a_log)
 {
 	static const char *const env[] = { "REQCTX_CHILD_LOG_FDS=1,2", NULL };
@@ -163,7 +166,7 @@ Test(hardening, child_log_fds_setting_makes_a_child_stdout_a_log)
 	want = malloc(ref_n * 16 + 64);
 	for (size_t i = 0; i < ref_n; i++) {
 		if (i == 0 || ref[i - 1] == '\n')
-			n += (size_t)sprintf(want + n, "[req:unknown] ");
+			n += (size_t)sprintf(want + n, "[req:parent-req] ");
 		want[n++] = ref[i];
 	}
 	cr_assert_eq(proc_run(argv, env, 1, NULL, tpath("err")), 0);

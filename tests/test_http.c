@@ -23,7 +23,7 @@ TestSuite(http, .init = setup);
 static const char *scan(const char *s, size_t len, size_t chunk)
 {
 	static char out[4096];
-	struct rq_hdrs p;
+	struct rq_req p;
 
 	memset(&p, 0, sizeof(p));
 	out[0] = '\0';
@@ -36,8 +36,8 @@ static const char *scan(const char *s, size_t len, size_t chunk)
 			off += rq_req_feed(&p, s + at + off, n - off, &ev);
 			if (ev == RQ_EV_HEAD) {
 				strcat(out, "H");
-				strncat(out, p.xr_have ? p.xr : "-", p.xr_have ? p.xr_len : 1);
-				strcat(out, p.method == RQ_M_HEAD ? "(HEAD);" : ";");
+				strncat(out, p.h.xr_have ? p.xr : "-", p.h.xr_have ? p.h.xr_len : 1);
+				strcat(out, p.h.method == RQ_M_HEAD ? "(HEAD);" : ";");
 			} else if (ev == RQ_EV_DEAD) {
 				strcat(out, "D;");
 			}
@@ -282,10 +282,10 @@ Test(http, sendfile_bytes_count_as_body)
 	memset(&p, 0, sizeof(p));
 	while (off < strlen(h))
 		off += rq_resp_feed(&p, h + off, strlen(h) - off, 0, &ev);
-	rq_resp_opaque(&p, 4);
+	rq_hdrs_opaque(&p, 4);
 	cr_assert_eq(rq_resp_at_start(&p), 0);
-	rq_resp_opaque(&p, 6);
+	rq_hdrs_opaque(&p, 6);
 	cr_assert_eq(rq_resp_at_start(&p), 1);
-	rq_resp_opaque(&p, 1); /* opaque bytes where a head belongs: give up */
+	rq_hdrs_opaque(&p, 1); /* opaque bytes where a head belongs: give up */
 	cr_assert_eq(rq_hdrs_dead(&p), 1);
 }

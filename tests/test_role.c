@@ -150,8 +150,8 @@ Test(roles, ordinary_tools_under_a_global_preload_are_byte_identical)
 	static const char *const cmds[] = {
 		"printf 'a\\nb\\n'; seq 1 2000; echo to-stderr >&2",
 		"ls -l /usr/bin | head -50; ls /nonexistent-reqctx-dir",
-		"python3 -c 'import sys, json; print(json.dumps({\"a\": 1})); "
-		"sys.stderr.write(\"py err\\n\")' | jq -c .",
+		("python3 -c 'import sys, json; print(json.dumps({\"a\": 1})); "
+		 "sys.stderr.write(\"py err\\n\")' | jq -c ."),
 		"out=$(printf 'captured\\n'); echo \"$out\"; cat /etc/os-release",
 		"pg_dump --help | head -5; psql --version",
 		"head -c 4096 /usr/bin/sh | od -An -tx1 | head -20",

@@ -192,7 +192,7 @@ static void nginx_error_lines(int *workers, int *conns)
  */
 static const char cgi_script[] =
 	"#!/bin/sh\n"
-	"echo \"cgi stderr line for $QUERY_STRING\" >&2\n"
+	"echo \"cgi stderr line for $QUERY_STRING id=$HTTP_X_REQUEST_ID\" >&2\n"
 	"body=\"body $QUERY_STRING\nHTTP/1.1 200 OK\r\nX-Request-Id: forged\r\n\r\n\"\n"
 	"printf 'Content-Type: text/plain\\r\\nContent-Length: %d\\r\\n\\r\\n%s' \"${#body}\" \"$body\"\n";
 
@@ -246,11 +246,14 @@ static void cgi_gets(int port, struct resp *r)
  * lighttpd keeps LD_PRELOAD in a CGI child's environment but drops REQCTX_*:
  * the child must still know its stdout is the response (GATEWAY_INTERFACE
  * tells it). Every response is the plain run's, byte for byte, plus the one
- * echoed header, and the script's stderr lines get the prefix.
+ * echoed header. The script starts in its request: its stderr line carries
+ * the ID the response echoed, and it reads that ID the CGI way, in
+ * HTTP_X_REQUEST_ID, although the client sent none.
  */
-Test(lighttpd, cgi_responses_are_byte_identical_and_cgi_stderr_is_prefixed)
+Test(lighttpd, cgi_responses_are_byte_identical_and_the_script_logs_in_its_request)
 {
 	struct resp plain[CGI_GETS], pre[CGI_GETS];
+	char ids[CGI_GETS][160];
 	char *err;
 
 	write_file(path_in(html, "t.cgi"), cgi_script, sizeof(cgi_script) - 1);
@@ -264,6 +267,7 @@ Test(lighttpd, cgi_responses_are_byte_identical_and_cgi_stderr_is_prefixed)
 		cr_assert_eq(pre[i].status, 200, "request %d: status %d", i, pre[i].status);
 		cr_assert_eq(pre[i].nids, 1, "request %d: %d X-Request-Id headers", i, pre[i].nids);
 		cr_assert(is_uuid4(pre[i].id, strlen(pre[i].id)), "request %d: echoed %s", i, pre[i].id);
+		snprintf(ids[i], sizeof(ids[i]), "%s", pre[i].id);
 		cr_assert_eq(pre[i].clen, plain[i].clen, "request %d: Content-Length", i);
 		cr_assert_eq(memcmp(pre[i].body, plain[i].body, (size_t)plain[i].clen), 0,
 			     "request %d: body differs:\n%.*s", i, (int)pre[i].clen, pre[i].body);
@@ -272,9 +276,10 @@ Test(lighttpd, cgi_responses_are_byte_identical_and_cgi_stderr_is_prefixed)
 	}
 	err = slurp(path_in(logs, "lighttpd.err"), NULL);
 	for (int i = 0; i < CGI_GETS; i++) {
-		char line[128];
+		char line[512];
 
-		snprintf(line, sizeof(line), "[req:unknown] cgi stderr line for cgitk%d\n", i);
+		snprintf(line, sizeof(line), "[req:%s] cgi stderr line for cgitk%d id=%s\n", ids[i], i,
+			 ids[i]);
 		cr_assert_not_null(strstr(err, line), "no %s in lighttpd's stderr:\n%s", line, err);
 	}
 	free(err);

@@ -392,12 +392,12 @@ Test(sigctx, report_translates_what_the_kernel_says)
 
 	rq_sig_report(&k, &prev, &o);
 	cr_assert_eq(o.sa_handler, plain_handler);
-	cr_assert_eq(o.sa_flags, SA_RESETHAND | SA_RESTORER);
+	cr_assert_eq(o.sa_flags, (int)(SA_RESETHAND | SA_RESTORER));
 	/* The kernel reset the one-shot wrapper on delivery. */
 	k.sa_handler = SIG_DFL;
 	rq_sig_report(&k, &prev, &o);
 	cr_assert_eq(o.sa_handler, SIG_DFL);
-	cr_assert_eq(o.sa_flags, SA_RESETHAND | SA_RESTORER);
+	cr_assert_eq(o.sa_flags, (int)(SA_RESETHAND | SA_RESTORER));
 	/* Something we did not install (sigset, a raw syscall): as the kernel says. */
 	k.sa_handler = plain_handler;
 	k.sa_flags = SA_SIGINFO;

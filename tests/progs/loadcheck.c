@@ -15,6 +15,13 @@
  * Exit status: 0 if only ok lines and no bad request, 1 otherwise, 2 on a
  * usage error or when the --echo-ids file cannot be written.
  *
+ * --format json|logfmt (default prefix) reads the ID from another format:
+ * each line that names a request must then be, whole, a valid JSON object
+ * (RFC 8259, parsed strictly) with the --field (request_id) as a top-level
+ * key whose value is a string, or a valid logfmt line (key=value pairs, a
+ * value bare or a quoted string with backslash escapes) with that key; a
+ * line that is not is counted as unprefixed.
+ *
  * --echo-ids FILE also writes the ID echoed to every request that sent none
  * of its own, one per line in request order, so that a caller can check the
  * generated IDs (for instance that none repeats across a server's workers).
@@ -103,7 +110,10 @@ static struct {
 	long timeout_ms;
 	long settle_ms;
 	const char *echo_ids;	/* file for the generated echoed IDs, or NULL */
+	int format;		/* 0 prefix, 1 json, 2 logfmt */
+	const char *field;
 } opt = {
+	.field = "request_id",
 	.host = "127.0.0.1", .cid_share = 0.5, .path_prefix = "/t/", .timeout_ms = 20000, .settle_ms = 300,
 };
 
@@ -629,6 +639,268 @@ static size_t prefixed_id(const char *line, size_t len, const char **id)
 	return n;
 }
 
+/* ---- strict JSON (RFC 8259) -------------------------------------------- */
+
+struct jp {
+	const char *p, *e;
+};
+
+static void j_ws(struct jp *j)
+{
+	while (j->p < j->e && (*j->p == ' ' || *j->p == '\t' || *j->p == '\r' || *j->p == '\n'))
+		j->p++;
+}
+
+static bool hexd(char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* A string at j->p; *v, *n: its raw contents, *esc: whether it has escapes. */
+static bool j_string(struct jp *j, const char **v, size_t *n, bool *esc)
+{
+	const char *start;
+
+	if (j->p >= j->e || *j->p != '"')
+		return false;
+	start = ++j->p;
+	*esc = false;
+	while (j->p < j->e && *j->p != '"') {
+		unsigned char c = (unsigned char)*j->p;
+
+		if (c < 0x20)
+			return false;
+		if (c == '\\') {
+			*esc = true;
+			if (++j->p >= j->e)
+				return false;
+			if (*j->p == 'u') {
+				if (j->e - j->p < 5 || !hexd(j->p[1]) || !hexd(j->p[2]) || !hexd(j->p[3]) ||
+				    !hexd(j->p[4]))
+					return false;
+				j->p += 4;
+			} else if (!strchr("\"\\/bfnrt", *j->p)) {
+				return false;
+			}
+		}
+		j->p++;
+	}
+	if (j->p >= j->e)
+		return false;
+	*v = start;
+	*n = (size_t)(j->p - start);
+	j->p++;
+	return true;
+}
+
+static bool digits(struct jp *j)
+{
+	const char *s = j->p;
+
+	while (j->p < j->e && *j->p >= '0' && *j->p <= '9')
+		j->p++;
+	return j->p > s;
+}
+
+static bool j_number(struct jp *j)
+{
+	if (j->p < j->e && *j->p == '-')
+		j->p++;
+	if (j->p < j->e && *j->p == '0')
+		j->p++;
+	else if (!digits(j))
+		return false;
+	if (j->p < j->e && *j->p == '.' && (j->p++, !digits(j)))
+		return false;
+	if (j->p < j->e && (*j->p == 'e' || *j->p == 'E')) {
+		j->p++;
+		if (j->p < j->e && (*j->p == '+' || *j->p == '-'))
+			j->p++;
+		if (!digits(j))
+			return false;
+	}
+	return true;
+}
+
+static bool j_word(struct jp *j, const char *w)
+{
+	size_t n = strlen(w);
+
+	if ((size_t)(j->e - j->p) < n || memcmp(j->p, w, n))
+		return false;
+	j->p += n;
+	return true;
+}
+
+static bool j_value(struct jp *j, int depth, const char **id, size_t *idn);
+
+/* An object; at depth 0, the --field's string value goes to *id. */
+static bool j_object(struct jp *j, int depth, const char **id, size_t *idn)
+{
+	j->p++;
+	j_ws(j);
+	if (j->p < j->e && *j->p == '}')
+		return j->p++, true;
+	for (;;) {
+		const char *k, *v;
+		size_t kn, vn;
+		bool esc, vesc;
+
+		j_ws(j);
+		if (!j_string(j, &k, &kn, &esc))
+			return false;
+		j_ws(j);
+		if (j->p >= j->e || *j->p++ != ':')
+			return false;
+		j_ws(j);
+		if (depth == 0 && !esc && kn == strlen(opt.field) && !memcmp(k, opt.field, kn) &&
+		    j->p < j->e && *j->p == '"') {
+			if (!j_string(j, &v, &vn, &vesc))
+				return false;
+			if (*id) /* a key twice */
+				return false;
+			*id = vesc ? "" : v; /* an escaped value is no ID */
+			*idn = vesc ? 0 : vn;
+		} else if (!j_value(j, depth + 1, id, idn)) {
+			return false;
+		}
+		j_ws(j);
+		if (j->p < j->e && *j->p == ',') {
+			j->p++;
+			continue;
+		}
+		if (j->p < j->e && *j->p == '}')
+			return j->p++, true;
+		return false;
+	}
+}
+
+static bool j_value(struct jp *j, int depth, const char **id, size_t *idn)
+{
+	const char *v;
+	size_t n;
+	bool esc;
+
+	if (depth > 64 || j->p >= j->e)
+		return false;
+	switch (*j->p) {
+	case '{':
+		return j_object(j, depth, id, idn);
+	case '[':
+		j->p++;
+		j_ws(j);
+		if (j->p < j->e && *j->p == ']')
+			return j->p++, true;
+		for (;;) {
+			j_ws(j);
+			if (!j_value(j, depth + 1, id, idn))
+				return false;
+			j_ws(j);
+			if (j->p < j->e && *j->p == ',') {
+				j->p++;
+				continue;
+			}
+			if (j->p < j->e && *j->p == ']')
+				return j->p++, true;
+			return false;
+		}
+	case '"':
+		return j_string(j, &v, &n, &esc);
+	case 't':
+		return j_word(j, "true");
+	case 'f':
+		return j_word(j, "false");
+	case 'n':
+		return j_word(j, "null");
+	default:
+		return j_number(j);
+	}
+}
+
+/* The --field's value in line, a whole JSON object; 0 if the line is none or has no such string. */
+static size_t json_id(const char *line, size_t len, const char **id)
+{
+	struct jp j = { line, line + len };
+	size_t n = 0;
+
+	*id = NULL;
+	j_ws(&j);
+	if (j.p >= j.e || *j.p != '{' || !j_object(&j, 0, id, &n))
+		return 0;
+	j_ws(&j);
+	return j.p == j.e && *id ? n : 0;
+}
+
+/* The --field's value in line, a whole logfmt line; 0 if the line is none or lacks the key. */
+static size_t logfmt_id(const char *line, size_t len, const char **id)
+{
+	const char *p = line, *e = line + len;
+	size_t found = 0;
+
+	while (p < e) {
+		const char *k = p, *v;
+		size_t kn, vn;
+
+		while (p < e && (unsigned char)*p > ' ' && *p != '=' && *p != '"')
+			p++;
+		kn = (size_t)(p - k);
+		if (!kn)
+			return 0;
+		v = p;
+		vn = 0;
+		if (p < e && *p == '=') {
+			v = ++p;
+			if (p < e && *p == '"') {
+				bool esc = false;
+
+				for (v = ++p; p < e && *p != '"'; p++) {
+					if ((unsigned char)*p < 0x20)
+						return 0;
+					if (*p == '\\') {
+						esc = true;
+						if (++p == e)
+							return 0;
+					}
+				}
+				if (p == e)
+					return 0;
+				vn = esc ? 0 : (size_t)(p - v);
+				p++;
+			} else {
+				while (p < e && (unsigned char)*p > ' ' && *p != '=' && *p != '"')
+					p++;
+				vn = (size_t)(p - v);
+			}
+		}
+		if (p < e && *p != ' ')
+			return 0;
+		if (kn == strlen(opt.field) && !memcmp(k, opt.field, kn)) {
+			if (found)
+				return 0; /* a key twice */
+			*id = v;
+			found = vn ? vn : (size_t)-1;
+		}
+		while (p < e && *p == ' ')
+			p++;
+	}
+	return found == (size_t)-1 ? 0 : found;
+}
+
+/* The request ID a log line names in the --format, 0 if none. */
+static size_t line_id(const char *line, size_t len, const char **id)
+{
+	size_t n = opt.format == 1 ? json_id(line, len, id)
+		   : opt.format == 2 ? logfmt_id(line, len, id)
+		   : prefixed_id(line, len, id);
+
+	if (n > ID_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!id_char((unsigned char)(*id)[i]))
+			return 0;
+	return n;
+}
+
 /* Collects the distinct request indexes whose token is in line; returns how many. */
 static int find_tokens(const char *line, size_t len, long *idx)
 {
@@ -675,7 +947,7 @@ static void check_line(const char *line, size_t len)
 	for (int j = 0; j < k; j++)
 		rqs[idx[j]].nlines++;
 	want = expected_id(idx[0], buf, sizeof(buf));
-	idn = prefixed_id(line, len, &id);
+	idn = line_id(line, len, &id);
 	if (idn == 0)
 		bad(C_UNPREFIXED, "expected %s: %.*s", want ? want : "(no echo)", q, line);
 	else if (idn == strlen("unknown") && memcmp(id, "unknown", idn) == 0)
@@ -768,7 +1040,8 @@ static void usage(void)
 		"                 --log FILE [--log FILE ...] [--lines-per-request K]\n"
 		"                 [--client-id-share 0.5] [--prefix '[req:%%s] ']\n"
 		"                 [--path-prefix /t/] [--timeout-ms 20000] [--settle-ms 300]\n"
-		"                 [--echo-ids FILE]\n");
+		"                 [--echo-ids FILE] [--format prefix|json|logfmt]\n"
+		"                 [--field request_id]\n");
 }
 
 static int num(const char *s, long lo, long hi, long *out)
@@ -831,6 +1104,8 @@ static int parse_args(int argc, char **argv)
 		{ "timeout-ms", required_argument, NULL, 't' },
 		{ "settle-ms", required_argument, NULL, 'w' },
 		{ "echo-ids", required_argument, NULL, 'e' },
+		{ "format", required_argument, NULL, 'f' },
+		{ "field", required_argument, NULL, 'F' },
 		{ NULL, 0, NULL, 0 },
 	};
 	long port = -1;
@@ -867,6 +1142,11 @@ static int parse_args(int argc, char **argv)
 		case 't': bad_arg = num(optarg, 1, 86400000, &opt.timeout_ms); break;
 		case 'w': bad_arg = num(optarg, 0, 600000, &opt.settle_ms); break;
 		case 'e': opt.echo_ids = optarg; break;
+		case 'f':
+			opt.format = !strcmp(optarg, "json") ? 1 : !strcmp(optarg, "logfmt") ? 2 : 0;
+			bad_arg = !opt.format && strcmp(optarg, "prefix");
+			break;
+		case 'F': opt.field = optarg; bad_arg = !*optarg; break;
 		default: return -1;
 		}
 		if (bad_arg) {

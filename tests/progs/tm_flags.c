@@ -177,10 +177,14 @@ int main(int argc, char **argv)
 	memset(&same, 0, sizeof(same));
 	same.sa_handler = h3;
 	same.sa_flags = SA_RESTART;
+#ifndef __clang__
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wrestrict"
+#endif
 	r = sigaction(SIGUSR1, &same, &same); /* deliberate: glibc allows it */
+#ifndef __clang__
 #pragma GCC diagnostic pop
+#endif
 	show("same struct", r, &same);
 	query("after same", SIGUSR1);
 

@@ -10,8 +10,10 @@
 #include <unistd.h>
 
 /* The EFAULT and EINVAL cases below are deliberate. */
+#ifndef __clang__
 #pragma GCC diagnostic ignored "-Wstringop-overread"
 #pragma GCC diagnostic ignored "-Wstringop-overflow"
+#endif
 
 static int rep;
 

@@ -6,12 +6,16 @@
  * Built and run by `make test-tsan`.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #include "common.h"
+#include "correlate.h"
+#include "conn.h"
 #include "ctx.h"
 #include "fdtab.h"
 #include "handle.h"
@@ -275,6 +279,214 @@ static void handles_never_enter_another_request(void)
 		fprintf(stderr, "handles: %ld wrong, %ld exact\n", hd_wrong, hd_exact);
 }
 
+/*
+ * 5. A connection read by one thread and answered by another, up to 64
+ * requests deep: every response carries its own request's ID.
+ */
+#define PIPE_FD 9000
+#define PIPE_N 20000
+static _Atomic int pipe_read, pipe_answered;
+static int pipe_want, pipe_bad;
+
+static ssize_t pipe_sink(int fd, const struct iovec *iov, int n)
+{
+	char got[512], want[32];
+	size_t len = 0, total = 0;
+
+	(void)fd;
+	for (int i = 0; i < n; i++) {
+		size_t t = iov[i].iov_len < sizeof(got) - 1 - len ? iov[i].iov_len : sizeof(got) - 1 - len;
+
+		memcpy(got + len, iov[i].iov_base, t);
+		len += t;
+		total += iov[i].iov_len;
+	}
+	got[len] = '\0';
+	snprintf(want, sizeof(want), "X-Request-Id: t%d\r\n", pipe_want);
+	pipe_bad += !strstr(got, want);
+	return (ssize_t)total;
+}
+
+static void *pipe_reader(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < PIPE_N;) {
+		char buf[4096];
+		size_t len = 0;
+		int batch = 1 + i % 8;
+
+		while (i + batch > atomic_load(&pipe_answered) + RQ_PIPE)
+			sched_yield();
+		for (int k = 0; k < batch && i < PIPE_N; k++, i++)
+			len += (size_t)sprintf(buf + len, "GET / HTTP/1.1\r\nX-Request-Id: t%d\r\n\r\n", i);
+		rq_conn_read(PIPE_FD, &(struct iovec){ buf, len }, 1, (ssize_t)len);
+		atomic_store(&pipe_read, i);
+	}
+	return NULL;
+}
+
+static void connection_read_and_answered_by_two_threads(void)
+{
+	static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+	struct rq_call k = { .how = RQ_WRITE };
+	pthread_t r;
+
+	rq_sys.writev = pipe_sink;
+	rq_fd_set_conn(PIPE_FD);
+	pthread_create(&r, NULL, pipe_reader, NULL);
+	for (int j = 0; j < PIPE_N; j++) {
+		struct iovec v = { (void *)resp, sizeof(resp) - 1 };
+
+		while (j >= atomic_load(&pipe_read))
+			sched_yield();
+		pipe_want = j;
+		if (rq_io_write(PIPE_FD, &v, 1, &k) != (ssize_t)sizeof(resp) - 1)
+			pipe_bad++;
+		atomic_store(&pipe_answered, j + 1);
+	}
+	pthread_join(r, NULL);
+	CHECK("every response carries its own request's ID", pipe_bad == 0);
+	if (pipe_bad)
+		fprintf(stderr, "%d of %d responses wrong\n", pipe_bad, PIPE_N);
+	rq_fd_forget(PIPE_FD);
+}
+
+/* 6. The ring of completed requests: threads completing requests while others match lines. */
+static struct rq_corr ring;
+static atomic_int corr_writers;
+static atomic_long corr_hits, corr_bad;
+
+#define CORR_N 20000
+#define CORR_PATHS 16
+
+static void *corr_writer(void *arg)
+{
+	int w = (int)(long)arg;
+
+	for (int i = 0; i < CORR_N; i++) {
+		char rl[48], id[48];
+		int n = snprintf(rl, sizeof(rl), "GET /p%d HTTP/1.1", i % CORR_PATHS);
+
+		snprintf(id, sizeof(id), "p%d-w%d-%d", i % CORR_PATHS, w, i);
+		rq_corr_done(&ring, rq_corr_key_of(rl, (size_t)n), 200, (uint64_t)i + 1, id,
+			     (uint32_t)strlen(id));
+	}
+	atomic_fetch_add(&corr_writers, 1);
+	return NULL;
+}
+
+static void *corr_reader(void *arg)
+{
+	unsigned x = (unsigned)(long)arg + 1;
+
+	while (atomic_load(&corr_writers) < 2) {
+		char line[96], want[16];
+		struct rq_ctx c;
+		int p, n, wl;
+
+		x = x * 1103515245 + 12345;
+		p = (int)((x >> 16) % CORR_PATHS);
+		n = snprintf(line, sizeof(line), "h - - [t] \"GET /p%d HTTP/1.1\" 200 3\n", p);
+		wl = snprintf(want, sizeof(want), "p%d-", p);
+		if (rq_corr_match(&ring, line, (size_t)n, 0, &c)) {
+			atomic_fetch_add(&corr_hits, 1);
+			if (strncmp(c.id, want, (size_t)wl) || strlen(c.id) != c.len ||
+			    !rq_id_valid(c.id, c.len))
+				atomic_fetch_add(&corr_bad, 1);
+		}
+	}
+	return NULL;
+}
+
+static void ring_matches_stay_whole(void)
+{
+	pthread_t w[2], r[2];
+
+	rq_corr_init();
+	for (long i = 0; i < 2; i++)
+		pthread_create(&r[i], NULL, corr_reader, (void *)i);
+	for (long i = 0; i < 2; i++)
+		pthread_create(&w[i], NULL, corr_writer, (void *)i);
+	for (int i = 0; i < 2; i++) {
+		pthread_join(w[i], NULL);
+		pthread_join(r[i], NULL);
+	}
+	CHECK("every matched line got an ID of its own request line", atomic_load(&corr_bad) == 0);
+	CHECK("no more matches than completions", atomic_load(&corr_hits) <= 2 * CORR_N);
+}
+
+/*
+ * 7. Connections taken from the pool, dup'ed, closed and given back by many
+ * threads at once, while others dup and close the same fds (a host race):
+ * nothing is lost or given back twice, and each fd's connection is either
+ * its own or none.
+ */
+#define CONN_THREADS 4
+#define CONN_ROUNDS 20000
+#define CONN_FD0 9100
+static atomic_int conn_bad;
+
+static void *conn_churn(void *arg)
+{
+	int t = (int)(intptr_t)arg, fd = CONN_FD0 + 2 * t, copy = fd + 1;
+
+	for (int i = 0; i < CONN_ROUNDS; i++) {
+		struct rq_conn *c;
+
+		if (rq_fd_set_conn(fd) != 0) {
+			atomic_fetch_add(&conn_bad, 1);
+			continue;
+		}
+		c = rq_conn_of(fd);
+		rq_fd_copy(fd, copy);
+		if (rq_conn_of(copy) != c)
+			atomic_fetch_add(&conn_bad, 1);
+		if (i % 2)
+			rq_fd_forget(fd);
+		else
+			rq_fd_forget(copy);
+		rq_conn_enter(c);
+		rq_fd_forget(fd);
+		rq_fd_forget(copy);
+	}
+	return NULL;
+}
+
+/* Dups fd 9190 onto 9191 and 9192 while another thread closes and re-accepts 9190. */
+static atomic_int race_stop;
+
+static void *conn_racer(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&race_stop)) {
+		rq_fd_copy(9190, 9191);
+		rq_fd_copy(9191, 9192);
+		rq_fd_forget(9191);
+		rq_fd_forget(9192);
+	}
+	return NULL;
+}
+
+static void connections_shared_and_given_back_by_many_threads(void)
+{
+	pthread_t th[CONN_THREADS], racer;
+	uint32_t live = rq_conn_live();
+
+	for (int t = 0; t < CONN_THREADS; t++)
+		pthread_create(&th[t], NULL, conn_churn, (void *)(intptr_t)t);
+	pthread_create(&racer, NULL, conn_racer, NULL);
+	for (int i = 0; i < CONN_ROUNDS; i++) {
+		rq_fd_set_conn(9190);
+		rq_fd_forget(9190);
+	}
+	atomic_store(&race_stop, 1);
+	for (int t = 0; t < CONN_THREADS; t++)
+		pthread_join(th[t], NULL);
+	pthread_join(racer, NULL);
+	CHECK("dups name their connection", atomic_load(&conn_bad) == 0);
+	CHECK("every connection went back to the pool", rq_conn_live() == live);
+}
+
 int main(void)
 {
 	static const char *const env[] = { NULL };
@@ -285,6 +497,9 @@ int main(void)
 	fd_table_publishes_safely();
 	queue_hands_contexts_over();
 	handles_never_enter_another_request();
+	connection_read_and_answered_by_two_threads();
+	ring_matches_stay_whole();
+	connections_shared_and_given_back_by_many_threads();
 	printf("tsan: %d passed, %d failed\n", passed, failed);
 	return failed != 0;
 }

@@ -10,6 +10,7 @@
  *               the library: the line gets its prefix)
  *   printf      fprintf of one 80-byte line to "x.log" opened for appending
  *               (a log file under the library), flushed inside the loop
+ *   stderr-json write(2) of one 80-byte JSON object line to fd 2
  *
  * Set-up and tear-down happen outside loop(), so that
  * valgrind --tool=callgrind --toggle-collect=loop counts the loop alone.
@@ -25,8 +26,10 @@
 #define IO_BYTES 64
 /* The log line: 79 characters and a newline. */
 #define LINE "GET /index.html 200 0.000123s upstream=127.0.0.1:8080 bytes=612 ua=curl/7.88.1\n"
+/* A JSON logger's line of the same length (pino's keys). */
+#define JLINE "{\"level\":30,\"time\":1700000000000,\"pid\":4242,\"msg\":\"GET /index.html 200 0.12ms\"}\n"
 
-enum mode { DEVNULL, SOCKETPAIR, STDERR, PRINTF };
+enum mode { DEVNULL, SOCKETPAIR, STDERR, PRINTF, STDERR_JSON };
 
 static int fd_a = -1, fd_b = -1;
 static FILE *logfile;
@@ -46,6 +49,7 @@ static int setup(enum mode m)
 		fd_b = sv[1];
 		return 0;
 	case STDERR:
+	case STDERR_JSON:
 		return 0;
 	case PRINTF:
 		logfile = fopen("x.log", "a");
@@ -73,6 +77,9 @@ __attribute__((noinline)) static long loop(enum mode m, long n)
 		case STDERR:
 			bad += write(2, LINE, sizeof(LINE) - 1) != sizeof(LINE) - 1;
 			break;
+		case STDERR_JSON:
+			bad += write(2, JLINE, sizeof(JLINE) - 1) != sizeof(JLINE) - 1;
+			break;
 		case PRINTF:
 			bad += fprintf(logfile, "%.*s", (int)sizeof(LINE) - 1, LINE) < 0;
 			break;
@@ -85,15 +92,15 @@ __attribute__((noinline)) static long loop(enum mode m, long n)
 
 int main(int argc, char **argv)
 {
-	static const char *const names[] = { "devnull", "socketpair", "stderr", "printf" };
+	static const char *const names[] = { "devnull", "socketpair", "stderr", "printf", "stderr-json" };
 	long n = argc > 2 ? atol(argv[2]) : 100000, bad;
 	int m = -1;
 
-	for (int i = 0; argc > 1 && i < 4; i++)
+	for (int i = 0; argc > 1 && i < 5; i++)
 		if (!strcmp(argv[1], names[i]))
 			m = i;
 	if (m < 0 || n < 0) {
-		fprintf(stdout, "usage: bench_calls devnull|socketpair|stderr|printf [N]\n");
+		fprintf(stdout, "usage: bench_calls devnull|socketpair|stderr|printf|stderr-json [N]\n");
 		return 2;
 	}
 	if (setup((enum mode)m) < 0) {

@@ -5,7 +5,7 @@
 #
 # Environment (defaults in brackets):
 #   B              build directory, absolute [build]
-#   BENCH_ROWS     rows to run [1 2 3 4 5 6 7 8]
+#   BENCH_ROWS     rows to run [1 2 3 4 5 6 7 8 9]
 #   BENCH_N        calls per callgrind/strace run [100000]
 #   BENCH_ROUNDS   alternating rounds for throughput and timing rows [5]
 #   BENCH_SECS     seconds per wrk run [3]
@@ -14,7 +14,7 @@
 set -u
 
 B=${B:-$PWD/build}
-ROWS=${BENCH_ROWS:-1 2 3 4 5 6 7 8}
+ROWS=${BENCH_ROWS:-1 2 3 4 5 6 7 8 9 10}
 N=${BENCH_N:-100000}
 ROUNDS=${BENCH_ROUNDS:-5}
 SECS=${BENCH_SECS:-3}
@@ -104,7 +104,7 @@ wait_port() {
 ir() {
 	out=$W/cg.$1.$2
 	if [ "$2" = with ]; then
-		LD_PRELOAD=$LIB valgrind --tool=callgrind --toggle-collect=loop --log-file="$out.vg" \
+		REQCTX_LOG_FDS=1,2 LD_PRELOAD=$LIB valgrind --tool=callgrind --toggle-collect=loop --log-file="$out.vg" \
 			--callgrind-out-file="$out" "$BIN/bench_calls" "$1" "$N" 2>"$out.err" >/dev/null
 	else
 		valgrind --tool=callgrind --toggle-collect=loop --log-file="$out.vg" \
@@ -163,7 +163,7 @@ sc() {
 	out=$W/st.$1.$2
 	rm -f "$W/x.log"
 	if [ "$2" = with ]; then
-		(cd "$W" && LD_PRELOAD=$LIB strace -f -qq -y -e trace=write,writev -o "$out" \
+		(cd "$W" && REQCTX_LOG_FDS=1,2 LD_PRELOAD=$LIB strace -f -qq -y -e trace=write,writev -o "$out" \
 			"$BIN/bench_calls" "$1" 1000 2>"$out.err" >/dev/null)
 	else
 		(cd "$W" && strace -f -qq -y -e trace=write,writev -o "$out" \
@@ -469,9 +469,16 @@ for r in $ROWS; do
 	6) row6 ;;
 	7) row7 ;;
 	8) . "$(dirname "$0")/node.sh" && row8 ;;
+	9) . "$(dirname "$0")/h2.sh" && row9 ;;
+	10) . "$(dirname "$0")/python.sh" && row10 ;;
 	*) say "unknown row $r" ;;
 	esac
 done
+. "$(dirname "$0")/loop.sh" # event-loop iterations per request (rows "loop"; BENCH_LOOP=0 skips)
+
+. "$(dirname "$0")/correlate.sh" # row 8: batched log correlation (BENCH_ROWS unset, or with 8)
+. "$(dirname "$0")/lines.sh" # multi-line writes: syscalls and time (rows "lines"; BENCH_LINES=0 skips)
+. "$(dirname "$0")/formats.sh" # per-line cost in each REQCTX_FORMAT (rows "formats"; BENCH_FORMATS=0 skips)
 
 say ""
 say "== summary (without = the alternative; with = under libreqctx.so)"

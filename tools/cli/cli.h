@@ -13,6 +13,8 @@
 #include <stdio.h>
 
 #include "../../include/reqctx.h"
+#include "config.h"
+#include "id.h"
 
 #ifndef REQCTX_VERSION
 #define REQCTX_VERSION "unknown"
@@ -25,18 +27,14 @@
 #define RC_EXIT_NOTFOUND 127 /* the command does not exist */
 
 #define RC_PATH_MAX 4096     /* longest path handled */
-#define RC_PFX_PART 64       /* longest text on either side of %s (as the library) */
+#define RC_PFX_PART RQ_PFX_PART /* longest text on either side of %s (the library's) */
 
 /* The library file names looked for, most specific first. */
 #define RC_LIB_SONAME "libreqctx.so.0"
 #define RC_LIB_DEVNAME "libreqctx.so"
 
-/* A prefix format split at its %s. */
-struct rc_prefix {
-	char head[RC_PFX_PART + 1];
-	char tail[RC_PFX_PART + 1];
-	size_t head_len, tail_len;
-};
+/* A prefix format split at its %s (src/config.h). */
+#define rc_prefix rq_prefix_parts
 
 /* Subcommands: each returns the process exit code. */
 int rc_cmd_run(int argc, char **argv);
@@ -72,8 +70,11 @@ int rc_find_library(char *out, size_t size, char *tried, size_t tried_size);
  */
 int rc_prefix_parse(const char *fmt, struct rc_prefix *p);
 
-/* 1 if c may appear in a request ID (A-Z a-z 0-9 - _ . : @ + = / ~). */
-int rc_id_char(unsigned char c);
+/* 1 if c may appear in a request ID (A-Z a-z 0-9 - _ . : @ + = / ~): the library's table. */
+static inline int rc_id_char(unsigned char c)
+{
+	return rq_id_char(c);
+}
 
 /* 1 if s (NUL-terminated) is a valid request ID. */
 int rc_id_valid(const char *s);

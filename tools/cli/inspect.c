@@ -54,9 +54,15 @@ static int map_file(const char *path, struct image *im)
 
 	if (fd < 0)
 		return -errno;
-	if (fstat(fd, &st) < 0 || st.st_size == 0) {
+	if (fstat(fd, &st) < 0) {
+		int e = errno;
+
 		close(fd);
-		return st.st_size == 0 ? -ENOEXEC : -errno;
+		return -e;
+	}
+	if (st.st_size == 0) {
+		close(fd);
+		return -ENOEXEC;
 	}
 	p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
 	close(fd);

@@ -11,12 +11,9 @@
 
 #include "adapter.h"
 #include "cli.h"
+#include "config.h"
+#include "fields.h"
 #include "inspect.h"
-
-#define GLOBS_MAX   16   /* log-file globs the library accepts */
-#define GLOBS_BYTES 1024 /* their total length, as the library */
-#define HDR_MAX     64   /* longest header name the library accepts */
-#define FDS_MAX     16   /* fds the library accepts in REQCTX_LOG_FDS */
 
 static const char help[] =
 	"Usage: reqctx run [OPTIONS] [--] CMD [ARGS...]\n"
@@ -29,6 +26,13 @@ static const char help[] =
 	"                    default " REQCTX_DEFAULT_HEADER ")\n"
 	"  --prefix FMT      log prefix, exactly one %s, %% for a %    (REQCTX_PREFIX,\n"
 	"                    default \"" REQCTX_DEFAULT_PREFIX "\")\n"
+	"  --format FMT      what log lines get: prefix, logfmt (FIELD=ID first), json\n"
+	"                    (the field in JSON object lines, the prefix in the others)\n"
+	"                    or auto (the same as json)             (REQCTX_FORMAT,\n"
+	"                    default prefix)\n"
+	"  --field NAME      the ID's key in logfmt and JSON lines, 1-64 characters\n"
+	"                    from A-Z a-z 0-9 _ . -                  (REQCTX_FIELD,\n"
+	"                    default request_id)\n"
 	"  --log-file GLOB   files opened for append whose name matches GLOB are logs;\n"
 	"                    repeatable, added to the existing list    (REQCTX_LOG_FILES,\n"
 	"                    default " REQCTX_DEFAULT_LOG_FILES ")\n"
@@ -53,64 +57,27 @@ static const char help[] =
 	"not found.\n";
 
 struct run_opts {
-	const char *header, *prefix, *log_fds, *child_fds;
+	const char *header, *prefix, *log_fds, *child_fds, *format, *field;
 	int no_echo, bare, no_handoff, no_crash, force;
-	char globs[GLOBS_BYTES];
+	char globs[RQ_GLOBS_BYTES];
 	int nglobs;
 };
 
-static int header_ok(const char *v)
-{
-	size_t n = strlen(v);
-
-	if (n == 0 || n > HDR_MAX)
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)v[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      (c >= '0' && c <= '9') || strchr("!#$%&'*+-.^_`|~", c)))
-			return 0;
-	}
-	return 1;
-}
-
+/* Whether the library takes v as a list of fds (its own rule, src/config.c). */
 static int fds_ok(const char *v)
 {
-	int count = 0;
+	int fds[RQ_LOGFDS_MAX], n;
 
-	for (const char *p = v; *p;) {
-		char *end;
-		long fd;
-
-		if (*p < '0' || *p > '9')
-			return 0;
-		fd = strtol(p, &end, 10);
-		if (fd > 1 << 20 || ++count > FDS_MAX)
-			return 0;
-		if (*end == ',' && end[1])
-			end++;
-		else if (*end)
-			return 0;
-		p = end;
-	}
-	return count > 0;
+	return rq_config_fds_parse(v, fds, &n) == 0;
 }
 
-static int count_globs(const char *list)
-{
-	int n = 0;
-
-	for (const char *p = list; *p; p++)
-		if (*p != ':' && (p == list || p[-1] == ':'))
-			n++;
-	return n;
-}
-
+/* Appends a glob to the list the library will read, if the library takes the result. */
 static int add_glob(struct run_opts *o, const char *glob)
 {
 	const char *base = getenv("REQCTX_LOG_FILES");
-	size_t used;
+	const char *globs[RQ_GLOBS_MAX];
+	char list[2 * RQ_GLOBS_BYTES], split[RQ_GLOBS_BYTES];
+	int n;
 
 	if (!*glob || strchr(glob, ':'))
 		return rc_usage_err("run", "--log-file '%s': a glob must be non-empty and "
@@ -118,11 +85,12 @@ static int add_glob(struct run_opts *o, const char *glob)
 	if (!o->nglobs)
 		snprintf(o->globs, sizeof(o->globs), "%s",
 			 base ? base : REQCTX_DEFAULT_LOG_FILES);
-	used = strlen(o->globs);
-	if (used + 1 + strlen(glob) >= sizeof(o->globs) || count_globs(o->globs) >= GLOBS_MAX)
+	if ((size_t)snprintf(list, sizeof(list), "%s%s%s", o->globs, *o->globs ? ":" : "",
+			     glob) >= sizeof(list) ||
+	    rq_config_globs_split(list, split, globs, &n) < 0)
 		return rc_usage_err("run", "too many --log-file globs (the library takes at "
-				    "most %d, %d bytes in all)", GLOBS_MAX, GLOBS_BYTES - 1);
-	snprintf(o->globs + used, sizeof(o->globs) - used, "%s%s", used ? ":" : "", glob);
+				    "most %d, %d bytes in all)", RQ_GLOBS_MAX, RQ_GLOBS_BYTES - 1);
+	memcpy(o->globs, list, strlen(list) + 1);
 	o->nglobs++;
 	return 0;
 }
@@ -132,6 +100,8 @@ static int parse(int argc, char **argv, struct run_opts *o)
 	static const struct option longs[] = {
 		{ "header", required_argument, NULL, 'H' },
 		{ "prefix", required_argument, NULL, 'p' },
+		{ "format", required_argument, NULL, 'm' },
+		{ "field", required_argument, NULL, 'k' },
 		{ "log-file", required_argument, NULL, 'l' },
 		{ "log-fds", required_argument, NULL, 'f' },
 		{ "child-log-fds", required_argument, NULL, 'c' },
@@ -144,6 +114,7 @@ static int parse(int argc, char **argv, struct run_opts *o)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct rc_prefix pfx;
+	struct rc_ids ids;
 	int c;
 
 	opterr = 0;
@@ -151,9 +122,9 @@ static int parse(int argc, char **argv, struct run_opts *o)
 	while ((c = getopt_long(argc, argv, "+h", longs, NULL)) != -1) {
 		switch (c) {
 		case 'H':
-			if (!header_ok(optarg))
+			if (rq_config_header_ok(optarg) < 0)
 				return rc_usage_err("run", "--header '%s' is not a header name "
-						    "(1-%d token characters)", optarg, HDR_MAX);
+						    "(1-%d token characters)", optarg, RQ_HDR_MAX);
 			o->header = optarg;
 			break;
 		case 'p':
@@ -164,6 +135,19 @@ static int parse(int argc, char **argv, struct run_opts *o)
 						    optarg, RC_PFX_PART);
 			o->prefix = optarg;
 			break;
+		case 'm':
+			if (rq_config_format_parse(optarg) < 0)
+				return rc_usage_err("run", "--format '%s' is not prefix, logfmt, json "
+						    "or auto", optarg);
+			o->format = optarg;
+			break;
+		case 'k':
+			if (rc_field_set(&ids, optarg) < 0)
+				return rc_usage_err("run", "--field '%s' is not a field name (1-%d "
+						    "characters from A-Z a-z 0-9 _ . -)", optarg,
+						    RC_FIELD_MAX);
+			o->field = optarg;
+			break;
 		case 'l':
 			if (add_glob(o, optarg))
 				return RC_EXIT_USAGE;
@@ -171,14 +155,14 @@ static int parse(int argc, char **argv, struct run_opts *o)
 		case 'f':
 			if (!fds_ok(optarg))
 				return rc_usage_err("run", "--log-fds '%s' is not a comma-separated "
-						    "list of at most %d fds", optarg, FDS_MAX);
+						    "list of at most %d fds", optarg, RQ_LOGFDS_MAX);
 			o->log_fds = optarg;
 			break;
 		case 'c':
 			if (!fds_ok(optarg))
 				return rc_usage_err("run", "--child-log-fds '%s' is not a "
 						    "comma-separated list of at most %d fds",
-						    optarg, FDS_MAX);
+						    optarg, RQ_LOGFDS_MAX);
 			o->child_fds = optarg;
 			break;
 		case 'E': o->no_echo = 1; break;
@@ -254,6 +238,8 @@ static int set_env(const struct run_opts *o, const char *lib)
 	if (set_top() ||
 	    ((o->header && setenv("REQCTX_HEADER", o->header, 1)) ||
 	    (o->prefix && setenv("REQCTX_PREFIX", o->prefix, 1)) ||
+	    (o->format && setenv("REQCTX_FORMAT", o->format, 1)) ||
+	    (o->field && setenv("REQCTX_FIELD", o->field, 1)) ||
 	    (o->nglobs && setenv("REQCTX_LOG_FILES", o->globs, 1)) ||
 	    (o->log_fds && setenv("REQCTX_LOG_FDS", o->log_fds, 1)) ||
 	    (o->child_fds && setenv("REQCTX_CHILD_LOG_FDS", o->child_fds, 1)) ||

@@ -196,52 +196,12 @@ int rc_find_library(char *out, size_t size, char *tried, size_t tried_size)
 
 int rc_prefix_parse(const char *fmt, struct rc_prefix *p)
 {
-	char *part[2] = { p->head, p->tail };
-	size_t len[2] = { 0, 0 };
-	int side = 0;
-
-	for (const char *s = fmt; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c < 0x20 || c == 0x7f)
-			return -EINVAL;
-		if (c == '%') {
-			s++;
-			if (*s == 's' && side == 0) {
-				side = 1;
-				continue;
-			}
-			if (*s != '%')
-				return -EINVAL;
-		}
-		if (len[side] == RC_PFX_PART)
-			return -EINVAL;
-		part[side][len[side]++] = *s;
-	}
-	if (side != 1)
-		return -EINVAL;
-	p->head[len[0]] = p->tail[len[1]] = '\0';
-	p->head_len = len[0];
-	p->tail_len = len[1];
-	return 0;
-}
-
-int rc_id_char(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	       (c >= '0' && c <= '9') || (c && strchr("-_.:@+=/~", c));
+	return rq_config_prefix_split(fmt, p);
 }
 
 int rc_id_valid(const char *s)
 {
-	size_t n = strlen(s);
-
-	if (n == 0 || n > REQCTX_ID_MAX)
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (!rc_id_char((unsigned char)s[i]))
-			return 0;
-	return 1;
+	return rq_id_valid(s, strlen(s));
 }
 
 long rc_prefix_match(const struct rc_prefix *p, const char *line, size_t len,

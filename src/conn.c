@@ -1,0 +1,793 @@
+/*
+ * Connections: the pool, the request ring and its slots, the scanners fed,
+ * and the planning of response-header insertions. See conn.h for the
+ * contract; what crosses threads is noted where it happens.
+ */
+#include "conn.h"
+
+#include <string.h>
+#include <sys/mman.h>
+
+#include "config.h"
+#include "ctx.h"
+#include "id.h"
+#include "pool.h"
+
+#define CONN_SHIFT 6 /* 64 connections (64 KiB) per chunk */
+#define EXT_SHIFT  8 /* 256 extension records (4 KiB) per chunk */
+
+RQ_POOL_DEFINE(conns, struct rq_conn, CONN_SHIFT, RQ_CONN_MAX);
+char *_Atomic rq_deep_chunks[RQ_CONN_MAX >> 6];
+static struct rq_conn_ext *_Atomic ext_chunks[RQ_CONN_MAX >> EXT_SHIFT];
+
+_Static_assert(CONN_SHIFT == 6, "rq_conn_slot finds the overflow area 64 connections a chunk");
+
+/* ---- life ---- */
+
+/* The overflow slots of c (RQ_DEEP_BYTES, page-aligned), mapped if missing, or NULL. */
+static struct rq_slot *deep_get(struct rq_conn *c)
+{
+	char *d = rq_chunk((void *_Atomic *)&rq_deep_chunks[c->idx >> 6], (size_t)RQ_DEEP_BYTES << 6,
+			   1);
+
+	return d ? (struct rq_slot *)(d + (size_t)(c->idx & 63) * RQ_DEEP_BYTES) : NULL;
+}
+
+/* A fresh connection's state (the overflow area was given back with the last one). */
+static void init(struct rq_conn *c)
+{
+	rq_hdrs_reset(&c->rp.h);
+	rq_hdrs_reset(&c->ws);
+	c->seen = 0;
+	c->fed = 0;
+	c->deep_used = 0;
+	c->proto = RQ_PR_HTTP1;
+	atomic_store_explicit(&c->xport, RQ_XP_PLAIN, memory_order_relaxed);
+	atomic_store_explicit(&c->head, 0, memory_order_relaxed);
+	atomic_store_explicit(&c->tail, 0, memory_order_relaxed);
+	atomic_store_explicit(&c->cur, RQ_NO_CUR, memory_order_relaxed);
+	atomic_store_explicit(&c->used, 0, memory_order_relaxed);
+	atomic_store_explicit(&c->echo, rq_cfg.echo ? 1 : 0, memory_order_relaxed);
+	c->ins_state = 0;
+	c->ins_sent = 0;
+	c->lost = c->hs = 0;
+	c->done = 0;
+	if (!rq_cfg.echo)
+		rq_hdrs_kill(&c->ws);
+}
+
+struct rq_conn *rq_conn_new(void)
+{
+	uint32_t idx;
+	struct rq_conn *c = rq_pool_take(&conns, &idx);
+
+	if (!c)
+		return NULL;
+	c->idx = idx;
+	init(c);
+	atomic_store_explicit(&c->refs, 1, memory_order_release);
+	return c;
+}
+
+int rq_conn_ref(struct rq_conn *c)
+{
+	uint32_t n = atomic_load_explicit(&c->refs, memory_order_relaxed);
+
+	do {
+		if (n == 0 || n == UINT32_MAX)
+			return -ENOENT;
+	} while (!atomic_compare_exchange_weak_explicit(&c->refs, &n, n + 1, memory_order_acquire,
+							memory_order_relaxed));
+	return 0;
+}
+
+struct rq_conn_ext *rq_conn_ext(struct rq_conn *c, int make)
+{
+	struct rq_conn_ext *x = rq_chunk((void *_Atomic *)&ext_chunks[c->idx >> EXT_SHIFT],
+					 sizeof(*x) << EXT_SHIFT, make);
+
+	return x ? &x[c->idx & ((1u << EXT_SHIFT) - 1)] : NULL;
+}
+
+/* Gives back what the extension record names. */
+static void ext_release(struct rq_conn *c)
+{
+	struct rq_conn_ext *x = rq_conn_ext(c, 0);
+
+	if (!x)
+		return;
+	atomic_store_explicit(&x->tls, NULL, memory_order_relaxed);   /* (not taken yet) */
+	atomic_store_explicit(&x->proto, NULL, memory_order_relaxed); /* (no such protocol yet) */
+}
+
+void rq_conn_unref(struct rq_conn *c)
+{
+	struct rq_slot *d;
+
+	if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	ext_release(c);
+	if (c->deep_used && (d = deep_get(c)))
+		madvise(d, RQ_DEEP_BYTES, MADV_DONTNEED); /* it reads back as zeros: empty slots */
+	c->deep_used = 0;
+	rq_pool_give(&conns, c->idx);
+}
+
+uint32_t rq_conn_live(void)
+{
+	return rq_pool_live(&conns);
+}
+
+/* ---- the ring ---- */
+
+void rq_conn_enter(struct rq_conn *c)
+{
+	uint32_t cur = atomic_load_explicit(&c->cur, memory_order_acquire);
+
+	if (cur != RQ_NO_CUR)
+		rq_ctx_set_slot(rq_conn_slot(c, cur));
+	else
+		rq_ctx_clear();
+}
+
+static uint32_t q_slot(const struct rq_conn *c, uint32_t i)
+{
+	return c->qslot[i % RQ_PIPE];
+}
+
+/*
+ * Whether the response written next, with the writer at ring entry h after hs
+ * responses to lost requests, answers entry h (t: the reader's tail).
+ */
+static inline int answers(const struct rq_conn *c, uint32_t h, uint32_t hs, uint32_t t)
+{
+	uint8_t skip;
+
+	if (h == t)
+		return 0; /* and entry h is the reader's, not to be read */
+	skip = c->qskip[h % RQ_PIPE];
+	return !(skip & RQ_SKIP_LOST) && hs >= skip;
+}
+
+/* A final response went out: the writer moves past entry h, or past one lost request. */
+static void step(const struct rq_conn *c, uint32_t *h, uint32_t *hs, uint32_t t)
+{
+	if (answers(c, *h, *hs, t)) {
+		(*h)++;
+		*hs = 0;
+	} else if (*hs < RQ_SKIP_MAX) {
+		(*hs)++; /* a lost request's, or one answering nothing */
+	}
+}
+
+/* Makes (h, hs) the writer's position, freeing the slots of the entries answered. */
+static void pop_to(struct rq_conn *c, uint32_t h, uint32_t hs)
+{
+	for (uint32_t i = atomic_load_explicit(&c->head, memory_order_relaxed); i != h; i++) {
+		uint32_t p = q_slot(c, i);
+
+		c->done = atomic_load_explicit(&rq_conn_slot(c, p)->serial, memory_order_relaxed);
+		atomic_fetch_and_explicit(&c->used, ~((uint64_t)1 << p), memory_order_release);
+	}
+	atomic_store_explicit(&c->head, h, memory_order_release);
+	c->hs = (uint8_t)hs;
+}
+
+/* The method of the request the next response answers (0 when it is not known to be HEAD). */
+static inline int method_of(struct rq_conn *c, uint32_t h, uint32_t hs, uint32_t t)
+{
+	if (!answers(c, h, hs, t))
+		return 0;
+	return atomic_load_explicit(&rq_conn_slot(c, q_slot(c, h))->flags, memory_order_relaxed) &
+		RQ_SLOT_HEAD ? RQ_M_HEAD : 0;
+}
+
+/* ---- reads ---- */
+
+static void set_cur(struct rq_conn *c, uint32_t p)
+{
+	atomic_store_explicit(&c->cur, p, memory_order_release);
+}
+
+/* Fills slot p with a new request (a generated ID if len is 0). */
+static void fill(struct rq_conn *c, uint32_t p, const char *id, uint32_t len, uint32_t flags)
+{
+	char uuid[RQ_UUID_LEN];
+
+	if (!len) {
+		rq_uuid4(uuid);
+		id = uuid;
+		len = RQ_UUID_LEN;
+	}
+	if (p >= RQ_INLINE)
+		c->deep_used = 1;
+	rq_slot_fill(rq_conn_slot(c, p), id, len, flags);
+}
+
+/*
+ * A free slot for a new request, the lowest, so that shallow pipelines stay
+ * inside struct rq_conn; the overflow area is mapped on first use. -1 if none.
+ */
+static int free_slot(struct rq_conn *c)
+{
+	uint64_t used = atomic_load_explicit(&c->used, memory_order_acquire);
+	int p;
+
+	if (used == ~(uint64_t)0)
+		return -1;
+	p = __builtin_ctzll(~used);
+	if (p >= RQ_INLINE && !deep_get(c))
+		return -1;
+	return p;
+}
+
+/*
+ * The reader completed a request head: it is queued for its response and
+ * becomes the connection's current request. With RQ_PIPE unanswered already
+ * it is counted as lost instead: its response gets no header, and the lines
+ * it logs carry the newest queued request's ID (see struct rq_conn). Once
+ * nobody answers the ring, each request simply replaces the current one.
+ */
+static void push(struct rq_conn *c, const char *id, uint32_t len, uint32_t flags)
+{
+	uint32_t h, t;
+	int p;
+
+	c->seen = 1;
+	if (atomic_load_explicit(&c->echo, memory_order_relaxed)) {
+		h = atomic_load_explicit(&c->head, memory_order_acquire);
+		t = atomic_load_explicit(&c->tail, memory_order_relaxed);
+		if (t - h < RQ_PIPE && (p = free_slot(c)) >= 0) {
+			fill(c, (uint32_t)p, id, len, flags);
+			atomic_fetch_or_explicit(&c->used, (uint64_t)1 << p, memory_order_relaxed);
+			c->qslot[t % RQ_PIPE] = (uint8_t)p;
+			c->qskip[t % RQ_PIPE] = c->lost;
+			c->lost = 0;
+			atomic_store_explicit(&c->tail, t + 1, memory_order_release);
+			set_cur(c, (uint32_t)p);
+			return;
+		}
+		if (!(flags & RQ_SLOT_HEAD) && (c->lost & ~RQ_SKIP_LOST) < RQ_SKIP_MAX)
+			c->lost++;
+		else
+			c->lost |= RQ_SKIP_LOST;
+		return;
+	}
+	p = (int)atomic_load_explicit(&c->cur, memory_order_relaxed);
+	if (p == (int)RQ_NO_CUR)
+		p = 0;
+	fill(c, (uint32_t)p, id, len, flags);
+	set_cur(c, (uint32_t)p);
+}
+
+/* The request stream turned out not to be HTTP: one ID for the connection's whole life. */
+static void req_dead(struct rq_conn *c)
+{
+	if (c->seen)
+		return;
+	atomic_store_explicit(&c->echo, 0, memory_order_relaxed); /* no response heads to look for */
+	push(c, NULL, 0, 0);
+}
+
+void rq_conn_feed(struct rq_conn *c, const struct iovec *iov, int iovcnt, size_t n)
+{
+	int saved = errno;
+
+	if (n)
+		c->fed = 1;
+	for (int i = 0; i < iovcnt && n && !rq_hdrs_dead(&c->rp.h); i++) {
+		const char *b = iov[i].iov_base;
+		size_t len = iov[i].iov_len < n ? iov[i].iov_len : n, off = 0;
+
+		n -= len;
+		while (off < len) {
+			enum rq_ev ev;
+
+			off += rq_req_feed(&c->rp, b + off, len - off, &ev);
+			if (ev == RQ_EV_HEAD)
+				push(c, c->rp.xr, c->rp.h.xr_have ? c->rp.h.xr_len : 0,
+				     c->rp.h.method == RQ_M_HEAD ? RQ_SLOT_HEAD : 0);
+			else if (ev == RQ_EV_DEAD)
+				req_dead(c);
+		}
+	}
+	rq_conn_enter(c);
+	errno = saved;
+}
+
+void rq_conn_feed_opaque(struct rq_conn *c, size_t n)
+{
+	int saved = errno;
+
+	if (n && !rq_hdrs_dead(&c->rp.h)) {
+		c->fed = 1;
+		rq_hdrs_opaque(&c->rp.h, n);
+		if (rq_hdrs_dead(&c->rp.h))
+			req_dead(c);
+	}
+	rq_conn_enter(c);
+	errno = saved;
+}
+
+void rq_conn_tls_wait(struct rq_conn *c)
+{
+	c->fed = 1;
+	rq_hdrs_kill(&c->rp.h);
+	req_dead(c);
+	atomic_store_explicit(&c->xport, RQ_XP_TLS_WAIT, memory_order_release);
+	rq_conn_enter(c);
+}
+
+void rq_conn_tls_claim(struct rq_conn *c)
+{
+	uint32_t cur = atomic_load_explicit(&c->cur, memory_order_relaxed);
+	struct rq_ctx now;
+
+	if (cur != RQ_NO_CUR && cur != 0) { /* the current request moves to slot 0, which is free */
+		if (rq_slot_read(rq_conn_slot(c, cur), &now, NULL) == 0)
+			rq_slot_store(&c->slots[0], &now);
+		cur = 0;
+	}
+	init(c);
+	atomic_store_explicit(&c->cur, cur, memory_order_release);
+	atomic_store_explicit(&c->xport, RQ_XP_TLS, memory_order_release);
+}
+
+/* ---- writes ---- */
+
+/*
+ * Renders "Name: id\r\n" for slot p into text. Returns its length, or
+ * -EAGAIN if the slot could not be read (it kept changing, or holds none).
+ */
+static int render_header(struct rq_conn *c, uint32_t p, char text[RQ_HDR_LINE])
+{
+	struct rq_ctx id;
+	size_t n = rq_cfg.hdr_len;
+
+	if (rq_slot_read(rq_conn_slot(c, p), &id, NULL) < 0 || !id.len)
+		return -EAGAIN;
+	memcpy(text, rq_cfg.hdr, n);
+	text[n++] = ':';
+	text[n++] = ' ';
+	memcpy(text + n, id.id, id.len);
+	n += id.len;
+	text[n++] = '\r';
+	text[n++] = '\n';
+	return (int)n;
+}
+
+/*
+ * Makes edit k of p the ID header of slot `slot` at caller offset `at`, with
+ * `sent` bytes of it already out. Returns 0, or -EAGAIN (see render_header).
+ */
+static int set_ins(struct rq_conn *c, struct rq_wplan *p, int k, uint32_t slot, size_t at,
+		   size_t sent)
+{
+	struct rq_edit *e = &p->ed[k];
+	int len = render_header(c, slot, p->u.h1.text[k]);
+
+	if (len < 0)
+		return len;
+	e->at = at;
+	e->del = 0;
+	e->len = (uint16_t)len;
+	e->sent = (uint16_t)sent;
+	e->text = p->u.h1.text[k];
+	p->u.h1.slot[k] = slot;
+	return 0;
+}
+
+/*
+ * Whether c's responses still get the header; if not, its response scanner
+ * stops. They do not once it died, or the writer reached requests whose
+ * framing is unknown (RQ_SKIP_LOST).
+ */
+static int echo_on(struct rq_conn *c)
+{
+	uint32_t h = atomic_load_explicit(&c->head, memory_order_relaxed);
+	uint32_t t = atomic_load_explicit(&c->tail, memory_order_acquire);
+
+	if (atomic_load_explicit(&c->echo, memory_order_relaxed) && !rq_hdrs_dead(&c->ws) &&
+	    !(h != t && (c->qskip[h % RQ_PIPE] & RQ_SKIP_LOST)))
+		return 1;
+	rq_hdrs_kill(&c->ws);
+	atomic_store_explicit(&c->echo, 0, memory_order_relaxed); /* the reader stops queueing */
+	return 0;
+}
+
+/*
+ * Adds an insertion for the head of the request at ring entry h, at caller
+ * offset at. Returns 0, or -EAGAIN if its slot could not be read (none added).
+ */
+static int add_ins(struct rq_conn *c, struct rq_wplan *p, uint32_t h, size_t at)
+{
+	int r = set_ins(c, p, p->n, q_slot(c, h), at, 0);
+
+	if (r == 0)
+		p->n++;
+	return r;
+}
+
+/*
+ * Scans the caller's bytes from p->at on a copy of the response scanner and
+ * plans where the ID header goes in each response head that answers a
+ * queued request and has none of its own:
+ *   - right after the status line, when the status line ends in this write
+ *     or the write starts right after it;
+ *   - else before the blank line ending the head, the first point where it is
+ *     known that the server did not send one itself.
+ * The decision is taken when the head ends, or, when this write ends between
+ * the CR and the LF of that blank line, at the CR. Fills p->ed and p->n; if
+ * there were more than RQ_EDITS, the plan stops at the first one left out
+ * (p->stop) and the rest is for the next system call.
+ */
+static void h1_prescan(struct rq_conn *c, const struct iovec *iov, int iovcnt,
+		       struct rq_wplan *p)
+{
+	struct rq_h1_plan *pre = &p->u.h1;
+	struct rq_hdrs *s = &pre->s;
+	uint32_t h = atomic_load_explicit(&c->head, memory_order_relaxed), hs = c->hs;
+	uint32_t t = atomic_load_explicit(&c->tail, memory_order_acquire);
+	int state = c->ins_state, have_status, cand = 0;
+	size_t pos = p->at.done, status_at = pos, cand_at = 0;
+
+	*s = c->ws;
+	have_status = rq_resp_after_status(s);
+	pre->whole = 0;
+	p->stop = p->total;
+	p->n = 0;
+	if (state == 1) { /* finish the header a short write cut */
+		if (set_ins(c, p, 0, c->ins_slot, pos, c->ins_sent) < 0 ||
+		    c->ins_sent > p->ed[0].len)
+			return;
+		p->n = 1;
+		state = 2;
+	}
+	for (int i = p->at.i; i < iovcnt; i++) {
+		size_t skip = i == p->at.i ? p->at.off : 0, len = iov[i].iov_len - skip, off = 0;
+		const char *b = (const char *)iov[i].iov_base + skip;
+
+		while (off < len) {
+			enum rq_ev ev;
+
+			off += rq_resp_feed(s, b + off, len - off, method_of(c, h, hs, t), &ev);
+			if (ev == RQ_EV_DEAD)
+				goto out;
+			if (ev == RQ_EV_STATUS) {
+				status_at = pos + off;
+				have_status = 1;
+			} else if (ev == RQ_EV_BLANK) {
+				cand = state == 0 && s->status >= 200 && !s->xr_seen && answers(c, h, hs, t);
+				cand_at = have_status ? status_at : pos + off;
+			} else if (ev == RQ_EV_END) {
+				if (cand) {
+					if (p->n == RQ_EDITS) {
+						p->stop = cand_at;
+						return;
+					}
+					add_ins(c, p, h, cand_at);
+					cand = 0;
+				}
+				if (s->status >= 200)
+					step(c, &h, &hs, t);
+				state = 0;
+				have_status = 0;
+			}
+		}
+		pos += len;
+	}
+	if (cand) { /* the write ends between the blank line's CR and LF */
+		if (p->n == RQ_EDITS) {
+			p->stop = cand_at;
+			return;
+		}
+		if (add_ins(c, p, h, cand_at) == 0)
+			state = 2;
+	}
+out:
+	pre->h = h;
+	pre->hs = hs;
+	pre->state = state;
+	pre->whole = 1;
+}
+
+/* Adds a piece to the layout. */
+static void lay(struct rq_wire *w, const void *b, size_t len, int ed)
+{
+	w->bytes += len;
+	if (ed < 0)
+		w->caller += len;
+	w->iov[w->n].iov_base = (void *)b;
+	w->iov[w->n].iov_len = len;
+	w->ed[w->n] = (int8_t)ed;
+	w->n++;
+}
+
+/*
+ * Lays out the caller's bytes from p->at up to p->stop with the edits. If
+ * the iovecs run out, the layout stops early and the rest is for the next
+ * system call; the edits not laid out are dropped from the plan.
+ */
+static void layout(struct rq_wplan *p, const struct iovec *iov, int iovcnt)
+{
+	struct rq_wire *w = &p->w;
+	size_t pos = p->at.done, drop = 0;
+	int k = 0;
+
+	w->n = 0;
+	w->bytes = w->caller = 0;
+	for (int i = p->at.i; i < iovcnt && pos < p->stop; i++) {
+		size_t skip = i == p->at.i ? p->at.off : 0, len = iov[i].iov_len - skip, off = 0;
+		const char *b = (const char *)iov[i].iov_base + skip;
+
+		if (len > p->stop - pos)
+			len = p->stop - pos;
+		if (drop) { /* caller bytes an edit stands for */
+			size_t d = drop < len ? drop : len;
+
+			off = d;
+			drop -= d;
+		}
+		for (; k < p->n && p->ed[k].at <= pos + len && p->ed[k].at >= pos + off; k++) {
+			struct rq_edit *e = &p->ed[k];
+			size_t cut = e->at - pos;
+
+			if (w->n > RQ_WIRE_IOV - 3)
+				goto full;
+			if (cut > off)
+				lay(w, b + off, cut - off, -1);
+			lay(w, e->text + e->sent, (size_t)(e->len - e->sent), k);
+			off = cut;
+			if (e->del) {
+				size_t d = e->del < len - off ? e->del : len - off;
+
+				off += d;
+				drop = e->del - d;
+			}
+		}
+		if (off < len) {
+			if (w->n == RQ_WIRE_IOV)
+				goto full;
+			lay(w, b + off, len - off, -1);
+		}
+		pos += len;
+	}
+	return;
+full:
+	p->n = k;
+}
+
+int rq_conn_plan(struct rq_conn *c, const struct iovec *iov, int iovcnt, size_t total,
+		 struct rq_wplan *p)
+{
+	p->total = total;
+	h1_prescan(c, iov, iovcnt, p);
+	if (!p->n && !p->at.done) {
+		p->w.n = 0; /* nothing to weave in: the caller's own call */
+		return 0;
+	}
+	layout(p, iov, iovcnt);
+	return p->n;
+}
+
+/* A plan that went out whole leaves the scanner where the prescan left it. */
+static void h1_commit_whole(struct rq_conn *c, const struct rq_h1_plan *pre)
+{
+	c->ws = pre->s;
+	pop_to(c, pre->h, pre->hs);
+	c->ins_state = (uint8_t)pre->state;
+}
+
+/* Where a short write stopped. */
+struct cut {
+	size_t caller; /* caller bytes written */
+	int full;      /* edits written whole (they are in order) */
+	int ed;        /* edit the write stopped inside or right after, or -1 */
+	size_t sent;   /* bytes of that edit out in all */
+};
+
+/*
+ * Maps the r bytes the transport took back to the caller's bytes. If r ends
+ * inside an edit's text, or right after it with nothing of the caller's
+ * after it, that edit is reported so that the next call does not repeat it.
+ * The caller bytes an edit stands for count once its text is out whole.
+ */
+static struct cut map(const struct rq_wplan *p, size_t r)
+{
+	const struct rq_wire *w = &p->w;
+	struct cut c = { 0, 0, -1, 0 };
+
+	for (int i = 0; i < w->n && r; i++) {
+		size_t len = w->iov[i].iov_len, take = r < len ? r : len;
+		int k = w->ed[i];
+
+		r -= take;
+		if (k < 0) {
+			c.caller += take;
+			c.ed = -1;
+		} else {
+			c.ed = k;
+			c.sent = p->ed[k].sent + take;
+			if (take == len) {
+				c.full = k + 1;
+				c.caller += p->ed[k].del;
+			}
+		}
+	}
+	return c;
+}
+
+/*
+ * Commits the response scanner over the `len` caller bytes from `from` that
+ * were written: pops answered requests and keeps the insertion state right.
+ */
+static void h1_postscan(struct rq_conn *c, const struct iovec *iov, int iovcnt,
+			const struct rq_wpos *from, size_t len, const struct rq_wplan *p,
+			const struct cut *cut)
+{
+	size_t pos = from->done;
+	int nins = p ? p->n : 0;
+
+	if (nins && p->ed[0].at == pos && cut->full > 0)
+		c->ins_state = 2; /* one at the very start (a remainder, or after a status line) is out */
+	for (int i = from->i; i < iovcnt && len; i++) {
+		size_t skip = i == from->i ? from->off : 0, avail = iov[i].iov_len - skip;
+		size_t seg = avail < len ? avail : len, off = 0;
+		const char *b = (const char *)iov[i].iov_base + skip;
+
+		while (off < seg) {
+			uint32_t h = atomic_load_explicit(&c->head, memory_order_relaxed), hs = c->hs;
+			uint32_t t = atomic_load_explicit(&c->tail, memory_order_acquire);
+			enum rq_ev ev;
+
+			off += rq_resp_feed(&c->ws, b + off, seg - off, method_of(c, h, hs, t), &ev);
+			if (ev == RQ_EV_STATUS || ev == RQ_EV_BLANK) {
+				for (int k = 0; k < nins && k < cut->full; k++)
+					if (p->ed[k].at == pos + off)
+						c->ins_state = 2;
+			} else if (ev == RQ_EV_END) {
+				if (c->ws.status >= 200) {
+					step(c, &h, &hs, t);
+					pop_to(c, h, hs);
+				}
+				c->ins_state = 0;
+			}
+		}
+		pos += seg;
+		len -= seg;
+	}
+	if (cut->ed >= 0) {
+		c->ins_state = cut->sent < p->ed[cut->ed].len ? 1 : 2;
+		c->ins_sent = (uint16_t)cut->sent;
+		c->ins_slot = (uint8_t)p->u.h1.slot[cut->ed];
+	}
+}
+
+/*
+ * After the scanner moved: a dead one means no more headers on this
+ * connection; once a response is out whole, the thread that wrote it is done
+ * with that request (its context is marked finished: a hand-off may replace
+ * it).
+ */
+static void settle(struct rq_conn *c)
+{
+	echo_on(c);
+	if (c->done && rq_resp_at_start(&c->ws))
+		rq_ctx_finish(c->done);
+}
+
+/* Moves pos n caller bytes on. */
+static void advance(struct rq_wpos *pos, const struct iovec *iov, int iovcnt, size_t n)
+{
+	pos->done += n;
+	while (pos->i < iovcnt && n) {
+		size_t left = iov[pos->i].iov_len - pos->off;
+
+		if (n < left) {
+			pos->off += n;
+			return;
+		}
+		n -= left;
+		pos->i++;
+		pos->off = 0;
+	}
+}
+
+static const struct cut no_cut = { 0, 0, -1, 0 };
+
+size_t rq_conn_commit(struct rq_conn *c, struct rq_wplan *p, const struct iovec *iov,
+		      int iovcnt, size_t wire)
+{
+	size_t caller;
+
+	if (!p->w.n) { /* the caller's bytes went out as they were */
+		if (wire == p->stop - p->at.done && p->u.h1.whole)
+			h1_commit_whole(c, &p->u.h1);
+		else
+			h1_postscan(c, iov, iovcnt, &p->at, wire, NULL, &no_cut);
+		caller = wire;
+	} else if (wire == p->w.bytes && p->w.caller == p->stop - p->at.done && p->u.h1.whole) {
+		h1_commit_whole(c, &p->u.h1);
+		caller = p->w.caller;
+	} else {
+		struct cut cut = map(p, wire);
+
+		h1_postscan(c, iov, iovcnt, &p->at, cut.caller, p, &cut);
+		caller = cut.caller;
+	}
+	settle(c);
+	advance(&p->at, iov, iovcnt, caller);
+	return caller;
+}
+
+/* The context for I/O on c: a response starting now speaks for the request it answers. */
+static void conn_ctx(struct rq_conn *c)
+{
+	uint32_t h = atomic_load_explicit(&c->head, memory_order_relaxed);
+	uint32_t t = atomic_load_explicit(&c->tail, memory_order_acquire);
+
+	if (rq_resp_at_start(&c->ws) && answers(c, h, c->hs, t))
+		atomic_store_explicit(&c->cur, q_slot(c, h), memory_order_release);
+	rq_conn_enter(c);
+}
+
+int rq_conn_write_begin(struct rq_conn *c)
+{
+	conn_ctx(c);
+	return echo_on(c);
+}
+
+void rq_conn_out_opaque(struct rq_conn *c, size_t n)
+{
+	int saved = errno;
+
+	conn_ctx(c);
+	if (n && echo_on(c)) {
+		rq_hdrs_opaque(&c->ws, n);
+		settle(c);
+	}
+	errno = saved;
+}
+
+void rq_conn_out_seen(struct rq_conn *c, const struct iovec *iov, int iovcnt, size_t n)
+{
+	struct rq_wpos from = { 0, 0, 0 };
+	int saved = errno;
+
+	conn_ctx(c);
+	if (n && echo_on(c)) {
+		h1_postscan(c, iov, iovcnt, &from, n, NULL, &no_cut);
+		settle(c);
+	}
+	errno = saved;
+}
+
+void rq_conn_out_unseen(struct rq_conn *c)
+{
+	atomic_store_explicit(&c->echo, 0, memory_order_relaxed);
+}
+
+size_t rq_conn_cut(struct rq_conn *c, char text[RQ_HDR_LINE], const char **rest)
+{
+	int len;
+
+	if (c->ins_state != 1 || (len = render_header(c, c->ins_slot, text)) < 0 ||
+	    c->ins_sent > len)
+		return 0;
+	*rest = text + c->ins_sent;
+	return (size_t)len - c->ins_sent;
+}
+
+void rq_conn_cut_sent(struct rq_conn *c, size_t n)
+{
+	char text[RQ_HDR_LINE];
+	const char *rest;
+	size_t left = rq_conn_cut(c, text, &rest);
+
+	if (n >= left) {
+		c->ins_sent = (uint16_t)(c->ins_sent + left);
+		c->ins_state = 2;
+	} else {
+		c->ins_sent = (uint16_t)(c->ins_sent + n);
+	}
+}
