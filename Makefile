@@ -86,13 +86,17 @@ $(B)/reqctx: $(CLI) $(wildcard tools/cli/*.h) $(CLI_SRC) $(CLI_SRC:.c=.h)
 	$(CC) -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -DREQCTX_VERSION='"$(VERSION)"' \
 	    -Itools/cli -Isrc -Iinclude -o $@ $(CLI) $(CLI_SRC)
 
+# Helpers link only libc, but loadcheck also speaks HTTPS (--tls).
+PROG_LIBS = -lpthread -lrt
+$(B)/progs/O0/loadcheck $(B)/progs/O2/loadcheck: PROG_LIBS += -lssl -lcrypto
+
 $(B)/progs/O0/%: tests/progs/%.c
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 -D_GNU_SOURCE -Iinclude $(WARN) $(DEPS) -Wno-format-security -O0 -g -o $@ $< -lpthread -lrt
+	$(CC) -std=gnu11 -D_GNU_SOURCE -Iinclude $(WARN) $(DEPS) -Wno-format-security -O0 -g -o $@ $< $(PROG_LIBS)
 
 $(B)/progs/O2/%: tests/progs/%.c
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 -D_GNU_SOURCE -Iinclude $(WARN) $(DEPS) -Wno-format-security -O2 -D_FORTIFY_SOURCE=2 -g -o $@ $< -lpthread -lrt
+	$(CC) -std=gnu11 -D_GNU_SOURCE -Iinclude $(WARN) $(DEPS) -Wno-format-security -O2 -D_FORTIFY_SOURCE=2 -g -o $@ $< $(PROG_LIBS)
 
 # The corpus replay links the fuzz targets.
 $(B)/tests/test_fuzz: tests/test_fuzz.c tests/fuzz/targets.c $(SRC_T)
@@ -148,7 +152,7 @@ test: deps-test all $(TEST_BIN) $(PROG_O0) $(PROG_O2) $(B)/npm/.installed
 #   signals (its beside-ASan tests run in make test), not the library sanitized;
 # - preload's cancellation test: ASan does not unpoison the instrumented frames
 #   a pthread_cancel unwinds, and then reports its own thread teardown.
-LIBSAN_SUITES := write threads epoll timer_preload demo concurrency servers child formats \
+LIBSAN_SUITES := write threads epoll timer_preload demo concurrency servers https child formats \
 	preload='preload/!(blocking_calls_stay_cancellation*)' \
 	hardening='hardening/!(allocator*)' role='@(role|roles)/!(ordinary_tools*)'
 test-libsan:

@@ -48,7 +48,7 @@ void rq_fd_enter(int fd)
 	struct rq_conn *c;
 	uint64_t h;
 
-	if ((fl & RQ_FD_CONN) && (c = rq_fd_conn(e)))
+	if ((fl & RQ_FD_CONNS) && (c = rq_fd_conn(e)))
 		rq_conn_enter(c);
 	else if (fl & RQ_FD_CARRY)
 		rq_ctx_set_slot(rq_carry_slot(fd));

@@ -12,6 +12,7 @@
 #include "ctx.h"
 #include "id.h"
 #include "pool.h"
+#include "tls.h"
 
 #define CONN_SHIFT 6 /* 64 connections (64 KiB) per chunk */
 #define EXT_SHIFT  8 /* 256 extension records (4 KiB) per chunk */
@@ -83,8 +84,12 @@ int rq_conn_ref(struct rq_conn *c)
 
 struct rq_conn_ext *rq_conn_ext(struct rq_conn *c, int make)
 {
-	struct rq_conn_ext *x = rq_chunk((void *_Atomic *)&ext_chunks[c->idx >> EXT_SHIFT],
-					 sizeof(*x) << EXT_SHIFT, make);
+	struct rq_conn_ext *x = atomic_load_explicit(&ext_chunks[c->idx >> EXT_SHIFT],
+						     memory_order_acquire);
+
+	if (unlikely(!x))
+		x = rq_chunk((void *_Atomic *)&ext_chunks[c->idx >> EXT_SHIFT],
+			     sizeof(*x) << EXT_SHIFT, make);
 
 	return x ? &x[c->idx & ((1u << EXT_SHIFT) - 1)] : NULL;
 }
@@ -93,10 +98,12 @@ struct rq_conn_ext *rq_conn_ext(struct rq_conn *c, int make)
 static void ext_release(struct rq_conn *c)
 {
 	struct rq_conn_ext *x = rq_conn_ext(c, 0);
+	struct rq_tlsw *t;
 
 	if (!x)
 		return;
-	atomic_store_explicit(&x->tls, NULL, memory_order_relaxed);   /* (not taken yet) */
+	if ((t = atomic_exchange_explicit(&x->tls, NULL, memory_order_acq_rel)))
+		rq_tls_put(t);
 	atomic_store_explicit(&x->proto, NULL, memory_order_relaxed); /* (no such protocol yet) */
 }
 

@@ -151,7 +151,8 @@ _Static_assert((RQ_PIPE - RQ_INLINE) * sizeof(struct rq_slot) <= RQ_DEEP_BYTES,
  */
 struct rq_conn_ext {
 	void *_Atomic proto;       /* the protocol's state (rq_proto other than HTTP/1) */
-	struct rq_tls *_Atomic tls; /* RQ_XP_TLS: the SSL write state (src/tls.h) */
+	struct rq_tlsw *_Atomic tls; /* RQ_XP_TLS: the SSL write state (src/tls.h) */
+	unsigned char hello[32];   /* RQ_XP_TLS_WAIT: the ClientHello's random (src/tls.h) */
 };
 
 extern char *_Atomic rq_deep_chunks[RQ_CONN_MAX >> 6];
@@ -225,11 +226,20 @@ static inline int rq_conn_fresh(const struct rq_conn *c)
 void rq_conn_tls_wait(struct rq_conn *c);
 
 /*
+ * The first n bytes read on c, which waits for its SSL object: the
+ * ClientHello's random is kept, so that an SSL object with memory BIOs
+ * (src/tls.h) finds the socket its ciphertext comes from.
+ */
+void rq_conn_tls_hello(struct rq_conn *c, const unsigned char *b, size_t n);
+
+/*
  * An SSL object took the connection over: from now on its scanners see the
  * plaintext, fresh, and the fd's own bytes pass through. The request that was
  * current stays so until the first plaintext request.
  */
 void rq_conn_tls_claim(struct rq_conn *c);
+
+
 
 /* ---- writes ---- */
 

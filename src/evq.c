@@ -513,7 +513,7 @@ static void verdict(int good)
 
 void rq_evq_touched(int fd)
 {
-	if (!(rq_fd_flags(rq_fd_peek(fd)) & (RQ_FD_CONN | RQ_FD_CARRY)))
+	if (!(rq_fd_flags(rq_fd_peek(fd)) & (RQ_FD_CONNS | RQ_FD_CARRY)))
 		return; /* a log write: not I/O that sets a context */
 	if (fd + 1 == rq_evq_w.fd1)
 		verdict(1);

@@ -188,7 +188,7 @@ void rq_fd_copy(int from, int to)
 	atomic_store_explicit(&dst->peer, atomic_load(&src->peer), memory_order_relaxed);
 	atomic_store_explicit(&dst->stall, atomic_load(&src->stall), memory_order_relaxed);
 	atomic_fetch_add_explicit(&dst->gen, 1, memory_order_release);
-	if (fl & RQ_FD_CONN) {
+	if (fl & RQ_FD_CONNS) {
 		struct rq_conn *c = share(src);
 
 		if (!c)

@@ -30,13 +30,16 @@
 #define RQ_FD_LOG   1u /* a log stream: lines get the prefix */
 #define RQ_FD_CONN  2u /* an accepted connection: names a struct rq_conn */
 #define RQ_FD_CARRY 4u /* carries a context from writers to readers (its carrier slot) */
+#define RQ_FD_CIPHER 8u /* a TLS connection's fd: names a struct rq_conn, and its own bytes
+			   are ciphertext, which every call passes straight through */
+#define RQ_FD_CONNS (RQ_FD_CONN | RQ_FD_CIPHER) /* fds that name a connection */
 
 struct rq_fd {
 	_Atomic uint32_t flags;
 	_Atomic uint32_t line;  /* RQ_FD_LOG: the stream's line state, one word (src/lines.h) */
 	_Atomic uint32_t gen;   /* bumped whenever the fd's entry is reset */
 	_Atomic int32_t peer;   /* RQ_FD_CARRY: fd whose reads see this fd's writes, or -1 */
-	struct rq_conn *_Atomic conn; /* RQ_FD_CONN: the connection, one reference held */
+	struct rq_conn *_Atomic conn; /* RQ_FD_CONNS: the connection, one reference held */
 	_Atomic uint64_t stall; /* RQ_FD_LOG: handle of the writer whose write did not all go out */
 };
 

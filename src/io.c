@@ -841,10 +841,17 @@ void rq_io_conn_read(struct rq_conn *c, const struct iovec *iov, int iovcnt, ssi
 
 	switch (atomic_load_explicit(&c->xport, memory_order_acquire)) {
 	case RQ_XP_PLAIN:
-		if (n && rq_conn_fresh(c) && first_byte(iov, iovcnt) == TLS_HANDSHAKE)
-			RQ_SAVE_ERRNO(rq_conn_tls_wait(c));
-		else
+		if (!(n && rq_conn_fresh(c) && first_byte(iov, iovcnt) == TLS_HANDSHAKE)) {
 			rq_conn_feed(c, iov, iovcnt, n);
+			return;
+		}
+		RQ_SAVE_ERRNO(rq_conn_tls_wait(c));
+		for (int i = 0; i < iovcnt; i++)
+			if (iov[i].iov_len) { /* (a ClientHello's start is in one piece) */
+				RQ_SAVE_ERRNO(rq_conn_tls_hello(c, iov[i].iov_base,
+								 iov[i].iov_len < n ? iov[i].iov_len : n));
+				break;
+			}
 		return;
 	case RQ_XP_TLS_WAIT:
 		RQ_SAVE_ERRNO(rq_conn_enter(c));

@@ -48,7 +48,7 @@ static inline ssize_t rq_io_write_e(int fd, struct rq_fd *e, const struct iovec 
 {
 	uint32_t fl = rq_fd_flags(e);
 
-	if (likely(!fl))
+	if (likely(!(fl & ~RQ_FD_CIPHER)))
 		return rq_io_plain(fd, iov, iovcnt, k);
 	if (fl & RQ_FD_CARRY) {
 		rq_carry_put(fd, e);
@@ -102,8 +102,8 @@ static inline void rq_io_read(int fd, const struct iovec *iov, int iovcnt, ssize
 	uint32_t fl = rq_fd_flags(e);
 	struct rq_conn *c;
 
-	if (likely(!fl))
-		return;
+	if (likely(!(fl & ~RQ_FD_CIPHER)))
+		return; /* (a TLS fd's ciphertext: the SSL layer reads the plaintext) */
 	rq_evq_touch(fd);
 	if ((fl & RQ_FD_CONN) && (c = rq_fd_conn(e)))
 		rq_io_conn_read(c, iov, iovcnt, r);

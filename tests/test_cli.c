@@ -661,14 +661,34 @@ Test(run, gives_python_http_server_request_ids_in_responses_and_logs, .timeout =
 
 /* ---- doctor ---- */
 
-static char *doctor_report(const char *path, const char *checks, int ok)
+#define TLS_NONE "  --    tls         no libssl linked: one loaded later (Python's ssl module) is " \
+		 "reached, OpenSSL built into a module it loads is not\n"
+
+static char *doctor_report_tls(const char *path, const char *checks, int ok, const char *tls)
 {
 	return fmt("reqctx doctor: %s\n  ok    library     %s\n%s"
 		   "  --    adapter     none: not a Node or Python program\n"
-		   "%sverdict: %s %s\n", path, lib_path(), checks,
+		   "%s%sverdict: %s %s\n", path, lib_path(), checks, tls,
 		   ok ? "  note  logs        fd 1 and 2 become logs once it listens or accepts "
 			"(under 'reqctx run', from the start)\n" : "",
 		   path, ok ? "can be preloaded" : "cannot be preloaded");
+}
+
+static char *doctor_report(const char *path, const char *checks, int ok)
+{
+	return doctor_report_tls(path, checks, ok, TLS_NONE);
+}
+
+/* A program built here with `flags`: it calls SSL_write from libssl, or defines one of its own. */
+static const char *build_tls_prog(const char *name, const char *src_text, const char *flags)
+{
+	const char *src = fmt("%s/%s.c", tmp, name), *bin = fmt("%s/%s", tmp, name);
+	struct proc p;
+
+	spit(src, src_text, strlen(src_text), 0644);
+	p = run_argv(ARGV("/bin/sh", "-c", fmt("cc -o %s %s %s", bin, src, flags)), NULL);
+	cr_assert_eq(p.status, 0, "cc failed: %s", p.err);
+	return bin;
 }
 
 static char *elf_checks(const char *label, const char *linking, const char *runtime,
@@ -691,6 +711,36 @@ Test(doctor, passes_a_dynamic_binary)
 	cr_assert_eq(p.status, 0, "stdout: %s", p.out);
 	cr_assert_str_eq(p.out, doctor_report(bin, elf_checks(bin, NULL, NULL, NULL), 1));
 	cr_assert_str_eq(p.err, "");
+}
+
+Test(doctor, says_when_libssl_is_a_shared_library)
+{
+	const char *bin = build_tls_prog("dynssl", "#include <openssl/ssl.h>\n"
+					 "int main(int c, char **v) { return c > 5 ? "
+					 "SSL_write((SSL *)v, v, 1) : 0; }\n", "-lssl -lcrypto");
+	struct proc p = run_argv(ARGV((char *)tool(), "doctor", (char *)bin), NULL);
+
+	cr_assert_eq(p.status, 0, "stdout: %s", p.out);
+	cr_assert_str_eq(p.out, doctor_report_tls(bin, elf_checks(bin, NULL, NULL, NULL), 1,
+						  fmt("  ok    tls         libssl is a shared library "
+						      "of %s: HTTPS requests get their IDs\n", bin)));
+}
+
+/* As the official Node builds: OpenSSL inside the executable, its SSL_write exported. */
+Test(doctor, warns_when_openssl_is_linked_into_the_program)
+{
+	const char *bin = build_tls_prog("statssl", "int SSL_write(void *s, const void *b, int n)\n"
+					 "{ return s && b ? n : -1; }\n"
+					 "int main(void) { return 0; }\n", "-rdynamic");
+	struct proc p = run_argv(ARGV((char *)tool(), "doctor", (char *)bin), NULL);
+
+	cr_assert_eq(p.status, 0, "a warning, not a failure: %s", p.out);
+	cr_assert_str_eq(p.out, doctor_report_tls(bin, elf_checks(bin, NULL, NULL, NULL), 1,
+						  fmt("  WARN  tls         OpenSSL is linked into %s "
+						      "itself, out of LD_PRELOAD's reach: its HTTPS "
+						      "connections get one ID each and no "
+						      "X-Request-Id (plain HTTP is unaffected)\n",
+						      bin)));
 }
 
 Test(doctor, fails_a_static_binary_built_here)

@@ -16,6 +16,7 @@ test)  want libcriterion-dev; want libunwind-dev; want curl; want python3; want 
        want openjdk-17-jre-headless; want strace; want python3-h2; want python3-hpack
        # The Python adapter's extension (python3-dev) and the asyncio servers of test_python.
        want python3-dev; want python3-aiohttp; want python3-uvicorn; want python3-uvloop
+       want libssl-dev; want openssl
        # Node and its Node-API headers: Debian's nodejs + libnode-dev, unless a nodejs
        # package that ships /usr/include/node (nodesource's) is installed already.
        want nodejs; [ -f /usr/include/node/node_api.h ] || want libnode-dev
@@ -23,7 +24,8 @@ test)  want libcriterion-dev; want libunwind-dev; want curl; want python3; want 
        command -v npm >/dev/null 2>&1 || want npm ;;
 demo)  want curl ;;
 bench) want valgrind; want strace; want wrk; want nginx-light; want python3; want nodejs
-       want python3-dev; want python3-aiohttp; want python3-uvloop ;;
+       want python3-dev; want python3-aiohttp; want python3-uvloop
+       want libssl-dev; want openssl ;;
 esac
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -25,6 +25,9 @@
  * --echo-ids FILE also writes the ID echoed to every request that sent none
  * of its own, one per line in request order, so that a caller can check the
  * generated IDs (for instance that none repeats across a server's workers).
+ *
+ * --tls speaks HTTPS: each connection is an OpenSSL client (no certificate
+ * check: the suites' servers use self-signed ones), keep-alive as over TCP.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -42,6 +45,9 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 /* Largest response head accepted. */
 #define HEAD_MAX 65536
@@ -74,13 +80,14 @@ struct rq {
 	bool retried;	/* resent once after a reused connection closed under it */
 };
 
-enum cstate { S_FREE, S_CONNECTING, S_SENDING, S_RECEIVING };
+enum cstate { S_FREE, S_CONNECTING, S_HANDSHAKE, S_SENDING, S_RECEIVING };
 
 enum rstate { R_HEAD, R_BODY_CL, R_BODY_EOF, R_CHUNK_SIZE, R_CHUNK_DATA, R_CHUNK_CRLF, R_TRAILER, R_DONE };
 
 /* One client connection. */
 struct conn {
 	int fd;
+	SSL *ssl;	/* --tls */
 	enum cstate st;
 	long req;	/* index of the request in flight, or -1 */
 	char out[1024];
@@ -110,6 +117,7 @@ static struct {
 	long timeout_ms;
 	long settle_ms;
 	const char *echo_ids;	/* file for the generated echoed IDs, or NULL */
+	bool tls;
 	int format;		/* 0 prefix, 1 json, 2 logfmt */
 	const char *field;
 } opt = {
@@ -125,6 +133,7 @@ static struct addrinfo *addr;
 static char host_hdr[300];
 static long counts[C_N];
 static long n_ok, n_lines;
+static SSL_CTX *tls_ctx;
 
 static long now_ms(void)
 {
@@ -188,6 +197,10 @@ static void fail_req(struct conn *c, const char *why)
 
 static void conn_drop(struct conn *c)
 {
+	if (c->ssl) {
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+	}
 	if (c->fd >= 0) {
 		epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
 		close(c->fd);
@@ -502,15 +515,70 @@ static void response_done(struct conn *c)
 	conn_next(c);
 }
 
+/*
+ * One read or write of the connection: the socket's, or OpenSSL's with --tls.
+ * Returns what read(2)/write(2) would, with errno EAGAIN when OpenSSL wants
+ * the socket readable (*want_in) or writable first.
+ */
+static ssize_t conn_io(struct conn *c, int writing, void *buf, size_t n, bool *want_in)
+{
+	int r, e;
+
+	*want_in = !writing;
+	if (!c->ssl)
+		return writing ? write(c->fd, buf, n) : read(c->fd, buf, n);
+	ERR_clear_error();
+	r = writing ? SSL_write(c->ssl, buf, (int)n) : SSL_read(c->ssl, buf, (int)n);
+	if (r > 0)
+		return r;
+	e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		*want_in = e == SSL_ERROR_WANT_READ;
+		errno = EAGAIN;
+		return -1;
+	}
+	if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0))
+		return 0;
+	if (e == SSL_ERROR_SSL)
+		errno = EPROTO;
+	return -1;
+}
+
+/* The TLS handshake, non-blocking: 1 when done, 0 to wait (watching what it wants), -1. */
+static int handshake(struct conn *c)
+{
+	int r, e;
+
+	if (!c->ssl) {
+		if (!(c->ssl = SSL_new(tls_ctx)) || !SSL_set_fd(c->ssl, c->fd))
+			return -1;
+		SSL_set_connect_state(c->ssl);
+	}
+	ERR_clear_error();
+	if ((r = SSL_do_handshake(c->ssl)) == 1)
+		return 1;
+	e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+		return watch(c, e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT, EPOLL_CTL_MOD) == 0 ? 0
+												  : -1;
+	return -1;
+}
+
 static void on_readable(struct conn *c)
 {
 	for (;;) {
-		ssize_t n = read(c->fd, c->in + c->inlen, HEAD_MAX - c->inlen);
+		bool want_in;
+		ssize_t n = conn_io(c, 0, c->in + c->inlen, HEAD_MAX - c->inlen, &want_in);
 
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 && errno == EAGAIN)
+		if (n < 0 && errno == EAGAIN) {
+			if (!want_in)
+				watch(c, EPOLLOUT, EPOLL_CTL_MOD);
+			else
+				watch(c, EPOLLIN | EPOLLRDHUP, EPOLL_CTL_MOD);
 			return;
+		}
 		if (n <= 0) {
 			if (n == 0 && c->rs == R_BODY_EOF) {
 				c->rs = R_DONE;
@@ -549,16 +617,32 @@ static void on_event(struct conn *c, uint32_t events)
 			conn_next(c);
 			return;
 		}
+		c->st = opt.tls ? S_HANDSHAKE : S_SENDING;
+	}
+	if (c->st == S_HANDSHAKE) {
+		int h = handshake(c);
+
+		if (h < 0) {
+			fail_req(c, "TLS handshake failed");
+			conn_drop(c);
+			conn_next(c);
+			return;
+		}
+		if (h == 0)
+			return;
 		c->st = S_SENDING;
 	}
 	if (c->st == S_SENDING) {
 		while (c->outoff < c->outlen) {
-			ssize_t n = write(c->fd, c->out + c->outoff, c->outlen - c->outoff);
+			bool want_in;
+			ssize_t n = conn_io(c, 1, c->out + c->outoff, c->outlen - c->outoff, &want_in);
 
 			if (n < 0 && errno == EINTR)
 				continue;
-			if (n < 0 && errno == EAGAIN)
+			if (n < 0 && errno == EAGAIN) {
+				watch(c, want_in ? EPOLLIN : EPOLLOUT, EPOLL_CTL_MOD);
 				return;
+			}
 			if (n <= 0) {
 				conn_failed(c, strerror(errno));
 				return;
@@ -1041,7 +1125,7 @@ static void usage(void)
 		"                 [--client-id-share 0.5] [--prefix '[req:%%s] ']\n"
 		"                 [--path-prefix /t/] [--timeout-ms 20000] [--settle-ms 300]\n"
 		"                 [--echo-ids FILE] [--format prefix|json|logfmt]\n"
-		"                 [--field request_id]\n");
+		"                 [--field request_id] [--tls]\n");
 }
 
 static int num(const char *s, long lo, long hi, long *out)
@@ -1104,6 +1188,7 @@ static int parse_args(int argc, char **argv)
 		{ "timeout-ms", required_argument, NULL, 't' },
 		{ "settle-ms", required_argument, NULL, 'w' },
 		{ "echo-ids", required_argument, NULL, 'e' },
+		{ "tls", no_argument, NULL, 'T' },
 		{ "format", required_argument, NULL, 'f' },
 		{ "field", required_argument, NULL, 'F' },
 		{ NULL, 0, NULL, 0 },
@@ -1142,6 +1227,7 @@ static int parse_args(int argc, char **argv)
 		case 't': bad_arg = num(optarg, 1, 86400000, &opt.timeout_ms); break;
 		case 'w': bad_arg = num(optarg, 0, 600000, &opt.settle_ms); break;
 		case 'e': opt.echo_ids = optarg; break;
+		case 'T': opt.tls = true; break;
 		case 'f':
 			opt.format = !strcmp(optarg, "json") ? 1 : !strcmp(optarg, "logfmt") ? 2 : 0;
 			bad_arg = !opt.format && strcmp(optarg, "prefix");
@@ -1199,6 +1285,10 @@ int main(int argc, char **argv)
 	if (getrandom(&nonce, sizeof(nonce), 0) != sizeof(nonce))
 		nonce = (uint32_t)getpid() ^ (uint32_t)now_ms();
 	raise_fd_limit();
+	if (opt.tls && !(tls_ctx = SSL_CTX_new(TLS_client_method()))) {
+		fprintf(stderr, "loadcheck: SSL_CTX_new failed\n");
+		return 2;
+	}
 
 	rqs = calloc((size_t)opt.requests, sizeof(*rqs));
 	cs = calloc((size_t)opt.conns, sizeof(*cs));
