@@ -11,6 +11,7 @@
 #include "config.h"
 #include "ctx.h"
 #include "id.h"
+#include "out.h"
 #include "pool.h"
 #include "tls.h"
 
@@ -94,17 +95,32 @@ struct rq_conn_ext *rq_conn_ext(struct rq_conn *c, int make)
 	return x ? &x[c->idx & ((1u << EXT_SHIFT) - 1)] : NULL;
 }
 
+/* An inbound FastCGI connection's scanner, from a pool of its own. */
+struct fcgi_st {
+	uint32_t idx;
+	struct rq_fcgi_in in;
+};
+
+RQ_POOL_DEFINE(fcgis, struct fcgi_st, 6, RQ_CONN_MAX);
+
 /* Gives back what the extension record names. */
 static void ext_release(struct rq_conn *c)
 {
 	struct rq_conn_ext *x = rq_conn_ext(c, 0);
 	struct rq_tlsw *t;
+	void *st;
 
 	if (!x)
 		return;
 	if ((t = atomic_exchange_explicit(&x->tls, NULL, memory_order_acq_rel)))
 		rq_tls_put(t);
-	atomic_store_explicit(&x->proto, NULL, memory_order_relaxed); /* (no such protocol yet) */
+	st = atomic_exchange_explicit(&x->proto, NULL, memory_order_acq_rel);
+	if (!st)
+		return;
+	if (c->proto == RQ_PR_FCGI_IN)
+		rq_pool_give(&fcgis, ((struct fcgi_st *)st)->idx);
+	else if (rq_conn_outbound(c))
+		rq_out_release(st);
 }
 
 void rq_conn_unref(struct rq_conn *c)
@@ -276,10 +292,127 @@ static void req_dead(struct rq_conn *c)
 	push(c, NULL, 0, 0);
 }
 
+/*
+ * A request head was read: its ID is the client's header when valid; else,
+ * with REQCTX_TRACEPARENT=1, the trace-id of a valid traceparent (32 hex
+ * digits, which map back to that trace-id); else a fresh UUIDv4.
+ */
+static void head(struct rq_conn *c)
+{
+	const char *id = c->rp.xr;
+	uint32_t len = c->rp.h.xr_have ? c->rp.h.xr_len : 0;
+
+	if (!len && rq_cfg.traceparent && rq_req_tp(&c->rp)) {
+		id = c->rp.xr + RQ_TP_AT;
+		len = RQ_TP_DIGITS;
+	}
+	push(c, id, len, c->rp.h.method == RQ_M_HEAD ? RQ_SLOT_HEAD : 0);
+}
+
+/* ---- FastCGI, inbound ---- */
+
+static struct fcgi_st *fcgi_of(struct rq_conn *c)
+{
+	struct rq_conn_ext *x = rq_conn_ext(c, 0);
+
+	return x ? atomic_load_explicit(&x->proto, memory_order_acquire) : NULL;
+}
+
+/*
+ * The connection's first byte read is FastCGI's version: its reads are
+ * FastCGI records from now on, and its writes carry no response head to
+ * echo into. Without a scanner state it stays HTTP/1, whose scanner stops at
+ * that byte (one ID for the connection).
+ */
+static void fcgi_start(struct rq_conn *c)
+{
+	struct rq_conn_ext *x = rq_conn_ext(c, 1);
+	struct fcgi_st *st;
+	uint32_t idx;
+
+	if (!x || !(st = rq_pool_take(&fcgis, &idx)))
+		return;
+	st->idx = idx;
+	rq_fcgi_in_init(&st->in);
+	atomic_store_explicit(&c->used, 0, memory_order_relaxed);
+	atomic_store_explicit(&x->proto, st, memory_order_release);
+	c->proto = RQ_PR_FCGI_IN;
+	atomic_store_explicit(&c->echo, 0, memory_order_relaxed);
+	rq_hdrs_kill(&c->ws);
+}
+
+/* Entry k's slot holds its current request (its PARAMS were read). */
+static int fcgi_ready(struct rq_conn *c, int k)
+{
+	return k >= 0 && (atomic_load_explicit(&c->used, memory_order_relaxed) >> k & 1);
+}
+
+/*
+ * Feeds FastCGI records: each request (entry k of the scanner) lives in
+ * slot k, filled when its PARAMS end (their ID param, else a UUIDv4); the
+ * current request is that of the record read last, once it has its ID.
+ */
+static void fcgi_feed(struct rq_conn *c, struct fcgi_st *st, const struct iovec *iov,
+		      int iovcnt, size_t n)
+{
+	struct rq_fcgi_in *in = &st->in;
+	int k;
+
+	for (int i = 0; i < iovcnt && n && !rq_fcgi_dead(&in->s); i++) {
+		const char *b = iov[i].iov_base;
+		size_t len = iov[i].iov_len < n ? iov[i].iov_len : n, off = 0;
+
+		n -= len;
+		while (off < len) {
+			enum rq_fcgi_ev ev;
+
+			off += rq_fcgi_in_feed(in, b + off, len - off, &ev);
+			k = rq_fcgi_in_cur(in);
+			if (ev == RQ_FCGI_EV_BEGIN && k >= 0) {
+				atomic_fetch_and_explicit(&c->used, ~((uint64_t)1 << k),
+							  memory_order_relaxed);
+			} else if (ev == RQ_FCGI_EV_PARAMS && k >= 0) {
+				c->seen = 1;
+				fill(c, (uint32_t)k, in->xr[k], (uint32_t)rq_fcgi_in_id(in, k), 0);
+				atomic_fetch_or_explicit(&c->used, (uint64_t)1 << k, memory_order_relaxed);
+				set_cur(c, (uint32_t)k);
+			} else if (ev == RQ_FCGI_EV_DEAD && !c->seen) {
+				c->seen = 1; /* not FastCGI after all: one ID for the connection */
+				fill(c, 0, NULL, 0, 0);
+				set_cur(c, 0);
+			}
+		}
+	}
+	k = rq_fcgi_in_cur(in);
+	if (!rq_fcgi_dead(&in->s) && fcgi_ready(c, k))
+		set_cur(c, (uint32_t)k);
+}
+
+static unsigned char first_of(const struct iovec *iov, int iovcnt, size_t n)
+{
+	for (int i = 0; i < iovcnt && n; i++)
+		if (iov[i].iov_len)
+			return *(const unsigned char *)iov[i].iov_base;
+	return 0;
+}
+
 void rq_conn_feed(struct rq_conn *c, const struct iovec *iov, int iovcnt, size_t n)
 {
 	int saved = errno;
+	struct fcgi_st *st;
 
+	if (unlikely(c->proto != RQ_PR_HTTP1 || (!c->fed && n && rq_fcgi_first(first_of(iov, iovcnt, n))))) {
+		if (c->proto == RQ_PR_HTTP1 && !c->fed)
+			fcgi_start(c);
+		c->fed |= n != 0;
+		if (c->proto == RQ_PR_FCGI_IN && (st = fcgi_of(c)))
+			fcgi_feed(c, st, iov, iovcnt, n);
+		if (c->proto != RQ_PR_HTTP1) { /* (outbound: a reply, read in what was written) */
+			rq_conn_enter(c);
+			errno = saved;
+			return;
+		}
+	}
 	if (n)
 		c->fed = 1;
 	for (int i = 0; i < iovcnt && n && !rq_hdrs_dead(&c->rp.h); i++) {
@@ -292,8 +425,7 @@ void rq_conn_feed(struct rq_conn *c, const struct iovec *iov, int iovcnt, size_t
 
 			off += rq_req_feed(&c->rp, b + off, len - off, &ev);
 			if (ev == RQ_EV_HEAD)
-				push(c, c->rp.xr, c->rp.h.xr_have ? c->rp.h.xr_len : 0,
-				     c->rp.h.method == RQ_M_HEAD ? RQ_SLOT_HEAD : 0);
+				head(c);
 			else if (ev == RQ_EV_DEAD)
 				req_dead(c);
 		}
@@ -305,8 +437,11 @@ void rq_conn_feed(struct rq_conn *c, const struct iovec *iov, int iovcnt, size_t
 void rq_conn_feed_opaque(struct rq_conn *c, size_t n)
 {
 	int saved = errno;
+	struct fcgi_st *st;
 
-	if (n && !rq_hdrs_dead(&c->rp.h)) {
+	if (c->proto == RQ_PR_FCGI_IN && n && (st = fcgi_of(c)))
+		st->in.s.st = 0xff; /* records it cannot see: the current request stays */
+	if (n && c->proto == RQ_PR_HTTP1 && !rq_hdrs_dead(&c->rp.h)) {
 		c->fed = 1;
 		rq_hdrs_opaque(&c->rp.h, n);
 		if (rq_hdrs_dead(&c->rp.h))
@@ -515,7 +650,7 @@ static void lay(struct rq_wire *w, const void *b, size_t len, int ed)
  * the iovecs run out, the layout stops early and the rest is for the next
  * system call; the edits not laid out are dropped from the plan.
  */
-static void layout(struct rq_wplan *p, const struct iovec *iov, int iovcnt)
+void rq_conn_layout(struct rq_wplan *p, const struct iovec *iov, int iovcnt)
 {
 	struct rq_wire *w = &p->w;
 	size_t pos = p->at.done, drop = 0;
@@ -567,13 +702,15 @@ full:
 int rq_conn_plan(struct rq_conn *c, const struct iovec *iov, int iovcnt, size_t total,
 		 struct rq_wplan *p)
 {
+	if (unlikely(rq_conn_outbound(c)))
+		return rq_out_plan(c, iov, iovcnt, total, p);
 	p->total = total;
 	h1_prescan(c, iov, iovcnt, p);
 	if (!p->n && !p->at.done) {
 		p->w.n = 0; /* nothing to weave in: the caller's own call */
 		return 0;
 	}
-	layout(p, iov, iovcnt);
+	rq_conn_layout(p, iov, iovcnt);
 	return p->n;
 }
 
@@ -585,13 +722,6 @@ static void h1_commit_whole(struct rq_conn *c, const struct rq_h1_plan *pre)
 	c->ins_state = (uint8_t)pre->state;
 }
 
-/* Where a short write stopped. */
-struct cut {
-	size_t caller; /* caller bytes written */
-	int full;      /* edits written whole (they are in order) */
-	int ed;        /* edit the write stopped inside or right after, or -1 */
-	size_t sent;   /* bytes of that edit out in all */
-};
 
 /*
  * Maps the r bytes the transport took back to the caller's bytes. If r ends
@@ -599,10 +729,10 @@ struct cut {
  * after it, that edit is reported so that the next call does not repeat it.
  * The caller bytes an edit stands for count once its text is out whole.
  */
-static struct cut map(const struct rq_wplan *p, size_t r)
+struct rq_wcut rq_conn_map(const struct rq_wplan *p, size_t r)
 {
 	const struct rq_wire *w = &p->w;
-	struct cut c = { 0, 0, -1, 0 };
+	struct rq_wcut c = { 0, 0, -1, 0 };
 
 	for (int i = 0; i < w->n && r; i++) {
 		size_t len = w->iov[i].iov_len, take = r < len ? r : len;
@@ -630,7 +760,7 @@ static struct cut map(const struct rq_wplan *p, size_t r)
  */
 static void h1_postscan(struct rq_conn *c, const struct iovec *iov, int iovcnt,
 			const struct rq_wpos *from, size_t len, const struct rq_wplan *p,
-			const struct cut *cut)
+			const struct rq_wcut *cut)
 {
 	size_t pos = from->done;
 	int nins = p ? p->n : 0;
@@ -683,8 +813,7 @@ static void settle(struct rq_conn *c)
 		rq_ctx_finish(c->done);
 }
 
-/* Moves pos n caller bytes on. */
-static void advance(struct rq_wpos *pos, const struct iovec *iov, int iovcnt, size_t n)
+void rq_wpos_advance(struct rq_wpos *pos, const struct iovec *iov, int iovcnt, size_t n)
 {
 	pos->done += n;
 	while (pos->i < iovcnt && n) {
@@ -700,13 +829,15 @@ static void advance(struct rq_wpos *pos, const struct iovec *iov, int iovcnt, si
 	}
 }
 
-static const struct cut no_cut = { 0, 0, -1, 0 };
+static const struct rq_wcut no_cut = { 0, 0, -1, 0 };
 
 size_t rq_conn_commit(struct rq_conn *c, struct rq_wplan *p, const struct iovec *iov,
 		      int iovcnt, size_t wire)
 {
 	size_t caller;
 
+	if (unlikely(rq_conn_outbound(c)))
+		return rq_out_commit(c, p, iov, iovcnt, wire);
 	if (!p->w.n) { /* the caller's bytes went out as they were */
 		if (wire == p->stop - p->at.done && p->u.h1.whole)
 			h1_commit_whole(c, &p->u.h1);
@@ -717,13 +848,13 @@ size_t rq_conn_commit(struct rq_conn *c, struct rq_wplan *p, const struct iovec 
 		h1_commit_whole(c, &p->u.h1);
 		caller = p->w.caller;
 	} else {
-		struct cut cut = map(p, wire);
+		struct rq_wcut cut = rq_conn_map(p, wire);
 
 		h1_postscan(c, iov, iovcnt, &p->at, cut.caller, p, &cut);
 		caller = cut.caller;
 	}
 	settle(c);
-	advance(&p->at, iov, iovcnt, caller);
+	rq_wpos_advance(&p->at, iov, iovcnt, caller);
 	return caller;
 }
 
@@ -740,6 +871,8 @@ static void conn_ctx(struct rq_conn *c)
 
 int rq_conn_write_begin(struct rq_conn *c)
 {
+	if (unlikely(rq_conn_outbound(c)))
+		return rq_out_begin(c);
 	conn_ctx(c);
 	return echo_on(c);
 }
@@ -748,6 +881,10 @@ void rq_conn_out_opaque(struct rq_conn *c, size_t n)
 {
 	int saved = errno;
 
+	if (unlikely(rq_conn_outbound(c))) {
+		rq_out_opaque(c, n);
+		return;
+	}
 	conn_ctx(c);
 	if (n && echo_on(c)) {
 		rq_hdrs_opaque(&c->ws, n);
@@ -761,6 +898,10 @@ void rq_conn_out_seen(struct rq_conn *c, const struct iovec *iov, int iovcnt, si
 	struct rq_wpos from = { 0, 0, 0 };
 	int saved = errno;
 
+	if (unlikely(rq_conn_outbound(c))) {
+		rq_out_seen(c, iov, iovcnt, n);
+		return;
+	}
 	conn_ctx(c);
 	if (n && echo_on(c)) {
 		h1_postscan(c, iov, iovcnt, &from, n, NULL, &no_cut);
@@ -771,6 +912,8 @@ void rq_conn_out_seen(struct rq_conn *c, const struct iovec *iov, int iovcnt, si
 
 void rq_conn_out_unseen(struct rq_conn *c)
 {
+	if (unlikely(rq_conn_outbound(c)))
+		rq_out_unseen(c);
 	atomic_store_explicit(&c->echo, 0, memory_order_relaxed);
 }
 
@@ -778,6 +921,8 @@ size_t rq_conn_cut(struct rq_conn *c, char text[RQ_HDR_LINE], const char **rest)
 {
 	int len;
 
+	if (unlikely(rq_conn_outbound(c)))
+		return rq_out_cut(c, NULL, rest);
 	if (c->ins_state != 1 || (len = render_header(c, c->ins_slot, text)) < 0 ||
 	    c->ins_sent > len)
 		return 0;
@@ -789,8 +934,13 @@ void rq_conn_cut_sent(struct rq_conn *c, size_t n)
 {
 	char text[RQ_HDR_LINE];
 	const char *rest;
-	size_t left = rq_conn_cut(c, text, &rest);
+	size_t left;
 
+	if (unlikely(rq_conn_outbound(c))) {
+		rq_out_cut_sent(c, n);
+		return;
+	}
+	left = rq_conn_cut(c, text, &rest);
 	if (n >= left) {
 		c->ins_sent = (uint16_t)(c->ins_sent + left);
 		c->ins_state = 2;

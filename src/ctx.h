@@ -55,7 +55,8 @@ struct rq_slot {
 	_Atomic uint64_t w[RQ_SLOT_WORDS];
 };
 
-#define RQ_SLOT_HEAD 1u /* the request's method was HEAD: its response has no body */
+#define RQ_SLOT_HEAD 1u  /* the request's method was HEAD: its response has no body */
+#define RQ_SLOT_RELAY 2u /* a carrier's context read from a relayed line (carry.h) */
 
 static inline const struct rq_ctx *rq_ctx_cur(void)
 {

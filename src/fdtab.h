@@ -33,6 +33,7 @@
 #define RQ_FD_CIPHER 8u /* a TLS connection's fd: names a struct rq_conn, and its own bytes
 			   are ciphertext, which every call passes straight through */
 #define RQ_FD_CONNS (RQ_FD_CONN | RQ_FD_CIPHER) /* fds that name a connection */
+#define RQ_FD_RELAY 16u /* with RQ_FD_CARRY: a pipe's read end, whose lines may name their writer's request */
 
 struct rq_fd {
 	_Atomic uint32_t flags;
@@ -128,6 +129,12 @@ int rq_fd_set_log(int fd);
  */
 int rq_fd_set_conn(int fd);
 
+/*
+ * Makes fd name connection c (taking over its reference; NULL: none, and
+ * -ENOMEM). Returns 0 or -errno (then c was given back and fd stays untracked).
+ */
+int rq_fd_set_conn_to(int fd, struct rq_conn *c);
+
 /* Gives fd an entry with no flags, so that rq_fd_gen sees its close. Returns 0 or -errno. */
 int rq_fd_track(int fd);
 
@@ -152,7 +159,22 @@ static inline uint32_t rq_fd_gen(int fd)
 	return e ? atomic_load_explicit(&e->gen, memory_order_acquire) : 0;
 }
 
-/* Makes fd a context carrier (see carry.h). Returns 0 or -errno. */
+/* Makes fd a context carrier (see carry.h); relay: RQ_FD_RELAY too. Returns 0 or -errno. */
 int rq_fd_set_carry(int fd, int peer);
+int rq_fd_set_relay(int fd);
+
+/*
+ * Before dup2/dup3(from, to): whether `to` stays what it is, a log stream,
+ * rather than becoming a copy of `from`. It does in a process that listens
+ * (`listened`: it, or the process it was forked from, called listen() or
+ * accepted) when `to` is a stderr-like fd (REQCTX_CHILD_LOG_FDS, 2) and a log
+ * now, and `from` a carrier (a pipe or socket the process made): a worker
+ * whose stderr its master redirects into a pipe (php-fpm's
+ * catch_workers_output) still writes log lines, prefix included, which the
+ * master's read of that pipe takes the ID from (carry.h). Stdout never
+ * does (a shell's $(...) is data), nor does anything in a process that never
+ * listened (a script under `reqctx run`).
+ */
+int rq_fd_stays_log(int from, int to, int listened);
 
 #endif

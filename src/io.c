@@ -733,7 +733,7 @@ static ssize_t log_line(int fd, struct rq_fd *e, const struct iovec *iov, const 
 		return write_general(fd, e, iov, 1, k, RQ_FD_LOG); /* (or a handler's, cache busy) */
 	if (unlikely(rq_cfg.format != RQ_FMT_PREFIX))
 		return log_fields(fd, e, iov, k, epoch, h);
-	if (unlikely(*s == *h && n >= tl && !memcmp(s, h, tl))) {
+	if (unlikely((*s == *h && n >= tl && !memcmp(s, h, tl)) || rq_relaying())) {
 		rq_prefix_release(h); /* the line has its prefix already */
 		return write_general(fd, e, iov, 1, k, RQ_FD_LOG);
 	}
@@ -755,7 +755,8 @@ static __attribute__((noinline)) ssize_t write_general(int fd, struct rq_fd *e,
 	if (k->how == RQ_SENDMSG && !plausible(k->msg, sizeof(*k->msg)))
 		bad = 1;
 	if ((fl & RQ_FD_CONN) && (c = rq_fd_conn(e))) {
-		rq_evq_touch(fd);
+		if (likely(!rq_conn_outbound(c)))
+			rq_evq_touch(fd); /* (an outbound write stores the context: no touch) */
 		if (bad) { /* let the kernel judge it; still set the context */
 			ssize_t r;
 
@@ -769,6 +770,13 @@ static __attribute__((noinline)) ssize_t write_general(int fd, struct rq_fd *e,
 	}
 	if (bad || (k->how == RQ_SENDMSG && k->msg->msg_controllen))
 		return rq_io_plain(fd, iov, iovcnt, k);
+	if ((fl & RQ_FD_LOG) && iovcnt == 1 && rq_fpm_flush(iov[0].iov_base, total)) {
+		ssize_t r = rq_io_plain(fd, iov, iovcnt, k); /* a command to the master, not a line */
+
+		if (r == (ssize_t)total)
+			atomic_store_explicit(&e->line, 0, memory_order_release);
+		return r;
+	}
 	if ((fl & RQ_FD_LOG) && total)
 		return log_write(fd, e, iov, iovcnt, k, total);
 	return rq_io_plain(fd, iov, iovcnt, k);
@@ -841,6 +849,10 @@ void rq_io_conn_read(struct rq_conn *c, const struct iovec *iov, int iovcnt, ssi
 
 	switch (atomic_load_explicit(&c->xport, memory_order_acquire)) {
 	case RQ_XP_PLAIN:
+		if (unlikely(rq_conn_outbound(c))) { /* a reply: read in the context that wrote */
+			RQ_SAVE_ERRNO(rq_conn_enter(c));
+			return;
+		}
 		if (!(n && rq_conn_fresh(c) && first_byte(iov, iovcnt) == TLS_HANDSHAKE)) {
 			rq_conn_feed(c, iov, iovcnt, n);
 			return;

@@ -1,5 +1,7 @@
 #include "lines.h"
 
+#include "carry.h"
+
 #include <string.h>
 
 #include "config.h"
@@ -67,6 +69,8 @@ int rq_walk_own(const struct rq_walk *w)
 	int i = w->i;
 	size_t off = w->off, k = 0;
 
+	if (unlikely(rq_relaying()) && rq_relay_prefixed(w->iov, w->iovcnt, i, off, w->left))
+		return 1; /* a relayed line: its writer's prefix stands */
 	if (w->left < w->plen)
 		return 0;
 	while (k < w->plen) {

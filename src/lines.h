@@ -31,6 +31,7 @@
 #include <string.h>
 #include <sys/uio.h>
 
+#include "carry.h"
 #include "fdtab.h"
 #include "prefix.h"
 
@@ -187,7 +188,7 @@ static inline int rq_walk_next(struct rq_walk *w, struct rq_seg *s)
 	if (!w->mid) {
 		w->mid = 1;
 		if (likely(w->fmt == RQ_FMT_PREFIX)) {
-			if (w->plen && !(*p == *w->pfx && rq_walk_own(w))) {
+			if (w->plen && !((*p == *w->pfx || unlikely(rq_relay_on)) && rq_walk_own(w))) {
 				s->p = w->pfx;
 				s->len = w->plen;
 				s->kind = RQ_SEG_PFX;
