@@ -5,6 +5,7 @@
 #include "config.h"
 #include "conn.h"
 #include "ctx.h"
+#include "handle.h"
 #include "id.h"
 
 void rq_carry_new(int fd, int peer)
@@ -35,8 +36,12 @@ void rq_carry_read(int fd)
 	struct rq_slot *s = rq_carry_slot(fd);
 
 	/* rq_fd_enter for a carrier, without looking the fd up again; errno is not touched */
-	if (s && atomic_load_explicit(&s->serial, memory_order_relaxed) != rq_ctx_cur()->serial)
+	if (!s)
+		return;
+	if (atomic_load_explicit(&s->serial, memory_order_relaxed) != rq_ctx_cur()->serial)
 		rq_ctx_set_slot(s);
+	else
+		rq_ctx_reaffirm();
 }
 
 void rq_fd_enter(int fd)
@@ -44,11 +49,15 @@ void rq_fd_enter(int fd)
 	struct rq_fd *e = rq_fd_peek(fd);
 	uint32_t fl = rq_fd_flags(e);
 	struct rq_conn *c;
+	uint64_t h;
 
 	if ((fl & RQ_FD_CONNS) && (c = rq_fd_conn(e)))
 		rq_conn_enter(c);
 	else if (fl & RQ_FD_CARRY)
 		rq_ctx_set_slot(rq_carry_slot(fd));
+	else if ((fl & RQ_FD_LOG) &&
+		 (h = atomic_load_explicit(&e->stall, memory_order_relaxed)))
+		rq_handle_resume(h); /* writable again: what is still pending is its stalled writer's */
 	else
 		rq_ctx_clear();
 }

@@ -85,7 +85,8 @@ static inline int rq_fpm_flush(const void *p, size_t n)
 
 /*
  * Makes fd's context the calling thread's: a connection's current request,
- * what a carrier carries, or "unknown" for any other fd.
+ * what a carrier carries, the writer whose log write the kernel left pending
+ * (src/io.c), or "unknown" for any other fd.
  */
 void rq_fd_enter(int fd);
 

@@ -65,6 +65,7 @@ static void reset_lines(struct rq_fd *e)
 {
 	atomic_fetch_add_explicit(&e->gen, 1, memory_order_release);
 	atomic_store_explicit(&e->line, 0, memory_order_relaxed);
+	atomic_store_explicit(&e->stall, 0, memory_order_relaxed);
 }
 
 int rq_fd_set_log(int fd)
@@ -213,6 +214,7 @@ void rq_fd_copy(int from, int to)
 	}
 	atomic_store_explicit(&dst->line, atomic_load(&src->line), memory_order_relaxed);
 	atomic_store_explicit(&dst->peer, atomic_load(&src->peer), memory_order_relaxed);
+	atomic_store_explicit(&dst->stall, atomic_load(&src->stall), memory_order_relaxed);
 	atomic_fetch_add_explicit(&dst->gen, 1, memory_order_release);
 	if (fl & RQ_FD_CONNS) {
 		struct rq_conn *c = share(src);

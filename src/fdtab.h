@@ -2,8 +2,9 @@
  * The fd table: what reqctx knows about each descriptor.
  *
  * Lazily mapped tables indexed by fd: a small entry for every fd (is it a
- * log stream, a connection, a carrier; the line state of a log stream; the
- * connection it names), and the request slot of each context carrier.
+ * log stream, a connection, a carrier; the line state of a log stream and
+ * the writer of a write it left pending; the connection it names), and the
+ * request slot of each context carrier.
  * Connections themselves are objects of their own (conn.h): an accepted
  * socket's entry names one, a dup's entry names the same one, and each entry
  * holds a reference to it. Chunks are mmap'ed on first use and published
@@ -40,6 +41,7 @@ struct rq_fd {
 	_Atomic uint32_t gen;   /* bumped whenever the fd's entry is reset */
 	_Atomic int32_t peer;   /* RQ_FD_CARRY: fd whose reads see this fd's writes, or -1 */
 	struct rq_conn *_Atomic conn; /* RQ_FD_CONNS: the connection, one reference held */
+	_Atomic uint64_t stall; /* RQ_FD_LOG: handle of the writer whose write did not all go out */
 };
 
 /* Longest prefix reqctx puts before a line. */

@@ -10,6 +10,7 @@
 #include "conn.h"
 #include "correlate.h"
 #include "ctx.h"
+#include "handle.h"
 #include "id.h"
 #include "lines.h"
 #include "prefix.h"
@@ -914,12 +915,52 @@ static __attribute__((noinline)) ssize_t write_general(int fd, struct rq_fd *e,
 	return rq_io_plain(fd, iov, iovcnt, k);
 }
 
+/*
+ * A write to a log stream returned r, not all of its bytes (EAGAIN, or
+ * short): the rest is the writer's, which an event loop writes later from an
+ * epoll callback for the fd (libuv, with Node's stdout on a pipe). The fd
+ * keeps the writer's handle until a write goes out whole, and an event for
+ * it resumes that context (rq_fd_enter). Returns r, errno as it was.
+ */
+static __attribute__((noinline)) ssize_t stall(struct rq_fd *e, ssize_t r)
+{
+	int saved = errno;
+
+	if (r > 0 || (r < 0 && (saved == EAGAIN || saved == EWOULDBLOCK))) {
+		atomic_store_explicit(&e->stall, rq_handle_take(), memory_order_relaxed);
+		errno = saved;
+	}
+	return r;
+}
+
+/* What a log write of `want` bytes that returned r leaves: see stall(). Returns r. */
+static inline __attribute__((always_inline)) ssize_t stalled(struct rq_fd *e, ssize_t r,
+							     size_t want)
+{
+	if (unlikely(r < 0 || (size_t)r != want))
+		return stall(e, r);
+	if (unlikely(atomic_load_explicit(&e->stall, memory_order_relaxed)))
+		atomic_store_explicit(&e->stall, 0, memory_order_relaxed);
+	return r;
+}
+
+/*
+ * Log streams (their one-line write(2) and everything else, stdio's direct
+ * writes among them) return through stalled(); connections and the rest go
+ * to the general path.
+ */
 ssize_t rq_io_write_slow(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
 			 const struct rq_call *k, uint32_t fl)
 {
-	if (fl == RQ_FD_LOG && k->how == RQ_WRITE)
-		return log_line(fd, e, iov, k);
-	return write_general(fd, e, iov, iovcnt, k, fl);
+	size_t want;
+	int bad;
+
+	if (fl != RQ_FD_LOG)
+		return write_general(fd, e, iov, iovcnt, k, fl);
+	if (k->how == RQ_WRITE)
+		return stalled(e, log_line(fd, e, iov, k), iov[0].iov_len);
+	want = iov_total(iov, iovcnt, &bad);
+	return stalled(e, write_general(fd, e, iov, iovcnt, k, fl), want);
 }
 
 /* ---- reads, and bytes that go by other calls ---- */
