@@ -148,7 +148,7 @@ static inline __attribute__((always_inline)) int fast(int fd, struct rq_fd **e)
 	if (unlikely(atomic_load_explicit(&rq_state, memory_order_acquire) != RQ_ST_READY))
 		return 0;
 	*e = rq_fd_peek(fd);
-	return likely(!rq_fd_flags(*e));
+	return likely(!(rq_fd_flags(*e) & ~RQ_FD_CIPHER)); /* (a TLS fd's ciphertext: untouched) */
 }
 
 /* The entry of fd once reqctx is ready, or NULL to pass the call straight through. */

@@ -78,7 +78,9 @@
 
 #include "config.h"
 #include "ctx.h"
+#include "fcgi.h"
 #include "http.h"
+#include "trace.h"
 
 /*
  * Requests a connection remembers for their responses: RQ_PIPE unanswered at
@@ -106,8 +108,12 @@ enum rq_proto {
 	RQ_PR_HTTP1,     /* HTTP/1.x server side (the inline state) */
 	RQ_PR_H2,        /* HTTP/2 server side: state in rq_conn_ext()->proto (src/h2.h) */
 	RQ_PR_FCGI_IN,   /* FastCGI server side (src/fcgi.h) */
-	RQ_PR_HTTP1_OUT, /* HTTP/1.x client side, a connection the process opened */
+	RQ_PR_HTTP1_OUT, /* HTTP/1.x client side, a connection the process opened (src/out.h) */
+	RQ_PR_FCGI_OUT,  /* FastCGI client side, a connection the process opened (src/out.h) */
 };
+
+/* Whether c is a connection the process opened (its writes are requests, its reads replies). */
+#define rq_conn_outbound(c) ((c)->proto >= RQ_PR_HTTP1_OUT)
 
 /*
  * One accepted connection. See the concurrency contract above for who owns
@@ -151,7 +157,8 @@ _Static_assert((RQ_PIPE - RQ_INLINE) * sizeof(struct rq_slot) <= RQ_DEEP_BYTES,
  */
 struct rq_conn_ext {
 	void *_Atomic proto;       /* the protocol's state (rq_proto other than HTTP/1) */
-	struct rq_tls *_Atomic tls; /* RQ_XP_TLS: the SSL write state (src/tls.h) */
+	struct rq_tlsw *_Atomic tls; /* RQ_XP_TLS: the SSL write state (src/tls.h) */
+	unsigned char hello[32];   /* RQ_XP_TLS_WAIT: the ClientHello's random (src/tls.h) */
 };
 
 extern char *_Atomic rq_deep_chunks[RQ_CONN_MAX >> 6];
@@ -225,11 +232,20 @@ static inline int rq_conn_fresh(const struct rq_conn *c)
 void rq_conn_tls_wait(struct rq_conn *c);
 
 /*
+ * The first n bytes read on c, which waits for its SSL object: the
+ * ClientHello's random is kept, so that an SSL object with memory BIOs
+ * (src/tls.h) finds the socket its ciphertext comes from.
+ */
+void rq_conn_tls_hello(struct rq_conn *c, const unsigned char *b, size_t n);
+
+/*
  * An SSL object took the connection over: from now on its scanners see the
  * plaintext, fresh, and the fd's own bytes pass through. The request that was
  * current stays so until the first plaintext request.
  */
 void rq_conn_tls_claim(struct rq_conn *c);
+
+
 
 /* ---- writes ---- */
 
@@ -265,7 +281,30 @@ struct rq_h1_plan {
 	int state;       /* ins_state */
 	int whole;       /* s, h, hs and state are those at `stop` */
 	uint32_t slot[RQ_EDITS]; /* request whose ID each insertion carries */
+	uint16_t st[RQ_PIPE];    /* status of the response answering each ring entry (correlation) */
 	char text[RQ_EDITS][RQ_HDR_LINE];
+};
+
+/* "Name: id\r\n" and "traceparent: <55>\r\n": what an outbound request head gets at most. */
+#define RQ_OUT_LINE (RQ_HDR_LINE + 13 + RQ_TRACEPARENT_LEN + 2)
+/* Caller iovecs one outbound FastCGI plan covers: with its insertions, they fit RQ_WIRE_IOV. */
+#define RQ_OUT_SUB (RQ_WIRE_IOV - 3 * RQ_FCGI_PLAN_MAX - 2)
+
+/* An outbound connection's part of a plan (src/out.c). */
+struct rq_out_plan {
+	union {
+		struct {
+			struct rq_hdrs s; /* HTTP/1: the request scanner at the plan's end */
+			int state;        /* ins_state there */
+			int whole;        /* s and state are those at `stop` */
+			char text[RQ_EDITS][RQ_OUT_LINE];
+		};
+		struct {
+			int m;            /* FastCGI: the caller's iovecs from `at`, */
+			struct iovec sub[RQ_OUT_SUB];
+			struct rq_fcgi_plan fp; /* and the FastCGI planner's plan of them */
+		};
+	};
 };
 
 /* A position in the caller's iovecs: iov[i] at off, `done` caller bytes from the start. */
@@ -285,8 +324,27 @@ struct rq_wplan {
 	struct rq_wire w;  /* the layout (w.n == 0 with n == 0: the caller's iovecs as they are) */
 	union {
 		struct rq_h1_plan h1;
+		struct rq_out_plan out;
 	} u;
 };
+
+/* Where a transport's r bytes of a layout end (rq_conn_map). */
+struct rq_wcut {
+	size_t caller; /* caller bytes written */
+	int full;      /* edits written whole (they are in order) */
+	int ed;        /* edit the write stopped inside or right after, or -1 */
+	size_t sent;   /* bytes of that edit out in all */
+};
+
+/*
+ * For protocol planners: lays out caller bytes [p->at, p->stop) with p's
+ * edits into p->w (edits that do not fit RQ_WIRE_IOV are dropped: p->n
+ * shrinks); maps r wire bytes of that layout back to the caller's; moves a
+ * position n caller bytes on.
+ */
+void rq_conn_layout(struct rq_wplan *p, const struct iovec *iov, int iovcnt);
+struct rq_wcut rq_conn_map(const struct rq_wplan *p, size_t r);
+void rq_wpos_advance(struct rq_wpos *pos, const struct iovec *iov, int iovcnt, size_t n);
 
 /*
  * Before a write on c: the request its next response answers becomes the

@@ -38,7 +38,8 @@ void rq_ctx_set(const struct rq_ctx *c)
 	atomic_signal_fence(memory_order_release);
 	rq_tls.active = next;
 	rq_tls.finished = 0;
-	rq_tls.handle = (double)c->serial;
+	rq_tls.handle[0] = (double)c->serial;
+	rq_tls.handle[1] = 0;
 }
 
 void rq_ctx_finish(uint64_t serial)
@@ -51,6 +52,8 @@ void rq_ctx_clear(void)
 {
 	if (rq_ctx_cur()->serial != 0)
 		rq_ctx_set(&rq_ctx_unknown);
+	else
+		rq_ctx_reaffirm();
 }
 
 /* The bytes of id from i to len (1 to 7 of them) as a slot word, zero-padded. */
@@ -144,8 +147,10 @@ void rq_ctx_set_slot(struct rq_slot *s)
 	unsigned next;
 	struct rq_ctx *d;
 
-	if (atomic_load_explicit(&s->serial, memory_order_relaxed) == rq_ctx_cur()->serial)
+	if (atomic_load_explicit(&s->serial, memory_order_relaxed) == rq_ctx_cur()->serial) {
+		rq_ctx_reaffirm();
 		return;
+	}
 	next = rq_tls.active ^ 1;
 	d = &rq_tls.buf[next];
 	if (rq_slot_read(s, d, NULL) < 0 || d->serial == 0) {
@@ -155,7 +160,8 @@ void rq_ctx_set_slot(struct rq_slot *s)
 	atomic_signal_fence(memory_order_release); /* read straight into the inactive buffer */
 	rq_tls.active = next;
 	rq_tls.finished = 0;
-	rq_tls.handle = (double)d->serial;
+	rq_tls.handle[0] = (double)d->serial;
+	rq_tls.handle[1] = 0;
 }
 
 /* Public API. */
@@ -194,6 +200,7 @@ RQ_EXPORT int reqctx_snapshot_enter(const reqctx_snapshot *s)
 {
 	if (!snapshot_ok(s))
 		return -EINVAL;
+	rq_evq_api();
 	rq_ctx_set((const struct rq_ctx *)s);
 	return 0;
 }
@@ -204,6 +211,7 @@ RQ_EXPORT int reqctx_snapshot_run(const reqctx_snapshot *s, void (*fn)(void *), 
 
 	if (!snapshot_ok(s) || !fn)
 		return -EINVAL;
+	rq_evq_api();
 	saved = *rq_ctx_cur();
 	rq_ctx_set((const struct rq_ctx *)s);
 	fn(arg);
@@ -217,6 +225,7 @@ RQ_EXPORT int reqctx_run(const char *id, void (*fn)(void *), void *arg)
 
 	if (!reqctx_id_valid(id) || !fn)
 		return -EINVAL;
+	rq_evq_api();
 	saved = *rq_ctx_cur();
 	c.serial = rq_serial_next();
 	c.len = (uint32_t)strlen(id);

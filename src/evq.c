@@ -486,6 +486,7 @@ void rq_evq_enter(int fd, struct rq_learn *l, const _Atomic uint32_t *live, uint
 	w->ident = ident;
 	w->p = p;
 	w->cx = rq_ctx_cur()->serial;
+	w->api = 0;
 	atomic_signal_fence(memory_order_seq_cst); /* a signal handler sees a whole window or none */
 	w->fd1 = fd + 1;
 }
@@ -513,9 +514,18 @@ static void verdict(int good)
 
 void rq_evq_touched(int fd)
 {
-	if (!(rq_fd_flags(rq_fd_peek(fd)) & (RQ_FD_CONN | RQ_FD_CARRY)))
+	if (!(rq_fd_flags(rq_fd_peek(fd)) & (RQ_FD_CONNS | RQ_FD_CARRY)))
 		return; /* a log write: not I/O that sets a context */
-	verdict(fd + 1 == rq_evq_w.fd1 ? 1 : -1);
+	if (fd + 1 == rq_evq_w.fd1)
+		verdict(1);
+	else if (!rq_evq_w.api)
+		verdict(-1);
+	/*
+	 * After an adapter's enter, I/O elsewhere is that task's (asyncio runs
+	 * earlier tasks before this iteration's callbacks, and entering the
+	 * event's context could not have helped the callback, which runs after
+	 * them in split mode too): the watch waits for the callback's own I/O.
+	 */
 }
 
 /*
@@ -530,7 +540,7 @@ void rq_evq_used(void)
 	struct rq_evq_watch *w = &rq_evq_w;
 	uint64_t cur = rq_ctx_cur()->serial;
 
-	if (cur == w->cx && w->cx != w->p)
+	if (!w->api && cur == w->cx && w->cx != w->p)
 		verdict(0);
 }
 

@@ -187,15 +187,17 @@ struct rq_learn {
  *    this when an upstream connection becomes writable: it writes the
  *    request, storing the context in the upstream socket, before reading
  *    anything;
- *  - a use while another context is current (a runtime adapter or the API
- *    entered it: asyncio runs the tasks an earlier iteration scheduled before
- *    this iteration's callbacks) leaves the window open;
+ *  - once a runtime adapter or the API has entered a context (asyncio runs
+ *    the tasks an earlier iteration scheduled before this iteration's
+ *    callbacks, each in its own request), its uses and its I/O on other fds
+ *    are the task's and leave the window open, until the callback's own I/O;
  *  - I/O on another fd, or the next wait, closes the window without a
  *    verdict.
  */
 
 struct rq_evq_watch {
 	int fd1;                /* the watched fd + 1; 0: no window open */
+	int api;                /* a runtime adapter or the API entered a context since it opened */
 	uint32_t ident;         /* the instance's ident, if l belongs to one */
 	struct rq_learn *l;
 	const _Atomic uint32_t *live; /* the instance's ident word, or NULL */
@@ -218,6 +220,17 @@ static inline void rq_evq_touch(int fd)
 {
 	if (unlikely(rq_evq_w.fd1))
 		rq_evq_touched(fd);
+}
+
+/*
+ * A runtime adapter or the public API enters a context (maybe the very one
+ * reqctx entered for the event): uses from now on are the adapter's, not the
+ * callback's reliance on reqctx's entering.
+ */
+static inline void rq_evq_api(void)
+{
+	if (unlikely(rq_evq_w.fd1))
+		rq_evq_w.api = 1;
 }
 
 /* The current context is about to be used: a log line, or stored in a carrier, timer or queue. */

@@ -8,9 +8,12 @@
 #include "carry.h"
 #include "config.h"
 #include "conn.h"
+#include "correlate.h"
 #include "ctx.h"
+#include "handle.h"
 #include "id.h"
 #include "lines.h"
+#include "prefix.h"
 #include "sys.h"
 
 ssize_t rq_io_plain(int fd, const struct iovec *iov, int iovcnt, const struct rq_call *k)
@@ -109,81 +112,6 @@ static void advance(struct cursor *c, const struct iovec *iov, int iovcnt, size_
 	}
 }
 
-int rq_prefix_wanted(void)
-{
-	rq_evq_use();
-	return rq_ctx_cur()->serial != 0 || !rq_cfg.bare_unknown;
-}
-
-size_t rq_prefix_render(char buf[RQ_INS_MAX])
-{
-	const struct rq_ctx *c = rq_ctx_cur();
-	size_t n = rq_cfg.pfx_head_len;
-
-	memcpy(buf, rq_cfg.pfx_head, n);
-	memcpy(buf + n, c->id, c->len);
-	n += c->len;
-	memcpy(buf + n, rq_cfg.pfx_tail, rq_cfg.pfx_tail_len);
-	return n + rq_cfg.pfx_tail_len;
-}
-
-/*
- * The thread's prefix, rendered once per context rather than once per line.
- * `busy` keeps a signal handler that logs while the cache is in use from
- * rewriting it under its owner: the handler renders into its own buffer.
- */
-struct pfx_cache {
-	uint64_t serial;   /* context it was rendered for */
-	unsigned cfg_gen;  /* configuration it was rendered with */
-	unsigned busy;
-	size_t len;        /* 0: nothing cached */
-	char text[RQ_INS_MAX];
-};
-
-static RQ_TLS struct pfx_cache pfx_cache;
-
-/*
- * Takes the thread's cached prefix (busy until released), rendering it if
- * the context or the configuration changed. NULL if code that the current
- * signal handler interrupted holds it.
- */
-static inline const char *cache_take(size_t *len)
-{
-	struct pfx_cache *p = &pfx_cache;
-	uint64_t serial = rq_ctx_cur()->serial;
-
-	if (p->busy)
-		return NULL;
-	p->busy = 1;
-	atomic_signal_fence(memory_order_seq_cst);
-	if (unlikely(p->serial != serial || p->cfg_gen != rq_cfg.gen || !p->len)) {
-		p->len = 0;
-		p->serial = serial;
-		p->cfg_gen = rq_cfg.gen;
-		p->len = rq_prefix_render(p->text);
-	}
-	*len = p->len;
-	return p->text;
-}
-
-const char *rq_prefix_acquire(char buf[RQ_INS_MAX], size_t *len)
-{
-	const char *t = cache_take(len);
-
-	if (t)
-		return t;
-	*len = rq_prefix_render(buf);
-	return buf;
-}
-
-void rq_prefix_release(const char *pfx)
-{
-	if (pfx == pfx_cache.text) {
-		atomic_signal_fence(memory_order_seq_cst);
-		pfx_cache.busy = 0;
-	}
-}
-
 /* ---- log streams ---- */
 
 /*
@@ -205,9 +133,22 @@ void rq_prefix_release(const char *pfx)
 #define IOV_MAX 1024
 #endif
 
+/*
+ * Batched log correlation's decisions for one write (src/lines.h): on the
+ * stack for the first MEMO_N lines that get another request's ID, then in
+ * the pooled plan, which has room for POOL_MEMO_N of them. A plan whose
+ * memo is full ends before the next line to decide.
+ */
+#define MEMO_N        40
+#define MEMO_BUF      2048
+#define POOL_MEMO_N   2048
+#define POOL_MEMO_BUF (128u << 10)
+
 struct pool {
 	struct iovec iov[IOV_MAX];
 	char buf[POOL_BUF];
+	struct rq_cment ment[POOL_MEMO_N];
+	char mbuf[POOL_MEMO_BUF];
 };
 
 static struct pool pools[POOL_N];
@@ -267,6 +208,9 @@ struct lplan {
 	size_t used;          /* bytes of it in use */
 	size_t bytes, caller; /* all bytes planned, and the caller's among them */
 	int mid;              /* inside a line after the last caller byte planned */
+	const char *due;      /* then, inserted bytes owed to that line (due_len 0: none) */
+	size_t due_len, due_at;
+	int due_kind;
 	struct pool *pool;
 };
 
@@ -364,6 +308,19 @@ static void room_after(size_t r, size_t planned)
 }
 
 /*
+ * The stack memo of correlation's decisions is full: moves it into the
+ * pooled plan, taking one if the plan has none yet. Returns 1, or 0 if it
+ * cannot grow (the plan then ends before the line to decide).
+ */
+static int memo_grow(struct lplan *pl, struct rq_cmemo *m)
+{
+	if ((pl->pool && m->e == pl->pool->ment) || (!pl->pool && upgrade(pl) < 0))
+		return 0;
+	rq_cmemo_move(m, pl->pool->ment, POOL_MEMO_N, pl->pool->mbuf, POOL_MEMO_BUF);
+	return 1;
+}
+
+/*
  * Plans one system call from the walk w: every piece that fits (in the plan,
  * and in plan_room). When the plan fills up it ends after the last line end
  * in it (with none, where it filled).
@@ -378,14 +335,27 @@ static void plan_log(struct lplan *pl, struct rq_walk *w)
 	pl->n = 0;
 	pl->used = pl->bytes = pl->caller = 0;
 	pl->mid = w->mid;
-	while (rq_walk_next(w, &s)) {
+	pl->due_len = 0;
+	for (;;) {
+		if (!rq_walk_next(w, &s)) {
+			if (unlikely(w->cm && w->cm->full) && memo_grow(pl, w->cm))
+				continue;
+			return;
+		}
 		if ((room && pl->caller && s.len > room - (room < pl->bytes ? room : pl->bytes)) ||
 		    (lay(pl, &s) < 0 && (pl->buf || upgrade(pl) < 0 || lay(pl, &s) < 0))) {
 			if (have_line) {
 				back(pl, &line);
 				pl->mid = 0;
+				pl->due_len = 0;
 			}
 			return;
+		}
+		pl->due_len = w->due_len; /* what the line owes after what is laid */
+		if (unlikely(w->due_len)) {
+			pl->due = w->due;
+			pl->due_at = w->due_at;
+			pl->due_kind = w->due_kind;
 		}
 		if (s.kind != RQ_SEG_CALLER) {
 			pl->mid = 1; /* (a plan never fills before its first line's bytes) */
@@ -399,8 +369,20 @@ static void plan_log(struct lplan *pl, struct rq_walk *w)
 	}
 }
 
-/* emit_log's and log_bare's answer when the line state moved under the plan. */
-#define STALE (-2)
+/*
+ * The line state a plan made from state st leaves: inside a line or at a
+ * line start, or owing the text its line has not got yet (stored in the
+ * fd's record first, unless it is the rest of the one the state owes).
+ */
+static uint32_t plan_post(int fd, uint32_t st, const struct lplan *pl)
+{
+	if (likely(!pl->due_len))
+		return pl->mid ? RQ_LN_MID : 0;
+	if (pl->due_kind == RQ_SEG_REST)
+		return rq_ln_cut(rq_ln_which(st), rq_ln_plen(st) - pl->due_len, rq_ln_plen(st),
+				 pl->due_at);
+	return rq_ln_cut_text(fd, st, pl->due, pl->due_len, 0, pl->due_at);
+}
 
 /*
  * Publishes the line state `post` a write will leave, in place of the state
@@ -428,11 +410,12 @@ static inline int publish(struct rq_fd *e, unsigned epoch, uint32_t st, uint32_t
  * right before it: everything the call needs is ready first, so that only a
  * handful of instructions separate the store from the system call (a signal
  * handler that runs there is the one that sees the state too early).
- * Returns what the call returns, or STALE. A pooled plan's entry is released
- * if the thread is cancelled in the call.
+ * Returns 0 with what the call returned in *ret, or -EAGAIN if the state
+ * moved under the plan (no call was made: plan again). A pooled plan's entry
+ * is released if the thread is cancelled in the call.
  */
-static ssize_t emit_log(int fd, struct rq_fd *e, unsigned epoch, uint32_t st, uint32_t post,
-			const struct lplan *pl, const struct rq_call *k, int check)
+static int emit_log(int fd, struct rq_fd *e, unsigned epoch, uint32_t st, uint32_t post,
+		    const struct lplan *pl, const struct rq_call *k, int check, ssize_t *ret)
 {
 	ssize_t (*wv)(int, const struct iovec *, int) = rq_sys.writev;
 	ssize_t (*sm)(int, const struct msghdr *, int) = rq_sys.sendmsg;
@@ -451,20 +434,25 @@ static ssize_t emit_log(int fd, struct rq_fd *e, unsigned epoch, uint32_t st, ui
 	m.msg_iovlen = (size_t)pl->n;
 	if (!pl->pool) {
 		if (!publish(e, epoch, st, post, check))
-			return STALE;
-		return vec ? wv(fd, pl->iov, pl->n) : sm(fd, &m, k->flags);
+			return -EAGAIN;
+		*ret = vec ? wv(fd, pl->iov, pl->n) : sm(fd, &m, k->flags);
+		return 0;
 	}
+	r = 0;
 	pthread_cleanup_push(pool_put, pl->pool);
-	r = !publish(e, epoch, st, post, check) ? STALE
-	    : vec ? wv(fd, pl->iov, pl->n) : sm(fd, &m, k->flags);
+	if (publish(e, epoch, st, post, check))
+		*ret = vec ? wv(fd, pl->iov, pl->n) : sm(fd, &m, k->flags);
+	else
+		r = -EAGAIN;
 	pthread_cleanup_pop(0);
-	return r;
+	return (int)r;
 }
 
 /*
  * The caller's bytes among the first r bytes of a system call planned from
  * walk w, which started in line state st0, and (in *now) the line state they
- * leave. A cut inside a prefix records its text (rq_ln_cut_text).
+ * leave. A cut inside an inserted text, or in front of one, records the
+ * text (rq_ln_cut_text).
  */
 static size_t map_log(int fd, struct rq_walk *w, size_t r, uint32_t st0, uint32_t *now)
 {
@@ -478,13 +466,23 @@ static size_t map_log(int fd, struct rq_walk *w, size_t r, uint32_t st0, uint32_
 		got += take;
 		if (s.kind == RQ_SEG_CALLER) {
 			caller += take;
-			after = take < s.len || s.p[take - 1] != '\n' ? RQ_LN_MID : 0;
+			if (take == s.len && s.p[take - 1] == '\n')
+				after = 0;
+			else if (likely(!w->due_len))
+				after = RQ_LN_MID;
+			else if (w->due_kind == RQ_SEG_REST) /* still owed, after what was not taken */
+				after = rq_ln_cut(rq_ln_which(st0), rq_ln_plen(st0) - w->due_len,
+						  rq_ln_plen(st0), w->due_at + s.len - take);
+			else
+				after = rq_ln_cut_text(fd, st0, w->due, w->due_len, 0,
+						       w->due_at + s.len - take);
 		} else if (take == s.len) {
-			after = RQ_LN_MID; /* the prefix is out whole: its line has begun */
+			after = RQ_LN_MID; /* the text is out whole: its line has begun */
 		} else if (s.kind == RQ_SEG_REST) {
-			after = rq_ln_cut(rq_ln_which(st0), rq_ln_pend(st0) + take, rq_ln_plen(st0));
+			after = rq_ln_cut(rq_ln_which(st0), rq_ln_plen(st0) - s.len + take,
+					  rq_ln_plen(st0), 0);
 		} else {
-			after = rq_ln_cut_text(fd, st0, s.p, s.len, take);
+			after = rq_ln_cut_text(fd, st0, s.p, s.len, take, 0);
 		}
 	}
 	*now = after;
@@ -492,73 +490,81 @@ static size_t map_log(int fd, struct rq_walk *w, size_t r, uint32_t st0, uint32_
 }
 
 /*
- * A log write outside requests with REQCTX_UNKNOWN=bare, with no cut prefix
+ * A log write outside requests with REQCTX_UNKNOWN=bare, with no cut text
  * to finish: the caller's own call, with the line state it leaves published
- * before it.
+ * before it. Returns 0 with the call's result in *ret, or -EAGAIN as
+ * emit_log.
  */
-static ssize_t log_bare(int fd, struct rq_fd *e, unsigned epoch, uint32_t st,
-			const struct iovec *iov, int iovcnt, const struct rq_call *k, size_t total,
-			int check)
+static int log_bare(int fd, struct rq_fd *e, unsigned epoch, uint32_t st,
+		    const struct iovec *iov, int iovcnt, const struct rq_call *k, size_t total,
+		    int check, ssize_t *ret)
 {
 	uint32_t post = byte_before(iov, iovcnt, total) != '\n' ? RQ_LN_MID : 0;
 	ssize_t r;
 	int saved;
 
 	if (!publish(e, epoch, st, post, check))
-		return STALE;
-	r = rq_io_plain(fd, iov, iovcnt, k);
+		return -EAGAIN;
+	r = *ret = rq_io_plain(fd, iov, iovcnt, k);
 	saved = errno;
 	if (r <= 0)
 		rq_ln_fix(e, epoch, post, st);
 	else if ((size_t)r < total)
 		rq_ln_fix(e, epoch, post, byte_before(iov, iovcnt, (size_t)r) != '\n' ? RQ_LN_MID : 0);
 	errno = saved;
-	return r;
+	return 0;
 }
 
 /*
- * Writes the caller's bytes with the prefix before each line that starts;
- * returns what the caller's call returns. Each system call publishes the
- * line state it will leave before it is made (src/lines.h), unless a signal
- * handler (or another thread) wrote meanwhile: then the plan is made again,
- * from the state that write left, up to 4 times. A short call corrects it. A call that got some of the caller's bytes out returns their
- * count; one that got only prefix bytes out is followed by another.
+ * Writes the caller's bytes with what each line that starts gets (the
+ * prefix, or a field: src/prefix.h); returns what the caller's call returns.
+ * Each system call publishes the line state it will leave before it is made
+ * (src/lines.h), unless a signal handler (or another thread) wrote
+ * meanwhile: then the plan is made again, from the state that write left, up
+ * to 4 times. A short call corrects it. A call that got some of the caller's
+ * bytes out returns their count; one that got only inserted bytes out is
+ * followed by another.
  */
-static ssize_t log_write(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
-			 const struct rq_call *k, size_t total)
+static __attribute__((noinline)) ssize_t
+log_write_with(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
+	       const struct rq_call *k, size_t total, struct rq_cmemo *cm)
 {
 	struct iovec stack[STACK_IOV];
-	char buf[RQ_INS_MAX], rest[RQ_PFX_MAX];
+	char buf[RQ_TEXTS_MAX], rest[RQ_PFX_MAX];
 	struct lplan pl = { .iov = stack, .cap = STACK_IOV };
 	struct cursor cur = { 0, 0 };
-	const char *pfx = NULL;
-	size_t plen = 0, done = 0;
+	struct rq_texts tx;
+	const char *held = NULL;
+	size_t done = 0;
 	int saved = errno;
 	ssize_t ret;
 
 	if (rq_prefix_wanted())
-		pfx = rq_prefix_acquire(buf, &plen);
+		held = rq_prefix_acquire(buf, &tx);
 	for (int tries = 0;;) {
 		struct rq_walk w, start;
 		uint32_t st, post, now;
 		unsigned epoch = rq_ln_begin();
-		size_t rlen = rq_ln_load(fd, e, &st, rest), c;
+		size_t skip, rlen = rq_ln_load(fd, e, &st, rest, &skip), c;
 		ssize_t r;
 
-		if (!pfx && !rlen && !done) {
-			r = log_bare(fd, e, epoch, st, iov, iovcnt, k, total, tries++ < 4);
-			if (r == STALE)
+		if (!held && !rlen && !done && !cm) {
+			if (log_bare(fd, e, epoch, st, iov, iovcnt, k, total, tries++ < 4, &r) < 0)
 				continue;
 			return r;
 		}
-		rq_walk_init(&w, iov, iovcnt, total - done, st & RQ_LN_MID, rest, rlen, pfx, plen);
+		rq_walk_init(&w, iov, iovcnt, total - done, st & RQ_LN_MID, rest, rlen, skip,
+			     held ? &tx : NULL);
 		w.i = cur.i;
 		w.off = cur.off;
+		if (cm) {
+			rq_cmemo_drop(cm, done);
+			w.cm = cm;
+		}
 		start = w;
 		plan_log(&pl, &w);
-		post = pl.mid ? RQ_LN_MID : 0;
-		r = emit_log(fd, e, epoch, st, post, &pl, k, tries++ < 4);
-		if (r == STALE)
+		post = plan_post(fd, st, &pl);
+		if (emit_log(fd, e, epoch, st, post, &pl, k, tries++ < 4, &r) < 0)
 			continue;
 		if (r > 0)
 			room_after((size_t)r, pl.bytes);
@@ -572,6 +578,8 @@ static ssize_t log_write(int fd, struct rq_fd *e, const struct iovec *iov, int i
 		}
 		if (r <= 0) {
 			rq_ln_fix(e, epoch, post, st); /* nothing went out */
+			if (cm) /* the lines from here on are decided again by the next write */
+				rq_cmemo_release(cm, done, st != 0);
 			ret = done ? (ssize_t)done : r;
 			break;
 		}
@@ -580,18 +588,63 @@ static ssize_t log_write(int fd, struct rq_fd *e, const struct iovec *iov, int i
 		done += c;
 		advance(&cur, iov, iovcnt, c);
 		if (c) {
+			if (cm)
+				rq_cmemo_release(cm, done, now != 0);
 			ret = (ssize_t)done;
 			break;
 		}
-		/* Only prefix bytes went out: go on rather than return 0. */
+		/* Only inserted bytes went out: go on rather than return 0. */
 	}
 	if (ret >= 0 || done)
 		errno = saved;
 	if (pl.pool)
 		pool_put(pl.pool);
-	if (pfx)
-		rq_prefix_release(pfx);
+	if (held)
+		rq_prefix_release(held);
 	return ret;
+}
+
+/*
+ * log_write with batched log correlation (src/correlate.h): each line that
+ * starts gets the ID of the completed request it names, if any. `first`,
+ * if not NULL, is the request the line at the call's start was already
+ * matched to (ring entry `taken`); with `decided` and no `first`, that line
+ * keeps the current ID.
+ */
+static __attribute__((noinline)) ssize_t log_write_corr(int fd, struct rq_fd *e,
+							const struct iovec *iov, int iovcnt,
+							const struct rq_call *k, size_t total,
+							const struct rq_ctx *first, uint64_t taken,
+							int decided)
+{
+	struct rq_cment ents[MEMO_N];
+	char txt[MEMO_BUF];
+	struct rq_cmemo cm;
+
+	rq_cmemo_init(&cm, total, ents, MEMO_N, txt, sizeof(txt), 1);
+	if (first) {
+		struct rq_texts t;
+
+		ents[0].at = 0;
+		ents[0].taken = taken;
+		ents[0].off = 0;
+		cm.used = rq_prefix_render_ctx(first, txt, &t);
+		ents[0].plen = (uint16_t)t.plen;
+		ents[0].olen = (uint16_t)t.olen;
+		cm.n = 1;
+	}
+	if (first || decided)
+		cm.high = 1;
+	return log_write_with(fd, e, iov, iovcnt, k, total, &cm);
+}
+
+/* A log write; `decided`: the one-line path matched its line already (it keeps the current ID). */
+static ssize_t log_write(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
+			 const struct rq_call *k, size_t total, int decided)
+{
+	if (unlikely(rq_corr_on()))
+		return log_write_corr(fd, e, iov, iovcnt, k, total, NULL, 0, decided);
+	return log_write_with(fd, e, iov, iovcnt, k, total, NULL);
 }
 
 /* ---- connections ---- */
@@ -658,53 +711,169 @@ static ssize_t conn_write(int fd, struct rq_conn *c, const struct iovec *iov, in
 	}
 }
 
-/* log_line's answer when the write is not its case. */
-#define NOT_LINE (-2)
+static __attribute__((noinline)) ssize_t write_general(int fd, struct rq_fd *e,
+						       const struct iovec *iov, int iovcnt,
+						       const struct rq_call *k, uint32_t fl);
+
+/* In write_general's flags: the one-line path matched the line, which keeps the current ID. */
+#define WG_DECIDED (1u << 31)
+_Static_assert(!(WG_DECIDED & (RQ_FD_LOG | RQ_FD_CONN | RQ_FD_CARRY)), "not an fd flag");
+
+/*
+ * After a one-line write that the kernel cut short after r of its bytes: the
+ * line [0, at) `text` (tl bytes) [at, n) stopped inside the text, or in
+ * front of it. Corrects the line state (if no other write changed it) and
+ * returns the caller bytes that went out.
+ */
+static __attribute__((noinline)) size_t line_cut(int fd, struct rq_fd *e, unsigned epoch,
+						  const char *text, size_t tl, size_t at, size_t r)
+{
+	uint32_t now = RQ_LN_MID;
+
+	if (r < at)
+		now = rq_ln_cut_text(fd, 0, text, tl, 0, at - r);
+	else if (r < at + tl)
+		now = rq_ln_cut_text(fd, 0, text, tl, r - at, 0);
+	rq_ln_fix(e, epoch, 0, now);
+	return r < at ? r : r < at + tl ? at : r - tl;
+}
+
+/*
+ * The system call of a one-line write: v holds the line iov[0] with `text`
+ * (tl bytes, at caller bytes into it), from the cache taken as h. Returns
+ * what write returns; a write a signal handler's came before, or one that
+ * got only inserted bytes out, is left to the general path.
+ */
+static inline __attribute__((always_inline)) ssize_t
+line_out(int fd, struct rq_fd *e, const struct iovec *iov, const struct rq_call *k, unsigned epoch,
+	 const char *h, const struct iovec *v, int cnt, const char *text, size_t tl, size_t at,
+	 uint32_t gen, uint64_t taken)
+{
+	size_t n = iov[0].iov_len, c;
+	ssize_t r;
+
+	if (unlikely(rq_ln_epoch != epoch)) { /* a handler wrote meanwhile: plan from what it left */
+		rq_prefix_release(h);
+		return write_general(fd, e, iov, 1, k, gen);
+	}
+	/* writev leaves errno alone when it succeeds, and so does everything here */
+	r = rq_sys.writev(fd, v, cnt);
+	if (likely(r == (ssize_t)(tl + n))) {
+		rq_prefix_release(h);
+		return (ssize_t)n;
+	}
+	c = r > 0 ? line_cut(fd, e, epoch, text, tl, at, (size_t)r) : 0;
+	rq_prefix_release(h);
+	if (r <= 0) {
+		if (unlikely(taken)) /* the line's request is for the write that tries again */
+			RQ_SAVE_ERRNO(rq_corr_untake(&rq_corr_ring, taken));
+		return r;
+	}
+	if (!c) /* none of the line yet: the general path goes on */
+		return write_general(fd, e, iov, 1, k, gen);
+	return (ssize_t)c;
+}
+
+/* log_line in the formats other than prefix: the line gets its text where it goes. */
+static __attribute__((noinline)) ssize_t log_fields(int fd, struct rq_fd *e,
+						    const struct iovec *iov,
+						    const struct rq_call *k, unsigned epoch,
+						    const char *h, uint32_t gen, uint64_t taken)
+{
+	const char *s = iov[0].iov_base, *text;
+	size_t n = iov[0].iov_len, tl, at;
+	struct rq_texts t;
+	struct iovec v[3];
+
+	rq_prefix_texts(&t);
+	if (!(tl = rq_prefix_place_line(&t, s, n, &text, &at))) {
+		rq_prefix_release(h); /* it has its field (or prefix) already */
+		return write_general(fd, e, iov, 1, k, gen);
+	}
+	if (!at) {
+		v[0].iov_base = (void *)text;
+		v[0].iov_len = tl;
+		v[1] = iov[0];
+		return line_out(fd, e, iov, k, epoch, h, v, 2, text, tl, 0, gen, taken);
+	}
+	v[0].iov_base = (void *)s; /* a JSON line: after its brace */
+	v[0].iov_len = at;
+	v[1].iov_base = (void *)text;
+	v[1].iov_len = tl;
+	v[2].iov_base = (void *)(s + at);
+	v[2].iov_len = n - at;
+	return line_out(fd, e, iov, k, epoch, h, v, 3, text, tl, at, gen, taken);
+}
+
+#define NOT_MATCHED (-2) /* line_corr: the line keeps the current ID */
+
+/*
+ * The one-line path with batched log correlation: a line that names a
+ * completed request other than the current one (an access line written
+ * after the next request was read, or flushed alone by a buffered log) is
+ * written by the general path with that request's ID; any other goes on
+ * the one-line path, marked as decided (*gen) so that a fallback to the
+ * general path does not match it again.
+ */
+static __attribute__((noinline)) ssize_t line_corr(int fd, struct rq_fd *e,
+						   const struct iovec *iov,
+						   const struct rq_call *k, uint32_t *gen,
+						   uint64_t *taken)
+{
+	const struct rq_ctx *cur = rq_ctx_cur();
+	struct rq_ctx c;
+
+	if (!rq_corr_line(&rq_corr_ring, iov[0].iov_base, iov[0].iov_len - 1, cur, 1, &c, taken) ||
+	    c.serial == cur->serial) {
+		*gen |= WG_DECIDED;
+		return NOT_MATCHED;
+	}
+	return log_write_corr(fd, e, iov, 1, k, iov[0].iov_len, &c, *taken, 1);
+}
 
 /*
  * write(2) of one whole line at a line start, the common case of a log write:
- * the cached prefix and the line in one writev, with no planning. The line
+ * the cached text and the line in one writev, with no planning. The line
  * state is a line start before and after, so nothing is published. Returns
- * what write returns, or NOT_LINE for any other case (then nothing was
- * written, or only prefix bytes, which the general path goes on from).
+ * what write returns. Any other case (or one where only inserted bytes got
+ * out, which it goes on from) is the general path's.
  */
-static ssize_t log_line(int fd, struct rq_fd *e, const char *s, size_t n)
+static ssize_t log_line(int fd, struct rq_fd *e, const struct iovec *iov, const struct rq_call *k)
 {
-	struct iovec v[2];
+	const char *s = iov[0].iov_base, *h;
+	size_t n = iov[0].iov_len, tl;
 	unsigned epoch = rq_ln_begin();
-	ssize_t r;
+	uint32_t gen = RQ_FD_LOG;
+	uint64_t taken = 0;
+	struct iovec v[2];
 
 	if (!n || n > SSIZE_MAX || !plausible(s, n) || s[n - 1] != '\n' ||
-	    atomic_load_explicit(&e->line, memory_order_relaxed) || !rq_prefix_wanted() ||
-	    memchr(s, '\n', n - 1) || !(v[0].iov_base = (void *)cache_take(&v[0].iov_len)))
-		return NOT_LINE; /* (a handler whose thread holds the cache: the general path) */
-	if (unlikely(*s == *(const char *)v[0].iov_base && n >= v[0].iov_len &&
-		     !memcmp(s, v[0].iov_base, v[0].iov_len))) {
-		rq_prefix_release(v[0].iov_base); /* the line has its prefix already */
-		return NOT_LINE;
+	    atomic_load_explicit(&e->line, memory_order_relaxed))
+		return write_general(fd, e, iov, 1, k, RQ_FD_LOG);
+	if (unlikely(rq_corr_on())) {
+		int maybe;
+		ssize_t r;
+
+		if (rq_corr_line_end(s, n - 1, &maybe) != n - 1) /* more than one line */
+			return write_general(fd, e, iov, 1, k, RQ_FD_LOG);
+		gen |= WG_DECIDED; /* (a line that names no request line keeps the current ID) */
+		if (maybe && (r = line_corr(fd, e, iov, k, &gen, &taken)) != NOT_MATCHED)
+			return r;
+	} else if (memchr(s, '\n', n - 1)) {
+		return write_general(fd, e, iov, 1, k, RQ_FD_LOG);
 	}
-	v[1].iov_base = (void *)s;
-	v[1].iov_len = n;
-	if (unlikely(rq_ln_epoch != epoch)) { /* a handler wrote meanwhile: plan from what it left */
-		rq_prefix_release(v[0].iov_base);
-		return NOT_LINE;
+	if (!rq_prefix_wanted() || !(h = rq_prefix_take(&tl)))
+		return write_general(fd, e, iov, 1, k, gen); /* (or a handler's, cache busy) */
+	if (unlikely(rq_cfg.format != RQ_FMT_PREFIX))
+		return log_fields(fd, e, iov, k, epoch, h, gen, taken);
+	if (unlikely((*s == *h && n >= tl && !memcmp(s, h, tl)) || rq_relaying())) {
+		rq_prefix_release(h); /* the line has its prefix already */
+		return write_general(fd, e, iov, 1, k, gen);
 	}
-	/* writev leaves errno alone when it succeeds, and so does everything here */
-	r = rq_sys.writev(fd, v, 2);
-	if (likely(r == (ssize_t)(v[0].iov_len + n))) {
-		rq_prefix_release(v[0].iov_base);
-		return (ssize_t)n;
-	}
-	if (r > 0)
-		rq_ln_fix(e, epoch, 0, (size_t)r < v[0].iov_len
-			  ? rq_ln_cut_text(fd, 0, v[0].iov_base, v[0].iov_len, (size_t)r)
-			  : RQ_LN_MID);
-	rq_prefix_release(v[0].iov_base);
-	if (r <= 0)
-		return r;
-	if ((size_t)r <= v[0].iov_len) /* none of the line yet: the general path goes on */
-		return NOT_LINE;
-	return r - (ssize_t)v[0].iov_len;
+	v[0].iov_base = (void *)h;
+	v[0].iov_len = tl;
+	v[1] = iov[0];
+	return line_out(fd, e, iov, k, epoch, h, v, 2, h, tl, 0, gen, taken);
 }
 
 /* Everything but a carrier or a one-line log write: checks the call, then plans it. */
@@ -719,7 +888,8 @@ static __attribute__((noinline)) ssize_t write_general(int fd, struct rq_fd *e,
 	if (k->how == RQ_SENDMSG && !plausible(k->msg, sizeof(*k->msg)))
 		bad = 1;
 	if ((fl & RQ_FD_CONN) && (c = rq_fd_conn(e))) {
-		rq_evq_touch(fd);
+		if (likely(!rq_conn_outbound(c)))
+			rq_evq_touch(fd); /* (an outbound write stores the context: no touch) */
 		if (bad) { /* let the kernel judge it; still set the context */
 			ssize_t r;
 
@@ -733,21 +903,64 @@ static __attribute__((noinline)) ssize_t write_general(int fd, struct rq_fd *e,
 	}
 	if (bad || (k->how == RQ_SENDMSG && k->msg->msg_controllen))
 		return rq_io_plain(fd, iov, iovcnt, k);
+	if ((fl & RQ_FD_LOG) && iovcnt == 1 && rq_fpm_flush(iov[0].iov_base, total)) {
+		ssize_t r = rq_io_plain(fd, iov, iovcnt, k); /* a command to the master, not a line */
+
+		if (r == (ssize_t)total)
+			atomic_store_explicit(&e->line, 0, memory_order_release);
+		return r;
+	}
 	if ((fl & RQ_FD_LOG) && total)
-		return log_write(fd, e, iov, iovcnt, k, total);
+		return log_write(fd, e, iov, iovcnt, k, total, (fl & WG_DECIDED) != 0);
 	return rq_io_plain(fd, iov, iovcnt, k);
 }
 
+/*
+ * A write to a log stream returned r, not all of its bytes (EAGAIN, or
+ * short): the rest is the writer's, which an event loop writes later from an
+ * epoll callback for the fd (libuv, with Node's stdout on a pipe). The fd
+ * keeps the writer's handle until a write goes out whole, and an event for
+ * it resumes that context (rq_fd_enter). Returns r, errno as it was.
+ */
+static __attribute__((noinline)) ssize_t stall(struct rq_fd *e, ssize_t r)
+{
+	int saved = errno;
+
+	if (r > 0 || (r < 0 && (saved == EAGAIN || saved == EWOULDBLOCK))) {
+		atomic_store_explicit(&e->stall, rq_handle_take(), memory_order_relaxed);
+		errno = saved;
+	}
+	return r;
+}
+
+/* What a log write of `want` bytes that returned r leaves: see stall(). Returns r. */
+static inline __attribute__((always_inline)) ssize_t stalled(struct rq_fd *e, ssize_t r,
+							     size_t want)
+{
+	if (unlikely(r < 0 || (size_t)r != want))
+		return stall(e, r);
+	if (unlikely(atomic_load_explicit(&e->stall, memory_order_relaxed)))
+		atomic_store_explicit(&e->stall, 0, memory_order_relaxed);
+	return r;
+}
+
+/*
+ * Log streams (their one-line write(2) and everything else, stdio's direct
+ * writes among them) return through stalled(); connections and the rest go
+ * to the general path.
+ */
 ssize_t rq_io_write_slow(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
 			 const struct rq_call *k, uint32_t fl)
 {
-	if (fl == RQ_FD_LOG && k->how == RQ_WRITE) {
-		ssize_t r = log_line(fd, e, iov[0].iov_base, iov[0].iov_len);
+	size_t want;
+	int bad;
 
-		if (r != NOT_LINE)
-			return r;
-	}
-	return write_general(fd, e, iov, iovcnt, k, fl);
+	if (fl != RQ_FD_LOG)
+		return write_general(fd, e, iov, iovcnt, k, fl);
+	if (k->how == RQ_WRITE)
+		return stalled(e, log_line(fd, e, iov, k), iov[0].iov_len);
+	want = iov_total(iov, iovcnt, &bad);
+	return stalled(e, write_general(fd, e, iov, iovcnt, k, fl), want);
 }
 
 /* ---- reads, and bytes that go by other calls ---- */
@@ -769,10 +982,21 @@ void rq_io_conn_read(struct rq_conn *c, const struct iovec *iov, int iovcnt, ssi
 
 	switch (atomic_load_explicit(&c->xport, memory_order_acquire)) {
 	case RQ_XP_PLAIN:
-		if (n && rq_conn_fresh(c) && first_byte(iov, iovcnt) == TLS_HANDSHAKE)
-			RQ_SAVE_ERRNO(rq_conn_tls_wait(c));
-		else
+		if (unlikely(rq_conn_outbound(c))) { /* a reply: read in the context that wrote */
+			RQ_SAVE_ERRNO(rq_conn_enter(c));
+			return;
+		}
+		if (!(n && rq_conn_fresh(c) && first_byte(iov, iovcnt) == TLS_HANDSHAKE)) {
 			rq_conn_feed(c, iov, iovcnt, n);
+			return;
+		}
+		RQ_SAVE_ERRNO(rq_conn_tls_wait(c));
+		for (int i = 0; i < iovcnt; i++)
+			if (iov[i].iov_len) { /* (a ClientHello's start is in one piece) */
+				RQ_SAVE_ERRNO(rq_conn_tls_hello(c, iov[i].iov_base,
+								 iov[i].iov_len < n ? iov[i].iov_len : n));
+				break;
+			}
 		return;
 	case RQ_XP_TLS_WAIT:
 		RQ_SAVE_ERRNO(rq_conn_enter(c));

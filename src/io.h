@@ -30,9 +30,6 @@ struct rq_call {
 	const struct msghdr *msg;   /* sendmsg */
 };
 
-/* Largest prefix or header line reqctx inserts. */
-#define RQ_INS_MAX (2 * RQ_PFX_PART + REQCTX_ID_MAX + 8)
-
 /* The write path for fds that are logs or connections (e: fd's entry, fl: its flags). */
 ssize_t rq_io_write_slow(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
 			 const struct rq_call *k, uint32_t fl);
@@ -51,7 +48,7 @@ static inline ssize_t rq_io_write_e(int fd, struct rq_fd *e, const struct iovec 
 {
 	uint32_t fl = rq_fd_flags(e);
 
-	if (likely(!fl))
+	if (likely(!(fl & ~RQ_FD_CIPHER)))
 		return rq_io_plain(fd, iov, iovcnt, k);
 	if (fl & RQ_FD_CARRY) {
 		rq_carry_put(fd, e);
@@ -105,11 +102,13 @@ static inline void rq_io_read(int fd, const struct iovec *iov, int iovcnt, ssize
 	uint32_t fl = rq_fd_flags(e);
 	struct rq_conn *c;
 
-	if (likely(!fl))
-		return;
+	if (likely(!(fl & ~RQ_FD_CIPHER)))
+		return; /* (a TLS fd's ciphertext: the SSL layer reads the plaintext) */
 	rq_evq_touch(fd);
 	if ((fl & RQ_FD_CONN) && (c = rq_fd_conn(e)))
 		rq_io_conn_read(c, iov, iovcnt, r);
+	else if (unlikely(fl & RQ_FD_RELAY))
+		rq_carry_relay(fd, e, iov, iovcnt, r);
 	else if (fl & RQ_FD_CARRY)
 		rq_carry_read(fd);
 }
@@ -145,19 +144,5 @@ static inline void rq_io_wrote(int fd, const struct iovec *iov, int iovcnt, ssiz
 	else if (unlikely(fl & RQ_FD_CARRY))
 		rq_conn_opaque(fd, r); /* a carrier: takes the writer's context */
 }
-
-/* Renders the current context's prefix into buf; returns its length. */
-size_t rq_prefix_render(char buf[RQ_INS_MAX]);
-
-/*
- * The current context's prefix, from the thread's cache (or rendered into buf
- * when the cache is in use by the code a signal interrupted). Pass the result
- * to rq_prefix_release when done with it.
- */
-const char *rq_prefix_acquire(char buf[RQ_INS_MAX], size_t *len);
-void rq_prefix_release(const char *pfx);
-
-/* 1 if lines written now get a prefix (0 outside requests with REQCTX_UNKNOWN=bare). */
-int rq_prefix_wanted(void);
 
 #endif

@@ -3,8 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "correlate.h"
 #include "io.h"
 #include "lines.h"
+#include "prefix.h"
 #include "sys.h"
 
 /* glibc's fortified vsnprintf; its headers declare it only under _FORTIFY_SOURCE. */
@@ -79,17 +81,18 @@ static size_t put_direct(FILE *f, const struct iovec *v, int nv, size_t total)
  * Where a line is on f: what f holds in its buffer comes next on the stream,
  * so its last byte tells (it also shows a newline that an inlined
  * putc_unlocked put there); with nothing buffered, the fd's line state does,
- * which write(2) shares. Returns 1 inside a line; a cut prefix's rest, due
- * first, is copied into rest (*rlen).
+ * which write(2) shares. Returns 1 inside a line; the rest of an owed text
+ * is copied into rest (*rlen), due after *skip caller bytes.
  */
-static int where(FILE *f, struct rq_fd *e, uint32_t *st, char rest[RQ_PFX_MAX], size_t *rlen)
+static int where(FILE *f, struct rq_fd *e, uint32_t *st, char rest[RQ_PFX_MAX], size_t *rlen,
+		 size_t *skip)
 {
-	*rlen = 0;
+	*rlen = *skip = 0;
 	if (pending(f)) {
 		*st = atomic_load_explicit(&e->line, memory_order_relaxed);
 		return f->_IO_write_ptr[-1] != '\n';
 	}
-	*rlen = rq_ln_load(f->_fileno, e, st, rest);
+	*rlen = rq_ln_load(f->_fileno, e, st, rest, skip);
 	return (*st & RQ_LN_MID) || *rlen;
 }
 
@@ -101,6 +104,15 @@ static char last_byte(const struct iovec *v, int nv)
 	return ((const char *)v[nv - 1].iov_base)[v[nv - 1].iov_len - 1];
 }
 
+/* 1 if the pieces hold a newline. */
+static int has_nl(const struct iovec *v, int nv)
+{
+	for (int i = 0; i < nv; i++)
+		if (memchr(v[i].iov_base, '\n', v[i].iov_len))
+			return 1;
+	return 0;
+}
+
 /*
  * A buffered stream gets the pieces into its buffer: a fully buffered one
  * has them copied there while its put area has room (what the inlined
@@ -110,9 +122,12 @@ static char last_byte(const struct iovec *v, int nv)
  */
 static size_t put_buffered(FILE *f, struct rq_fd *e, const struct iovec *v, int nv, size_t total)
 {
-	char buf[RQ_INS_MAX], rest[RQ_PFX_MAX];
-	const char *pfx = NULL;
-	size_t plen = 0, rlen, ok = 0;
+	char buf[RQ_TEXTS_MAX], rest[RQ_PFX_MAX], txt[2 * RQ_TEXTS_MAX];
+	struct rq_cment ents[4];
+	struct rq_cmemo cm;
+	const char *held = NULL;
+	size_t rlen, skip, ok = 0;
+	struct rq_texts tx;
 	struct rq_walk w;
 	struct rq_seg s;
 	uint32_t st, post, after;
@@ -120,11 +135,15 @@ static size_t put_buffered(FILE *f, struct rq_fd *e, const struct iovec *v, int 
 	int mid;
 
 	if (rq_prefix_wanted())
-		pfx = rq_prefix_acquire(buf, &plen);
-	post = after = last_byte(v, nv) != '\n' ? RQ_LN_MID : 0;
+		held = rq_prefix_acquire(buf, &tx);
 	for (int tries = 0;; tries++) { /* again if a signal handler wrote meanwhile */
 		epoch = rq_ln_begin();
-		mid = where(f, e, &st, rest, &rlen);
+		mid = where(f, e, &st, rest, &rlen, &skip);
+		post = last_byte(v, nv) != '\n' ? RQ_LN_MID : 0;
+		if (unlikely(rlen && skip > total) && !has_nl(v, nv)) /* still owed after these bytes */
+			post = rq_ln_cut(rq_ln_which(st), rq_ln_plen(st) - rlen, rq_ln_plen(st),
+					 skip - total);
+		after = post;
 		if (post == st)
 			break;
 		if (tries == 3) {
@@ -136,7 +155,11 @@ static size_t put_buffered(FILE *f, struct rq_fd *e, const struct iovec *v, int 
 							    memory_order_relaxed))
 			break;
 	}
-	rq_walk_init(&w, v, nv, total, mid, rest, rlen, pfx, plen);
+	rq_walk_init(&w, v, nv, total, mid, rest, rlen, skip, held ? &tx : NULL);
+	if (unlikely(rq_corr_on())) { /* each text is copied into the FILE before the next line */
+		rq_cmemo_init(&cm, total, ents, 4, txt, sizeof(txt), 0);
+		w.cm = &cm;
+	}
 	while (rq_walk_next(&w, &s)) {
 		size_t put;
 
@@ -160,8 +183,8 @@ static size_t put_buffered(FILE *f, struct rq_fd *e, const struct iovec *v, int 
 		}
 	}
 	rq_ln_fix(e, epoch, post, after);
-	if (pfx)
-		rq_prefix_release(pfx);
+	if (held)
+		rq_prefix_release(held);
 	return ok;
 }
 
@@ -223,17 +246,17 @@ void rq_stdio_line_start(FILE *f)
 {
 	struct rq_fd *e = rq_stdio_log(f);
 	char pfx[RQ_INS_MAX], rest[RQ_PFX_MAX];
-	size_t rlen;
+	size_t rlen, skip;
 	uint32_t st;
 	int mid;
 
 	if (!e)
 		return;
 	rq_ln_begin();
-	mid = where(f, e, &st, rest, &rlen);
+	mid = where(f, e, &st, rest, &rlen, &skip);
 	if (st != RQ_LN_MID)
 		atomic_store_explicit(&e->line, RQ_LN_MID, memory_order_release);
-	if (rlen)
+	if (rlen && !skip) /* (a text owed after a JSON line's brace: glibc's bytes are no such line) */
 		(rq_sys.fwrite_unlocked)(rest, 1, rlen, f);
 	else if (!mid && rq_prefix_wanted())
 		(rq_sys.fwrite_unlocked)(pfx, 1, rq_prefix_render(pfx), f);

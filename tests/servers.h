@@ -309,10 +309,11 @@ struct run {
  * Runs loadcheck against port: `requests` requests over conns connections,
  * share of them with a client ID, URLs under path_prefix; checks the logs
  * (NULL-terminated) for lines_per_request lines each, and writes the echoed
- * generated IDs to ids.
+ * generated IDs to ids. extra: more of loadcheck's options (NULL-terminated, or NULL).
  */
-static inline struct run loadcheck(int port, long requests, int conns, const char *share, const char *path_prefix,
-			    int lines_per_request, const char *ids, const char *const *logv)
+static inline struct run loadcheck_ext(int port, long requests, int conns, const char *share,
+				       const char *path_prefix, int lines_per_request, const char *ids,
+				       const char *const *logv, const char *const *extra)
 {
 	char prog[512], p[16], n[16], c[16], k[16], t[16];
 	char *argv[64] = { prog, "--port", p, "--requests", n, "--conns", c, "--client-id-share", (char *)share,
@@ -328,10 +329,12 @@ static inline struct run loadcheck(int port, long requests, int conns, const cha
 	snprintf(c, sizeof(c), "%d", conns);
 	snprintf(k, sizeof(k), "%d", lines_per_request);
 	snprintf(t, sizeof(t), "%d", SRV_RUN_MS);
-	for (; *logv && a < 60; logv++) {
+	for (; *logv && a < 56; logv++) {
 		argv[a++] = "--log";
 		argv[a++] = (char *)*logv;
 	}
+	for (; extra && *extra && a < 62; extra++)
+		argv[a++] = (char *)*extra;
 	argv[a] = NULL;
 	r.status = proc_wait(proc_start(argv, NULL, 0, path_in(srv_dir, "lc.out"), path_in(srv_dir, "lc.err")),
 			     SRV_RUN_MS + 20000);
@@ -339,6 +342,13 @@ static inline struct run loadcheck(int port, long requests, int conns, const cha
 	r.out = slurp(path_in(srv_dir, "lc.out"), NULL);
 	r.err = slurp(path_in(srv_dir, "lc.err"), NULL);
 	return r;
+}
+
+/* loadcheck_ext without loadcheck options of its own (extra: more of them, NULL-terminated). */
+static inline struct run loadcheck(int port, long requests, int conns, const char *share, const char *path_prefix,
+			    int lines_per_request, const char *ids, const char *const *logv)
+{
+	return loadcheck_ext(port, requests, conns, share, path_prefix, lines_per_request, ids, logv, NULL);
 }
 
 /* Asserts loadcheck's exact summary for a run where every line is right. */

@@ -356,6 +356,20 @@ Test(run, maps_the_thread_and_crash_options_too)
 	cr_assert_not_null(strstr(p.out, "[req:unknown] REQCTX_CRASH=0\n"), "%s", p.out);
 }
 
+/* --format and --field reach the library: env's own stdout lines get the logfmt pair. */
+Test(run, maps_the_format_options_and_the_library_applies_them)
+{
+	struct proc p = run_argv(ARGV((char *)tool(), "run", "--format", "logfmt", "--field",
+				      "trace.id", "--", "/usr/bin/env"), NULL);
+
+	cr_assert_eq(p.status, 0, "stderr: %s", p.err);
+	cr_assert_not_null(strstr(p.out, "\ntrace.id=unknown REQCTX_FORMAT=logfmt\n"), "%s", p.out);
+	cr_assert_not_null(strstr(p.out, "\ntrace.id=unknown REQCTX_FIELD=trace.id\n"), "%s", p.out);
+	p = run_argv(ARGV((char *)tool(), "run", "--format", "json", "--", "/usr/bin/env"), NULL);
+	cr_assert_eq(p.status, 0, "stderr: %s", p.err);
+	cr_assert_not_null(strstr(p.out, "\n[req:unknown] REQCTX_FORMAT=json\n"), "%s", p.out);
+}
+
 /*
  * Started from inside another preloaded tree (its REQCTX_TOP_PID inherited,
  * naming a server), the command would take itself for that server's child
@@ -525,6 +539,14 @@ Test(run, rejects_bad_options_with_2)
 	cr_assert_eq(p.status, 2);
 	p = run_argv(ARGV((char *)tool(), "run", "--log-file", "a:b", "--", "true"), NULL);
 	cr_assert_eq(p.status, 2);
+	p = run_argv(ARGV((char *)tool(), "run", "--format", "yaml", "--", "true"), NULL);
+	cr_assert_eq(p.status, 2);
+	cr_assert_str_eq(p.err, "reqctx run: --format 'yaml' is not prefix, logfmt, json or auto\n"
+			 "Try 'reqctx run --help'.\n");
+	p = run_argv(ARGV((char *)tool(), "run", "--field", "a\"b", "--", "true"), NULL);
+	cr_assert_eq(p.status, 2);
+	cr_assert_str_eq(p.err, "reqctx run: --field 'a\"b' is not a field name (1-64 characters "
+			 "from A-Z a-z 0-9 _ . -)\nTry 'reqctx run --help'.\n");
 	p = run_argv(ARGV((char *)tool(), "run", "--bogus", "--", "true"), NULL);
 	cr_assert_eq(p.status, 2);
 	cr_assert_str_eq(p.err, "reqctx run: unknown or incomplete option '--bogus'\n"
@@ -639,14 +661,34 @@ Test(run, gives_python_http_server_request_ids_in_responses_and_logs, .timeout =
 
 /* ---- doctor ---- */
 
-static char *doctor_report(const char *path, const char *checks, int ok)
+#define TLS_NONE "  --    tls         no libssl linked: one loaded later (Python's ssl module) is " \
+		 "reached, OpenSSL built into a module it loads is not\n"
+
+static char *doctor_report_tls(const char *path, const char *checks, int ok, const char *tls)
 {
 	return fmt("reqctx doctor: %s\n  ok    library     %s\n%s"
 		   "  --    adapter     none: not a Node or Python program\n"
-		   "%sverdict: %s %s\n", path, lib_path(), checks,
+		   "%s%sverdict: %s %s\n", path, lib_path(), checks, tls,
 		   ok ? "  note  logs        fd 1 and 2 become logs once it listens or accepts "
 			"(under 'reqctx run', from the start)\n" : "",
 		   path, ok ? "can be preloaded" : "cannot be preloaded");
+}
+
+static char *doctor_report(const char *path, const char *checks, int ok)
+{
+	return doctor_report_tls(path, checks, ok, TLS_NONE);
+}
+
+/* A program built here with `flags`: it calls SSL_write from libssl, or defines one of its own. */
+static const char *build_tls_prog(const char *name, const char *src_text, const char *flags)
+{
+	const char *src = fmt("%s/%s.c", tmp, name), *bin = fmt("%s/%s", tmp, name);
+	struct proc p;
+
+	spit(src, src_text, strlen(src_text), 0644);
+	p = run_argv(ARGV("/bin/sh", "-c", fmt("cc -o %s %s %s", bin, src, flags)), NULL);
+	cr_assert_eq(p.status, 0, "cc failed: %s", p.err);
+	return bin;
 }
 
 static char *elf_checks(const char *label, const char *linking, const char *runtime,
@@ -669,6 +711,36 @@ Test(doctor, passes_a_dynamic_binary)
 	cr_assert_eq(p.status, 0, "stdout: %s", p.out);
 	cr_assert_str_eq(p.out, doctor_report(bin, elf_checks(bin, NULL, NULL, NULL), 1));
 	cr_assert_str_eq(p.err, "");
+}
+
+Test(doctor, says_when_libssl_is_a_shared_library)
+{
+	const char *bin = build_tls_prog("dynssl", "#include <openssl/ssl.h>\n"
+					 "int main(int c, char **v) { return c > 5 ? "
+					 "SSL_write((SSL *)v, v, 1) : 0; }\n", "-lssl -lcrypto");
+	struct proc p = run_argv(ARGV((char *)tool(), "doctor", (char *)bin), NULL);
+
+	cr_assert_eq(p.status, 0, "stdout: %s", p.out);
+	cr_assert_str_eq(p.out, doctor_report_tls(bin, elf_checks(bin, NULL, NULL, NULL), 1,
+						  fmt("  ok    tls         libssl is a shared library "
+						      "of %s: HTTPS requests get their IDs\n", bin)));
+}
+
+/* As the official Node builds: OpenSSL inside the executable, its SSL_write exported. */
+Test(doctor, warns_when_openssl_is_linked_into_the_program)
+{
+	const char *bin = build_tls_prog("statssl", "int SSL_write(void *s, const void *b, int n)\n"
+					 "{ return s && b ? n : -1; }\n"
+					 "int main(void) { return 0; }\n", "-rdynamic");
+	struct proc p = run_argv(ARGV((char *)tool(), "doctor", (char *)bin), NULL);
+
+	cr_assert_eq(p.status, 0, "a warning, not a failure: %s", p.out);
+	cr_assert_str_eq(p.out, doctor_report_tls(bin, elf_checks(bin, NULL, NULL, NULL), 1,
+						  fmt("  WARN  tls         OpenSSL is linked into %s "
+						      "itself, out of LD_PRELOAD's reach: its HTTPS "
+						      "connections get one ID each and no "
+						      "X-Request-Id (plain HTTP is unaffected)\n",
+						      bin)));
 }
 
 Test(doctor, fails_a_static_binary_built_here)
@@ -1133,6 +1205,148 @@ Test(logs, follow_reads_growth_and_truncation)
 	kill(pid, SIGTERM);
 	cr_assert_eq(wait_status(pid, WAIT_MS), 128 + SIGTERM);
 	cr_assert_str_eq(slurp(err, NULL), fmt("reqctx: %s: file truncated\n", f));
+}
+
+/* ---- logs in every format ---- */
+
+/* What the library writes in each format, and lines that name no request. */
+static const char formats_log[] =
+	"[req:a1] prefix line\n"
+	"{\"request_id\":\"a1\",\"msg\":\"json line\"}\n"
+	"request_id=a1 logfmt line\n"
+	"request_id=\"b=2\" quoted because of the equals sign\n"
+	"  {\"request_id\":\"b=2\"}\n"
+	"level=info msg=\"its own key\" request_id=a1\n"
+	"{\"a\":{\"request_id\":\"nested\"},\"request_id\":\"b=2\"}\n"
+	"{\"a\":{\"request_id\":\"nested\"}}\n"
+	"{\"request_id\":7}\n"
+	"msg=\"request_id=inside\" x=1\n"
+	"plain a1 text\n"
+	"{\"request_id\":\"unknown\",\"boot\":1}\n"
+	"request_id=unknown boot\n";
+
+static const char *formats_file(void)
+{
+	const char *f = fmt("%s/formats.log", tmp);
+
+	spit(f, formats_log, strlen(formats_log), 0644);
+	return f;
+}
+
+Test(logs, id_finds_a_request_in_every_format)
+{
+	const char *f = formats_file();
+	struct proc p = run_argv(ARGV((char *)tool(), "logs", "--id", "a1", (char *)f), NULL);
+
+	cr_assert_eq(p.status, 0, "%s", p.err);
+	cr_assert_str_eq(p.out, "[req:a1] prefix line\n"
+			 "{\"request_id\":\"a1\",\"msg\":\"json line\"}\n"
+			 "request_id=a1 logfmt line\n"
+			 "level=info msg=\"its own key\" request_id=a1\n");
+	p = run_argv(ARGV((char *)tool(), "logs", "--id", "b=2", (char *)f), NULL);
+	cr_assert_eq(p.status, 0, "%s", p.err);
+	cr_assert_str_eq(p.out, "request_id=\"b=2\" quoted because of the equals sign\n"
+			 "  {\"request_id\":\"b=2\"}\n"
+			 "{\"a\":{\"request_id\":\"nested\"},\"request_id\":\"b=2\"}\n");
+	p = run_argv(ARGV((char *)tool(), "logs", "--id", "nested", (char *)f), NULL);
+	cr_assert_eq(p.status, 1, "a nested key is not the line's ID");
+	cr_assert_str_eq(p.out, "");
+}
+
+Test(logs, json_and_stats_read_every_format)
+{
+	const char *f = formats_file();
+	const char *j = fmt("\"file\":\"%s\"", f);
+	struct proc p = run_argv(ARGV((char *)tool(), "logs", "--json", (char *)f), NULL);
+
+	cr_assert_eq(p.status, 0, "%s", p.err);
+	cr_assert_str_eq(p.out, fmt(
+		"{\"id\":\"a1\",%s,\"line\":1,\"text\":\"prefix line\"}\n"
+		"{\"id\":\"a1\",%s,\"line\":2,\"text\":\"{\\\"request_id\\\":\\\"a1\\\",\\\"msg\\\":\\\"json line\\\"}\"}\n"
+		"{\"id\":\"a1\",%s,\"line\":3,\"text\":\"logfmt line\"}\n"
+		"{\"id\":\"b=2\",%s,\"line\":4,\"text\":\"quoted because of the equals sign\"}\n"
+		"{\"id\":\"b=2\",%s,\"line\":5,\"text\":\"  {\\\"request_id\\\":\\\"b=2\\\"}\"}\n"
+		"{\"id\":\"a1\",%s,\"line\":6,\"text\":\"level=info msg=\\\"its own key\\\" request_id=a1\"}\n"
+		"{\"id\":\"b=2\",%s,\"line\":7,\"text\":\"{\\\"a\\\":{\\\"request_id\\\":\\\"nested\\\"},\\\"request_id\\\":\\\"b=2\\\"}\"}\n"
+		"{\"id\":null,%s,\"line\":8,\"text\":\"{\\\"a\\\":{\\\"request_id\\\":\\\"nested\\\"}}\"}\n"
+		"{\"id\":null,%s,\"line\":9,\"text\":\"{\\\"request_id\\\":7}\"}\n"
+		"{\"id\":null,%s,\"line\":10,\"text\":\"msg=\\\"request_id=inside\\\" x=1\"}\n"
+		"{\"id\":null,%s,\"line\":11,\"text\":\"plain a1 text\"}\n"
+		"{\"id\":\"unknown\",%s,\"line\":12,\"text\":\"{\\\"request_id\\\":\\\"unknown\\\",\\\"boot\\\":1}\"}\n"
+		"{\"id\":\"unknown\",%s,\"line\":13,\"text\":\"boot\"}\n",
+		j, j, j, j, j, j, j, j, j, j, j, j, j));
+	p = run_argv(ARGV((char *)tool(), "logs", "--stats", (char *)f), NULL);
+	cr_assert_eq(p.status, 0, "%s", p.err);
+	cr_assert_str_eq(p.out, "requests: 2\n"
+			 "lines: 13\n"
+			 "lines per request: min 3, median 3, max 4\n"
+			 "unknown lines: 2 (15.4%)\n"
+			 "unprefixed lines: 4 (30.8%)\n"
+			 "top requests:\n"
+			 "  4  a1\n"
+			 "  3  b=2\n");
+	p = run_argv(ARGV((char *)tool(), "logs", "--group", "--no-filename", (char *)f), NULL);
+	cr_assert_eq(p.status, 0, "%s", p.err);
+	cr_assert_str_eq(p.out, "[req:a1] prefix line\n"
+			 "{\"request_id\":\"a1\",\"msg\":\"json line\"}\n"
+			 "request_id=a1 logfmt line\n"
+			 "level=info msg=\"its own key\" request_id=a1\n"
+			 "request_id=\"b=2\" quoted because of the equals sign\n"
+			 "  {\"request_id\":\"b=2\"}\n"
+			 "{\"a\":{\"request_id\":\"nested\"},\"request_id\":\"b=2\"}\n"
+			 "{\"request_id\":\"unknown\",\"boot\":1}\n"
+			 "request_id=unknown boot\n"
+			 "{\"a\":{\"request_id\":\"nested\"}}\n"
+			 "{\"request_id\":7}\n"
+			 "msg=\"request_id=inside\" x=1\n"
+			 "plain a1 text\n");
+}
+
+Test(logs, field_names_the_key_and_is_checked)
+{
+	const char *f = fmt("%s/field.log", tmp);
+	static const char text[] = "{\"trace.id\":\"t1\",\"request_id\":\"r1\"}\n"
+				   "trace.id=t1 a=1\nrequest_id=r1 b=2\n";
+	struct proc p;
+
+	spit(f, text, strlen(text), 0644);
+	p = run_argv(ARGV((char *)tool(), "logs", "--field", "trace.id", "--id", "t1", (char *)f),
+		     NULL);
+	cr_assert_eq(p.status, 0, "%s", p.err);
+	cr_assert_str_eq(p.out, "{\"trace.id\":\"t1\",\"request_id\":\"r1\"}\ntrace.id=t1 a=1\n");
+	p = run_argv(ARGV((char *)tool(), "logs", "--id", "r1", (char *)f), NULL);
+	cr_assert_str_eq(p.out, "{\"trace.id\":\"t1\",\"request_id\":\"r1\"}\nrequest_id=r1 b=2\n");
+	p = run_argv(ARGV((char *)tool(), "logs", "--field", "a b", (char *)f), NULL);
+	cr_assert_eq(p.status, 2);
+	cr_assert_str_eq(p.err, "reqctx logs: --field 'a b' is not a field name (1-64 characters "
+			 "from A-Z a-z 0-9 _ . -)\nTry 'reqctx logs --help'.\n");
+}
+
+Test(logs, follow_reads_json_and_logfmt_lines_as_they_come)
+{
+	const char *f = fmt("%s/live.json", tmp), *out = fmt("%s/follow.out", tmp);
+	const char *err = fmt("%s/follow.err", tmp);
+	static const char first[] = "{\"request_id\":\"a1\",\"n\":1}\n{\"request_id\":\"b2\"}\n";
+	pid_t pid;
+
+	spit(f, first, strlen(first), 0644);
+	pid = start(ARGV((char *)tool(), "logs", "--follow", "--json", "--id", "a1", (char *)f), NULL,
+		    out, err);
+	wait_content(out, fmt("{\"id\":\"a1\",\"file\":\"%s\",\"line\":1,\"text\":"
+			      "\"{\\\"request_id\\\":\\\"a1\\\",\\\"n\\\":1}\"}\n", f));
+	append(f, "request_id=a1 two\nrequest_id=b2 x\n{\"request_id\":\"a1\",");
+	wait_content(out, fmt("{\"id\":\"a1\",\"file\":\"%s\",\"line\":1,\"text\":"
+			      "\"{\\\"request_id\\\":\\\"a1\\\",\\\"n\\\":1}\"}\n"
+			      "{\"id\":\"a1\",\"file\":\"%s\",\"line\":3,\"text\":\"two\"}\n", f, f));
+	append(f, "\"n\":3}\n");
+	wait_content(out, fmt("{\"id\":\"a1\",\"file\":\"%s\",\"line\":1,\"text\":"
+			      "\"{\\\"request_id\\\":\\\"a1\\\",\\\"n\\\":1}\"}\n"
+			      "{\"id\":\"a1\",\"file\":\"%s\",\"line\":3,\"text\":\"two\"}\n"
+			      "{\"id\":\"a1\",\"file\":\"%s\",\"line\":5,\"text\":"
+			      "\"{\\\"request_id\\\":\\\"a1\\\",\\\"n\\\":3}\"}\n", f, f, f));
+	kill(pid, SIGTERM);
+	cr_assert_eq(wait_status(pid, WAIT_MS), 128 + SIGTERM);
+	cr_assert_str_eq(slurp(err, NULL), "");
 }
 
 /* ---- install ---- */

@@ -16,6 +16,7 @@
 #include "common.h"
 #include "ctx.h"
 #include "evq.h"
+#include "handle.h"
 #include "fdtab.h"
 
 static int nwaits; /* real waits made */
@@ -893,6 +894,56 @@ Test(evq, a_use_in_a_context_an_adapter_entered_leaves_the_window_open)
 	}
 	cr_assert_eq(nwaits, RQ_EVQ_LEARN / 4);
 	cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 4);
+	cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 4);
+}
+
+/*
+ * The same when the task's request is the very one reqctx entered for the
+ * event (asyncio often runs the earlier task of the request whose connection
+ * is ready): the adapter's enter is what the task relied on, not reqctx's.
+ */
+Test(evq, an_adapter_entering_the_entered_context_leaves_the_window_open)
+{
+	int ep = new_ep(), fds[4];
+	struct epoll_event ev[8];
+
+	ready_set(ep, 4, fds);
+	for (int i = 0; i < RQ_EVQ_LEARN; i++) {
+		int n = rq_evq_wait(ep, ev, 8, &now);
+
+		cr_assert_eq(n, 1, "call %d", i);
+		rq_handle_enter(rq_handle_take()); /* the adapter enters the task's context */
+		rq_evq_use();                      /* the task's log line */
+		rq_evq_touch(fds[ev[0].data.u64 - 1]);
+		rq_fd_enter(fds[ev[0].data.u64 - 1]);
+	}
+	cr_assert_eq(nwaits, RQ_EVQ_LEARN / 4);
+	cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 4);
+}
+
+/*
+ * The earlier task also writes its own connection before the callback runs:
+ * that I/O is the task's, and the watch waits for the callback's own read.
+ */
+Test(evq, after_an_adapter_enter_a_tasks_io_elsewhere_leaves_the_window_open)
+{
+	int ep = new_ep(), fds[4], task = ready_fd("the task's request");
+	struct epoll_event ev[8];
+
+	ready_set(ep, 4, fds);
+	for (int i = 0; i < RQ_EVQ_LEARN; i++) {
+		int n = rq_evq_wait(ep, ev, 8, &now);
+
+		cr_assert_eq(n, 1, "call %d", i);
+		enter_ctx("a task's request");
+		rq_evq_api();       /* the adapter entered it */
+		rq_evq_use();       /* the task's log line */
+		rq_evq_touch(task); /* the task's response write */
+		rq_fd_enter(task);
+		rq_evq_touch(fds[ev[0].data.u64 - 1]); /* then the I/O callback reads its fd */
+		rq_fd_enter(fds[ev[0].data.u64 - 1]);
+	}
+	cr_assert_eq(nwaits, RQ_EVQ_LEARN / 4);
 	cr_assert_eq(rq_evq_wait(ep, ev, 8, &now), 4);
 }
 

@@ -112,27 +112,169 @@ int rq_fuzz_http(const uint8_t *data, size_t size)
 	return 0;
 }
 
+/*
+ * The log formats' rules on one whole line b[0..n) (without its newline),
+ * written again here from README's "Log formats", index by index, as a
+ * second implementation to hold the library's against.
+ */
+static int ref_blank(unsigned char c)
+{
+	return c == ' ' || c == '\t' || c == '\r';
+}
+
+/* A logfmt key equal to f anywhere in the line. */
+static int ref_logfmt_has(const uint8_t *b, size_t n, const char *f)
+{
+	size_t i = 0, fl = strlen(f);
+
+	for (;;) {
+		size_t start;
+
+		while (i < n && b[i] <= ' ')
+			i++;
+		if (i == n)
+			return 0;
+		for (start = i; i < n && b[i] > ' ' && b[i] != '=' && b[i] != '"'; i++)
+			;
+		if (i < n && b[i] == '=') {
+			if (i - start == fl && !memcmp(b + start, f, fl))
+				return 1;
+			i++;
+		}
+		if (i < n && b[i] == '"') {
+			for (i++; i < n && b[i] != '"'; i++)
+				if (b[i] == '\\' && ++i == n)
+					return 0;
+			if (i == n)
+				return 0;
+			i++;
+		}
+		while (i < n && b[i] > ' ')
+			i++;
+	}
+}
+
+/* A top-level key equal to f in the object whose members are b[0..n) on. */
+static int ref_json_has(const uint8_t *b, size_t n, const char *f)
+{
+	size_t i = 0, fl = strlen(f);
+	int depth = 1, key = 1;
+
+	while (i < n) {
+		unsigned char c = b[i];
+
+		if (c == '"') {
+			int is_key = depth == 1 && key, bs = 0;
+			size_t start = ++i;
+
+			for (; i < n && b[i] != '"'; i++)
+				if (b[i] == '\\') {
+					bs = 1;
+					if (++i == n)
+						return 0;
+				}
+			if (i == n)
+				return 0;
+			if (is_key)
+				key = 0;
+			if (is_key && !bs && i - start == fl && !memcmp(b + start, f, fl)) {
+				for (i++; i < n && ref_blank(b[i]); i++)
+					;
+				if (i < n && b[i] == ':')
+					return 1;
+				continue;
+			}
+			i++;
+			continue;
+		}
+		if (c == '{' || c == '[')
+			depth++;
+		else if ((c == '}' || c == ']') && --depth == 0)
+			return 0;
+		else if (c == ',' && depth == 1)
+			key = 1;
+		else if (c == ':' && depth == 1)
+			key = 0;
+		i++;
+	}
+	return 0;
+}
+
+/* A JSON line: returns the bytes up to and with its brace (0: not one). */
+static size_t ref_json_open(const uint8_t *b, size_t n, int *empty)
+{
+	size_t i = 0, j;
+
+	while (i < n && ref_blank(b[i]))
+		if (++i > 255)
+			return 0;
+	if (i == n || b[i] != '{')
+		return 0;
+	for (j = i + 1; j < n && ref_blank(b[j]); j++)
+		;
+	*empty = j < n && b[j] == '}';
+	return j == n || b[j] == '"' || b[j] == '}' ? i + 1 : 0;
+}
+
+/* Appends line b[0..n) (and its newline, if nl) as the format puts it out. */
+static size_t ref_put(char *out, int format, const char *id, const uint8_t *b, size_t n, int nl)
+{
+	char pfx[200], pair[200], member[200];
+	size_t w = 0, open, pl, ml;
+	int empty = 0;
+
+	pl = (size_t)snprintf(pfx, sizeof(pfx), "[req:%s] ", id);
+	ml = (size_t)snprintf(member, sizeof(member), "\"request_id\":\"%s\",", id);
+	snprintf(pair, sizeof(pair), strchr(id, '=') ? "request_id=\"%s\" " : "request_id=%s ", id);
+	if (format == RQ_FMT_LOGFMT) {
+		if (!ref_logfmt_has(b, n, "request_id"))
+			w += (size_t)sprintf(out, "%s", pair);
+	} else if (format >= RQ_FMT_JSON && (open = ref_json_open(b, n, &empty))) {
+		memcpy(out, b, open);
+		w = open;
+		if (!ref_json_has(b + open, n - open, "request_id")) {
+			memcpy(out + w, member, ml - (size_t)empty);
+			w += ml - (size_t)empty;
+		}
+		b += open;
+		n -= open;
+	} else if (!(n >= pl && !memcmp(b, pfx, pl))) {
+		memcpy(out, pfx, pl);
+		w = pl;
+	}
+	memcpy(out + w, b, n);
+	w += n;
+	if (nl)
+		out[w++] = '\n';
+	return w;
+}
+
 int rq_fuzz_prefix(const uint8_t *data, size_t size)
 {
-	static const char *const ids[] = { "a", "req-1", "0123456789abcdef0123456789abcdef" };
-	static char want[1 << 20];
+	static const char *const ids[] = { "a", "req-1", "0123456789abcdef0123456789abcdef",
+					   "YWJj==" };
+	static const char *const formats[] = { "REQCTX_FORMAT=prefix", "REQCTX_FORMAT=logfmt",
+					       "REQCTX_FORMAT=json", "REQCTX_FORMAT=auto" };
+	static char want[1 << 21];
+	const char *env[] = { NULL, NULL };
 	struct rq_ctx c = { .serial = 0 };
-	char pfx[64];
-	size_t done = 0, plen, w = 0;
-	int pieces;
+	size_t done = 0, w = 0;
+	int pieces, format;
 
 	if (size < 2 || size > 30000)
 		return 0;
+	format = data[1] >> 4 & 3;
+	env[0] = formats[format];
 	init_once();
+	test_config(env);
 	fake_install();
 	fake_reset(data[0] & 0x80 ? 0 : data[0] % 64 + 1);
 	CHECK(rq_fd_set_log(300) == 0);
 	c.serial = rq_serial_next();
-	strcpy(c.id, ids[data[1] % 3]);
+	strcpy(c.id, ids[data[1] & 3]);
 	c.len = (uint32_t)strlen(c.id);
 	rq_ctx_set(&c);
-	plen = (size_t)snprintf(pfx, sizeof(pfx), "[req:%s] ", c.id);
-	pieces = data[1] / 3 % 4 + 1;
+	pieces = (data[1] >> 2 & 3) + 1;
 	data += 2;
 	size -= 2;
 	while (done < size) {
@@ -152,22 +294,28 @@ int rq_fuzz_prefix(const uint8_t *data, size_t size)
 		done += (size_t)r;
 	}
 	/*
-	 * Stripping each inserted prefix gives back the input: every line starts
-	 * with the prefix, once; a line that started with it already (with the
-	 * whole prefix in the call that started it: here, the rest of the input)
-	 * got none of its own.
+	 * A text owed after the last caller byte (a JSON line's member after a
+	 * brace that ends the input, cut by the kernel) goes out with the next
+	 * write: the program ends its last line.
+	 */
+	if (size && data[size - 1] != '\n') {
+		struct iovec v = { "\n", 1 };
+		struct rq_call k = { .how = RQ_WRITE };
+
+		CHECK(rq_io_write(300, &v, 1, &k) == 1);
+	}
+	/*
+	 * Every line gets what the format's rules give for its bytes (the call
+	 * that starts each line holds the rest of the input: here, the whole
+	 * line), whatever the kernel took per call and however the call was
+	 * split into iovecs: stripping what was inserted gives back the input.
 	 */
 	for (size_t i = 0; i < size;) {
 		const uint8_t *nl = memchr(data + i, '\n', size - i);
-		size_t len = nl ? (size_t)(nl - (data + i)) + 1 : size - i;
+		size_t len = nl ? (size_t)(nl - (data + i)) : size - i;
 
-		if (!(size - i >= plen && !memcmp(data + i, pfx, plen))) {
-			memcpy(want + w, pfx, plen);
-			w += plen;
-		}
-		memcpy(want + w, data + i, len);
-		w += len;
-		i += len;
+		w += ref_put(want + w, format, c.id, data + i, len, 1);
+		i += len + (nl != NULL);
 	}
 	CHECK(fk.len == w && memcmp(fk.out, want, w) == 0);
 	rq_fd_forget(300);

@@ -15,11 +15,14 @@
 int rq_fuzz_http(const uint8_t *data, size_t size);
 
 /*
- * The line prefixer: the first byte picks how many bytes the fake kernel
- * takes per call (or no limit), the second the ID and how many iovecs each
- * call splits the rest into; the rest is written to a log stream, again
- * after each short write. Stripping the prefixes must give back the input
- * exactly, and a line that starts with the prefix itself gets none.
+ * The line prefixer in every log format: the first byte picks how many bytes
+ * the fake kernel takes per call (or no limit), the second the ID (bits 0-1),
+ * how many iovecs each call splits the rest into (bits 2-3) and the format
+ * (bits 4-5: prefix, logfmt, json, auto); the rest is written to a log
+ * stream, again after each short write. Each line must come out as the
+ * format's rules, written again in the target, give it (its prefix, pair or
+ * member where they go, or nothing for a line that has it already), so that
+ * stripping what was inserted gives back the input exactly.
  */
 int rq_fuzz_prefix(const uint8_t *data, size_t size);
 

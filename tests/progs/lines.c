@@ -12,6 +12,8 @@
  *                        handler that write(2)s "sig\n" (the test sends the signals)
  *   lines linebuf        stdout line-buffered (setvbuf) with a 64-byte buffer:
  *                        partial lines, lines longer than the buffer, putchar_unlocked
+ *   lines formats        write(2) and writev of JSON, logfmt and text lines on stderr,
+ *                        whole and in pieces, inside reqctx_run("abc")
  *   lines returns        the stdio calls' return values on a buffered stdout and an
  *                        unbuffered stderr, 3000 times each: exits 10 + the call
  *                        that returned something else than glibc documents
@@ -22,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -165,6 +168,36 @@ static int own(void)
 	return 0;
 }
 
+static void formats_body(void *arg)
+{
+	struct iovec v[2] = { { "{", 1 }, { "\"c\":4}\n", 7 } };
+
+	(void)arg;
+	raw(2, "{\"w\":1}\n");
+	raw(2, "{\"a\":");
+	raw(2, "2}\n");
+	raw(2, "  ");
+	raw(2, "{\"b\":3}\n");
+	if (writev(2, v, 2) != 8)
+		_exit(3);
+	raw(2, "{}\n{ }\ntext\n");
+	raw(2, "level=info request_id=mine\n");
+	raw(2, "{\"request_id\":\"mine\"}\n");
+	fprintf(stderr, "{\"f\":");
+	raw(2, "5}\n");
+}
+
+static int formats(void)
+{
+	int (*run)(const char *, void (*)(void *), void *) =
+		(int (*)(const char *, void (*)(void *), void *))dlsym(RTLD_DEFAULT, "reqctx_run");
+
+	if (run)
+		return run("abc", formats_body, NULL) ? 8 : 0;
+	formats_body(NULL);
+	return 0;
+}
+
 static volatile sig_atomic_t handled;
 
 static void on_usr1(int sig)
@@ -265,6 +298,8 @@ int main(int argc, char **argv)
 		return workers(atoi(argv[2]));
 	if (argc >= 2 && !strcmp(argv[1], "own"))
 		return own();
+	if (argc >= 2 && !strcmp(argv[1], "formats"))
+		return formats();
 	if (argc >= 3 && !strcmp(argv[1], "partial"))
 		return partial(atoi(argv[2]));
 	return 2;

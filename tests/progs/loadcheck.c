@@ -15,13 +15,33 @@
  * Exit status: 0 if only ok lines and no bad request, 1 otherwise, 2 on a
  * usage error or when the --echo-ids file cannot be written.
  *
+ * --format json|logfmt (default prefix) reads the ID from another format:
+ * each line that names a request must then be, whole, a valid JSON object
+ * (RFC 8259, parsed strictly) with the --field (request_id) as a top-level
+ * key whose value is a string, or a valid logfmt line (key=value pairs, a
+ * value bare or a quoted string with backslash escapes) with that key; a
+ * line that is not is counted as unprefixed.
+ *
  * --echo-ids FILE also writes the ID echoed to every request that sent none
  * of its own, one per line in request order, so that a caller can check the
  * generated IDs (for instance that none repeats across a server's workers).
+ *
+ * --token-header NAME sends each request's token in header NAME instead of
+ * its URL, which is then the --path-prefix alone: every request has the same
+ * request line, and the server's log names the token through that header.
+ *
+ * --stop PID:SIG sends signal SIG to PID once every request is answered and
+ * --settle-ms have passed, and waits (up to --timeout-ms) until PID has
+ * exited before reading the logs: a server that buffers its log writes what
+ * it holds when it stops.
+ *
+ * --tls speaks HTTPS: each connection is an OpenSSL client (no certificate
+ * check: the suites' servers use self-signed ones), keep-alive as over TCP.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <netdb.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -35,6 +55,9 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 /* Largest response head accepted. */
 #define HEAD_MAX 65536
@@ -67,13 +90,14 @@ struct rq {
 	bool retried;	/* resent once after a reused connection closed under it */
 };
 
-enum cstate { S_FREE, S_CONNECTING, S_SENDING, S_RECEIVING };
+enum cstate { S_FREE, S_CONNECTING, S_HANDSHAKE, S_SENDING, S_RECEIVING };
 
 enum rstate { R_HEAD, R_BODY_CL, R_BODY_EOF, R_CHUNK_SIZE, R_CHUNK_DATA, R_CHUNK_CRLF, R_TRAILER, R_DONE };
 
 /* One client connection. */
 struct conn {
 	int fd;
+	SSL *ssl;	/* --tls */
 	enum cstate st;
 	long req;	/* index of the request in flight, or -1 */
 	char out[1024];
@@ -103,7 +127,14 @@ static struct {
 	long timeout_ms;
 	long settle_ms;
 	const char *echo_ids;	/* file for the generated echoed IDs, or NULL */
+	bool tls;
+	int format;		/* 0 prefix, 1 json, 2 logfmt */
+	const char *field;
+	const char *token_header; /* the token goes in this header, not the URL */
+	long stop_pid;		/* stopped with stop_sig before the logs are read (0: none) */
+	int stop_sig;
 } opt = {
+	.field = "request_id",
 	.host = "127.0.0.1", .cid_share = 0.5, .path_prefix = "/t/", .timeout_ms = 20000, .settle_ms = 300,
 };
 
@@ -115,6 +146,7 @@ static struct addrinfo *addr;
 static char host_hdr[300];
 static long counts[C_N];
 static long n_ok, n_lines;
+static SSL_CTX *tls_ctx;
 
 static long now_ms(void)
 {
@@ -178,6 +210,10 @@ static void fail_req(struct conn *c, const char *why)
 
 static void conn_drop(struct conn *c)
 {
+	if (c->ssl) {
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+	}
 	if (c->fd >= 0) {
 		epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
 		close(c->fd);
@@ -199,8 +235,14 @@ static void build_request(struct conn *c, long i)
 	int n;
 
 	token(i, tk, sizeof(tk));
-	n = snprintf(c->out, sizeof(c->out), "GET %s%s HTTP/1.1\r\nHost: %s\r\nUser-Agent: loadcheck\r\n",
-		     opt.path_prefix, tk, host_hdr);
+	if (opt.token_header)
+		n = snprintf(c->out, sizeof(c->out),
+			     "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: loadcheck\r\n%s: %s\r\n",
+			     opt.path_prefix, host_hdr, opt.token_header, tk);
+	else
+		n = snprintf(c->out, sizeof(c->out),
+			     "GET %s%s HTTP/1.1\r\nHost: %s\r\nUser-Agent: loadcheck\r\n", opt.path_prefix,
+			     tk, host_hdr);
 	if (rqs[i].has_cid) {
 		client_id(i, cid, sizeof(cid));
 		n += snprintf(c->out + n, sizeof(c->out) - (size_t)n, "X-Request-Id: %s\r\n", cid);
@@ -492,15 +534,70 @@ static void response_done(struct conn *c)
 	conn_next(c);
 }
 
+/*
+ * One read or write of the connection: the socket's, or OpenSSL's with --tls.
+ * Returns what read(2)/write(2) would, with errno EAGAIN when OpenSSL wants
+ * the socket readable (*want_in) or writable first.
+ */
+static ssize_t conn_io(struct conn *c, int writing, void *buf, size_t n, bool *want_in)
+{
+	int r, e;
+
+	*want_in = !writing;
+	if (!c->ssl)
+		return writing ? write(c->fd, buf, n) : read(c->fd, buf, n);
+	ERR_clear_error();
+	r = writing ? SSL_write(c->ssl, buf, (int)n) : SSL_read(c->ssl, buf, (int)n);
+	if (r > 0)
+		return r;
+	e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		*want_in = e == SSL_ERROR_WANT_READ;
+		errno = EAGAIN;
+		return -1;
+	}
+	if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0))
+		return 0;
+	if (e == SSL_ERROR_SSL)
+		errno = EPROTO;
+	return -1;
+}
+
+/* The TLS handshake, non-blocking: 1 when done, 0 to wait (watching what it wants), -1. */
+static int handshake(struct conn *c)
+{
+	int r, e;
+
+	if (!c->ssl) {
+		if (!(c->ssl = SSL_new(tls_ctx)) || !SSL_set_fd(c->ssl, c->fd))
+			return -1;
+		SSL_set_connect_state(c->ssl);
+	}
+	ERR_clear_error();
+	if ((r = SSL_do_handshake(c->ssl)) == 1)
+		return 1;
+	e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+		return watch(c, e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT, EPOLL_CTL_MOD) == 0 ? 0
+												  : -1;
+	return -1;
+}
+
 static void on_readable(struct conn *c)
 {
 	for (;;) {
-		ssize_t n = read(c->fd, c->in + c->inlen, HEAD_MAX - c->inlen);
+		bool want_in;
+		ssize_t n = conn_io(c, 0, c->in + c->inlen, HEAD_MAX - c->inlen, &want_in);
 
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 && errno == EAGAIN)
+		if (n < 0 && errno == EAGAIN) {
+			if (!want_in)
+				watch(c, EPOLLOUT, EPOLL_CTL_MOD);
+			else
+				watch(c, EPOLLIN | EPOLLRDHUP, EPOLL_CTL_MOD);
 			return;
+		}
 		if (n <= 0) {
 			if (n == 0 && c->rs == R_BODY_EOF) {
 				c->rs = R_DONE;
@@ -539,16 +636,32 @@ static void on_event(struct conn *c, uint32_t events)
 			conn_next(c);
 			return;
 		}
+		c->st = opt.tls ? S_HANDSHAKE : S_SENDING;
+	}
+	if (c->st == S_HANDSHAKE) {
+		int h = handshake(c);
+
+		if (h < 0) {
+			fail_req(c, "TLS handshake failed");
+			conn_drop(c);
+			conn_next(c);
+			return;
+		}
+		if (h == 0)
+			return;
 		c->st = S_SENDING;
 	}
 	if (c->st == S_SENDING) {
 		while (c->outoff < c->outlen) {
-			ssize_t n = write(c->fd, c->out + c->outoff, c->outlen - c->outoff);
+			bool want_in;
+			ssize_t n = conn_io(c, 1, c->out + c->outoff, c->outlen - c->outoff, &want_in);
 
 			if (n < 0 && errno == EINTR)
 				continue;
-			if (n < 0 && errno == EAGAIN)
+			if (n < 0 && errno == EAGAIN) {
+				watch(c, want_in ? EPOLLIN : EPOLLOUT, EPOLL_CTL_MOD);
 				return;
+			}
 			if (n <= 0) {
 				conn_failed(c, strerror(errno));
 				return;
@@ -629,6 +742,268 @@ static size_t prefixed_id(const char *line, size_t len, const char **id)
 	return n;
 }
 
+/* ---- strict JSON (RFC 8259) -------------------------------------------- */
+
+struct jp {
+	const char *p, *e;
+};
+
+static void j_ws(struct jp *j)
+{
+	while (j->p < j->e && (*j->p == ' ' || *j->p == '\t' || *j->p == '\r' || *j->p == '\n'))
+		j->p++;
+}
+
+static bool hexd(char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* A string at j->p; *v, *n: its raw contents, *esc: whether it has escapes. */
+static bool j_string(struct jp *j, const char **v, size_t *n, bool *esc)
+{
+	const char *start;
+
+	if (j->p >= j->e || *j->p != '"')
+		return false;
+	start = ++j->p;
+	*esc = false;
+	while (j->p < j->e && *j->p != '"') {
+		unsigned char c = (unsigned char)*j->p;
+
+		if (c < 0x20)
+			return false;
+		if (c == '\\') {
+			*esc = true;
+			if (++j->p >= j->e)
+				return false;
+			if (*j->p == 'u') {
+				if (j->e - j->p < 5 || !hexd(j->p[1]) || !hexd(j->p[2]) || !hexd(j->p[3]) ||
+				    !hexd(j->p[4]))
+					return false;
+				j->p += 4;
+			} else if (!strchr("\"\\/bfnrt", *j->p)) {
+				return false;
+			}
+		}
+		j->p++;
+	}
+	if (j->p >= j->e)
+		return false;
+	*v = start;
+	*n = (size_t)(j->p - start);
+	j->p++;
+	return true;
+}
+
+static bool digits(struct jp *j)
+{
+	const char *s = j->p;
+
+	while (j->p < j->e && *j->p >= '0' && *j->p <= '9')
+		j->p++;
+	return j->p > s;
+}
+
+static bool j_number(struct jp *j)
+{
+	if (j->p < j->e && *j->p == '-')
+		j->p++;
+	if (j->p < j->e && *j->p == '0')
+		j->p++;
+	else if (!digits(j))
+		return false;
+	if (j->p < j->e && *j->p == '.' && (j->p++, !digits(j)))
+		return false;
+	if (j->p < j->e && (*j->p == 'e' || *j->p == 'E')) {
+		j->p++;
+		if (j->p < j->e && (*j->p == '+' || *j->p == '-'))
+			j->p++;
+		if (!digits(j))
+			return false;
+	}
+	return true;
+}
+
+static bool j_word(struct jp *j, const char *w)
+{
+	size_t n = strlen(w);
+
+	if ((size_t)(j->e - j->p) < n || memcmp(j->p, w, n))
+		return false;
+	j->p += n;
+	return true;
+}
+
+static bool j_value(struct jp *j, int depth, const char **id, size_t *idn);
+
+/* An object; at depth 0, the --field's string value goes to *id. */
+static bool j_object(struct jp *j, int depth, const char **id, size_t *idn)
+{
+	j->p++;
+	j_ws(j);
+	if (j->p < j->e && *j->p == '}')
+		return j->p++, true;
+	for (;;) {
+		const char *k, *v;
+		size_t kn, vn;
+		bool esc, vesc;
+
+		j_ws(j);
+		if (!j_string(j, &k, &kn, &esc))
+			return false;
+		j_ws(j);
+		if (j->p >= j->e || *j->p++ != ':')
+			return false;
+		j_ws(j);
+		if (depth == 0 && !esc && kn == strlen(opt.field) && !memcmp(k, opt.field, kn) &&
+		    j->p < j->e && *j->p == '"') {
+			if (!j_string(j, &v, &vn, &vesc))
+				return false;
+			if (*id) /* a key twice */
+				return false;
+			*id = vesc ? "" : v; /* an escaped value is no ID */
+			*idn = vesc ? 0 : vn;
+		} else if (!j_value(j, depth + 1, id, idn)) {
+			return false;
+		}
+		j_ws(j);
+		if (j->p < j->e && *j->p == ',') {
+			j->p++;
+			continue;
+		}
+		if (j->p < j->e && *j->p == '}')
+			return j->p++, true;
+		return false;
+	}
+}
+
+static bool j_value(struct jp *j, int depth, const char **id, size_t *idn)
+{
+	const char *v;
+	size_t n;
+	bool esc;
+
+	if (depth > 64 || j->p >= j->e)
+		return false;
+	switch (*j->p) {
+	case '{':
+		return j_object(j, depth, id, idn);
+	case '[':
+		j->p++;
+		j_ws(j);
+		if (j->p < j->e && *j->p == ']')
+			return j->p++, true;
+		for (;;) {
+			j_ws(j);
+			if (!j_value(j, depth + 1, id, idn))
+				return false;
+			j_ws(j);
+			if (j->p < j->e && *j->p == ',') {
+				j->p++;
+				continue;
+			}
+			if (j->p < j->e && *j->p == ']')
+				return j->p++, true;
+			return false;
+		}
+	case '"':
+		return j_string(j, &v, &n, &esc);
+	case 't':
+		return j_word(j, "true");
+	case 'f':
+		return j_word(j, "false");
+	case 'n':
+		return j_word(j, "null");
+	default:
+		return j_number(j);
+	}
+}
+
+/* The --field's value in line, a whole JSON object; 0 if the line is none or has no such string. */
+static size_t json_id(const char *line, size_t len, const char **id)
+{
+	struct jp j = { line, line + len };
+	size_t n = 0;
+
+	*id = NULL;
+	j_ws(&j);
+	if (j.p >= j.e || *j.p != '{' || !j_object(&j, 0, id, &n))
+		return 0;
+	j_ws(&j);
+	return j.p == j.e && *id ? n : 0;
+}
+
+/* The --field's value in line, a whole logfmt line; 0 if the line is none or lacks the key. */
+static size_t logfmt_id(const char *line, size_t len, const char **id)
+{
+	const char *p = line, *e = line + len;
+	size_t found = 0;
+
+	while (p < e) {
+		const char *k = p, *v;
+		size_t kn, vn;
+
+		while (p < e && (unsigned char)*p > ' ' && *p != '=' && *p != '"')
+			p++;
+		kn = (size_t)(p - k);
+		if (!kn)
+			return 0;
+		v = p;
+		vn = 0;
+		if (p < e && *p == '=') {
+			v = ++p;
+			if (p < e && *p == '"') {
+				bool esc = false;
+
+				for (v = ++p; p < e && *p != '"'; p++) {
+					if ((unsigned char)*p < 0x20)
+						return 0;
+					if (*p == '\\') {
+						esc = true;
+						if (++p == e)
+							return 0;
+					}
+				}
+				if (p == e)
+					return 0;
+				vn = esc ? 0 : (size_t)(p - v);
+				p++;
+			} else {
+				while (p < e && (unsigned char)*p > ' ' && *p != '=' && *p != '"')
+					p++;
+				vn = (size_t)(p - v);
+			}
+		}
+		if (p < e && *p != ' ')
+			return 0;
+		if (kn == strlen(opt.field) && !memcmp(k, opt.field, kn)) {
+			if (found)
+				return 0; /* a key twice */
+			*id = v;
+			found = vn ? vn : (size_t)-1;
+		}
+		while (p < e && *p == ' ')
+			p++;
+	}
+	return found == (size_t)-1 ? 0 : found;
+}
+
+/* The request ID a log line names in the --format, 0 if none. */
+static size_t line_id(const char *line, size_t len, const char **id)
+{
+	size_t n = opt.format == 1 ? json_id(line, len, id)
+		   : opt.format == 2 ? logfmt_id(line, len, id)
+		   : prefixed_id(line, len, id);
+
+	if (n > ID_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!id_char((unsigned char)(*id)[i]))
+			return 0;
+	return n;
+}
+
 /* Collects the distinct request indexes whose token is in line; returns how many. */
 static int find_tokens(const char *line, size_t len, long *idx)
 {
@@ -675,7 +1050,7 @@ static void check_line(const char *line, size_t len)
 	for (int j = 0; j < k; j++)
 		rqs[idx[j]].nlines++;
 	want = expected_id(idx[0], buf, sizeof(buf));
-	idn = prefixed_id(line, len, &id);
+	idn = line_id(line, len, &id);
 	if (idn == 0)
 		bad(C_UNPREFIXED, "expected %s: %.*s", want ? want : "(no echo)", q, line);
 	else if (idn == strlen("unknown") && memcmp(id, "unknown", idn) == 0)
@@ -759,6 +1134,45 @@ static int dump_echo_ids(void)
 	return 0;
 }
 
+/* 1 while process pid exists and has not exited (a zombie has). */
+static bool alive(long pid)
+{
+	char path[64], buf[512], *p;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	if (!(f = fopen(path, "r")))
+		return false;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	p = strrchr(buf, ')'); /* the state follows the command name */
+	return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+}
+
+/* Stops the server (--stop) and waits until it has exited. Returns 0, or -1 if it did not. */
+static int stop_server(void)
+{
+	long end = now_ms() + opt.timeout_ms;
+
+	if (kill((pid_t)opt.stop_pid, opt.stop_sig) < 0 && errno != ESRCH) {
+		fprintf(stderr, "loadcheck: kill %ld: %s\n", opt.stop_pid, strerror(errno));
+		return -1;
+	}
+	while (alive(opt.stop_pid)) {
+		struct timespec ts = { 0, 10000000 };
+
+		if (now_ms() > end) {
+			fprintf(stderr, "loadcheck: %ld did not exit after signal %d\n", opt.stop_pid,
+				opt.stop_sig);
+			return -1;
+		}
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
 /* ---- start-up ----------------------------------------------------------- */
 
 static void usage(void)
@@ -768,7 +1182,8 @@ static void usage(void)
 		"                 --log FILE [--log FILE ...] [--lines-per-request K]\n"
 		"                 [--client-id-share 0.5] [--prefix '[req:%%s] ']\n"
 		"                 [--path-prefix /t/] [--timeout-ms 20000] [--settle-ms 300]\n"
-		"                 [--echo-ids FILE]\n");
+		"                 [--echo-ids FILE] [--format prefix|json|logfmt]\n"
+		"                 [--field request_id] [--token-header NAME] [--stop PID:SIG] [--tls]\n");
 }
 
 static int num(const char *s, long lo, long hi, long *out)
@@ -831,6 +1246,11 @@ static int parse_args(int argc, char **argv)
 		{ "timeout-ms", required_argument, NULL, 't' },
 		{ "settle-ms", required_argument, NULL, 'w' },
 		{ "echo-ids", required_argument, NULL, 'e' },
+		{ "tls", no_argument, NULL, 'T' },
+		{ "format", required_argument, NULL, 'f' },
+		{ "field", required_argument, NULL, 'F' },
+		{ "token-header", required_argument, NULL, 'K' },
+		{ "stop", required_argument, NULL, 'S' },
 		{ NULL, 0, NULL, 0 },
 	};
 	long port = -1;
@@ -867,6 +1287,29 @@ static int parse_args(int argc, char **argv)
 		case 't': bad_arg = num(optarg, 1, 86400000, &opt.timeout_ms); break;
 		case 'w': bad_arg = num(optarg, 0, 600000, &opt.settle_ms); break;
 		case 'e': opt.echo_ids = optarg; break;
+		case 'T': opt.tls = true; break;
+		case 'f':
+			opt.format = !strcmp(optarg, "json") ? 1 : !strcmp(optarg, "logfmt") ? 2 : 0;
+			bad_arg = !opt.format && strcmp(optarg, "prefix");
+			break;
+		case 'F': opt.field = optarg; bad_arg = !*optarg; break;
+		case 'K':
+			opt.token_header = optarg;
+			bad_arg = !*optarg || strlen(optarg) > 64 || strpbrk(optarg, ": \r\n") != NULL;
+			break;
+		case 'S': {
+			long sig = 0;
+			char *colon = strchr(optarg, ':');
+
+			bad_arg = !colon;
+			if (colon) {
+				*colon = '\0';
+				bad_arg = num(optarg, 1, 4194304, &opt.stop_pid) < 0 ||
+					  num(colon + 1, 1, 64, &sig) < 0;
+				opt.stop_sig = (int)sig;
+			}
+			break;
+		}
 		default: return -1;
 		}
 		if (bad_arg) {
@@ -919,6 +1362,10 @@ int main(int argc, char **argv)
 	if (getrandom(&nonce, sizeof(nonce), 0) != sizeof(nonce))
 		nonce = (uint32_t)getpid() ^ (uint32_t)now_ms();
 	raise_fd_limit();
+	if (opt.tls && !(tls_ctx = SSL_CTX_new(TLS_client_method()))) {
+		fprintf(stderr, "loadcheck: SSL_CTX_new failed\n");
+		return 2;
+	}
 
 	rqs = calloc((size_t)opt.requests, sizeof(*rqs));
 	cs = calloc((size_t)opt.conns, sizeof(*cs));
@@ -950,6 +1397,8 @@ int main(int argc, char **argv)
 
 		nanosleep(&ts, NULL);
 	}
+	if (opt.stop_pid && stop_server() < 0)
+		rc = 2;
 	for (int i = 0; i < opt.nlogs; i++)
 		check_log(opt.logs[i]);
 	check_requests();

@@ -10,6 +10,7 @@
  *               the library: the line gets its prefix)
  *   printf      fprintf of one 80-byte line to "x.log" opened for appending
  *               (a log file under the library), flushed inside the loop
+ *   stderr-json write(2) of one 80-byte JSON object line to fd 2
  *   mutex       pthread_mutex_lock then pthread_mutex_unlock of an
  *               uncontended mutex (a host that never waits on a condvar)
  *   mutexq      the same, once a job queue exists (a thread waited on a
@@ -30,8 +31,10 @@
 #define IO_BYTES 64
 /* The log line: 79 characters and a newline. */
 #define LINE "GET /index.html 200 0.000123s upstream=127.0.0.1:8080 bytes=612 ua=curl/7.88.1\n"
+/* A JSON logger's line of the same length (pino's keys). */
+#define JLINE "{\"level\":30,\"time\":1700000000000,\"pid\":4242,\"msg\":\"GET /index.html 200 0.12ms\"}\n"
 
-enum mode { DEVNULL, SOCKETPAIR, STDERR, PRINTF, MUTEX, MUTEXQ };
+enum mode { DEVNULL, SOCKETPAIR, STDERR, PRINTF, STDERR_JSON, MUTEX, MUTEXQ };
 
 static int fd_a = -1, fd_b = -1;
 static FILE *logfile;
@@ -65,6 +68,7 @@ static int setup(enum mode m)
 		fd_b = sv[1];
 		return 0;
 	case STDERR:
+	case STDERR_JSON:
 		return 0;
 	case PRINTF:
 		logfile = fopen("x.log", "a");
@@ -105,6 +109,9 @@ __attribute__((noinline)) static long loop(enum mode m, long n)
 		case STDERR:
 			bad += write(2, LINE, sizeof(LINE) - 1) != sizeof(LINE) - 1;
 			break;
+		case STDERR_JSON:
+			bad += write(2, JLINE, sizeof(JLINE) - 1) != sizeof(JLINE) - 1;
+			break;
 		case PRINTF:
 			bad += fprintf(logfile, "%.*s", (int)sizeof(LINE) - 1, LINE) < 0;
 			break;
@@ -122,16 +129,17 @@ __attribute__((noinline)) static long loop(enum mode m, long n)
 
 int main(int argc, char **argv)
 {
-	static const char *const names[] = { "devnull", "socketpair", "stderr", "printf", "mutex",
-					       "mutexq" };
+	static const char *const names[] = { "devnull", "socketpair", "stderr", "printf",
+					       "stderr-json", "mutex", "mutexq" };
 	long n = argc > 2 ? atol(argv[2]) : 100000, bad;
 	int m = -1;
 
-	for (int i = 0; argc > 1 && i < 6; i++)
+	for (int i = 0; argc > 1 && i < 7; i++)
 		if (!strcmp(argv[1], names[i]))
 			m = i;
 	if (m < 0 || n < 0) {
-		fprintf(stdout, "usage: bench_calls devnull|socketpair|stderr|printf|mutex|mutexq [N]\n");
+		fprintf(stdout, "usage: bench_calls devnull|socketpair|stderr|printf|stderr-json|"
+				"mutex|mutexq [N]\n");
 		return 2;
 	}
 	if (setup((enum mode)m) < 0) {

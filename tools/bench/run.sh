@@ -482,6 +482,8 @@ done
 . "$(dirname "$0")/correlate.sh" # row 8: batched log correlation (BENCH_ROWS unset, or with 8)
 . "$(dirname "$0")/lines.sh" # multi-line writes: syscalls and time (rows "lines"; BENCH_LINES=0 skips)
 . "$(dirname "$0")/ngxcost.sh" # row 11: nginx instructions per request, and where they go (BENCH_ROWS unset, or with 11)
+. "$(dirname "$0")/formats.sh" # per-line cost in each REQCTX_FORMAT (rows "formats"; BENCH_FORMATS=0 skips)
+. "$(dirname "$0")/tls.sh" # nginx HTTPS req/s, preload / plain (row "tls"; BENCH_TLS=0 skips)
 
 say ""
 say "== summary (without = the alternative; with = under libreqctx.so)"

@@ -28,6 +28,10 @@ static const char help[] =
 	"  privileges  it is not setuid, setgid or setcap (secure-execution mode)\n"
 	"  sanitizer   (a note, only for a program built with AddressSanitizer) its\n"
 	"              runtime must be loaded before the library\n"
+	"  tls         how it speaks TLS: OpenSSL's libssl linked dynamically (its HTTPS\n"
+	"              requests get their IDs), OpenSSL linked into the program itself\n"
+	"              (WARN: its HTTPS connections cannot be reached), or neither (a\n"
+	"              libssl loaded later, as Python's ssl module does, is reached)\n"
 	"then the runtime adapter it gets (\"ok\", \"WARN\" when it is not installed,\n"
 	"\"--\" for none; it does not change the verdict), and, if it can be preloaded,\n"
 	"when its stdout and stderr become logs (once it listens or accepts; under\n"
@@ -75,6 +79,106 @@ static int needs_asan(const char *path)
 	}
 	munmap((void *)p, (size_t)st.st_size);
 	return found;
+}
+
+/* The 64-bit ELF at path, mapped whole (NULL if it is not one); *size gets its size. */
+static const unsigned char *map_elf(const char *path, size_t *size)
+{
+	const unsigned char *p;
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return NULL;
+	if (fstat(fd, &st) < 0 || (size_t)st.st_size < sizeof(Elf64_Ehdr)) {
+		close(fd);
+		return NULL;
+	}
+	p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED)
+		return NULL;
+	*size = (size_t)st.st_size;
+	if (memcmp(p, ELFMAG, SELFMAG) || p[EI_CLASS] != ELFCLASS64) {
+		munmap((void *)p, *size);
+		return NULL;
+	}
+	return p;
+}
+
+/* Section i of an ELF whose section headers were checked, if it lies within the file. */
+static const Elf64_Shdr *section(const unsigned char *p, size_t size, unsigned i)
+{
+	const Elf64_Ehdr *eh = (const Elf64_Ehdr *)p;
+	const Elf64_Shdr *sh = (const Elf64_Shdr *)(p + eh->e_shoff) + i;
+
+	return i < eh->e_shnum && sh->sh_offset <= size && sh->sh_size <= size - sh->sh_offset ? sh
+												 : NULL;
+}
+
+enum tls_kind { TLS_NONE, TLS_DYNAMIC, TLS_STATIC };
+
+/*
+ * How the program at path speaks TLS: OpenSSL inside it (SSL_write defined in
+ * its dynamic or static symbol table, as in the official Node builds),
+ * libssl as a shared library it needs, or neither as far as its file says.
+ */
+static enum tls_kind tls_kind(const char *path)
+{
+	size_t size = 0;
+	const unsigned char *p = map_elf(path, &size);
+	const Elf64_Ehdr *eh;
+	enum tls_kind k = TLS_NONE;
+
+	if (!p)
+		return TLS_NONE;
+	eh = (const Elf64_Ehdr *)p;
+	if (eh->e_shentsize != sizeof(Elf64_Shdr) || eh->e_shoff >= size ||
+	    (size - eh->e_shoff) / sizeof(Elf64_Shdr) < eh->e_shnum)
+		goto out;
+	for (unsigned i = 0; i < eh->e_shnum && k != TLS_STATIC; i++) {
+		const Elf64_Shdr *sh = section(p, size, i), *str;
+
+		if (!sh)
+			continue;
+		if (sh->sh_type == SHT_STRTAB && (sh->sh_flags & SHF_ALLOC) &&
+		    memmem(p + sh->sh_offset, sh->sh_size, "libssl.so", 9))
+			k = TLS_DYNAMIC; /* (.dynstr, where DT_NEEDED names live) */
+		if ((sh->sh_type != SHT_DYNSYM && sh->sh_type != SHT_SYMTAB) ||
+		    !(str = section(p, size, sh->sh_link)))
+			continue;
+		for (size_t s = 0; s < sh->sh_size / sizeof(Elf64_Sym); s++) {
+			const Elf64_Sym *sym = (const Elf64_Sym *)(p + sh->sh_offset) + s;
+
+			if (sym->st_shndx != SHN_UNDEF && sym->st_name < str->sh_size &&
+			    str->sh_size - sym->st_name > 9 &&
+			    !memcmp(p + str->sh_offset + sym->st_name, "SSL_write", 10)) {
+				k = TLS_STATIC;
+				break;
+			}
+		}
+	}
+out:
+	munmap((void *)p, size);
+	return k;
+}
+
+static void print_tls(const char *path)
+{
+	switch (tls_kind(path)) {
+	case TLS_STATIC:
+		printf("  WARN  tls         OpenSSL is linked into %s itself, out of LD_PRELOAD's reach: "
+		       "its HTTPS connections get one ID each and no X-Request-Id (plain HTTP is "
+		       "unaffected)\n", path);
+		break;
+	case TLS_DYNAMIC:
+		printf("  ok    tls         libssl is a shared library of %s: HTTPS requests get their "
+		       "IDs\n", path);
+		break;
+	default:
+		printf("  --    tls         no libssl linked: one loaded later (Python's ssl module) is "
+		       "reached, OpenSSL built into a module it loads is not\n");
+	}
 }
 
 /*
@@ -135,6 +239,7 @@ int rc_cmd_doctor(int argc, char **argv)
 		printf("  %-4s  %-10s  %s\n", rep.c[i].ok ? "ok" : "FAIL", rep.c[i].name,
 		       rep.c[i].msg);
 	print_adapter(path, lib_ok ? lib : NULL);
+	print_tls(path);
 	ok = lib_ok && rep.first_fail < 0;
 	if (needs_asan(path))
 		printf("  note  sanitizer   built with AddressSanitizer, whose runtime must load "

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "fields.h"
 #include "json.h"
 #include "linereader.h"
 #include "logagg.h"
@@ -19,10 +20,13 @@
 static const char help[] =
 	"Usage: reqctx logs [OPTIONS] [FILE...]\n"
 	"\n"
-	"Reads log lines of the form <prefix><text>, where the prefix is the format\n"
-	"with its %s replaced by a request ID (1-128 characters from A-Z a-z 0-9 and\n"
-	"-_.:@+=/~). FILE \"-\", or no FILE, is standard input. Lines that do not\n"
-	"match count as unprefixed; lines of any length are handled.\n"
+	"Reads log lines in every format the library writes (REQCTX_FORMAT): a line\n"
+	"that starts with the prefix (the format with its %s replaced by a request ID),\n"
+	"a JSON object line with the field as a top-level key and a string value, or\n"
+	"a line with the field as a logfmt key (FIELD=ID or FIELD=\"ID\") anywhere; an ID\n"
+	"is 1-128 characters from A-Z a-z 0-9 and -_.:@+=/~. FILE \"-\", or no FILE, is\n"
+	"standard input. Lines that name no request count as unprefixed; lines of any\n"
+	"length are handled.\n"
 	"\n"
 	"Modes (at most one; without one, every line is printed as it is):\n"
 	"  --id ID          only the lines of request ID, from all files in order;\n"
@@ -44,13 +48,16 @@ static const char help[] =
 	"Output:\n"
 	"  --json           NDJSON, one object per line:\n"
 	"                   {\"id\":\"ID\",\"file\":\"FILE\",\"line\":N,\"text\":\"...\"}\n"
-	"                   text without the prefix; \"id\":null for unprefixed lines;\n"
+	"                   text without the prefix (or the logfmt pair reqctx put at\n"
+	"                   the line start; a JSON line is kept whole); \"id\":null for\n"
+	"                   unprefixed lines;\n"
 	"                   \"file\":\"-\" for stdin; control characters as \\u00XX, bytes\n"
 	"                   that are not valid UTF-8 as \\ufffd\n"
 	"  --with-filename  print \"FILE:\" before each line (default with 2+ files)\n"
 	"  --no-filename    never print \"FILE:\"\n"
 	"Other options:\n"
 	"  --prefix FMT     the prefix format (default \"" REQCTX_DEFAULT_PREFIX "\")\n"
+	"  --field NAME     the ID's key in JSON and logfmt lines (default request_id)\n"
 	"  --follow         keep reading files as they grow, like tail -f (not with\n"
 	"                   --group or --stats); a truncated or replaced file is read\n"
 	"                   again from its start\n"
@@ -66,11 +73,10 @@ enum mode { M_ALL, M_ID, M_GROUP, M_STATS };
 struct logs {
 	enum mode mode;
 	int json, follow, names;
-	struct rc_prefix pfx;
+	struct rc_ids ids;
 	const char *id;
 	size_t id_len;
-	char *needle;      /* "\n" + head + id + tail, for the --id fast path */
-	size_t needle_len;
+	int fast;          /* --id without --json: only lines holding the ID are parsed */
 	unsigned long long matched;
 	struct rc_agg *agg;
 };
@@ -96,7 +102,7 @@ static int handle_line(struct logs *L, const char *file, unsigned long long line
 {
 	const char *id = NULL;
 	size_t id_len = 0;
-	long off = rc_prefix_match(&L->pfx, line, len, &id, &id_len);
+	long off = rc_line_id(&L->ids, line, len, &id, &id_len);
 
 	if (off < 0)
 		id = NULL;
@@ -135,28 +141,25 @@ static int scan_lines(struct logs *L, const char *file, unsigned long long *line
 }
 
 /*
- * --id without --json: only lines that start with the formatted prefix can
- * match, so memmem finds "\n<prefix>" and no other line is looked at.
+ * --id without --json: only lines that hold the ID can match, in any format,
+ * so memmem finds the ID and only the lines it is in are parsed.
  */
 static void scan_id(struct logs *L, const char *file, const char *p, size_t n)
 {
-	const char *end = p + n, *line = p, *hit;
+	const char *end = p + n, *hit = memmem(p, n, L->id, L->id_len);
 
-	if (n >= L->needle_len - 1 && !memcmp(p, L->needle + 1, L->needle_len - 1))
-		hit = p - 1;
-	else
-		hit = memmem(p, n, L->needle, L->needle_len);
 	while (hit) {
-		const char *nl;
+		const char *line = hit, *nl;
 
-		line = hit + 1;
-		nl = memchr(line, '\n', (size_t)(end - line));
+		while (line > p && line[-1] != '\n')
+			line--;
+		nl = memchr(hit, '\n', (size_t)(end - hit));
 		if (!nl)
 			nl = end;
 		handle_line(L, file, 0, line, (size_t)(nl - line));
 		if (nl == end)
 			break;
-		hit = memmem(nl, (size_t)(end - nl), L->needle, L->needle_len);
+		hit = memmem(nl, (size_t)(end - nl), L->id, L->id_len);
 	}
 }
 
@@ -167,7 +170,7 @@ static int read_file(struct logs *L, struct rc_reader *r, unsigned long long *li
 	int got;
 
 	while ((got = rc_reader_block(r, &p, &n)) > 0) {
-		if (L->needle)
+		if (L->fast)
 			scan_id(L, r->path, p, n);
 		else if (scan_lines(L, r->path, lineno, p, n) < 0)
 			return -ENOMEM;
@@ -247,12 +250,13 @@ static int parse(int argc, char **argv, struct logs *L)
 		{ "json", no_argument, NULL, 'j' },
 		{ "follow", no_argument, NULL, 'f' },
 		{ "prefix", required_argument, NULL, 'p' },
+		{ "field", required_argument, NULL, 'F' },
 		{ "with-filename", no_argument, NULL, 'H' },
 		{ "no-filename", no_argument, NULL, 'N' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *fmt = REQCTX_DEFAULT_PREFIX;
+	const char *fmt = REQCTX_DEFAULT_PREFIX, *field = "request_id";
 	int c, modes = 0, names = -1;
 
 	opterr = 0;
@@ -273,6 +277,7 @@ static int parse(int argc, char **argv, struct logs *L)
 		case 'j': L->json = 1; break;
 		case 'f': L->follow = 1; break;
 		case 'p': fmt = optarg; break;
+		case 'F': field = optarg; break;
 		case 'H': names = 1; break;
 		case 'N': names = 0; break;
 		case 'h':
@@ -289,23 +294,14 @@ static int parse(int argc, char **argv, struct logs *L)
 		return rc_usage_err("logs", "--follow does not go with --group or --stats");
 	if (L->json && L->mode == M_STATS)
 		return rc_usage_err("logs", "--json does not go with --stats");
-	if (rc_prefix_parse(fmt, &L->pfx) < 0)
+	if (rc_field_set(&L->ids, field) < 0)
+		return rc_usage_err("logs", "--field '%s' is not a field name (1-%d characters "
+				    "from A-Z a-z 0-9 _ . -)", field, RC_FIELD_MAX);
+	if (rc_prefix_parse(fmt, &L->ids.pfx) < 0)
 		return rc_usage_err("logs", "--prefix '%s' needs exactly one %%s, printable "
 				    "characters, %%%% for a literal %%, and at most %d "
 				    "characters on each side", fmt, RC_PFX_PART);
 	L->names = names >= 0 ? names : argc - optind > 1;
-	return 0;
-}
-
-/* The --id fast path's needle: "\n" + head + id + tail. */
-static int make_needle(struct logs *L)
-{
-	L->id_len = strlen(L->id);
-	L->needle_len = 1 + L->pfx.head_len + L->id_len + L->pfx.tail_len;
-	L->needle = malloc(L->needle_len + 1);
-	if (!L->needle)
-		return -ENOMEM;
-	sprintf(L->needle, "\n%s%s%s", L->pfx.head, L->id, L->pfx.tail);
 	return 0;
 }
 
@@ -322,8 +318,7 @@ int rc_cmd_logs(int argc, char **argv)
 	nfiles = optind < argc ? argc - optind : 1;
 	if (L.mode == M_ID) {
 		L.id_len = strlen(L.id);
-		if (!L.json && make_needle(&L) < 0)
-			goto oom;
+		L.fast = !L.json;
 	}
 	if (L.mode == M_GROUP || L.mode == M_STATS) {
 		L.agg = rc_agg_new(L.mode == M_GROUP);
@@ -337,7 +332,6 @@ int rc_cmd_logs(int argc, char **argv)
 		rc_agg_print_stats(L.agg);
 	if (L.agg)
 		rc_agg_free(L.agg);
-	free(L.needle);
 	if ((e = rc_out_flush()) < 0) {
 		rc_err("write error: %s", strerror(-e));
 		return RC_EXIT_FAIL;

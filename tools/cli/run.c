@@ -12,6 +12,7 @@
 #include "adapter.h"
 #include "cli.h"
 #include "config.h"
+#include "fields.h"
 #include "inspect.h"
 
 static const char help[] =
@@ -25,6 +26,13 @@ static const char help[] =
 	"                    default " REQCTX_DEFAULT_HEADER ")\n"
 	"  --prefix FMT      log prefix, exactly one %s, %% for a %    (REQCTX_PREFIX,\n"
 	"                    default \"" REQCTX_DEFAULT_PREFIX "\")\n"
+	"  --format FMT      what log lines get: prefix, logfmt (FIELD=ID first), json\n"
+	"                    (the field in JSON object lines, the prefix in the others)\n"
+	"                    or auto (the same as json)             (REQCTX_FORMAT,\n"
+	"                    default prefix)\n"
+	"  --field NAME      the ID's key in logfmt and JSON lines, 1-64 characters\n"
+	"                    from A-Z a-z 0-9 _ . -                  (REQCTX_FIELD,\n"
+	"                    default request_id)\n"
 	"  --log-file GLOB   files opened for append whose name matches GLOB are logs;\n"
 	"                    repeatable, added to the existing list    (REQCTX_LOG_FILES,\n"
 	"                    default " REQCTX_DEFAULT_LOG_FILES ")\n"
@@ -49,7 +57,7 @@ static const char help[] =
 	"not found.\n";
 
 struct run_opts {
-	const char *header, *prefix, *log_fds, *child_fds;
+	const char *header, *prefix, *log_fds, *child_fds, *format, *field;
 	int no_echo, bare, no_handoff, no_crash, force;
 	char globs[RQ_GLOBS_BYTES];
 	int nglobs;
@@ -92,6 +100,8 @@ static int parse(int argc, char **argv, struct run_opts *o)
 	static const struct option longs[] = {
 		{ "header", required_argument, NULL, 'H' },
 		{ "prefix", required_argument, NULL, 'p' },
+		{ "format", required_argument, NULL, 'm' },
+		{ "field", required_argument, NULL, 'k' },
 		{ "log-file", required_argument, NULL, 'l' },
 		{ "log-fds", required_argument, NULL, 'f' },
 		{ "child-log-fds", required_argument, NULL, 'c' },
@@ -104,6 +114,7 @@ static int parse(int argc, char **argv, struct run_opts *o)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct rc_prefix pfx;
+	struct rc_ids ids;
 	int c;
 
 	opterr = 0;
@@ -123,6 +134,19 @@ static int parse(int argc, char **argv, struct run_opts *o)
 						    "and at most %d characters on each side",
 						    optarg, RC_PFX_PART);
 			o->prefix = optarg;
+			break;
+		case 'm':
+			if (rq_config_format_parse(optarg) < 0)
+				return rc_usage_err("run", "--format '%s' is not prefix, logfmt, json "
+						    "or auto", optarg);
+			o->format = optarg;
+			break;
+		case 'k':
+			if (rc_field_set(&ids, optarg) < 0)
+				return rc_usage_err("run", "--field '%s' is not a field name (1-%d "
+						    "characters from A-Z a-z 0-9 _ . -)", optarg,
+						    RC_FIELD_MAX);
+			o->field = optarg;
 			break;
 		case 'l':
 			if (add_glob(o, optarg))
@@ -214,6 +238,8 @@ static int set_env(const struct run_opts *o, const char *lib)
 	if (set_top() ||
 	    ((o->header && setenv("REQCTX_HEADER", o->header, 1)) ||
 	    (o->prefix && setenv("REQCTX_PREFIX", o->prefix, 1)) ||
+	    (o->format && setenv("REQCTX_FORMAT", o->format, 1)) ||
+	    (o->field && setenv("REQCTX_FIELD", o->field, 1)) ||
 	    (o->nglobs && setenv("REQCTX_LOG_FILES", o->globs, 1)) ||
 	    (o->log_fds && setenv("REQCTX_LOG_FDS", o->log_fds, 1)) ||
 	    (o->child_fds && setenv("REQCTX_CHILD_LOG_FDS", o->child_fds, 1)) ||
