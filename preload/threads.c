@@ -172,11 +172,9 @@ RQ_EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
 
 	if (unlikely(!rq_ready()))
 		return passthrough(&real.lock, m);
-	if (likely(!rq_handoff_on()))
-		return real.lock(m); /* a tail call: nothing to note (handoff.h) */
 	r = real.lock(m);
 	if (r == 0)
-		rq_handoff_locked(m);
+		rq_handoff_locked(m); /* tests rq_ho_active once m is held (handoff.h) */
 	return r;
 }
 
@@ -186,11 +184,9 @@ RQ_EXPORT int pthread_mutex_trylock(pthread_mutex_t *m)
 
 	if (unlikely(!rq_ready()))
 		return passthrough(&real.trylock, m);
-	if (likely(!rq_handoff_on()))
-		return real.trylock(m); /* a tail call: nothing to note (handoff.h) */
 	r = real.trylock(m);
 	if (r == 0)
-		rq_handoff_locked(m);
+		rq_handoff_locked(m); /* tests rq_ho_active once m is held (handoff.h) */
 	return r;
 }
 

@@ -40,9 +40,12 @@
 /*
  * Condvars whose consumers' mutex is known: 0 until the first untimed
  * pthread_cond_wait (with REQCTX_HANDOFF=1), and it never goes back. While it
- * is 0 a lock or unlock does nothing more than this load. A producer's lock
- * taken before it turned 1 cannot be one the hand-off needs: the consumer
- * that turned it held that mutex, and released it (inside its wait) after.
+ * is 0 a lock or unlock does nothing more than this load. A lock reads it
+ * once the mutex is held: a lock that reads 0 then cannot be one a hand-off
+ * needs, because the consumer that turned it 1 held that mutex and turned
+ * it before releasing it (inside its wait), so a lock that acquires the
+ * mutex after that release reads 1. (Read before the lock, a producer could
+ * read 0, block, and get the mutex from the first consumer's wait unnoted.)
  */
 extern _Atomic int rq_ho_active;
 

@@ -72,3 +72,22 @@ Test(threads, a_pool_that_signals_only_idle_workers_runs_each_job_in_its_request
 			 "[req:unknown] managed thread joined\n"
 			 "[req:unknown] main done\n");
 }
+
+/*
+ * The process's first hand-off, with the producer blocked on the mutex
+ * before the consumer's first wait (tests/progs/firstwait.c): the producer's
+ * lock notes the mutex although hand-offs were off when it was called.
+ */
+Test(threads, a_producer_blocked_on_the_mutex_at_the_first_wait_hands_off_its_context)
+{
+	static const char *const env[] = { "REQCTX_LOG_FDS=2", NULL };
+	char prog[256], err[160];
+	char *argv[] = { prog, NULL };
+
+	snprintf(prog, sizeof(prog), "%s/progs/O2/firstwait", bdir());
+	snprintf(err, sizeof(err), "%s/err", dir);
+	cr_assert_eq(proc_run(argv, env, 1, NULL, err), 0);
+	cr_assert_str_eq(slurp(err, NULL),
+			 "[req:first] consumer took the first job\n"
+			 "[req:unknown] main done\n");
+}
