@@ -236,6 +236,165 @@ Test(http, lines_read_whole_agree_with_lines_read_byte_by_byte)
 			  "H-;H-;");
 }
 
+/*
+ * The request scanner as conn.c drives it for REQCTX_CORRELATE: a message
+ * starts where rq_req_at_start says before a call, and its request line is
+ * found in the bytes each call consumed (as corr_read does). Reports
+ * "L<line>;" at each request line's end, "H<id>|<trace>;" per head (<id>
+ * the kept ID or "-"; <trace> the traceparent's trace-id digits when no ID
+ * was kept, "ok" when one was, "-" when it is not valid or was lost),
+ * "B;" per body end and "D;".
+ */
+static const char *cscan(const char *s, size_t len, size_t chunk)
+{
+	static char out[8192], line[512];
+	size_t ll = 0;
+	int on = 0;
+	struct rq_req p;
+
+	memset(&p, 0, sizeof(p));
+	out[0] = '\0';
+	for (size_t at = 0; at < len; at += chunk) {
+		size_t n = len - at < chunk ? len - at : chunk, off = 0;
+
+		while (off < n) {
+			const char *b = s + at + off;
+			int fresh = !on && rq_req_at_start(&p);
+			enum rq_ev ev;
+			size_t k = rq_req_feed(&p, b, n - off, &ev), i = 0, e;
+
+			if (fresh) {
+				while (i < k && (b[i] == '\r' || b[i] == '\n'))
+					i++;
+				if (i < k) {
+					on = 1;
+					ll = 0;
+				}
+			}
+			if (on) {
+				for (e = i; e < k && b[e] != '\r' && b[e] != '\n'; e++)
+					if (ll < sizeof(line) - 1)
+						line[ll++] = b[e];
+				if (e < k && ev != RQ_EV_DEAD) { /* (a dead stream's is dropped) */
+					on = 0;
+					line[ll] = '\0';
+					strcat(out, "L");
+					strcat(out, line);
+					strcat(out, ";");
+				}
+			}
+			off += k;
+			if (ev == RQ_EV_HEAD) {
+				strcat(out, "H");
+				if (p.h.xr_have)
+					strncat(out, p.xr, p.h.xr_len);
+				else
+					strcat(out, "-");
+				strcat(out, "|");
+				if (!rq_req_tp(&p))
+					strcat(out, "-");
+				else if (p.h.xr_have)
+					strcat(out, "ok");
+				else
+					strncat(out, p.xr + RQ_TP_AT, RQ_TP_DIGITS);
+				strcat(out, ";");
+			} else if (ev == RQ_EV_BODY) {
+				strcat(out, "B;");
+			} else if (ev == RQ_EV_DEAD) {
+				on = 0;
+				strcat(out, "D;");
+			}
+		}
+	}
+	return out;
+}
+
+static void cexpect(const char *s, const char *want)
+{
+	size_t len = strlen(s);
+
+	for (size_t chunk = 1; chunk <= len; chunk++) {
+		const char *got = cscan(s, len, chunk);
+
+		cr_assert_str_eq(got, want, "split every %zu bytes: got %s want %s", chunk, got, want);
+	}
+}
+
+#define TRACE "4bf92f3577b34da6a3ce929d0e0e4736"
+#define TP "00-" TRACE "-00f067aa0ba902b7-01"
+
+/*
+ * Whole lines (the SSE2 path) and lines read byte by byte give correlation
+ * the same request lines and message starts: after a body, a head without
+ * one, empty lines between messages, a bare LF.
+ */
+Test(http, every_split_shows_each_request_line_from_its_message_start)
+{
+	cexpect("POST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
+		"GET /b?q=1 HTTP/1.1\r\nHost: x\r\n\r\n\r\n"
+		"POST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+		"HEAD /c HTTP/1.0\nX-Request-Id: r1\n\n"
+		"GET /\xc3\xa9 HTTP/1.1\r\n\r\n",
+		"LPOST /a HTTP/1.1;H-|-;B;LGET /b?q=1 HTTP/1.1;H-|-;LPOST /u HTTP/1.1;H-|-;B;"
+		"LHEAD /c HTTP/1.0;Hr1|-;LGET /\xc3\xa9 HTTP/1.1;H-|-;");
+	cexpect("GET / HTTP/1.1\r\nA: b\r\n\r\nSSH-2.0\r\n", "LGET / HTTP/1.1;H-|-;D;");
+}
+
+/* With REQCTX_TRACEPARENT=1, whole lines and lines read byte by byte agree on traceparent. */
+Test(http, traceparent_read_whole_agrees_with_traceparent_read_byte_by_byte)
+{
+	static const char *const env[] = { "REQCTX_TRACEPARENT=1", NULL };
+	char id100[101], s[1024];
+
+	test_config(env);
+	cexpect("GET / HTTP/1.1\r\nHost: a\r\ntraceparent: " TP "\r\n\r\n",
+		"LGET / HTTP/1.1;H-|" TRACE ";");
+	/* any case in the name, OWS around the value, a bare LF */
+	cexpect("GET / HTTP/1.1\nTraceParent:\t " TP " \t\n\n", "LGET / HTTP/1.1;H-|" TRACE ";");
+	/* a higher version may carry more fields; 00 may not; ff is invalid */
+	cexpect("GET / HTTP/1.1\r\ntraceparent: 01-" TRACE "-00f067aa0ba902b7-01-what:ever\r\n\r\n",
+		"LGET / HTTP/1.1;H-|" TRACE ";");
+	cexpect("GET / HTTP/1.1\r\ntraceparent: " TP "-x\r\n\r\n", "LGET / HTTP/1.1;H-|-;");
+	cexpect("GET / HTTP/1.1\r\ntraceparent: ff-" TRACE "-00f067aa0ba902b7-01\r\n\r\n",
+		"LGET / HTTP/1.1;H-|-;");
+	/* upper-case hex, an all-zero trace-id, two headers, a folded value */
+	cexpect("GET / HTTP/1.1\r\ntraceparent: 00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"
+		"\r\n\r\n", "LGET / HTTP/1.1;H-|-;");
+	cexpect("GET / HTTP/1.1\r\ntraceparent: 00-00000000000000000000000000000000-00f067aa0ba902b7-01"
+		"\r\n\r\n", "LGET / HTTP/1.1;H-|-;");
+	cexpect("GET / HTTP/1.1\r\ntraceparent: " TP "\r\ntraceparent: " TP "\r\n\r\n",
+		"LGET / HTTP/1.1;H-|-;");
+	cexpect("GET / HTTP/1.1\r\ntraceparent: " TP "\r\n x\r\n\r\n", "LGET / HTTP/1.1;H-|-;");
+	/* an ID kept wins; the digits stay valid until an ID reaches them (RQ_TP_AT) */
+	cexpect("GET / HTTP/1.1\r\nX-Request-Id: abc\r\ntraceparent: " TP "\r\n\r\n",
+		"LGET / HTTP/1.1;Habc|ok;");
+	cexpect("GET / HTTP/1.1\r\ntraceparent: " TP "\r\nX-Request-Id: a]b\r\n\r\n",
+		"LGET / HTTP/1.1;H-|" TRACE ";");
+	memset(id100, 'i', 100);
+	id100[100] = '\0';
+	snprintf(s, sizeof(s), "GET / HTTP/1.1\r\ntraceparent: " TP "\r\nX-Request-Id: %s\r\n\r\n",
+		 id100);
+	cexpect(s, "LGET / HTTP/1.1;H" "iiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiii"
+		   "iiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiiii" "|-;");
+	/* an invalid ID as long, before or after: what it wrote there is lost either way */
+	id100[99] = ']';
+	snprintf(s, sizeof(s), "GET / HTTP/1.1\r\ntraceparent: " TP "\r\nX-Request-Id: %s\r\n\r\n",
+		 id100);
+	cexpect(s, "LGET / HTTP/1.1;H-|-;");
+	snprintf(s, sizeof(s), "GET / HTTP/1.1\r\nX-Request-Id: %s\r\ntraceparent: " TP "\r\n\r\n",
+		 id100);
+	cexpect(s, "LGET / HTTP/1.1;H-|-;");
+	/* an invalid ID short of the digits leaves them */
+	snprintf(s, sizeof(s), "GET / HTTP/1.1\r\ntraceparent: " TP "\r\nX-Request-Id: %s\r\n\r\n",
+		 id100 + 40);
+	cexpect(s, "LGET / HTTP/1.1;H-|" TRACE ";");
+}
+
+Test(http, traceparent_is_not_read_unless_configured)
+{
+	cexpect("GET / HTTP/1.1\r\ntraceparent: " TP "\r\n\r\n", "LGET / HTTP/1.1;H-|-;");
+}
+
 /* Response scanner: reports as "S@off" (status end), "B@off" (blank line), "E<status>@off". */
 static const char *rscan(const char *s, size_t len, size_t chunk, int method)
 {

@@ -33,7 +33,10 @@ static void init_once(void)
 	rq_fd_init();
 }
 
-/* Request events as text: "H<id or ->;" per head, "D;" when the scanner stops. */
+/*
+ * Request events as text: "H<id or ->|<traceparent's digits, or ->;" per
+ * head, "B;" per body end, "D;" when the scanner stops.
+ */
 static size_t req_events(const uint8_t *s, size_t n, size_t chunk, char *out, size_t cap)
 {
 	struct rq_req p;
@@ -52,9 +55,14 @@ static size_t req_events(const uint8_t *s, size_t n, size_t chunk, char *out, si
 			off += used;
 			if (ev == RQ_EV_HEAD) {
 				CHECK(!p.h.xr_have || rq_id_valid(p.xr, p.h.xr_len));
-				len += (size_t)snprintf(out + len, cap - len, "H%.*s;",
+				int tp = rq_req_tp(&p) && !p.h.xr_have;
+
+				len += (size_t)snprintf(out + len, cap - len, "H%.*s|%.*s;",
 							p.h.xr_have ? (int)p.h.xr_len : 1,
-							p.h.xr_have ? p.xr : "-");
+							p.h.xr_have ? p.xr : "-", tp ? RQ_TP_DIGITS : 1,
+							tp ? p.xr + RQ_TP_AT : "-");
+			} else if (ev == RQ_EV_BODY) {
+				len += (size_t)snprintf(out + len, cap - len, "B;");
 			} else if (ev == RQ_EV_DEAD) {
 				len += (size_t)snprintf(out + len, cap - len, "D;");
 			}
@@ -101,6 +109,7 @@ int rq_fuzz_http(const uint8_t *data, size_t size)
 		return 0;
 	init_once();
 	chunk = data[0] % 17 + 1;
+	rq_cfg.traceparent = data[0] >> 7; /* REQCTX_TRACEPARENT=1 for half the inputs */
 	data++;
 	size--;
 	a = req_events(data, size, size ? size : 1, whole, sizeof(whole));
@@ -109,6 +118,7 @@ int rq_fuzz_http(const uint8_t *data, size_t size)
 	a = resp_events(data, size, size ? size : 1, whole, sizeof(whole));
 	b = resp_events(data, size, chunk, split, sizeof(split));
 	CHECK(a == b && memcmp(whole, split, a) == 0);
+	rq_cfg.traceparent = 0;
 	return 0;
 }
 
