@@ -51,6 +51,7 @@ struct rq_slot {
 };
 
 #define RQ_SLOT_HEAD 1u /* the request's method was HEAD: its response has no body */
+#define RQ_SLOT_H2C  2u /* it asked to upgrade to h2c: a 101 answering it starts HTTP/2 */
 
 static inline const struct rq_ctx *rq_ctx_cur(void)
 {

@@ -29,9 +29,13 @@ enum { B_LEN = 1, B_CSIZE, B_CEXT, B_CSIZE_LF, B_CDATA, B_CDATA_CR, B_CDATA_LF,
 #define H_XR 1u
 #define H_CL 2u
 #define H_TE 4u
+#define H_UP 8u  /* Upgrade (requests) */
+#define H_SET 16u /* HTTP2-Settings (requests) */
 
 static const char cl_name[] = "content-length";
 static const char te_name[] = "transfer-encoding";
+static const char up_name[] = "upgrade";
+static const char set_name[] = "http2-settings";
 
 static int is_tchar(unsigned char c)
 {
@@ -176,6 +180,7 @@ static void msg_reset(struct rq_hdrs *p)
 	p->te_seen = p->te_chunked = 0;
 	p->cl_seen = 0;
 	p->cl = 0;
+	p->up = 0;
 	p->method = 0;
 	p->status = 0;
 	p->xr_len = 0;
@@ -214,7 +219,7 @@ static void name_start(struct rq_hdrs *p)
 	p->idx = 0;
 	if (p->lines < 255)
 		p->lines++;
-	p->match = H_XR | H_CL | H_TE;
+	p->match = H_XR | H_CL | H_TE | H_UP | H_SET;
 	p->cur = 0;
 }
 
@@ -232,6 +237,10 @@ static int name_byte(struct rq_hdrs *p, unsigned char c)
 			p->cur = H_CL;
 		else if ((p->match & H_TE) && i == sizeof(te_name) - 1)
 			p->cur = H_TE;
+		else if ((p->match & H_UP) && i == sizeof(up_name) - 1)
+			p->cur = H_UP;
+		else if ((p->match & H_SET) && i == sizeof(set_name) - 1)
+			p->up |= RQ_UP_SETS;
 		p->st = S_VALUE;
 		if (p->cur == H_XR) {
 			p->xr_st = 0;
@@ -249,6 +258,10 @@ static int name_byte(struct rq_hdrs *p, unsigned char c)
 			p->te_idx = 0;
 			p->te_ok = 1;
 			p->te_end = 0;
+		} else if (p->cur == H_UP) {
+			p->te_idx = 0; /* (a token being matched, as for Transfer-Encoding) */
+			p->te_ok = 1;
+			p->te_end = 0;
 		}
 		return 0;
 	}
@@ -262,12 +275,26 @@ static int name_byte(struct rq_hdrs *p, unsigned char c)
 			p->match &= ~H_CL;
 		if ((p->match & H_TE) && (i >= sizeof(te_name) - 1 || te_name[i] != c))
 			p->match &= ~H_TE;
+		if ((p->match & H_UP) && (i >= sizeof(up_name) - 1 || up_name[i] != c))
+			p->match &= ~H_UP;
+		if ((p->match & H_SET) && (i >= sizeof(set_name) - 1 || set_name[i] != c))
+			p->match &= ~H_SET;
 	}
 	if (p->idx < 255)
 		p->idx++;
 	else
 		p->match = 0;
 	return 0;
+}
+
+/* The end of a token of an Upgrade value: h2c is noted. */
+static void up_token(struct rq_hdrs *p)
+{
+	if (p->te_ok && p->te_idx == 3)
+		p->up |= RQ_UP_H2C;
+	p->te_idx = 0;
+	p->te_ok = 1;
+	p->te_end = 0;
 }
 
 /* Feeds one header-value byte (not CR or LF); xr is where a request ID goes (NULL: nowhere). */
@@ -315,6 +342,19 @@ static void value_byte(struct rq_hdrs *p, char *xr, unsigned char c)
 			p->te_idx++;
 		}
 		break;
+	case H_UP:
+		if (c == ',') {
+			up_token(p);
+		} else if (ows) {
+			if (p->te_idx)
+				p->te_end = 1;
+		} else if (p->te_end || p->te_idx >= 3 || "h2c"[p->te_idx] != lower(c)) {
+			p->te_ok = 0;
+			p->te_idx = 4;
+		} else {
+			p->te_idx++;
+		}
+		break;
 	}
 }
 
@@ -338,6 +378,9 @@ static int value_end(struct rq_hdrs *p)
 		break;
 	case H_TE:
 		p->te_chunked = p->te_ok && p->te_idx == 7;
+		break;
+	case H_UP:
+		up_token(p);
 		break;
 	}
 	p->st = S_LINE;

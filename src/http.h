@@ -41,6 +41,7 @@ struct rq_hdrs {
 	uint8_t lines;   /* header lines begun in this message (saturates) */
 	uint8_t xr_len;  /* bytes of the ID kept (request scanner) */
 	uint16_t status;
+	uint8_t up;      /* request: RQ_UP_* seen in this message */
 	uint64_t cl, cl_cur;
 	struct rq_body body;
 };
@@ -65,6 +66,11 @@ enum rq_ev {
 
 #define RQ_M_HEAD    1
 #define RQ_M_CONNECT 2
+
+/* A request asking for h2c (RFC 9113 3.2 of RFC 7540): both, in struct rq_hdrs.up. */
+#define RQ_UP_H2C  1u /* an Upgrade header lists the token h2c */
+#define RQ_UP_SETS 2u /* an HTTP2-Settings header is present */
+#define RQ_UP_ALL  (RQ_UP_H2C | RQ_UP_SETS)
 
 /*
  * Scans n bytes a server read. Stops after a request head (RQ_EV_HEAD: the ID

@@ -577,7 +577,7 @@ static ssize_t conn_write(int fd, struct rq_conn *c, const struct iovec *iov, in
 	struct rq_wplan p;
 	struct rq_call again;
 	struct msghdr bare;
-	int saved = errno;
+	int saved = errno, retried = 0;
 
 	if (atomic_load_explicit(&c->xport, memory_order_acquire) != RQ_XP_PLAIN) {
 		if (atomic_load_explicit(&c->xport, memory_order_relaxed) == RQ_XP_TLS_WAIT)
@@ -609,10 +609,12 @@ static ssize_t conn_write(int fd, struct rq_conn *c, const struct iovec *iov, in
 			return (ssize_t)p.at.done;
 		}
 		rq_conn_commit(c, &p, iov, iovcnt, (size_t)r);
-		if (p.at.done == total || ((size_t)r < p.w.bytes && p.at.done)) {
+		if (p.at.done == total || ((size_t)r < p.w.bytes && p.at.done &&
+					   !(p.held && !retried++))) {
 			errno = saved;
 			return (ssize_t)p.at.done; /* all of it, or a short write */
 		}
+		/* (a held byte: once more at once, which a blocking socket waits for) */
 		if (k->how == RQ_SENDMSG && k->msg->msg_controllen) {
 			/* the ancillary data went with the first bytes; not again */
 			bare = *k->msg;
