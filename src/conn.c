@@ -1062,20 +1062,26 @@ static void h2_scan(struct rq_conn *c, struct h2_st *st, const char *b, size_t n
  * scanner, and this read's bytes are the caller's to feed.
  *
  * The context after a read is the first stream whose request headers the
- * read completed; with none, the stream of the last frame read that names
- * one (src/h2.h); RQ_H2_CONN once the scanner gave up. See README, "How
- * context travels".
+ * read completed; with none, the stream named by the last frame header in
+ * the read (src/h2.h's in.last: not PRIORITY, not stream 0); with none
+ * either (SETTINGS, PING, a connection WINDOW_UPDATE, the middle of a long
+ * frame, EAGAIN, the end of the stream) it stays. RQ_H2_CONN once the
+ * scanner gave up. See README, "How context travels".
  */
 static int h2_feed(struct rq_conn *c, const struct iovec *iov, int iovcnt, size_t n)
 {
 	struct h2_st *st = rq_conn_proto(c) == RQ_PR_H2 ? h2_of(c) : NULL;
 	size_t skip = 0; /* bytes of this read that ended a preface being matched */
 	int first = -1;
+	uint8_t last;
 
 	if (!st && (rq_conn_proto(c) != RQ_PR_HTTP1 || !(st = h2_start(c, 0, 1))))
 		return 0;
-	if (n)
-		c->fed = 1;
+	if (!n)
+		return 1; /* (EAGAIN, a peek, EOF: the context stays) */
+	c->fed = 1;
+	last = st->h.in.last;
+	st->h.in.last = RQ_H2_NONE; /* (only an output of the scanner: did this read name a stream?) */
 	if (st->pre < RQ_H2_PREFACE_LEN) {
 		uint8_t m = st->pre, held = st->pre;
 		int r = 0;
@@ -1110,6 +1116,8 @@ static int h2_feed(struct rq_conn *c, const struct iovec *iov, int iovcnt, size_
 		h2_set_cur(c, st, RQ_H2_CONN);
 	else
 		h2_set_cur(c, st, first >= 0 ? (unsigned)first : st->h.in.last);
+	if (st->h.in.last == RQ_H2_NONE)
+		st->h.in.last = last;
 	return 1;
 }
 
