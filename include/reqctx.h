@@ -124,13 +124,23 @@ reqctx_handle reqctx_handle_take(void);
 reqctx_handle reqctx_handle_enter(reqctx_handle h);
 
 /*
- * The address of a double that always holds the calling thread's current
- * handle (its serial; 0 outside any request), valid for the thread's life.
- * For runtimes that read memory faster than they call C (Node reads it
- * through a Float64Array): reading it does not intern the context, so a
+ * The address of two doubles, valid for the calling thread's life:
+ *   [0] always holds the thread's current handle (its serial; 0 outside any
+ *       request);
+ *   [1] is 1 from a reqctx_handle_enter that switched the context until the
+ *       library next sets one itself (a read or an event on a connection or
+ *       a carrier, a hand-off), else 0. A runtime that enters lazily, only
+ *       where the library will look, tells by it whether the context of an
+ *       I/O callback is still the one the library set when it read.
+ * For runtimes that read memory faster than they call C (Node reads them
+ * through a Float64Array): reading [0] does not intern the context, so a
  * value may stand for a handle only once reqctx_handle_take or
  * reqctx_handle_enter (which interns the context it leaves) has returned it,
  * and entering a handle equal to it can be skipped.
+ *
+ * A thread that calls reqctx_handle_enter is taken to have its contexts
+ * managed by a runtime: from then on it takes no context from a
+ * mutex+condvar hand-off (README "How context travels").
  */
 const volatile double *reqctx_handle_current(void);
 

@@ -124,76 +124,60 @@ RQ_EXPORT int execvp(const char *file, char *const argv[])
 	return execvpe(file, argv, environ);
 }
 
-/* The arguments of an execl call after arg0, up to its NULL: how many. */
-#define COUNT_ARGS(n, last, arg0)                                 \
-	do {                                                      \
-		va_list ap_;                                      \
-		va_start(ap_, last);                              \
-		for (n = 1; va_arg(ap_, const char *); n++)        \
-			if (n == INT_MAX) {                       \
-				va_end(ap_);                      \
-				errno = E2BIG;                    \
-				return -1;                        \
-			}                                         \
-		va_end(ap_);                                      \
-	} while (0)
+enum { L_PATH, L_SEARCH, L_ENV }; /* execl, execlp, execle */
 
-/* Fills argv[0..n] from arg0 and the variadic arguments; returns the va_list's next argument. */
-static void fill_args(char **argv, long n, const char *arg0, va_list ap)
+/*
+ * execl, execlp and execle: the arguments after arg0 up to their NULL (and,
+ * for execle, the environment after it) become an argv on the stack, which
+ * goes to the wrapper of execv, execvp or execve.
+ */
+static int exec_list(int how, const char *file, const char *arg0, va_list ap)
 {
-	argv[0] = (char *)arg0;
-	for (long i = 1; i <= n; i++)
-		argv[i] = va_arg(ap, char *);
-}
+	va_list count;
+	long n = 1;
 
-RQ_EXPORT int execl(const char *path, const char *arg0, ...)
-{
-	long n;
-	va_list ap;
-
-	COUNT_ARGS(n, arg0, arg0);
+	va_copy(count, ap);
+	while (va_arg(count, const char *)) {
+		if (++n == INT_MAX) {
+			va_end(count);
+			errno = E2BIG;
+			return -1;
+		}
+	}
+	va_end(count);
 	{
 		char *argv[n + 1];
 
-		va_start(ap, arg0);
-		fill_args(argv, n, arg0, ap);
-		va_end(ap);
-		return execv(path, argv);
+		argv[0] = (char *)arg0;
+		for (long i = 1; i <= n; i++)
+			argv[i] = va_arg(ap, char *);
+		if (how == L_ENV)
+			return execve(file, argv, va_arg(ap, char *const *));
+		return how == L_SEARCH ? execvp(file, argv) : execv(file, argv);
 	}
+}
+
+#define EXEC_LIST(how, file, arg0)                         \
+	va_list ap;                                        \
+	int r;                                             \
+	va_start(ap, arg0);                                \
+	r = exec_list(how, file, arg0, ap);                \
+	va_end(ap);                                        \
+	return r
+
+RQ_EXPORT int execl(const char *path, const char *arg0, ...)
+{
+	EXEC_LIST(L_PATH, path, arg0);
 }
 
 RQ_EXPORT int execlp(const char *file, const char *arg0, ...)
 {
-	long n;
-	va_list ap;
-
-	COUNT_ARGS(n, arg0, arg0);
-	{
-		char *argv[n + 1];
-
-		va_start(ap, arg0);
-		fill_args(argv, n, arg0, ap);
-		va_end(ap);
-		return execvp(file, argv);
-	}
+	EXEC_LIST(L_SEARCH, file, arg0);
 }
 
 RQ_EXPORT int execle(const char *path, const char *arg0, ...)
 {
-	long n;
-	va_list ap;
-
-	COUNT_ARGS(n, arg0, arg0);
-	{
-		char *argv[n + 1];
-		char *const *envp;
-
-		va_start(ap, arg0);
-		fill_args(argv, n, arg0, ap);
-		envp = va_arg(ap, char *const *);
-		va_end(ap);
-		return execve(path, argv, envp);
-	}
+	EXEC_LIST(L_ENV, path, arg0);
 }
 
 RQ_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,

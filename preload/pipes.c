@@ -12,6 +12,7 @@ static int made_pipe(int r, int fds[2])
 {
 	if (r == 0) {
 		rq_carry_new(fds[0], -1);
+		RQ_SAVE_ERRNO(rq_fd_set_relay(fds[0]));
 		rq_carry_new(fds[1], fds[0]);
 	}
 	return r;

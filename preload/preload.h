@@ -57,6 +57,7 @@
 	X(int, eventfd, (unsigned int, int))                                               \
 	X(int, accept4, (int, struct sockaddr *, socklen_t *, int))                        \
 	X(int, listen, (int, int))                                                         \
+	X(int, connect, (int, const struct sockaddr *, socklen_t))                         \
 	X(int, close, (int))                                                               \
 	X(int, close_range, (unsigned int, unsigned int, int))                             \
 	X(void, closefrom, (int))                                                          \

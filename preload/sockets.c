@@ -11,6 +11,7 @@
 #include "config.h"
 #include "evq.h"
 #include "fdtab.h"
+#include "out.h"
 #include "preload.h"
 
 /*
@@ -79,10 +80,14 @@ int rq_vfork_child(void)
 	return 0;
 }
 
+/* The process listens: it called listen() or accepted (or was forked from one that did). */
+static _Atomic int listened;
+
 /* An accept succeeds only on a listening socket: the process serves, if it did not yet. */
 static int accepted(int fd)
 {
 	if (fd >= 0) {
+		atomic_store_explicit(&listened, 1, memory_order_relaxed);
 		RQ_SAVE_ERRNO(rq_fd_set_conn(fd));
 		if (unlikely(!rq_serving()))
 			rq_serving_start();
@@ -97,6 +102,8 @@ RQ_EXPORT int listen(int s, int backlog)
 	if (unlikely(!rq_ready()))
 		return RQ_FALL(listen, (s, backlog), (int)RQ_RAW(listen, s, backlog));
 	r = rq_real.listen(s, backlog);
+	if (r == 0)
+		atomic_store_explicit(&listened, 1, memory_order_relaxed);
 	if (r == 0 && !rq_serving())
 		rq_serving_start();
 	return r;
@@ -128,6 +135,23 @@ RQ_EXPORT int socket(int domain, int type, int proto)
 	fd = rq_real.socket(domain, type, proto);
 	rq_carry_new(fd, -1);
 	return fd;
+}
+
+/*
+ * A stream socket the process made and connects is an upstream: the requests
+ * it writes carry the ID (src/out.h). A connect in progress counts; any
+ * other failure leaves the socket as it was.
+ */
+RQ_EXPORT int connect(int s, const struct sockaddr *addr, socklen_t len)
+{
+	int r;
+
+	if (unlikely(!rq_ready()))
+		return RQ_FALL(connect, (s, addr, len), (int)RQ_RAW(connect, s, addr, len));
+	r = rq_real.connect(s, addr, len);
+	if (r == 0 || errno == EINPROGRESS)
+		rq_out_connect(s, addr, len);
+	return r;
 }
 
 RQ_EXPORT int socketpair(int domain, int type, int proto, int sv[2])
@@ -183,10 +207,10 @@ RQ_EXPORT void closefrom(int lowfd)
 		RQ_SAVE_ERRNO(rq_fd_forget_range((unsigned)lowfd, ~0u));
 }
 
-static int duplicated(int from, int to)
+static int duplicated(int from, int to, int keep)
 {
 	if (to >= 0 && !rq_vfork_child()) {
-		RQ_SAVE_ERRNO(rq_fd_copy(from, to));
+		RQ_SAVE_ERRNO(keep ? rq_fd_set_log(to) : rq_fd_copy(from, to));
 		rq_evq_dup(from, to);
 	}
 	return to;
@@ -196,21 +220,27 @@ RQ_EXPORT int dup(int fd)
 {
 	if (unlikely(!rq_ready()))
 		return RQ_FALL(dup, (fd), (int)RQ_RAW(dup, fd));
-	return duplicated(fd, rq_real.dup(fd));
+	return duplicated(fd, rq_real.dup(fd), 0);
 }
 
 RQ_EXPORT int dup2(int fd, int to)
 {
+	int keep;
+
 	if (unlikely(!rq_ready()))
 		return RQ_FALL(dup2, (fd, to), (int)RQ_RAW(dup2, fd, to));
-	return duplicated(fd, rq_real.dup2(fd, to));
+	keep = !rq_vfork_child() && rq_fd_stays_log(fd, to, atomic_load_explicit(&listened, memory_order_relaxed));
+	return duplicated(fd, rq_real.dup2(fd, to), keep);
 }
 
 RQ_EXPORT int dup3(int fd, int to, int flags)
 {
+	int keep;
+
 	if (unlikely(!rq_ready()))
 		return RQ_FALL(dup3, (fd, to, flags), (int)RQ_RAW(dup3, fd, to, flags));
-	return duplicated(fd, rq_real.dup3(fd, to, flags));
+	keep = !rq_vfork_child() && rq_fd_stays_log(fd, to, atomic_load_explicit(&listened, memory_order_relaxed));
+	return duplicated(fd, rq_real.dup3(fd, to, flags), keep);
 }
 
 /*
@@ -226,7 +256,7 @@ static int do_fcntl(int (*real)(int, int, ...), int fd, int cmd, void *arg)
 		return real && rq_passing() ? real(fd, cmd, arg) : (int)RQ_RAW(fcntl, fd, cmd, arg);
 	r = real(fd, cmd, arg);
 	if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)
-		duplicated(fd, r);
+		duplicated(fd, r, 0);
 	return r;
 }
 

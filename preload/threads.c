@@ -128,8 +128,10 @@ static void *started(void *p)
 	free(p);
 	if (have_altkey && (alt = rq_crash_altstack()) && pthread_setspecific(altkey, alt) != 0)
 		rq_crash_altstack_free(alt);
-	if (s.ctx.serial)
+	if (s.ctx.serial) {
 		rq_ctx_set(&s.ctx);
+		rq_handoff_inherited();
+	}
 	return s.fn(s.arg);
 }
 
@@ -226,12 +228,14 @@ RQ_EXPORT int pthread_cond_broadcast(pthread_cond_t *cv)
 
 RQ_EXPORT int pthread_cond_wait(pthread_cond_t *cv, pthread_mutex_t *m)
 {
+	void *q;
 	int r;
 
 	if (unlikely(!rq_ready()))
 		return early((void *const *)&real.wait) ? real.wait(cv, m) : EINVAL;
-	rq_handoff_waited(cv, m); /* ties m to cv before any producer signals */
+	q = rq_handoff_waited(cv, m); /* ties m to cv before any producer signals */
 	r = real.wait(cv, m);
+	rq_handoff_woke(q);
 	rq_handoff_locked(m);
 	return r;
 }

@@ -31,6 +31,12 @@
  *   REQCTX_LOOP       how ready events reach an event loop (evq.h): "auto"
  *                     (default) learns it per epoll instance and per thread,
  *                     "split" hands them out one per call, "batch" all at once
+ *   REQCTX_PROPAGATE  1: requests the process sends on connections it opened
+ *                     get the ID (default); 0: they don't (src/out.h)
+ *   REQCTX_PROPAGATE_TO  comma-separated destination patterns that limit
+ *                     propagation (unset or empty: every destination)
+ *   REQCTX_TRACEPARENT  1: W3C traceparent in and out (src/trace.h); 0: not
+ *                     (default)
  *
  * A bad value is reported in one line on stderr and its default is used.
  */
@@ -46,10 +52,24 @@
 #define RQ_GLOBS_MAX   16   /* log-file patterns */
 #define RQ_GLOBS_BYTES 1024 /* their total length */
 #define RQ_LOGFDS_MAX  16   /* fds named in REQCTX_LOG_FDS */
+#define RQ_DEST_MAX    16   /* patterns in REQCTX_PROPAGATE_TO */
+#define RQ_DEST_BYTES  1024 /* their total length */
 #define RQ_FIELD_MAX   64   /* longest REQCTX_FIELD */
 
 enum rq_loop { RQ_LOOP_AUTO, RQ_LOOP_SPLIT, RQ_LOOP_BATCH }; /* REQCTX_LOOP */
 enum rq_fmt { RQ_FMT_PREFIX, RQ_FMT_LOGFMT, RQ_FMT_JSON, RQ_FMT_AUTO }; /* REQCTX_FORMAT */
+
+/*
+ * One REQCTX_PROPAGATE_TO pattern: an address range and a port, or a glob
+ * of Unix socket paths.
+ */
+struct rq_dest {
+	int family;        /* AF_INET, AF_INET6, AF_UNIX, or AF_UNSPEC: any IP address */
+	unsigned bits;     /* prefix length of addr that must match */
+	unsigned port;     /* 0: any */
+	unsigned char addr[16];
+	const char *glob;  /* AF_UNIX: fnmatch pattern of the path (in dest_buf) */
+};
 
 struct rq_config {
 	unsigned gen; /* bumped by every rq_config_load */
@@ -61,6 +81,12 @@ struct rq_config {
 	int runtimes;
 	int correlate;
 	int loop; /* enum rq_loop */
+	int propagate;   /* REQCTX_PROPAGATE */
+	int traceparent; /* REQCTX_TRACEPARENT */
+	int ndest;       /* REQCTX_PROPAGATE_TO patterns; 0: every destination, */
+	int dest_none;   /* unless the list was bad: then none */
+	struct rq_dest dest[RQ_DEST_MAX];
+	char dest_buf[RQ_DEST_BYTES];
 	int format; /* enum rq_fmt */
 	size_t hdr_len;
 	char hdr[RQ_HDR_MAX + 1];    /* as configured, for the response */
@@ -120,6 +146,25 @@ int rq_config_fds_parse(const char *v, int fds[RQ_LOGFDS_MAX], int *nfds);
 int rq_config_globs_split(const char *v, char buf[RQ_GLOBS_BYTES],
 			  const char *globs[RQ_GLOBS_MAX], int *nglobs);
 
+/*
+ * REQCTX_PROPAGATE_TO: comma-separated patterns, at most RQ_DEST_MAX in
+ * fewer than RQ_DEST_BYTES bytes (globs kept in buf). Each is one of
+ *   *                    any IPv4 or IPv6 address, any port
+ *   HOST[:PORT]          HOST an IPv4 address, a CIDR range (10.0.0.0/8), an
+ *                        address ending in .* (10.*, 192.168.*) or *
+ *   [HOST6][:PORT]       HOST6 an IPv6 address or range ([::1], [fd00::/8], [*])
+ *   unix:GLOB            a Unix socket path, as fnmatch(3) matches it
+ * with PORT a number (1-65535) or *; no PORT: any. Host names cannot be
+ * matched (connect() sees an address). Returns 0, or -EINVAL.
+ */
+int rq_config_dests_parse(const char *v, char buf[RQ_DEST_BYTES], struct rq_dest dest[RQ_DEST_MAX],
+			  int *ndest);
+
+/*
+ * 1 if the address a socket is connected to (sa, len bytes) matches one of
+ * the patterns (every address when there are none), 0 if not.
+ */
+int rq_config_dest_match(const struct rq_dest *dest, int ndest, const void *sa, size_t len);
 /* REQCTX_FORMAT: returns the enum rq_fmt of "prefix", "logfmt", "json" or "auto". */
 int rq_config_format_parse(const char *v);
 

@@ -9,18 +9,50 @@
 #include <sys/mman.h>
 
 #include "config.h"
+#include "correlate.h"
 #include "ctx.h"
 #include "h2.h"
 #include "id.h"
+#include "out.h"
 #include "pool.h"
 #include "tls.h"
 
 #define CONN_SHIFT 6 /* 64 connections (64 KiB) per chunk */
 #define EXT_SHIFT  8 /* 256 extension records (4 KiB) per chunk */
+#define CORR_SHIFT 6 /* 64 correlation records (15 KiB) per chunk */
 
 RQ_POOL_DEFINE(conns, struct rq_conn, CONN_SHIFT, RQ_CONN_MAX);
 char *_Atomic rq_deep_chunks[RQ_CONN_MAX >> 6];
 static struct rq_conn_ext *_Atomic ext_chunks[RQ_CONN_MAX >> EXT_SHIFT];
+
+/*
+ * What batched log correlation (src/correlate.h) keeps for a connection,
+ * beside it (struct rq_conn has no room), mapped for the first connections
+ * of each chunk that read a request while REQCTX_CORRELATE is on. The reader
+ * owns the request line being hashed; the writer owns the response that is
+ * going out, recorded as completed at its last byte.
+ */
+struct corr {
+	struct rq_corr_hasher h; /* reader: the request line being read */
+	uint8_t on;              /* reader: inside a request line */
+	uint8_t have;            /* reader: key holds the line of the request being read */
+	uint8_t pend;            /* writer: `out` answered a request, its last byte still to go */
+	uint16_t status;         /* writer: the status of that response */
+	struct rq_corr_key key;  /* reader */
+	struct rq_corr_key okey; /* writer: the request line of `out` */
+	struct rq_ctx out;       /* writer: the request the response answers (ID, serial) */
+};
+
+static struct corr *_Atomic corr_chunks[RQ_CONN_MAX >> CORR_SHIFT];
+
+/* c's correlation record, mapped if `make`; NULL if absent or if it cannot be. */
+static struct corr *corr_of(struct rq_conn *c, int make)
+{
+	struct corr *x = rq_chunk((void *_Atomic *)&corr_chunks[c->idx >> CORR_SHIFT],
+				  sizeof(*x) << CORR_SHIFT, make);
+
+	return x ? &x[c->idx & ((1u << CORR_SHIFT) - 1)] : NULL;
+}
 
 _Static_assert(CONN_SHIFT == 6, "rq_conn_slot finds the overflow area 64 connections a chunk");
 
@@ -46,6 +78,85 @@ RQ_POOL_DEFINE(h2s, struct h2_st, 2, RQ_H2_CONNS);
 _Static_assert(RQ_H2_CONN < RQ_PIPE, "every stream slot is a request slot");
 
 static void h2_release(struct rq_conn *c, struct rq_conn_ext *x);
+static void h2_give(struct rq_conn *c, void *st);
+
+/* ---- batched log correlation ---- */
+
+/* The response to x->out went out whole: the request is recorded as completed. */
+static void corr_record(struct corr *x)
+{
+	x->pend = 0;
+	rq_corr_done(&rq_corr_ring, x->okey, x->status, x->out.serial, x->out.id, x->out.len);
+}
+
+/*
+ * Reader: the k bytes at s were scanned, from a message's start (`fresh`:
+ * its request line starts at the first byte that is not CR or LF) or from
+ * inside its request line; the line ends at the next CR or LF (the scanner
+ * read it, so it is a valid one). Hashes the line's bytes among them.
+ */
+static void corr_read(struct corr *x, const char *s, size_t k, int fresh)
+{
+	size_t i = 0, e;
+
+	if (fresh) {
+		while (i < k && (s[i] == '\r' || s[i] == '\n'))
+			i++;
+		if (i == k)
+			return;
+		rq_corr_hash_init(&x->h);
+		x->on = 1;
+		x->have = 0;
+	}
+	for (e = i; e < k && s[e] != '\r' && s[e] != '\n'; e++)
+		;
+	rq_corr_hash_add(&x->h, s + i, e - i);
+	if (e < k) {
+		x->on = 0;
+		x->key = rq_corr_hash_end(&x->h);
+		x->have = x->key.len <= RQ_CORR_SCAN; /* a longer one is never found in a log line */
+	}
+}
+
+/*
+ * Writer: the head of a final response to the request in slot p went out,
+ * with `status`. The response before it is complete (this one starts after
+ * its last byte); this one is recorded at its own (corr_settle), so that
+ * requests are recorded in the order their responses end.
+ */
+static void corr_answered(struct rq_conn *c, uint32_t p, unsigned status)
+{
+	struct corr *x = corr_of(c, 0);
+	unsigned flags;
+
+	if (!x)
+		return;
+	if (x->pend)
+		corr_record(x);
+	if (rq_slot_read(rq_conn_slot(c, p), &x->out, NULL) < 0 ||
+	    !rq_corr_live_get(&rq_corr_ring, x->out.serial, &x->okey, &flags))
+		return;
+	x->status = (uint16_t)status;
+	x->pend = 1;
+}
+
+/* Writer, after the scanner moved: a response whose last byte went out is complete. */
+static void corr_settle(struct rq_conn *c)
+{
+	struct corr *x = rq_cfg.correlate ? corr_of(c, 0) : NULL;
+
+	if (x && x->pend && (rq_resp_at_start(&c->ws) || rq_hdrs_dead(&c->ws)))
+		corr_record(x);
+}
+
+/* The connection is given back: a response still going out ended with it. */
+static void corr_close(struct rq_conn *c)
+{
+	struct corr *x = rq_cfg.correlate ? corr_of(c, 0) : NULL;
+
+	if (x && x->pend)
+		corr_record(x);
+}
 
 /* ---- life ---- */
 
@@ -61,6 +172,8 @@ static struct rq_slot *deep_get(struct rq_conn *c)
 /* A fresh connection's state (the overflow area was given back with the last one). */
 static void init(struct rq_conn *c)
 {
+	struct corr *x;
+
 	rq_hdrs_reset(&c->rp.h);
 	rq_hdrs_reset(&c->ws);
 	c->seen = 0;
@@ -79,6 +192,8 @@ static void init(struct rq_conn *c)
 	c->done = 0;
 	if (!rq_cfg.echo)
 		rq_hdrs_kill(&c->ws);
+	if ((x = corr_of(c, 0)))
+		x->on = x->have = x->pend = 0;
 }
 
 struct rq_conn *rq_conn_new(void)
@@ -118,19 +233,32 @@ struct rq_conn_ext *rq_conn_ext(struct rq_conn *c, int make)
 	return x ? &x[c->idx & ((1u << EXT_SHIFT) - 1)] : NULL;
 }
 
+/* An inbound FastCGI connection's scanner, from a pool of its own. */
+struct fcgi_st {
+	uint32_t idx;
+	struct rq_fcgi_in in;
+};
+
+RQ_POOL_DEFINE(fcgis, struct fcgi_st, 6, RQ_CONN_MAX);
+
 /* Gives back what the extension record names. */
 static void ext_release(struct rq_conn *c)
 {
 	struct rq_conn_ext *x = rq_conn_ext(c, 0);
 	struct rq_tlsw *t;
+	void *st;
 
 	if (!x)
 		return;
 	if ((t = atomic_exchange_explicit(&x->tls, NULL, memory_order_acq_rel)))
 		rq_tls_put(t);
+	st = atomic_exchange_explicit(&x->proto, NULL, memory_order_acq_rel);
 	if (rq_conn_proto(c) == RQ_PR_H2)
-		h2_release(c, x);
-	atomic_store_explicit(&x->proto, NULL, memory_order_relaxed);
+		h2_give(c, st); /* (c is HTTP/1 again, with or without a state) */
+	else if (st && rq_conn_proto(c) == RQ_PR_FCGI_IN)
+		rq_pool_give(&fcgis, ((struct fcgi_st *)st)->idx);
+	else if (st && rq_conn_outbound(c))
+		rq_out_release(st);
 }
 
 void rq_conn_unref(struct rq_conn *c)
@@ -139,6 +267,7 @@ void rq_conn_unref(struct rq_conn *c)
 
 	if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
 		return;
+	corr_close(c);
 	ext_release(c);
 	if (c->deep_used && (d = deep_get(c)))
 		madvise(d, RQ_DEEP_BYTES, MADV_DONTNEED); /* it reads back as zeros: empty slots */
@@ -193,13 +322,19 @@ static void step(const struct rq_conn *c, uint32_t *h, uint32_t *hs, uint32_t t)
 	}
 }
 
-/* Makes (h, hs) the writer's position, freeing the slots of the entries answered. */
-static void pop_to(struct rq_conn *c, uint32_t h, uint32_t hs)
+/*
+ * Makes (h, hs) the writer's position, freeing the slots of the entries
+ * answered; st[entry % RQ_PIPE] is the status each response carried (NULL:
+ * one entry, answered by the response the scanner just ended).
+ */
+static void pop_to(struct rq_conn *c, uint32_t h, uint32_t hs, const uint16_t *st)
 {
 	for (uint32_t i = atomic_load_explicit(&c->head, memory_order_relaxed); i != h; i++) {
 		uint32_t p = q_slot(c, i);
 
 		c->done = atomic_load_explicit(&rq_conn_slot(c, p)->serial, memory_order_relaxed);
+		if (rq_cfg.correlate)
+			corr_answered(c, p, st ? st[i % RQ_PIPE] : c->ws.status);
 		atomic_fetch_and_explicit(&c->used, ~((uint64_t)1 << p), memory_order_release);
 	}
 	atomic_store_explicit(&c->head, h, memory_order_release);
@@ -260,8 +395,9 @@ static int free_slot(struct rq_conn *c)
  * it is counted as lost instead: its response gets no header, and the lines
  * it logs carry the newest queued request's ID (see struct rq_conn). Once
  * nobody answers the ring, each request simply replaces the current one.
+ * Returns the slot of a request queued, or -1.
  */
-static void push(struct rq_conn *c, const char *id, uint32_t len, uint32_t flags)
+static int push(struct rq_conn *c, const char *id, uint32_t len, uint32_t flags)
 {
 	uint32_t h, t;
 	int p;
@@ -278,19 +414,20 @@ static void push(struct rq_conn *c, const char *id, uint32_t len, uint32_t flags
 			c->lost = 0;
 			atomic_store_explicit(&c->tail, t + 1, memory_order_release);
 			set_cur(c, (uint32_t)p);
-			return;
+			return p;
 		}
 		if (!(flags & RQ_SLOT_HEAD) && (c->lost & ~RQ_SKIP_LOST) < RQ_SKIP_MAX)
 			c->lost++;
 		else
 			c->lost |= RQ_SKIP_LOST;
-		return;
+		return -1;
 	}
 	p = (int)atomic_load_explicit(&c->cur, memory_order_relaxed);
 	if (p == (int)RQ_NO_CUR)
 		p = 0;
 	fill(c, (uint32_t)p, id, len, flags);
 	set_cur(c, (uint32_t)p);
+	return -1;
 }
 
 /* The request stream turned out not to be HTTP: one ID for the connection's whole life. */
@@ -302,24 +439,145 @@ static void req_dead(struct rq_conn *c)
 	push(c, NULL, 0, 0);
 }
 
-/* The HTTP/1 request scanner over n bytes of iov. */
+/* A request head was read into slot p (-1: not queued): its request line is kept by serial. */
+static void corr_begin(struct rq_conn *c, struct corr *x, int p)
+{
+	if (x->have && p >= 0)
+		rq_corr_begin(&rq_corr_ring,
+			      atomic_load_explicit(&rq_conn_slot(c, (uint32_t)p)->serial,
+						   memory_order_relaxed),
+			      x->key);
+	x->have = 0;
+}
+
+/*
+ * A request head was read: its ID is the client's header when valid; else,
+ * with REQCTX_TRACEPARENT=1, the trace-id of a valid traceparent (32 hex
+ * digits, which map back to that trace-id); else a fresh UUIDv4. Its slot's
+ * flags are RQ_SLOT_HEAD and `flags`. Returns the slot it was queued in, or
+ * -1.
+ */
+static int head(struct rq_conn *c, uint32_t flags)
+{
+	const char *id = c->rp.xr;
+	uint32_t len = c->rp.h.xr_have ? c->rp.h.xr_len : 0;
+
+	if (!len && rq_cfg.traceparent && rq_req_tp(&c->rp)) {
+		id = c->rp.xr + RQ_TP_AT;
+		len = RQ_TP_DIGITS;
+	}
+	return push(c, id, len, (c->rp.h.method == RQ_M_HEAD ? RQ_SLOT_HEAD : 0) | flags);
+}
+
+/* ---- FastCGI, inbound ---- */
+
+static struct fcgi_st *fcgi_of(struct rq_conn *c)
+{
+	struct rq_conn_ext *x = rq_conn_ext(c, 0);
+
+	return x ? atomic_load_explicit(&x->proto, memory_order_acquire) : NULL;
+}
+
+/*
+ * The connection's first byte read is FastCGI's version: its reads are
+ * FastCGI records from now on, and its writes carry no response head to
+ * echo into. Without a scanner state it stays HTTP/1, whose scanner stops at
+ * that byte (one ID for the connection).
+ */
+static void fcgi_start(struct rq_conn *c)
+{
+	struct rq_conn_ext *x = rq_conn_ext(c, 1);
+	struct fcgi_st *st;
+	uint32_t idx;
+
+	if (!x || !(st = rq_pool_take(&fcgis, &idx)))
+		return;
+	st->idx = idx;
+	rq_fcgi_in_init(&st->in);
+	atomic_store_explicit(&c->used, 0, memory_order_relaxed);
+	atomic_store_explicit(&x->proto, st, memory_order_release);
+	c->proto = RQ_PR_FCGI_IN;
+	atomic_store_explicit(&c->echo, 0, memory_order_relaxed);
+	rq_hdrs_kill(&c->ws);
+}
+
+/* Entry k's slot holds its current request (its PARAMS were read). */
+static int fcgi_ready(struct rq_conn *c, int k)
+{
+	return k >= 0 && (atomic_load_explicit(&c->used, memory_order_relaxed) >> k & 1);
+}
+
+/*
+ * Feeds FastCGI records: each request (entry k of the scanner) lives in
+ * slot k, filled when its PARAMS end (their ID param, else a UUIDv4); the
+ * current request is that of the record read last, once it has its ID.
+ */
+static void fcgi_feed(struct rq_conn *c, struct fcgi_st *st, const struct iovec *iov,
+		      int iovcnt, size_t n)
+{
+	struct rq_fcgi_in *in = &st->in;
+	int k;
+
+	for (int i = 0; i < iovcnt && n && !rq_fcgi_dead(&in->s); i++) {
+		const char *b = iov[i].iov_base;
+		size_t len = iov[i].iov_len < n ? iov[i].iov_len : n, off = 0;
+
+		n -= len;
+		while (off < len) {
+			enum rq_fcgi_ev ev;
+
+			off += rq_fcgi_in_feed(in, b + off, len - off, &ev);
+			k = rq_fcgi_in_cur(in);
+			if (ev == RQ_FCGI_EV_BEGIN && k >= 0) {
+				atomic_fetch_and_explicit(&c->used, ~((uint64_t)1 << k),
+							  memory_order_relaxed);
+			} else if (ev == RQ_FCGI_EV_PARAMS && k >= 0) {
+				c->seen = 1;
+				fill(c, (uint32_t)k, in->xr[k], (uint32_t)rq_fcgi_in_id(in, k), 0);
+				atomic_fetch_or_explicit(&c->used, (uint64_t)1 << k, memory_order_relaxed);
+				set_cur(c, (uint32_t)k);
+			} else if (ev == RQ_FCGI_EV_DEAD && !c->seen) {
+				c->seen = 1; /* not FastCGI after all: one ID for the connection */
+				fill(c, 0, NULL, 0, 0);
+				set_cur(c, 0);
+			}
+		}
+	}
+	k = rq_fcgi_in_cur(in);
+	if (!rq_fcgi_dead(&in->s) && fcgi_ready(c, k))
+		set_cur(c, (uint32_t)k);
+}
+
+/* The HTTP/1 request scanner over n bytes of iov, with log correlation's request lines. */
 static void h1_feed(struct rq_conn *c, const struct iovec *iov, int iovcnt, size_t n)
 {
+	struct corr *x = NULL;
+
+	if (n && rq_cfg.correlate && atomic_load_explicit(&c->echo, memory_order_relaxed))
+		x = corr_of(c, 1); /* (responses not followed are never recorded) */
 	for (int i = 0; i < iovcnt && n && !rq_hdrs_dead(&c->rp.h); i++) {
 		const char *b = iov[i].iov_base;
 		size_t len = iov[i].iov_len < n ? iov[i].iov_len : n, off = 0;
 
 		n -= len;
 		while (off < len) {
+			int fresh = x && !x->on && rq_req_at_start(&c->rp);
 			enum rq_ev ev;
+			size_t k = rq_req_feed(&c->rp, b + off, len - off, &ev);
 
-			off += rq_req_feed(&c->rp, b + off, len - off, &ev);
-			if (ev == RQ_EV_HEAD)
-				push(c, c->rp.xr, c->rp.h.xr_have ? c->rp.h.xr_len : 0,
-				     (c->rp.h.method == RQ_M_HEAD ? RQ_SLOT_HEAD : 0) |
-				     ((c->rp.h.up & RQ_UP_ALL) == RQ_UP_ALL ? RQ_SLOT_H2C : 0));
-			else if (ev == RQ_EV_DEAD)
+			if (x && (fresh || x->on))
+				corr_read(x, b + off, k, fresh);
+			off += k;
+			if (ev == RQ_EV_HEAD) {
+				int p = head(c, (c->rp.h.up & RQ_UP_ALL) == RQ_UP_ALL ? RQ_SLOT_H2C : 0);
+
+				if (x)
+					corr_begin(c, x, p);
+			} else if (ev == RQ_EV_DEAD) {
+				if (x)
+					x->on = x->have = 0;
 				req_dead(c);
+			}
 		}
 	}
 }
@@ -335,14 +593,37 @@ static unsigned char first_of(const struct iovec *iov, int iovcnt, size_t n)
 	return 0;
 }
 
+/*
+ * A read that is not HTTP/1's to scan, or may not be: on a connection of
+ * another protocol, or a first read whose first byte may start HTTP/2's
+ * client preface ('P') or a FastCGI record. Returns 1 if the bytes were
+ * taken; 0 if they are HTTP/1's after all (what HTTP/2 held back has then
+ * been scanned), to be fed to its scanner.
+ */
+static int feed_other(struct rq_conn *c, const struct iovec *iov, int iovcnt, size_t n)
+{
+	int pr = rq_conn_proto(c);
+	struct fcgi_st *st;
+
+	if (pr == RQ_PR_H2 || (pr == RQ_PR_HTTP1 && first_of(iov, iovcnt, n) == 'P'))
+		return h2_feed(c, iov, iovcnt, n);
+	if (pr == RQ_PR_HTTP1) /* (a first read: FastCGI's version byte) */
+		fcgi_start(c);
+	c->fed |= n != 0;
+	if (rq_conn_proto(c) == RQ_PR_FCGI_IN && (st = fcgi_of(c)))
+		fcgi_feed(c, st, iov, iovcnt, n);
+	return rq_conn_proto(c) != RQ_PR_HTTP1; /* (outbound: a reply, read in what was written) */
+}
+
 void rq_conn_feed(struct rq_conn *c, const struct iovec *iov, int iovcnt, size_t n)
 {
 	int saved = errno;
+	unsigned char b0;
 
-	/* HTTP/2, or a first read that may be its client preface */
 	if (unlikely(rq_conn_proto(c) != RQ_PR_HTTP1 ||
-		     (!c->fed && n && first_of(iov, iovcnt, n) == 'P')) &&
-	    h2_feed(c, iov, iovcnt, n)) {
+		     (!c->fed && n &&
+		      ((b0 = first_of(iov, iovcnt, n)) == 'P' || rq_fcgi_first(b0)))) &&
+	    feed_other(c, iov, iovcnt, n)) {
 		rq_conn_enter(c);
 		errno = saved;
 		return;
@@ -359,9 +640,12 @@ static void h2_feed_opaque(struct rq_conn *c, size_t n);
 void rq_conn_feed_opaque(struct rq_conn *c, size_t n)
 {
 	int saved = errno;
+	struct fcgi_st *st;
 
 	if (unlikely(rq_conn_proto(c) == RQ_PR_H2) && n)
 		h2_feed_opaque(c, n);
+	if (rq_conn_proto(c) == RQ_PR_FCGI_IN && n && (st = fcgi_of(c)))
+		st->in.s.st = 0xff; /* records it cannot see: the current request stays */
 	if (n && rq_conn_proto(c) == RQ_PR_HTTP1 && !rq_hdrs_dead(&c->rp.h)) {
 		c->fed = 1;
 		rq_hdrs_opaque(&c->rp.h, n);
@@ -553,8 +837,11 @@ static void h1_prescan(struct rq_conn *c, const struct iovec *iov, int iovcnt,
 					state = 0;
 					goto out;
 				}
-				if (s->status >= 200)
+				if (s->status >= 200) {
+					if (answers(c, h, hs, t))
+						pre->st[h % RQ_PIPE] = s->status;
 					step(c, &h, &hs, t);
+				}
 				state = 0;
 				have_status = 0;
 			}
@@ -593,7 +880,7 @@ static void lay(struct rq_wire *w, const void *b, size_t len, int ed)
  * the iovecs run out, the layout stops early and the rest is for the next
  * system call; the edits not laid out are dropped from the plan.
  */
-static void layout(struct rq_wplan *p, const struct iovec *iov, int iovcnt)
+void rq_conn_layout(struct rq_wplan *p, const struct iovec *iov, int iovcnt)
 {
 	struct rq_wire *w = &p->w;
 	size_t pos = p->at.done, drop = 0;
@@ -649,6 +936,8 @@ int rq_conn_plan(struct rq_conn *c, const struct iovec *iov, int iovcnt, size_t 
 
 	p->held = 0;
 	p->h2 = 0;
+	if (unlikely(rq_conn_outbound(c)))
+		return rq_out_plan(c, iov, iovcnt, total, p);
 	if (unlikely(!c->fed || rq_conn_proto(c) == RQ_PR_H2) &&
 	    (st = h2_out(c, iov, iovcnt, &p->at))) {
 		p->h2 = 1;
@@ -660,7 +949,7 @@ int rq_conn_plan(struct rq_conn *c, const struct iovec *iov, int iovcnt, size_t 
 		p->w.n = 0; /* nothing to weave in: the caller's own call */
 		return 0;
 	}
-	layout(p, iov, iovcnt);
+	rq_conn_layout(p, iov, iovcnt);
 	return p->n;
 }
 
@@ -668,19 +957,12 @@ int rq_conn_plan(struct rq_conn *c, const struct iovec *iov, int iovcnt, size_t 
 static void h1_commit_whole(struct rq_conn *c, const struct rq_h1_plan *pre)
 {
 	c->ws = pre->s;
-	pop_to(c, pre->h, pre->hs);
+	pop_to(c, pre->h, pre->hs, pre->st);
 	c->ins_state = (uint8_t)pre->state;
 	if (pre->up)
 		h2_upgrade(c, pre->h);
 }
 
-/* Where a short write stopped. */
-struct cut {
-	size_t caller; /* caller bytes written */
-	int full;      /* edits written whole (they are in order) */
-	int ed;        /* edit the write stopped inside or right after, or -1 */
-	size_t sent;   /* bytes of that edit out in all */
-};
 
 /*
  * Maps the r bytes the transport took back to the caller's bytes. If r ends
@@ -688,10 +970,10 @@ struct cut {
  * after it, that edit is reported so that the next call does not repeat it.
  * The caller bytes an edit stands for count once its text is out whole.
  */
-static struct cut map(const struct rq_wplan *p, size_t r)
+struct rq_wcut rq_conn_map(const struct rq_wplan *p, size_t r)
 {
 	const struct rq_wire *w = &p->w;
-	struct cut c = { 0, 0, -1, 0 };
+	struct rq_wcut c = { 0, 0, -1, 0 };
 
 	for (int i = 0; i < w->n && r; i++) {
 		size_t len = w->iov[i].iov_len, take = r < len ? r : len;
@@ -719,7 +1001,7 @@ static struct cut map(const struct rq_wplan *p, size_t r)
  */
 static void h1_postscan(struct rq_conn *c, const struct iovec *iov, int iovcnt,
 			const struct rq_wpos *from, size_t len, const struct rq_wplan *p,
-			const struct cut *cut)
+			const struct rq_wcut *cut)
 {
 	size_t pos = from->done;
 	int nins = p ? p->n : 0;
@@ -752,7 +1034,7 @@ static void h1_postscan(struct rq_conn *c, const struct iovec *iov, int iovcnt,
 				}
 				if (c->ws.status >= 200) {
 					step(c, &h, &hs, t);
-					pop_to(c, h, hs);
+					pop_to(c, h, hs, NULL);
 				}
 				c->ins_state = 0;
 			}
@@ -771,17 +1053,17 @@ static void h1_postscan(struct rq_conn *c, const struct iovec *iov, int iovcnt,
  * After the scanner moved: a dead one means no more headers on this
  * connection; once a response is out whole, the thread that wrote it is done
  * with that request (its context is marked finished: a hand-off may replace
- * it).
+ * it), and the request is recorded as completed for log correlation.
  */
 static void settle(struct rq_conn *c)
 {
 	echo_on(c);
+	corr_settle(c);
 	if (c->done && rq_resp_at_start(&c->ws))
 		rq_ctx_finish(c->done);
 }
 
-/* Moves pos n caller bytes on. */
-static void advance(struct rq_wpos *pos, const struct iovec *iov, int iovcnt, size_t n)
+void rq_wpos_advance(struct rq_wpos *pos, const struct iovec *iov, int iovcnt, size_t n)
 {
 	pos->done += n;
 	while (pos->i < iovcnt && n) {
@@ -797,7 +1079,7 @@ static void advance(struct rq_wpos *pos, const struct iovec *iov, int iovcnt, si
 	}
 }
 
-static const struct cut no_cut = { 0, 0, -1, 0 };
+static const struct rq_wcut no_cut = { 0, 0, -1, 0 };
 
 size_t rq_conn_commit(struct rq_conn *c, struct rq_wplan *p, const struct iovec *iov,
 		      int iovcnt, size_t wire)
@@ -805,6 +1087,8 @@ size_t rq_conn_commit(struct rq_conn *c, struct rq_wplan *p, const struct iovec 
 	struct h2_st *st;
 	size_t caller;
 
+	if (unlikely(rq_conn_outbound(c)))
+		return rq_out_commit(c, p, iov, iovcnt, wire);
 	if (unlikely(p->h2) && (st = h2_of(c)))
 		return h2_commit(c, st, p, iov, iovcnt, wire);
 	if (!p->w.n) { /* the caller's bytes went out as they were */
@@ -817,13 +1101,13 @@ size_t rq_conn_commit(struct rq_conn *c, struct rq_wplan *p, const struct iovec 
 		h1_commit_whole(c, &p->u.h1);
 		caller = p->w.caller;
 	} else {
-		struct cut cut = map(p, wire);
+		struct rq_wcut cut = rq_conn_map(p, wire);
 
 		h1_postscan(c, iov, iovcnt, &p->at, cut.caller, p, &cut);
 		caller = cut.caller;
 	}
 	settle(c);
-	advance(&p->at, iov, iovcnt, caller);
+	rq_wpos_advance(&p->at, iov, iovcnt, caller);
 	return caller;
 }
 
@@ -840,6 +1124,8 @@ static void conn_ctx(struct rq_conn *c)
 
 int rq_conn_write_begin(struct rq_conn *c)
 {
+	if (unlikely(rq_conn_outbound(c)))
+		return rq_out_begin(c);
 	if (unlikely(rq_conn_proto(c) == RQ_PR_H2)) {
 		rq_conn_enter(c); /* the write's own stream is current once it is out */
 		return 1;
@@ -854,6 +1140,10 @@ void rq_conn_out_opaque(struct rq_conn *c, size_t n)
 	int saved = errno;
 	struct h2_st *st;
 
+	if (unlikely(rq_conn_outbound(c))) {
+		rq_out_opaque(c, n);
+		return;
+	}
 	if (unlikely(rq_conn_proto(c) == RQ_PR_H2) && (st = h2_writing(c))) {
 		if (n && rq_h2_opaque(&st->h, n) < 0)
 			rq_h2_out_kill(&st->h); /* (-EAGAIN: the host sent it before what it owes) */
@@ -875,6 +1165,10 @@ void rq_conn_out_seen(struct rq_conn *c, const struct iovec *iov, int iovcnt, si
 	int saved = errno;
 	struct h2_st *st;
 
+	if (unlikely(rq_conn_outbound(c))) {
+		rq_out_seen(c, iov, iovcnt, n);
+		return;
+	}
 	if (unlikely(rq_conn_proto(c) == RQ_PR_H2) && (st = h2_writing(c))) {
 		if (n) { /* followed if nothing was due in them, else no more edits */
 			rq_h2_plan(&st->h, iov, iovcnt, h2_id, c, &st->plan);
@@ -899,7 +1193,9 @@ void rq_conn_out_unseen(struct rq_conn *c)
 {
 	struct h2_st *st;
 
-	if (unlikely(rq_conn_proto(c) == RQ_PR_H2) && (st = h2_of(c)))
+	if (unlikely(rq_conn_outbound(c)))
+		rq_out_unseen(c);
+	else if (unlikely(rq_conn_proto(c) == RQ_PR_H2) && (st = h2_of(c)))
 		rq_h2_out_kill(&st->h);
 	atomic_store_explicit(&c->echo, 0, memory_order_relaxed);
 }
@@ -920,6 +1216,8 @@ size_t rq_conn_cut(struct rq_conn *c, char text[RQ_HDR_LINE], const char **rest)
 	struct h2_st *st;
 	int len;
 
+	if (unlikely(rq_conn_outbound(c)))
+		return rq_out_cut(c, NULL, rest);
 	if (unlikely(rq_conn_proto(c) == RQ_PR_H2))
 		return (st = h2_writing(c)) ? h2_cut(c, st, rest) : 0;
 	if (c->ins_state != 1 || (len = render_header(c, c->ins_slot, text)) < 0 ||
@@ -936,6 +1234,10 @@ void rq_conn_cut_sent(struct rq_conn *c, size_t n)
 	struct h2_st *st;
 	size_t left;
 
+	if (unlikely(rq_conn_outbound(c))) {
+		rq_out_cut_sent(c, n);
+		return;
+	}
 	if (unlikely(rq_conn_proto(c) == RQ_PR_H2)) {
 		if ((st = h2_writing(c)) && h2_cut(c, st, &rest))
 			rq_h2_commit(&st->h, &st->plan, NULL, 0, 0, n, 0);
@@ -952,9 +1254,10 @@ void rq_conn_cut_sent(struct rq_conn *c, size_t n)
 
 /* ---- HTTP/2 ---- */
 
+/* c's HTTP/2 state, or NULL (the extension record's `proto` holds another protocol's state). */
 static struct h2_st *h2_of(struct rq_conn *c)
 {
-	struct rq_conn_ext *x = rq_conn_ext(c, 0);
+	struct rq_conn_ext *x = rq_conn_proto(c) == RQ_PR_H2 ? rq_conn_ext(c, 0) : NULL;
 
 	return x ? atomic_load_explicit(&x->proto, memory_order_acquire) : NULL;
 }
@@ -983,14 +1286,18 @@ static struct h2_st *h2_start(struct rq_conn *c, int mode, int probe)
 	return st;
 }
 
+/* Gives back HTTP/2 state st, taken out of c's extension record: c is HTTP/1 again (or ends). */
+static void h2_give(struct rq_conn *c, void *st)
+{
+	__atomic_store_n(&c->proto, RQ_PR_HTTP1, __ATOMIC_RELEASE);
+	if (st)
+		rq_pool_give(&h2s, ((struct h2_st *)st)->idx);
+}
+
 /* Gives c's HTTP/2 state back: c is HTTP/1 again (or ends). */
 static void h2_release(struct rq_conn *c, struct rq_conn_ext *x)
 {
-	struct h2_st *st = x ? atomic_exchange_explicit(&x->proto, NULL, memory_order_acq_rel) : NULL;
-
-	__atomic_store_n(&c->proto, RQ_PR_HTTP1, __ATOMIC_RELEASE);
-	if (st)
-		rq_pool_give(&h2s, st->idx);
+	h2_give(c, x ? atomic_exchange_explicit(&x->proto, NULL, memory_order_acq_rel) : NULL);
 }
 
 /* Slot RQ_H2_CONN gets the connection's own ID, a UUIDv4, unless it has one. */
@@ -1343,6 +1650,6 @@ static size_t h2_commit(struct rq_conn *c, struct h2_st *st, struct rq_wplan *p,
 	}
 	p->held = st->h.out.skip != 0;
 	h2_write_ctx(c, st);
-	advance(&p->at, iov, iovcnt, ret);
+	rq_wpos_advance(&p->at, iov, iovcnt, ret);
 	return ret;
 }

@@ -78,7 +78,9 @@
 
 #include "config.h"
 #include "ctx.h"
+#include "fcgi.h"
 #include "http.h"
+#include "trace.h"
 
 /*
  * Requests a connection remembers for their responses: RQ_PIPE unanswered at
@@ -108,8 +110,12 @@ enum rq_proto {
 	RQ_PR_HTTP1,     /* HTTP/1.x server side (the inline state) */
 	RQ_PR_H2,        /* HTTP/2 server side: state in rq_conn_ext()->proto (src/h2.h) */
 	RQ_PR_FCGI_IN,   /* FastCGI server side (src/fcgi.h) */
-	RQ_PR_HTTP1_OUT, /* HTTP/1.x client side, a connection the process opened */
+	RQ_PR_HTTP1_OUT, /* HTTP/1.x client side, a connection the process opened (src/out.h) */
+	RQ_PR_FCGI_OUT,  /* FastCGI client side, a connection the process opened (src/out.h) */
 };
+
+/* Whether c is a connection the process opened (its writes are requests, its reads replies). */
+#define rq_conn_outbound(c) ((c)->proto >= RQ_PR_HTTP1_OUT)
 
 /*
  * One accepted connection. See the concurrency contract above for who owns
@@ -291,7 +297,30 @@ struct rq_h1_plan {
 	int whole;       /* s, h, hs and state are those at `stop` */
 	int up;          /* the plan stops after a 101 that starts h2c */
 	uint32_t slot[RQ_EDITS]; /* request whose ID each insertion carries */
+	uint16_t st[RQ_PIPE];    /* status of the response answering each ring entry (correlation) */
 	char text[RQ_EDITS][RQ_HDR_LINE];
+};
+
+/* "Name: id\r\n" and "traceparent: <55>\r\n": what an outbound request head gets at most. */
+#define RQ_OUT_LINE (RQ_HDR_LINE + 13 + RQ_TRACEPARENT_LEN + 2)
+/* Caller iovecs one outbound FastCGI plan covers: with its insertions, they fit RQ_WIRE_IOV. */
+#define RQ_OUT_SUB (RQ_WIRE_IOV - 3 * RQ_FCGI_PLAN_MAX - 2)
+
+/* An outbound connection's part of a plan (src/out.c). */
+struct rq_out_plan {
+	union {
+		struct {
+			struct rq_hdrs s; /* HTTP/1: the request scanner at the plan's end */
+			int state;        /* ins_state there */
+			int whole;        /* s and state are those at `stop` */
+			char text[RQ_EDITS][RQ_OUT_LINE];
+		};
+		struct {
+			int m;            /* FastCGI: the caller's iovecs from `at`, */
+			struct iovec sub[RQ_OUT_SUB];
+			struct rq_fcgi_plan fp; /* and the FastCGI planner's plan of them */
+		};
+	};
 };
 
 /* A position in the caller's iovecs: iov[i] at off, `done` caller bytes from the start. */
@@ -317,8 +346,27 @@ struct rq_wplan {
 		struct {
 			int win; /* caller iovecs the HTTP/2 plan (in the connection) looked at */
 		} h2;
+		struct rq_out_plan out;
 	} u;
 };
+
+/* Where a transport's r bytes of a layout end (rq_conn_map). */
+struct rq_wcut {
+	size_t caller; /* caller bytes written */
+	int full;      /* edits written whole (they are in order) */
+	int ed;        /* edit the write stopped inside or right after, or -1 */
+	size_t sent;   /* bytes of that edit out in all */
+};
+
+/*
+ * For protocol planners: lays out caller bytes [p->at, p->stop) with p's
+ * edits into p->w (edits that do not fit RQ_WIRE_IOV are dropped: p->n
+ * shrinks); maps r wire bytes of that layout back to the caller's; moves a
+ * position n caller bytes on.
+ */
+void rq_conn_layout(struct rq_wplan *p, const struct iovec *iov, int iovcnt);
+struct rq_wcut rq_conn_map(const struct rq_wplan *p, size_t r);
+void rq_wpos_advance(struct rq_wpos *pos, const struct iovec *iov, int iovcnt, size_t n);
 
 /*
  * Before a write on c: the request its next response answers becomes the

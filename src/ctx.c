@@ -30,7 +30,8 @@ void rq_ctx_set(const struct rq_ctx *c)
 	atomic_signal_fence(memory_order_release);
 	rq_tls.active = next;
 	rq_tls.finished = 0;
-	rq_tls.handle = (double)c->serial;
+	rq_tls.handle[0] = (double)c->serial;
+	rq_tls.handle[1] = 0;
 }
 
 void rq_ctx_finish(uint64_t serial)
@@ -43,6 +44,8 @@ void rq_ctx_clear(void)
 {
 	if (rq_ctx_cur()->serial != 0)
 		rq_ctx_set(&rq_ctx_unknown);
+	else
+		rq_ctx_reaffirm();
 }
 
 static void store(struct rq_slot *s, uint64_t serial, const char *id, uint32_t len,
@@ -106,8 +109,10 @@ void rq_ctx_set_slot(struct rq_slot *s)
 {
 	struct rq_ctx c;
 
-	if (atomic_load_explicit(&s->serial, memory_order_relaxed) == rq_ctx_cur()->serial)
+	if (atomic_load_explicit(&s->serial, memory_order_relaxed) == rq_ctx_cur()->serial) {
+		rq_ctx_reaffirm();
 		return;
+	}
 	if (rq_slot_read(s, &c, NULL) < 0 || c.serial == 0)
 		rq_ctx_clear(); /* a slot that holds no request means "unknown" */
 	else

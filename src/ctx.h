@@ -34,7 +34,12 @@ struct rq_tls {
 	struct rq_ctx buf[2];
 	unsigned active;
 	unsigned finished; /* the current request's response has been written */
-	double handle;     /* buf[active].serial, for reqctx_handle_current() */
+	/*
+	 * For reqctx_handle_current(): [0] is buf[active].serial; [1] is 1 from
+	 * an rq_handle_enter that switched the context until the library next
+	 * sets one itself (a read, an event, a hand-off), else 0.
+	 */
+	double handle[2];
 };
 
 extern RQ_TLS struct rq_tls rq_tls;
@@ -50,12 +55,22 @@ struct rq_slot {
 	_Atomic uint64_t w[RQ_SLOT_WORDS];
 };
 
-#define RQ_SLOT_HEAD 1u /* the request's method was HEAD: its response has no body */
-#define RQ_SLOT_H2C  2u /* it asked to upgrade to h2c: a 101 answering it starts HTTP/2 */
+#define RQ_SLOT_HEAD 1u  /* the request's method was HEAD: its response has no body */
+#define RQ_SLOT_RELAY 2u /* a carrier's context read from a relayed line (carry.h) */
+#define RQ_SLOT_H2C  4u  /* it asked to upgrade to h2c: a 101 answering it starts HTTP/2 */
 
 static inline const struct rq_ctx *rq_ctx_cur(void)
 {
 	return &rq_tls.buf[rq_tls.active];
+}
+
+/*
+ * Says that the library itself has just set the current context again (it
+ * was already current): clears the mark of an rq_handle_enter (handle[1]).
+ */
+static inline void rq_ctx_reaffirm(void)
+{
+	rq_tls.handle[1] = 0;
 }
 
 /* Makes `c` the current context. */

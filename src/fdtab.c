@@ -65,6 +65,7 @@ static void reset_lines(struct rq_fd *e)
 {
 	atomic_fetch_add_explicit(&e->gen, 1, memory_order_release);
 	atomic_store_explicit(&e->line, 0, memory_order_relaxed);
+	atomic_store_explicit(&e->stall, 0, memory_order_relaxed);
 }
 
 int rq_fd_set_log(int fd)
@@ -80,21 +81,27 @@ int rq_fd_set_log(int fd)
 	return 0;
 }
 
-int rq_fd_set_conn(int fd)
+int rq_fd_set_conn_to(int fd, struct rq_conn *c)
 {
 	struct rq_fd *e = fd_get(fd);
-	struct rq_conn *c;
 
-	if (!e)
+	if (!e) {
+		if (c)
+			rq_conn_unref(c);
 		return -ENOMEM;
+	}
 	atomic_store_explicit(&e->flags, 0, memory_order_relaxed);
-	c = rq_conn_new();
 	name_conn(e, c);
 	if (!c)
 		return -ENOMEM;
 	reset_lines(e);
 	atomic_store_explicit(&e->flags, RQ_FD_CONN, memory_order_release);
 	return 0;
+}
+
+int rq_fd_set_conn(int fd)
+{
+	return rq_fd_set_conn_to(fd, rq_conn_new());
 }
 
 int rq_fd_set_carry(int fd, int peer)
@@ -110,6 +117,28 @@ int rq_fd_set_carry(int fd, int peer)
 	reset_lines(e);
 	atomic_store_explicit(&e->peer, peer, memory_order_relaxed);
 	atomic_store_explicit(&e->flags, RQ_FD_CARRY, memory_order_release);
+	return 0;
+}
+
+int rq_fd_set_relay(int fd)
+{
+	struct rq_fd *e = rq_fd_peek(fd);
+
+	if (!e || rq_fd_flags(e) != RQ_FD_CARRY)
+		return -EINVAL;
+	atomic_store_explicit(&e->line, 0, memory_order_relaxed); /* at a line start */
+	atomic_store_explicit(&e->flags, RQ_FD_CARRY | RQ_FD_RELAY, memory_order_release);
+	return 0;
+}
+
+int rq_fd_stays_log(int from, int to, int listened)
+{
+	if (!listened || from == to || rq_fd_flags(rq_fd_peek(to)) != RQ_FD_LOG ||
+	    !(rq_fd_flags(rq_fd_peek(from)) & RQ_FD_CARRY))
+		return 0;
+	for (int i = 0; i < rq_cfg.nchildfds; i++)
+		if (rq_cfg.childfds[i] == to)
+			return 1;
 	return 0;
 }
 
@@ -185,6 +214,7 @@ void rq_fd_copy(int from, int to)
 	}
 	atomic_store_explicit(&dst->line, atomic_load(&src->line), memory_order_relaxed);
 	atomic_store_explicit(&dst->peer, atomic_load(&src->peer), memory_order_relaxed);
+	atomic_store_explicit(&dst->stall, atomic_load(&src->stall), memory_order_relaxed);
 	atomic_fetch_add_explicit(&dst->gen, 1, memory_order_release);
 	if (fl & RQ_FD_CONNS) {
 		struct rq_conn *c = share(src);

@@ -2,8 +2,9 @@
  * The fd table: what reqctx knows about each descriptor.
  *
  * Lazily mapped tables indexed by fd: a small entry for every fd (is it a
- * log stream, a connection, a carrier; the line state of a log stream; the
- * connection it names), and the request slot of each context carrier.
+ * log stream, a connection, a carrier; the line state of a log stream and
+ * the writer of a write it left pending; the connection it names), and the
+ * request slot of each context carrier.
  * Connections themselves are objects of their own (conn.h): an accepted
  * socket's entry names one, a dup's entry names the same one, and each entry
  * holds a reference to it. Chunks are mmap'ed on first use and published
@@ -32,6 +33,7 @@
 #define RQ_FD_CIPHER 8u /* a TLS connection's fd: names a struct rq_conn, and its own bytes
 			   are ciphertext, which every call passes straight through */
 #define RQ_FD_CONNS (RQ_FD_CONN | RQ_FD_CIPHER) /* fds that name a connection */
+#define RQ_FD_RELAY 16u /* with RQ_FD_CARRY: a pipe's read end, whose lines may name their writer's request */
 
 struct rq_fd {
 	_Atomic uint32_t flags;
@@ -39,6 +41,7 @@ struct rq_fd {
 	_Atomic uint32_t gen;   /* bumped whenever the fd's entry is reset */
 	_Atomic int32_t peer;   /* RQ_FD_CARRY: fd whose reads see this fd's writes, or -1 */
 	struct rq_conn *_Atomic conn; /* RQ_FD_CONNS: the connection, one reference held */
+	_Atomic uint64_t stall; /* RQ_FD_LOG: handle of the writer whose write did not all go out */
 };
 
 /* Longest prefix reqctx puts before a line. */
@@ -126,6 +129,12 @@ int rq_fd_set_log(int fd);
  */
 int rq_fd_set_conn(int fd);
 
+/*
+ * Makes fd name connection c (taking over its reference; NULL: none, and
+ * -ENOMEM). Returns 0 or -errno (then c was given back and fd stays untracked).
+ */
+int rq_fd_set_conn_to(int fd, struct rq_conn *c);
+
 /* Gives fd an entry with no flags, so that rq_fd_gen sees its close. Returns 0 or -errno. */
 int rq_fd_track(int fd);
 
@@ -150,7 +159,22 @@ static inline uint32_t rq_fd_gen(int fd)
 	return e ? atomic_load_explicit(&e->gen, memory_order_acquire) : 0;
 }
 
-/* Makes fd a context carrier (see carry.h). Returns 0 or -errno. */
+/* Makes fd a context carrier (see carry.h); relay: RQ_FD_RELAY too. Returns 0 or -errno. */
 int rq_fd_set_carry(int fd, int peer);
+int rq_fd_set_relay(int fd);
+
+/*
+ * Before dup2/dup3(from, to): whether `to` stays what it is, a log stream,
+ * rather than becoming a copy of `from`. It does in a process that listens
+ * (`listened`: it, or the process it was forked from, called listen() or
+ * accepted) when `to` is a stderr-like fd (REQCTX_CHILD_LOG_FDS, 2) and a log
+ * now, and `from` a carrier (a pipe or socket the process made): a worker
+ * whose stderr its master redirects into a pipe (php-fpm's
+ * catch_workers_output) still writes log lines, prefix included, which the
+ * master's read of that pipe takes the ID from (carry.h). Stdout never
+ * does (a shell's $(...) is data), nor does anything in a process that never
+ * listened (a script under `reqctx run`).
+ */
+int rq_fd_stays_log(int from, int to, int listened);
 
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "ctx.h"
+#include "handoff.h"
 #include "pool.h"
 
 /* A main record: one cache line. len > RQ_HD_INLINE: the ID is in the long table. */
@@ -165,6 +166,7 @@ uint64_t rq_handle_enter(uint64_t h)
 	struct rq_ctx c;
 
 	rq_evq_api();
+	rq_handoff_managed();
 	if (h == prev)
 		return prev;
 	if (prev)
@@ -173,7 +175,20 @@ uint64_t rq_handle_enter(uint64_t h)
 		rq_ctx_set(&c);
 	else
 		rq_ctx_clear();
+	rq_tls.handle[1] = 1;
 	return prev;
+}
+
+void rq_handle_resume(uint64_t h)
+{
+	struct rq_ctx c;
+
+	if (h == rq_ctx_cur()->serial)
+		rq_ctx_reaffirm();
+	else if (h && lookup(h, &c) == 0)
+		rq_ctx_set(&c);
+	else
+		rq_ctx_clear();
 }
 
 /* Public API. */
@@ -190,5 +205,5 @@ RQ_EXPORT reqctx_handle reqctx_handle_enter(reqctx_handle h)
 
 RQ_EXPORT const volatile double *reqctx_handle_current(void)
 {
-	return &rq_tls.handle;
+	return rq_tls.handle;
 }

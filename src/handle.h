@@ -44,4 +44,11 @@ uint64_t rq_handle_take(void);
  */
 uint64_t rq_handle_enter(uint64_t h);
 
+/*
+ * Makes handle h current as the library's own context (a switch the library
+ * makes itself, like a read's; not an rq_handle_enter), "unknown" if its
+ * record no longer holds it.
+ */
+void rq_handle_resume(uint64_t h);
+
 #endif

@@ -29,11 +29,15 @@ enum { B_LEN = 1, B_CSIZE, B_CEXT, B_CSIZE_LF, B_CDATA, B_CDATA_CR, B_CDATA_LF,
 #define H_XR 1u
 #define H_CL 2u
 #define H_TE 4u
-#define H_UP 8u  /* Upgrade (requests) */
-#define H_SET 16u /* HTTP2-Settings (requests) */
+#define H_TP 8u   /* traceparent (REQCTX_TRACEPARENT=1) */
+#define H_UP 16u  /* Upgrade (requests) */
+#define H_SET 32u /* HTTP2-Settings (requests) */
+_Static_assert((H_XR | H_CL | H_TE | H_TP | H_UP | H_SET) <= UINT8_MAX,
+	       "rq_hdrs.match and .cur hold the H_* bits");
 
 static const char cl_name[] = "content-length";
 static const char te_name[] = "transfer-encoding";
+static const char tp_name[] = "traceparent";
 static const char up_name[] = "upgrade";
 static const char set_name[] = "http2-settings";
 
@@ -186,6 +190,8 @@ static void msg_reset(struct rq_hdrs *p)
 	p->xr_len = 0;
 	p->cur = 0;
 	p->lines = 0;
+	p->tp_st = 0;
+	p->tp_pos = 0;
 }
 
 int rq_resp_after_status(const struct rq_hdrs *p)
@@ -201,6 +207,11 @@ void rq_hdrs_kill(struct rq_hdrs *p)
 int rq_hdrs_dead(const struct rq_hdrs *p)
 {
 	return p->st == S_DEAD;
+}
+
+int rq_req_at_start(const struct rq_req *r)
+{
+	return r->h.st == S_START;
 }
 
 int rq_resp_at_start(const struct rq_hdrs *p)
@@ -219,7 +230,7 @@ static void name_start(struct rq_hdrs *p)
 	p->idx = 0;
 	if (p->lines < 255)
 		p->lines++;
-	p->match = H_XR | H_CL | H_TE | H_UP | H_SET;
+	p->match = H_XR | H_CL | H_TE | H_UP | H_SET | (rq_cfg.traceparent ? H_TP : 0);
 	p->cur = 0;
 }
 
@@ -237,6 +248,8 @@ static int name_byte(struct rq_hdrs *p, unsigned char c)
 			p->cur = H_CL;
 		else if ((p->match & H_TE) && i == sizeof(te_name) - 1)
 			p->cur = H_TE;
+		else if ((p->match & H_TP) && i == sizeof(tp_name) - 1)
+			p->cur = H_TP;
 		else if ((p->match & H_UP) && i == sizeof(up_name) - 1)
 			p->cur = H_UP;
 		else if ((p->match & H_SET) && i == sizeof(set_name) - 1)
@@ -262,6 +275,14 @@ static int name_byte(struct rq_hdrs *p, unsigned char c)
 			p->te_idx = 0; /* (a token being matched, as for Transfer-Encoding) */
 			p->te_ok = 1;
 			p->te_end = 0;
+		} else if (p->cur == H_TP) {
+			if (p->tp_st & RQ_TP_SEEN) { /* two traceparents make none (W3C) */
+				p->tp_st = (uint8_t)((p->tp_st & RQ_TP_LOST) | RQ_TP_SEEN | RQ_TP_BAD);
+				p->tp_pos = 255;
+			} else {
+				p->tp_st = (uint8_t)((p->tp_st & RQ_TP_LOST) | RQ_TP_SEEN);
+				p->tp_pos = 0;
+			}
 		}
 		return 0;
 	}
@@ -275,6 +296,8 @@ static int name_byte(struct rq_hdrs *p, unsigned char c)
 			p->match &= ~H_CL;
 		if ((p->match & H_TE) && (i >= sizeof(te_name) - 1 || te_name[i] != c))
 			p->match &= ~H_TE;
+		if ((p->match & H_TP) && (i >= sizeof(tp_name) - 1 || tp_name[i] != c))
+			p->match &= ~H_TP;
 		if ((p->match & H_UP) && (i >= sizeof(up_name) - 1 || up_name[i] != c))
 			p->match &= ~H_UP;
 		if ((p->match & H_SET) && (i >= sizeof(set_name) - 1 || set_name[i] != c))
@@ -297,6 +320,64 @@ static void up_token(struct rq_hdrs *p)
 	p->te_end = 0;
 }
 
+static int lhex(unsigned char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+
+/*
+ * One byte of a traceparent value: "vv-<32 hex>-<16 hex>-ff", lowercase,
+ * version ff invalid, 00 exactly 55 characters, a higher version 55 then
+ * the end or '-' and anything. The trace-id digits go to xr + RQ_TP_AT
+ * while xr may be written (keep).
+ */
+static void tp_byte(struct rq_hdrs *p, char *xr, int keep, unsigned char c)
+{
+	unsigned i = p->tp_pos;
+
+	if (i == 255 || (p->tp_st & RQ_TP_BAD))
+		return;
+	if (c == ' ' || c == '\t') {
+		if (i && i < 55)
+			p->tp_st |= RQ_TP_BAD;
+		else if (i)
+			p->tp_pos = 254; /* ended: only spaces may follow */
+		return;
+	}
+	if (i == 254 || (i >= 55 && !(p->tp_st & RQ_TP_VER))) {
+		p->tp_st |= RQ_TP_BAD;
+		return;
+	}
+	if (i >= 55) { /* a higher version's extra fields: '-' first, then anything */
+		if (i == 55 && c != '-')
+			p->tp_st |= RQ_TP_BAD;
+		p->tp_pos = 56;
+		return;
+	}
+	if (i == 2 || i == 35 || i == 52) {
+		if (c != '-')
+			p->tp_st |= RQ_TP_BAD;
+	} else if (!lhex(c)) {
+		p->tp_st |= RQ_TP_BAD;
+	} else if (i < 2) {
+		if (c != '0')
+			p->tp_st |= RQ_TP_VER;
+		if (i == 0 && c == 'f')
+			p->tp_st |= RQ_TP_F;
+		else if (i == 1 && c == 'f' && (p->tp_st & RQ_TP_F))
+			p->tp_st |= RQ_TP_BAD; /* version ff */
+	} else if (i < 35) {
+		if (c != '0')
+			p->tp_st |= RQ_TP_NZT;
+		if (keep && xr)
+			xr[RQ_TP_AT + i - 3] = (char)c;
+	} else if (i < 52) {
+		if (c != '0')
+			p->tp_st |= RQ_TP_NZS;
+	}
+	p->tp_pos = (uint8_t)(i + 1);
+}
+
 /* Feeds one header-value byte (not CR or LF); xr is where a request ID goes (NULL: nowhere). */
 static void value_byte(struct rq_hdrs *p, char *xr, unsigned char c)
 {
@@ -313,8 +394,13 @@ static void value_byte(struct rq_hdrs *p, char *xr, unsigned char c)
 			p->xr_bad = 1;
 		} else {
 			p->xr_st = 1;
+			if (p->xr_len >= RQ_TP_AT)
+				p->tp_st |= RQ_TP_LOST;
 			xr[p->xr_len++] = (char)c;
 		}
+		break;
+	case H_TP:
+		tp_byte(p, xr, !p->xr_have, c);
 		break;
 	case H_CL:
 		if (ows) {
@@ -382,6 +468,11 @@ static int value_end(struct rq_hdrs *p)
 	case H_UP:
 		up_token(p);
 		break;
+	case H_TP:
+		if (p->tp_pos != 255 && p->tp_pos >= 55 && !(p->tp_st & RQ_TP_BAD) &&
+		    (p->tp_st & (RQ_TP_NZT | RQ_TP_NZS)) == (RQ_TP_NZT | RQ_TP_NZS))
+			p->tp_st |= RQ_TP_OK;
+		break;
 	}
 	p->st = S_LINE;
 	p->idx = 0;
@@ -435,6 +526,8 @@ static int line_byte(struct rq_hdrs *p, unsigned char c)
 		}
 		if (p->cur == H_XR)
 			p->xr_bad = 1;
+		if (p->cur == H_TP)
+			p->tp_st = (uint8_t)((p->tp_st & ~RQ_TP_OK) | RQ_TP_BAD);
 		p->st = S_VALUE;
 		return 0;
 	}
@@ -476,6 +569,10 @@ size_t rq_req_feed(struct rq_req *r, const char *buf, size_t n, enum rq_ev *ev)
 		case S_BODY:
 			if (in_body(p, buf, n, &i) < 0)
 				return dead(p, n, ev);
+			if (p->st == S_START) {
+				*ev = RQ_EV_BODY;
+				return i;
+			}
 			continue;
 		case S_START:
 			if (c == '\r' || c == '\n')
@@ -690,6 +787,165 @@ size_t rq_resp_feed(struct rq_hdrs *p, const char *buf, size_t n, int method,
 		i++;
 	}
 	return n;
+}
+
+/* The request line, in either direction: its byte c at *i. Returns 1 at its end, -1 if invalid. */
+static int req_line(struct rq_hdrs *p, const char *buf, size_t n, size_t *pi)
+{
+	static const char version[] = "HTTP/1.";
+	size_t i = *pi;
+	unsigned char c = (unsigned char)buf[i];
+
+	switch (p->st) {
+	case S_START:
+		if (c == '\r' || c == '\n')
+			return 0;
+		if (c < 'A' || c > 'Z')
+			return -1;
+		msg_reset(p);
+		p->st = S_METHOD;
+		p->idx = 1;
+		p->method = c == 'H' ? RQ_M_HEAD : c == 'C' ? RQ_M_CONNECT : 0;
+		return 0;
+	case S_METHOD:
+		if (c == ' ') {
+			if ((p->method == RQ_M_HEAD && p->idx != 4) ||
+			    (p->method == RQ_M_CONNECT && p->idx != 7))
+				p->method = 0;
+			p->st = S_TARGET;
+			p->idx = 0;
+			return 0;
+		}
+		if (!((c >= 'A' && c <= 'Z') || c == '-' || c == '_') || p->idx >= 32)
+			return -1;
+		if ((p->method == RQ_M_HEAD && (p->idx >= 4 || "HEAD"[p->idx] != c)) ||
+		    (p->method == RQ_M_CONNECT && (p->idx >= 7 || "CONNECT"[p->idx] != c)))
+			p->method = 0;
+		p->idx++;
+		return 0;
+	case S_TARGET:
+		while (c > 0x20 && c != 0x7f && i + 1 < n) {
+			p->idx = 1;
+			c = (unsigned char)buf[++i];
+		}
+		*pi = i;
+		if (c == ' ') {
+			if (!p->idx)
+				return -1;
+			p->st = S_VERSION;
+			p->idx = 0;
+		} else if (c <= 0x20 || c == 0x7f) {
+			return -1;
+		} else {
+			p->idx = 1;
+		}
+		return 0;
+	case S_VERSION:
+		if (p->idx < 7) {
+			if (c != (unsigned char)version[p->idx])
+				return -1;
+		} else if (p->idx == 7) {
+			if (c < '0' || c > '9')
+				return -1;
+		} else if (c == '\r') {
+			p->st = S_RL_LF;
+			return 0;
+		} else if (c == '\n') {
+			goto end;
+		} else {
+			return -1;
+		}
+		p->idx++;
+		return 0;
+	default: /* S_RL_LF */
+		if (c != '\n')
+			return -1;
+	end:
+		p->st = S_LINE;
+		p->cur = 0;
+		p->idx = 0;
+		return 1;
+	}
+}
+
+size_t rq_oreq_feed(struct rq_hdrs *p, const char *buf, size_t n, enum rq_ev *ev)
+{
+	char scratch[REQCTX_ID_MAX]; /* the ID's validity is all that counts */
+	size_t i = 0;
+	int r;
+
+	*ev = RQ_EV_NONE;
+	while (i < n) {
+		unsigned char c = (unsigned char)buf[i];
+
+		switch (p->st) {
+		case S_DEAD:
+			return n;
+		case S_BODY:
+			if (in_body(p, buf, n, &i) < 0)
+				return dead(p, n, ev);
+			continue;
+		case S_START:
+		case S_METHOD:
+		case S_TARGET:
+		case S_VERSION:
+		case S_RL_LF:
+			if ((r = req_line(p, buf, n, &i)) < 0)
+				return dead(p, n, ev);
+			if (r) {
+				*ev = RQ_EV_STATUS;
+				return i + 1;
+			}
+			break;
+		case S_LINE:
+			if (c == '\r' || c == '\n') {
+				if (!p->idx) { /* report the blank line once, before it */
+					p->idx = 1;
+					*ev = RQ_EV_BLANK;
+					return i;
+				}
+				if (c == '\r') {
+					p->st = S_END_LF;
+					break;
+				}
+				goto head_end;
+			}
+			if (line_byte(p, c) < 0)
+				return dead(p, n, ev);
+			break;
+		case S_NAME:
+		case S_VALUE:
+		case S_VALUE_LF:
+			if (header_byte(p, scratch, buf, n, &i) < 0)
+				return dead(p, n, ev);
+			break;
+		case S_END_LF:
+			if (c != '\n')
+				return dead(p, n, ev);
+		head_end:
+			*ev = RQ_EV_END;
+			if (p->method == RQ_M_CONNECT) {
+				p->st = S_DEAD; /* a tunnel follows */
+			} else if (p->te_seen) {
+				p->st = p->te_chunked ? S_BODY : S_DEAD;
+				p->body = (struct rq_body){ .st = B_CSIZE };
+			} else if (p->cl) {
+				p->st = S_BODY;
+				p->body = (struct rq_body){ .st = B_LEN, .left = p->cl };
+			} else {
+				p->st = S_START;
+				p->idx = 0;
+			}
+			return i + 1;
+		}
+		i++;
+	}
+	return n;
+}
+
+int rq_oreq_after_line(const struct rq_hdrs *p)
+{
+	return p->st == S_LINE && p->lines == 0 && p->idx == 0;
 }
 
 void rq_hdrs_opaque(struct rq_hdrs *p, uint64_t n)

@@ -107,6 +107,8 @@ static inline void rq_io_read(int fd, const struct iovec *iov, int iovcnt, ssize
 	rq_evq_touch(fd);
 	if ((fl & RQ_FD_CONN) && (c = rq_fd_conn(e)))
 		rq_io_conn_read(c, iov, iovcnt, r);
+	else if (unlikely(fl & RQ_FD_RELAY))
+		rq_carry_relay(fd, e, iov, iovcnt, r);
 	else if (fl & RQ_FD_CARRY)
 		rq_carry_read(fd);
 }

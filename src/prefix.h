@@ -73,6 +73,13 @@ struct rq_line {
 size_t rq_prefix_render(char buf[RQ_INS_MAX]);
 
 /*
+ * Renders every text of context c (not the current one: a batched log line
+ * matched to its request, src/correlate.h) into buf and describes them in t.
+ * Returns the bytes of buf used.
+ */
+size_t rq_prefix_render_ctx(const struct rq_ctx *c, char buf[RQ_TEXTS_MAX], struct rq_texts *t);
+
+/*
  * The current context's texts, from the thread's cache (or rendered into buf
  * when the cache is in use by the code a signal interrupted). Returns a
  * handle to pass to rq_prefix_release (below) when done with them.
@@ -117,19 +124,23 @@ void rq_prefix_fill(struct rq_pfx_cache *p, uint64_t serial);
  * its length in *len. NULL if code that the current signal handler
  * interrupted holds it.
  */
+/*
+ * The thread's cache is named directly, not through a pointer to it: GCC 12's
+ * UBSan took such a pointer to initial-exec TLS, inlined, for a null one.
+ */
 static inline const char *rq_prefix_take(size_t *len)
 {
-	struct rq_pfx_cache *p = &rq_pfx_cache;
 	uint64_t serial = rq_ctx_cur()->serial;
 
-	if (p->busy)
+	if (rq_pfx_cache.busy)
 		return NULL;
-	p->busy = 1;
+	rq_pfx_cache.busy = 1;
 	atomic_signal_fence(memory_order_seq_cst);
-	if (unlikely(p->serial != serial || p->cfg_gen != rq_cfg.gen || !p->plen))
-		rq_prefix_fill(p, serial);
-	*len = p->plen;
-	return p->text;
+	if (unlikely(rq_pfx_cache.serial != serial || rq_pfx_cache.cfg_gen != rq_cfg.gen ||
+		     !rq_pfx_cache.plen))
+		rq_prefix_fill(&rq_pfx_cache, serial);
+	*len = rq_pfx_cache.plen;
+	return rq_pfx_cache.text;
 }
 
 /* Gives back what rq_prefix_take or rq_prefix_acquire took. */
@@ -151,12 +162,10 @@ static inline int rq_prefix_wanted(void)
 /* The texts of a cache taken with rq_prefix_take. */
 static inline void rq_prefix_texts(struct rq_texts *t)
 {
-	const struct rq_pfx_cache *p = &rq_pfx_cache;
-
-	t->pfx = p->text;
-	t->plen = p->plen;
-	t->obj = p->text + p->plen;
-	t->olen = p->olen;
+	t->pfx = rq_pfx_cache.text;
+	t->plen = rq_pfx_cache.plen;
+	t->obj = rq_pfx_cache.text + rq_pfx_cache.plen;
+	t->olen = rq_pfx_cache.olen;
 }
 
 #endif

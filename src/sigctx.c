@@ -125,7 +125,8 @@ static void restore(const struct rq_tls *s)
 	rq_tls.active = a;
 	atomic_signal_fence(memory_order_release);
 	rq_tls.buf[a ^ 1] = s->buf[a ^ 1];
-	rq_tls.handle = s->handle;
+	rq_tls.handle[0] = s->handle[0];
+	rq_tls.handle[1] = s->handle[1];
 }
 
 int rq_sig_call_host(const struct rq_sigrec *h, int sig, siginfo_t *si, void *uc)

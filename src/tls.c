@@ -1,10 +1,13 @@
 #include "tls.h"
 
+#include "out.h"
+
 #include <string.h>
 
 #include "conn.h"
 #include "evq.h"
 #include "fdtab.h"
+#include "out.h"
 #include "pool.h"
 
 enum { OWE_NONE, OWE_CALLER, OWE_TEXT, OWE_BOUNCE };
@@ -272,9 +275,12 @@ struct rq_conn *rq_tls_conn(void *ssl, struct rq_tlsw **tls)
 			return NULL; /* a client's (a carrier), or untracked */
 		if (fl == RQ_FD_CONN) { /* not yet this fd's ciphertext */
 			if (atomic_load_explicit(&c->xport, memory_order_acquire) != RQ_XP_TLS) {
-				if (!rq_ssl.is_server(ssl))
+				if (rq_conn_outbound(c) ? rq_ssl.is_server(ssl) : !rq_ssl.is_server(ssl))
 					return NULL;
-				rq_conn_tls_claim(c);
+				if (rq_conn_outbound(c))
+					rq_out_tls_claim(c); /* an upstream: its requests are the plaintext */
+				else
+					rq_conn_tls_claim(c);
 			}
 			atomic_store_explicit(&e->flags, RQ_FD_CIPHER, memory_order_release);
 		}

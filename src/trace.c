@@ -120,3 +120,34 @@ void rq_trace_new_id(uint8_t trace[16])
 {
 	fill(trace, 16);
 }
+
+/* splitmix64's finaliser: spreads a hash's bits. */
+static uint64_t mix(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+void rq_trace_of(const char *id, size_t n, uint8_t trace[16])
+{
+	uint64_t a = 0xcbf29ce484222325ull, b = 0x6c62272e07bb0142ull;
+
+	if (rq_trace_from_id(id, n, trace) == 0)
+		return;
+	for (size_t i = 0; i < n; i++) { /* FNV-1a, two lanes */
+		a = (a ^ (unsigned char)id[i]) * 0x100000001b3ull;
+		b = (b ^ (unsigned char)id[i]) * 0x100000001b3ull;
+		b ^= b >> 29;
+	}
+	a = mix(a ^ n);
+	b = mix(b + 0x9e3779b97f4a7c15ull);
+	for (int i = 0; i < 8; i++) {
+		trace[i] = (uint8_t)(a >> (56 - 8 * i));
+		trace[8 + i] = (uint8_t)(b >> (56 - 8 * i));
+	}
+	if (zero(trace, 16))
+		trace[15] = 1;
+}

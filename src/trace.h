@@ -46,6 +46,15 @@ void rq_trace_format(const struct rq_trace *t, char out[RQ_TRACEPARENT_LEN]);
 /* The trace-id a request ID maps to (see above). Returns 0, or -EINVAL if it maps to none. */
 int rq_trace_from_id(const char *id, size_t n, uint8_t trace[16]);
 
+/*
+ * The trace-id of a request whose ID is id (n bytes), for what reqctx writes
+ * outbound: rq_trace_from_id's when the ID maps to one, else a 128-bit hash
+ * of the ID (FNV-1a in two lanes, finalised), never all zero, so that every
+ * call a request makes, and every hop that keeps the ID, names one trace.
+ * Async-signal-safe.
+ */
+void rq_trace_of(const char *id, size_t n, uint8_t trace[16]);
+
 /* A new random span id, never all zero. Async-signal-safe. */
 void rq_trace_new_span(uint8_t span[8]);
 

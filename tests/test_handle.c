@@ -270,3 +270,49 @@ Test(handle, the_current_handle_double_follows_every_switch)
 	reqctx_handle_enter(0);
 	cr_assert_eq(*cur, 0.0);
 }
+
+/*
+ * reqctx_handle_current()[1]: 1 from an enter that switched until the
+ * library sets a context itself (here rq_ctx_set_slot, as a read does, even
+ * to the same request, and rq_ctx_clear), which a lazy adapter uses to tell
+ * an I/O callback's own context from one it entered.
+ */
+Test(handle, the_entered_mark_lasts_until_the_library_switches_itself)
+{
+	const volatile double *cur = reqctx_handle_current();
+	reqctx_handle a = handle_of("h-mark-a");
+	struct rq_slot s;
+	struct rq_ctx c;
+
+	cr_assert_eq(cur[1], 0.0);
+	reqctx_handle_enter(a);
+	cr_assert_eq(cur[0], (double)a);
+	cr_assert_eq(cur[1], 1.0);
+	memset(&s, 0, sizeof(s));
+	c = *rq_ctx_cur();
+	rq_slot_store(&s, &c); /* a's connection slot, as a read of it would set it */
+	rq_ctx_set_slot(&s);
+	cr_assert_eq(cur[0], (double)a);
+	cr_assert_eq(cur[1], 0.0, "the library's own switch to the same request clears the mark");
+	reqctx_handle_enter(0);
+	cr_assert_eq(cur[1], 1.0);
+	rq_ctx_clear();
+	cr_assert_eq(cur[1], 0.0);
+	cr_assert_str_eq(reqctx_id(), "unknown");
+}
+
+/* rq_handle_resume: the library's own switch to a handle, without the entered mark. */
+Test(handle, resume_switches_without_the_mark)
+{
+	const volatile double *cur = reqctx_handle_current();
+	reqctx_handle a = handle_of("h-resume");
+
+	rq_handle_resume(a);
+	cr_assert_str_eq(reqctx_id(), "h-resume");
+	cr_assert_eq(cur[0], (double)a);
+	cr_assert_eq(cur[1], 0.0);
+	reqctx_handle_enter(0);
+	rq_handle_resume(a + 1); /* never taken */
+	cr_assert_str_eq(reqctx_id(), "unknown");
+	cr_assert_eq(cur[1], 0.0);
+}

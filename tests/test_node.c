@@ -77,10 +77,11 @@ static void require_node(void)
 /*
  * Starts argv with the test's environment minus LD_PRELOAD, REQCTX_*,
  * NODE_OPTIONS and PYTHONPATH, plus env, plus LD_PRELOAD=lib if lib. stdout
- * and stderr go to the files named.
+ * goes to out_fd if it is not -1, else to the file out; stderr to the file
+ * err.
  */
-static pid_t start(char *const argv[], const char *const *env, const char *lib, const char *out,
-		   const char *err)
+static pid_t start_io(char *const argv[], const char *const *env, const char *lib, int out_fd,
+		      const char *out, const char *err)
 {
 	char *envp[512], lp[600];
 	int n = 0;
@@ -101,7 +102,7 @@ static pid_t start(char *const argv[], const char *const *env, const char *lib, 
 	cr_assert_neq(pid, -1);
 	if (pid == 0) {
 		int i = open("/dev/null", O_RDONLY);
-		int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		int o = out_fd >= 0 ? out_fd : open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 		int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -113,6 +114,47 @@ static pid_t start(char *const argv[], const char *const *env, const char *lib, 
 	return pid;
 }
 
+/* start_io() with stdout to the file out. */
+static pid_t start(char *const argv[], const char *const *env, const char *lib, const char *out,
+		   const char *err)
+{
+	return start_io(argv, env, lib, -1, out, err);
+}
+
+/*
+ * As start(), but the program's stdout is a pipe, which /bin/cat (without
+ * the library, its environment empty) copies into the file out, starting
+ * only after a second: by then the pipe is full and the program's writes
+ * wait in Node's buffers and go out later, from the event loop. Returns the
+ * program's pid; the fixture stops both (cat ends at the pipe's EOF).
+ */
+static pid_t start_piped(char *const argv[], const char *const *env, const char *lib, const char *out,
+			 const char *err)
+{
+	char *cat_argv[] = { "/bin/sh", "-c", "/bin/sleep 1; exec /bin/cat", NULL }, *no_env[] = { NULL };
+	int p[2];
+	pid_t cat, pid;
+
+	cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+	cr_assert_lt(npids, MAX_PIDS);
+	cat = fork();
+	cr_assert_neq(cat, -1);
+	if (cat == 0) {
+		int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (o < 0 || dup2(p[0], 0) < 0 || dup2(o, 1) < 0)
+			_exit(125);
+		execve(cat_argv[0], cat_argv, no_env);
+		_exit(127);
+	}
+	pids[npids++] = cat;
+	close(p[0]);
+	pid = start_io(argv, env, lib, p[1], out, err);
+	close(p[1]);
+	return pid;
+}
+
 /* Runs argv to its end; returns its exit status. */
 static int run(char *const argv[], const char *const *env, const char *lib, const char *out,
 	       const char *err)
@@ -120,19 +162,25 @@ static int run(char *const argv[], const char *const *env, const char *lib, cons
 	return proc_wait(start(argv, env, lib, out, err), 60000);
 }
 
-/* Starts a Node server script that writes its port to a file; returns the port. */
-static int server(const char *name, const char *arg, const char *const *env, int preload)
+/*
+ * Starts a Node server script that writes its port to a file, with its
+ * stdout in <name>.out (through a pipe if piped) and up to two more
+ * arguments; returns the port.
+ */
+static int server_with(const char *name, const char *arg, const char *arg2, const char *const *env,
+		       int preload, int piped)
 {
-	char pf[256], *argv[] = { NODE, (char *)script(name), pf, (char *)arg, NULL };
+	char pf[256], *argv[] = { NODE, (char *)script(name), pf, (char *)arg, (char *)arg2, NULL };
 	char out[256], err[256];
+	const char *lib = preload ? bpath("libreqctx.so") : NULL;
 	long end = proc_now_ms() + START_MS;
 	pid_t pid;
 
 	snprintf(pf, sizeof(pf), "%s/%s.port", dir, name);
 	snprintf(out, sizeof(out), "%s/%s.out", dir, name);
 	snprintf(err, sizeof(err), "%s/%s.err", dir, name);
+	pid = piped ? start_piped(argv, env, lib, out, err) : start(argv, env, lib, out, err);
 	cr_assert_lt(npids, MAX_PIDS);
-	pid = start(argv, env, preload ? bpath("libreqctx.so") : NULL, out, err);
 	pids[npids++] = pid;
 	while (access(pf, R_OK) != 0) {
 		int st;
@@ -145,12 +193,23 @@ static int server(const char *name, const char *arg, const char *const *env, int
 	return atoi(slurp(pf, NULL));
 }
 
-/* Runs loadcheck on port and asserts its exact summary: every line right, every response echoed. */
-static void load_is_clean(int port, int requests, int conns, int lines, const char *log)
+/* Starts a Node server script that writes its port to a file; returns the port. */
+static int server(const char *name, const char *arg, const char *const *env, int preload)
+{
+	return server_with(name, arg, NULL, env, preload, 0);
+}
+
+/*
+ * Runs loadcheck on port and asserts its exact summary: every line right,
+ * every response echoed. The lines are in log, and in log2 too if not NULL.
+ */
+static void load_is_clean2(int port, int requests, int conns, int lines, const char *log,
+			   const char *log2)
 {
 	char prog[512], p[16], n[16], c[16], k[16], t[16];
 	char *argv[] = { prog, "--port", p, "--requests", n, "--conns", c, "--client-id-share", "0.5",
-			 "--lines-per-request", k, "--timeout-ms", t, "--log", (char *)log, NULL };
+			 "--lines-per-request", k, "--timeout-ms", t, "--log", (char *)log,
+			 log2 ? "--log" : NULL, (char *)log2, NULL };
 	char want[256], *out;
 	int st;
 
@@ -168,6 +227,11 @@ static void load_is_clean(int port, int requests, int conns, int lines, const ch
 		 requests, (long)requests * lines, (long)requests * lines);
 	cr_assert_str_eq(out, want, "loadcheck said\n%s%s", out, slurp(in_dir("lc.err"), NULL));
 	cr_assert_eq(st, 0);
+}
+
+static void load_is_clean(int port, int requests, int conns, int lines, const char *log)
+{
+	load_is_clean2(port, requests, conns, lines, log, NULL);
 }
 
 /* ---- src/runtime.c ------------------------------------------------------------ */
@@ -252,6 +316,54 @@ Test(node, every_line_after_every_kind_of_hop_carries_its_request_id)
 	cr_assert_not_null(strstr(text, "\n[req:unknown] startup: listening\n"), "%.300s", text);
 	cr_assert_not_null(strstr(text, "\n[req:unknown] startup: timer armed at start-up\n"));
 	cr_assert_str_eq(slurp(in_dir("hops.js.err"), NULL), "");
+}
+
+/*
+ * The same server with stdout on a pipe, where process.stdout is a
+ * net.Socket, and a reader that starts a second late: lines written while
+ * the pipe is full wait in Node and reach write(2) later from the event
+ * loop, each still in its request's context.
+ */
+Test(node, lines_written_to_a_pipe_stdout_carry_their_request_ids)
+{
+	char upa[16];
+	int up, port;
+	char *text;
+
+	require_node();
+	up = server("upstream.js", NULL, NULL, 0);
+	snprintf(upa, sizeof(upa), "%d", up);
+	port = server_with("hops.js", upa, NULL, NULL, 1, 1);
+	load_is_clean(port, 2000, 16, HOP_LINES, in_dir("hops.js.out"));
+	text = slurp(in_dir("hops.js.out"), NULL);
+	cr_assert_eq(strncmp(text, "startup: hops server starting\n", 30), 0, "%.200s", text);
+	cr_assert_not_null(strstr(text, "\n[req:unknown] startup: listening\n"), "%.300s", text);
+	cr_assert_not_null(strstr(text, "\n[req:unknown] startup: timer armed at start-up\n"));
+	cr_assert_str_eq(slurp(in_dir("hops.js.err"), NULL), "");
+}
+
+/*
+ * Writes a request makes reach the library in its context from any hop
+ * (tests/node/writes.js): fs.writeSync on fd 1 and on a log file,
+ * fs.appendFile and one-line fs.write calls (threadpool writes) in a timer
+ * callback, a GET through an http.Agent from a promise continuation, and a
+ * line logged in the request handler after an AsyncResource of an earlier
+ * request ran and wrote inside it. 2000 requests over 16 connections, 7
+ * lines each on stdout and 2 in the log file.
+ */
+Test(node, every_write_a_request_makes_carries_its_id_from_any_hop)
+{
+	char upa[16];
+	const char *log = in_dir("app.log");
+	int up, port;
+
+	require_node();
+	up = server("upstream.js", NULL, NULL, 0);
+	snprintf(upa, sizeof(upa), "%d", up);
+	port = server_with("writes.js", upa, log, NULL, 1, 0);
+	load_is_clean2(port, 2000, 16, 9, in_dir("writes.js.out"), log);
+	cr_assert_not_null(strstr(slurp(in_dir("writes.js.out"), NULL), "[req:unknown] startup: listening\n"));
+	cr_assert_str_eq(slurp(in_dir("writes.js.err"), NULL), "");
 }
 
 /*

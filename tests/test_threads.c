@@ -48,3 +48,27 @@ Test(threads, handoff_can_be_turned_off)
 	cr_assert_not_null(strstr(err, "[req:unknown] consumed job 3\n"));
 	cr_assert_not_null(strstr(err, "[req:pipe1] pipe woke me\n"));
 }
+
+/*
+ * A pool like libuv's threadpool (tests/progs/pool.c): started inside a
+ * request, signalled only when its worker is idle; a broadcast that queues
+ * no job; a thread whose context a runtime adapter enters.
+ */
+Test(threads, a_pool_that_signals_only_idle_workers_runs_each_job_in_its_request)
+{
+	static const char *const env[] = { "REQCTX_LOG_FDS=2", NULL };
+	char prog[256], err[160];
+	char *argv[] = { prog, NULL };
+
+	snprintf(prog, sizeof(prog), "%s/progs/O2/pool", bdir());
+	snprintf(err, sizeof(err), "%s/err", dir);
+	cr_assert_eq(proc_run(argv, env, 1, NULL, err), 0);
+	cr_assert_str_eq(slurp(err, NULL),
+			 "[req:boot] worker did job 1\n"
+			 "[req:busy-1] worker did job 2\n"
+			 "[req:busy-2] worker did job 3\n"
+			 "[req:busy-3] worker did job 4\n"
+			 "[req:after-noise] worker did job 5\n"
+			 "[req:unknown] managed thread joined\n"
+			 "[req:unknown] main done\n");
+}

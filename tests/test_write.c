@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "carry.h"
 #include "common.h"
 #include "carry.h"
 #include "conn.h"
@@ -199,6 +200,47 @@ Test(logs, eagain_after_part_of_a_prefix_resumes_it)
 	fk.cap = (size_t)-1;
 	cr_assert_eq(wrs(LOG, "ab\n"), 3);
 	out_is("[req:e2] ab\n");
+}
+
+/*
+ * An event loop (libuv, Node's stdout on a pipe) writes what the kernel
+ * refused later, from the fd's epoll event: that event resumes the context
+ * of the writer whose write stalled, until a write goes out whole.
+ */
+Test(logs, a_write_left_pending_goes_out_later_in_its_writers_request)
+{
+	in_request("w1");
+	fk.fail_at = 1;
+	fk.fail_errno = EAGAIN;
+	cr_assert_eq(wrs(LOG, "line\n"), -1);
+	cr_assert_eq(errno, EAGAIN);
+	in_request("other");
+	rq_ctx_clear();
+	errno = 77;
+	rq_fd_enter(LOG);
+	cr_assert_str_eq(reqctx_id(), "w1");
+	cr_assert_eq(errno, 77);
+	cr_assert_eq(wrs(LOG, "line\n"), 5);
+	out_is("[req:w1] line\n");
+	in_request("other");
+	rq_fd_enter(LOG);
+	cr_assert_str_eq(reqctx_id(), "unknown", "a write that went out whole forgets its writer");
+}
+
+Test(logs, a_short_write_keeps_its_writer_for_the_rest)
+{
+	in_request("s1");
+	fk.cap = 11; /* "[req:s1] li" */
+	cr_assert_eq(wrs(LOG, "line\n"), 2);
+	fk.cap = (size_t)-1;
+	in_request("s2");
+	rq_fd_enter(LOG);
+	cr_assert_str_eq(reqctx_id(), "s1");
+	cr_assert_eq(wrs(LOG, "ne\n"), 3);
+	out_is("[req:s1] line\n");
+	in_request("s3");
+	rq_fd_enter(LOG);
+	cr_assert_str_eq(reqctx_id(), "unknown");
 }
 
 Test(logs, errors_are_libc_s)

@@ -1,9 +1,10 @@
 /*
  * reqctx.node: the Node-API binding of the Node adapter (reqctx.js).
  *
- * Two functions over the preloaded library's handle ABI (include/reqctx.h):
- *   take()   -> the current context's handle, a Number (0: unknown)
- *   enter(h) -> enters h, returns the handle that was current before
+ * Functions over the preloaded library's handle ABI (include/reqctx.h):
+ *   take()    -> the current context's handle, a Number (0: unknown)
+ *   enter(h)  -> enters h, returns the handle that was current before
+ *   current() -> a view of the thread's current handle (below)
  * They are resolved with dlsym(RTLD_DEFAULT) when the module loads, so the
  * binding works only in a process that has libreqctx.so preloaded (or
  * linked); elsewhere it fails to load with a message saying so. The napi_*
@@ -45,20 +46,36 @@ static napi_value js_enter(napi_env env, napi_callback_info info)
 }
 
 /*
- * current() -> an ArrayBuffer over the library's thread-local double that
- * holds the current handle (reqctx_handle_current), read from JavaScript
- * through a Float64Array without a call; undefined where Node forbids
- * external buffers.
+ * current() -> an ArrayBuffer over the library's two thread-local doubles
+ * (reqctx_handle_current): the current handle, and 1 while it is one that
+ * enter() switched to and the library has not set one itself since. Read
+ * from JavaScript through a Float64Array without a call; undefined where
+ * Node forbids external buffers.
  */
 static napi_value js_current(napi_env env, napi_callback_info info)
 {
 	napi_value v;
 
 	(void)info;
-	if (napi_create_external_arraybuffer(env, (void *)current(), sizeof(double), NULL, NULL,
+	if (napi_create_external_arraybuffer(env, (void *)current(), 2 * sizeof(double), NULL, NULL,
 					     &v) != napi_ok) {
 		napi_get_undefined(env, &v);
 	}
+	return v;
+}
+
+/* state(i) -> what current()'s view holds at index i (0 or 1), for a Node without that view. */
+static napi_value js_state(napi_env env, napi_callback_info info)
+{
+	size_t argc = 1;
+	napi_value arg, v;
+	int32_t i = 0;
+
+	if (napi_get_cb_info(env, info, &argc, &arg, NULL, NULL) != napi_ok || argc < 1 ||
+	    napi_get_value_int32(env, arg, &i) != napi_ok || i < 0 || i > 1)
+		i = 0;
+	if (napi_create_double(env, current()[i], &v) != napi_ok)
+		return NULL;
 	return v;
 }
 
@@ -68,6 +85,7 @@ NAPI_MODULE_INIT()
 		{ "take", NULL, js_take, NULL, NULL, NULL, napi_default, NULL },
 		{ "enter", NULL, js_enter, NULL, NULL, NULL, napi_default, NULL },
 		{ "current", NULL, js_current, NULL, NULL, NULL, napi_default, NULL },
+		{ "state", NULL, js_state, NULL, NULL, NULL, napi_default, NULL },
 	};
 
 	take = (unsigned long long (*)(void))dlsym(RTLD_DEFAULT, "reqctx_handle_take");
