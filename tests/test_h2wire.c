@@ -14,6 +14,7 @@
 
 #include "common.h"
 #include "conn.h"
+#include "correlate.h"
 #include "ctx.h"
 #include "fdtab.h"
 #include "h2.h"
@@ -653,6 +654,58 @@ Test(h2wire, a_101_to_a_request_that_did_not_ask_for_h2c_ends_http_there)
 	cr_assert_eq(rq_conn_proto(c), RQ_PR_HTTP1);
 	cr_assert_str_eq(reqctx_id(), "ws-1");
 	rq_fd_forget(FD);
+}
+
+/*
+ * The Upgrade, HTTP2-Settings and traceparent headers are all followed in
+ * one request head (their name matchers share rq_hdrs.match): with
+ * REQCTX_TRACEPARENT=1 a request without an ID header takes the trace-id,
+ * its slot still says it asked for h2c, correlation keeps its request line
+ * under that slot's serial, and the 101 makes it stream 1 with that ID.
+ */
+Test(h2wire, an_upgrade_with_a_traceparent_gives_stream_1_the_trace_id)
+{
+	static const char *const env[] = { "REQCTX_TRACEPARENT=1", "REQCTX_CORRELATE=1", NULL };
+	static const char tp_req[] =
+		"GET /up HTTP/1.1\r\nHost: t\r\nUpgrade: h2c\r\n"
+		"traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n"
+		"HTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\nConnection: Upgrade, HTTP2-Settings\r\n\r\n";
+	static const char trace[] = "4bf92f3577b34da6a3ce929d0e0e4736";
+	static struct buf s, want;
+	size_t parts[1] = { 0 };
+	struct rq_corr_key k, line;
+	struct rq_conn *c;
+	struct rq_ctx x;
+	uint32_t flags = 0, p;
+	unsigned cf;
+
+	test_config(env);
+	cr_assert_str_empty(test_report_buf, "%s", test_report_buf);
+	rq_corr_init();
+	line = rq_corr_key_of("GET /up HTTP/1.1", 16); /* (with the key just drawn) */
+	for (size_t rc = 0; rc <= strlen(tp_req); rc += 5) {
+		c = open_fd(FD);
+		reads(FD, (const uint8_t *)tp_req, strlen(tp_req), rc);
+		cr_assert_str_eq(reqctx_id(), trace, "read cut %zu", rc);
+		p = atomic_load_explicit(&c->cur, memory_order_relaxed);
+		cr_assert_eq(rq_slot_read(rq_conn_slot(c, p), &x, &flags), 0);
+		cr_assert_eq(flags, RQ_SLOT_H2C, "read cut %zu: slot flags %#x", rc, flags);
+		cr_assert_eq(rq_corr_live_get(&rq_corr_ring, x.serial, &k, &cf), 1, "read cut %zu", rc);
+		cr_assert(k.hash == line.hash && k.len == line.len, "read cut %zu: its request line", rc);
+		s.n = want.n = 0;
+		put(&s, up_101, strlen(up_101));
+		put(&want, up_101, strlen(up_101));
+		server_settings(&s);
+		server_settings(&want);
+		response(&s, 1, NULL, "upgraded");
+		response(&want, 1, trace, "upgraded");
+		fake_reset(0);
+		writes(FD, s.b, s.n, parts, 1);
+		expect_bytes(fk.out, fk.len, &want, "stream 1 with the trace-id");
+		cr_assert_eq(rq_conn_proto(c), RQ_PR_H2, "read cut %zu", rc);
+		cr_assert_str_eq(slot_id(c, 0), trace, "read cut %zu", rc);
+		rq_fd_forget(FD);
+	}
 }
 
 /* ---- bounds ---- */
