@@ -13,6 +13,7 @@
 
 #include "child.h"
 #include "config.h"
+#include "correlate.h"
 #include "ctx.h"
 #include "fdtab.h"
 #include "id.h"
@@ -198,6 +199,7 @@ int rq_init_slow(void)
 	if (rq_cfg.disabled)
 		goto pass;
 	rq_fd_init();
+	rq_corr_init(); /* the request-line hash key, before any request is read */
 	env_read = environ != NULL;
 	if (env_read)
 		start_role();

@@ -95,6 +95,8 @@
 #define RQ_SKIP_LOST  0x80  /* in a ring entry's skip: the framing before it is unknown */
 #define RQ_NO_CUR     0xffffffffu /* struct rq_conn.cur: no request yet */
 #define RQ_CONN_MAX   RQ_FD_MAX   /* connections at most: each has an fd, or an SSL object */
+#define RQ_H2_CONNS   4096        /* HTTP/2 connections tracked at once (README, Limits) */
+#define RQ_H2_WIN     64          /* caller iovecs one HTTP/2 plan looks at */
 
 /* How the connection's bytes travel. */
 enum rq_xport {
@@ -225,6 +227,19 @@ static inline int rq_conn_fresh(const struct rq_conn *c)
 }
 
 /*
+ * An SSL object of c negotiated ALPN "h2" before any plaintext was read:
+ * HTTP/2 from its first byte (src/h2.h). Past the cap of HTTP/2 connections
+ * it stays HTTP/1, whose scanner stops at the client preface (one ID).
+ */
+void rq_conn_alpn_h2(struct rq_conn *c);
+
+/* The protocol of c's bytes (enum rq_proto). */
+static inline int rq_conn_proto(const struct rq_conn *c)
+{
+	return __atomic_load_n(&c->proto, __ATOMIC_ACQUIRE);
+}
+
+/*
  * The connection's first bytes were a TLS ClientHello: it waits for an SSL
  * object (src/tls.h). Until one claims it, it has one generated ID, as a
  * stream that is not HTTP, and its bytes pass through.
@@ -280,7 +295,9 @@ struct rq_h1_plan {
 	uint32_t h, hs;  /* the writer's ring position */
 	int state;       /* ins_state */
 	int whole;       /* s, h, hs and state are those at `stop` */
+	int up;          /* the plan stops after a 101 that starts h2c */
 	uint32_t slot[RQ_EDITS]; /* request whose ID each insertion carries */
+	uint16_t st[RQ_PIPE];    /* status of the response answering each ring entry (correlation) */
 	char text[RQ_EDITS][RQ_HDR_LINE];
 };
 
@@ -321,8 +338,14 @@ struct rq_wplan {
 	int n;             /* edits */
 	struct rq_edit ed[RQ_EDITS];
 	struct rq_wire w;  /* the layout (w.n == 0 with n == 0: the caller's iovecs as they are) */
+	uint8_t h2;        /* planned as HTTP/2 */
+	uint8_t held;      /* after a commit: the last caller byte was held back (src/h2.h,
+			      `hold`); a write at once may finish what it owes */
 	union {
 		struct rq_h1_plan h1;
+		struct {
+			int win; /* caller iovecs the HTTP/2 plan (in the connection) looked at */
+		} h2;
 		struct rq_out_plan out;
 	} u;
 };

@@ -104,6 +104,65 @@ struct rq_corr_key rq_corr_key_of(const char *s, size_t n)
 	return rq_corr_hash_end(&h);
 }
 
+/* ---- requests being served ---- */
+
+static struct rq_corr_live *live(struct rq_corr *r, uint64_t serial)
+{
+	return &r->l[serial & (RQ_CORR_LIVE - 1)];
+}
+
+void rq_corr_begin(struct rq_corr *r, uint64_t serial, struct rq_corr_key k)
+{
+	struct rq_corr_live *l = live(r, serial);
+
+	if (!serial || !k.len || serial >> 62)
+		return;
+	atomic_store_explicit(&l->state, 0, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+	atomic_store_explicit(&l->hash, k.hash, memory_order_relaxed);
+	atomic_store_explicit(&l->len, k.len, memory_order_relaxed);
+	atomic_store_explicit(&l->state, serial << 2, memory_order_release);
+	if (!atomic_load_explicit(&r->begun, memory_order_relaxed))
+		atomic_store_explicit(&r->begun, 1, memory_order_relaxed);
+}
+
+int rq_corr_live_get(struct rq_corr *r, uint64_t serial, struct rq_corr_key *k, unsigned *flags)
+{
+	struct rq_corr_live *l = live(r, serial);
+	uint64_t s1, s2;
+
+	if (!serial)
+		return 0;
+	s1 = atomic_load_explicit(&l->state, memory_order_acquire);
+	if (s1 >> 2 != serial)
+		return 0;
+	k->hash = atomic_load_explicit(&l->hash, memory_order_relaxed);
+	k->len = (uint32_t)atomic_load_explicit(&l->len, memory_order_relaxed);
+	atomic_thread_fence(memory_order_acquire);
+	s2 = atomic_load_explicit(&l->state, memory_order_relaxed);
+	if (s2 >> 2 != serial)
+		return 0;
+	*flags = (unsigned)(s2 & 3);
+	return 1;
+}
+
+/*
+ * Sets `flag` on request `serial`, if the table still holds it. Returns its
+ * flags from before, or -1 if it does not hold it.
+ */
+static int live_mark(struct rq_corr *r, uint64_t serial, unsigned flag)
+{
+	struct rq_corr_live *l = live(r, serial);
+	uint64_t s = atomic_load_explicit(&l->state, memory_order_relaxed);
+
+	do {
+		if (!serial || s >> 2 != serial)
+			return -1;
+	} while (!atomic_compare_exchange_weak_explicit(&l->state, &s, s | flag, memory_order_acq_rel,
+							memory_order_relaxed));
+	return (int)(s & 3);
+}
+
 /* ---- the ring ---- */
 
 static struct rq_corr_ent *ent(struct rq_corr *r, uint64_t order)
@@ -123,9 +182,12 @@ void rq_corr_done(struct rq_corr *r, struct rq_corr_key k, unsigned status, uint
 	uint64_t o, t, h;
 	struct rq_corr_ent *e, *p;
 	struct rq_corr_bucket *b;
+	int was;
 
 	if (!rq_id_valid(id, len) || status > 0xffff)
 		return;
+	/* A line got its ID while it was in progress: it goes in matched. */
+	was = live_mark(r, serial, RQ_CORR_DONE);
 	memcpy(w, id, len);
 	o = atomic_fetch_add_explicit(&r->next, 1, memory_order_relaxed) + 1;
 	e = ent(r, o);
@@ -142,7 +204,7 @@ void rq_corr_done(struct rq_corr *r, struct rq_corr_key k, unsigned status, uint
 	atomic_store_explicit(&e->next, 0, memory_order_relaxed);
 	for (unsigned i = 0; i < (len + 7) / 8; i++)
 		atomic_store_explicit(&e->w[i], w[i], memory_order_relaxed);
-	atomic_store_explicit(&e->tag, 2 * o, memory_order_release);
+	atomic_store_explicit(&e->tag, 2 * o + (was > 0 && (was & RQ_CORR_LOGGED)), memory_order_release);
 	/* Publish: nothing reaches the entry before the head does, so prev may still change. */
 	b = bucket(r, k.hash);
 	h = atomic_load_explicit(&b->head, memory_order_relaxed);
@@ -222,16 +284,20 @@ static int read_id(struct rq_corr *r, uint64_t o, struct rq_ctx *out)
 	return -1;
 }
 
-/* Marks entry o matched and copies it out. Returns 0, or -1 if another line or writer got it. */
-static int take_at(struct rq_corr *r, uint64_t o, struct rq_ctx *out)
+/*
+ * Marks entry o matched and copies it out (its order into *taken). Returns
+ * 0, or -1 if another line or writer got it.
+ */
+static int take_at(struct rq_corr *r, uint64_t o, struct rq_ctx *out, uint64_t *taken)
 {
 	uint64_t t = 2 * o;
 
-	if (read_id(r, o, out) < 0)
+	if (read_id(r, o, out) < 0 ||
+	    !atomic_compare_exchange_strong_explicit(&ent(r, o)->tag, &t, t + 1,
+						     memory_order_acq_rel, memory_order_relaxed))
 		return -1;
-	return atomic_compare_exchange_strong_explicit(&ent(r, o)->tag, &t, t + 1,
-						       memory_order_acq_rel, memory_order_relaxed)
-		? 0 : -1;
+	*taken = o;
+	return 0;
 }
 
 static int same(const struct view *v, struct rq_corr_key k, unsigned status)
@@ -251,7 +317,7 @@ static int same(const struct view *v, struct rq_corr_key k, unsigned status)
  * new floor when the walk shows one. Returns 1 taken, 0 none, -1 lost a race.
  */
 static int back(struct rq_corr *r, struct rq_corr_key k, unsigned status, uint64_t prefer,
-		struct rq_ctx *out)
+		struct rq_ctx *out, uint64_t *taken)
 {
 	struct rq_corr_bucket *b = bucket(r, k.hash);
 	uint64_t o = atomic_load_explicit(&b->head, memory_order_acquire);
@@ -272,7 +338,7 @@ static int back(struct rq_corr *r, struct rq_corr_key k, unsigned status, uint64
 		if (!v.matched) {
 			if (same(&v, k, status)) {
 				if (prefer && v.serial == prefer) /* the line's own request */
-					return take_at(r, o, out) < 0 ? -1 : 1;
+					return take_at(r, o, out, taken) < 0 ? -1 : 1;
 				if (!best || o < best)
 					best = o;
 			}
@@ -289,7 +355,7 @@ static int back(struct rq_corr *r, struct rq_corr_key k, unsigned status, uint64
 			atomic_store_explicit(&b->floor, first_m, memory_order_relaxed);
 		return 0;
 	}
-	if (take_at(r, target, out) < 0)
+	if (take_at(r, target, out, taken) < 0)
 		return -1;
 	/* Every entry from the floor on is matched: that stays true, whoever stores it. */
 	if (complete && (target == last_unm || first_m))
@@ -306,7 +372,8 @@ static int back(struct rq_corr *r, struct rq_corr_key k, unsigned status, uint64
  * or FALL_BACK when a link is missing (no floor yet, or a writer between
  * publishing and linking): walk backwards instead.
  */
-static int fwd(struct rq_corr *r, struct rq_corr_key k, unsigned status, struct rq_ctx *out)
+static int fwd(struct rq_corr *r, struct rq_corr_key k, unsigned status, struct rq_ctx *out,
+	       uint64_t *taken)
 {
 	struct rq_corr_bucket *b = bucket(r, k.hash);
 	uint64_t fl = atomic_load_explicit(&b->floor, memory_order_relaxed);
@@ -334,7 +401,7 @@ static int fwd(struct rq_corr *r, struct rq_corr_key k, unsigned status, struct 
 			adv = x;
 		at = x;
 	}
-	if (take_at(r, x, out) < 0)
+	if (take_at(r, x, out, taken) < 0)
 		return -1;
 	if (clean)
 		adv = x;
@@ -343,18 +410,40 @@ static int fwd(struct rq_corr *r, struct rq_corr_key k, unsigned status, struct 
 	return 1;
 }
 
-int rq_corr_take(struct rq_corr *r, struct rq_corr_key k, unsigned status, uint64_t prefer,
-		 struct rq_ctx *out)
+/* rq_corr_take, with the order of the entry taken in *taken. */
+static int take(struct rq_corr *r, struct rq_corr_key k, unsigned status, uint64_t prefer,
+		struct rq_ctx *out, uint64_t *taken)
 {
 	for (int tries = 0; tries < 4; tries++) {
-		int got = prefer ? FALL_BACK : fwd(r, k, status, out);
+		int got = prefer ? FALL_BACK : fwd(r, k, status, out, taken);
 
 		if (got == FALL_BACK)
-			got = back(r, k, status, prefer, out);
+			got = back(r, k, status, prefer, out, taken);
 		if (got >= 0)
 			return got;
 	}
 	return 0;
+}
+
+int rq_corr_take(struct rq_corr *r, struct rq_corr_key k, unsigned status, uint64_t prefer,
+		 struct rq_ctx *out)
+{
+	uint64_t o;
+
+	return take(r, k, status, prefer, out, &o);
+}
+
+void rq_corr_untake(struct rq_corr *r, uint64_t o)
+{
+	struct rq_corr_ent *e = ent(r, o);
+	uint64_t t = 2 * o + 1;
+
+	if (!o || !atomic_compare_exchange_strong_explicit(&e->tag, &t, 2 * o, memory_order_acq_rel,
+							   memory_order_relaxed))
+		return; /* gone meanwhile */
+	/* The bucket's floor may lie above it now: none is known until a walk finds one. */
+	atomic_store_explicit(&bucket(r, atomic_load_explicit(&e->hash, memory_order_relaxed))->floor,
+			      0, memory_order_relaxed);
 }
 
 /* ---- finding a request line in a log line ---- */
@@ -492,4 +581,34 @@ int rq_corr_match(struct rq_corr *r, const char *s, size_t n, uint64_t prefer,
 	if (!atomic_load_explicit(&r->next, memory_order_relaxed) || !rq_corr_find(s, n, &f))
 		return 0;
 	return rq_corr_take(r, f.key, f.status, prefer, out);
+}
+
+int rq_corr_line(struct rq_corr *r, const char *s, size_t n, const struct rq_ctx *cur, int single,
+		 struct rq_ctx *out, uint64_t *taken)
+{
+	struct rq_corr_found f;
+	struct rq_corr_key own;
+	unsigned flags = 0;
+	int was;
+
+	*taken = 0;
+	if (!rq_corr_find(s, n, &f))
+		return 0;
+	if (rq_corr_live_get(r, cur->serial, &own, &flags) && !(flags & RQ_CORR_DONE) &&
+	    own.hash == f.key.hash && own.len == f.key.len) {
+		/* the current request's own line, while it is in progress */
+		if (single && !f.status)
+			return 0;
+		if (atomic_load_explicit(&r->next, memory_order_relaxed) &&
+		    take(r, f.key, f.status, 0, out, taken))
+			return 1;
+		if (!f.status || (was = live_mark(r, cur->serial, RQ_CORR_LOGGED)) < 0 ||
+		    !(was & RQ_CORR_DONE))
+			return 0;
+		/* it completed meanwhile, unmatched: its own entry, if it is there yet */
+		return take(r, f.key, f.status, cur->serial, out, taken);
+	}
+	if (!atomic_load_explicit(&r->next, memory_order_relaxed))
+		return 0;
+	return take(r, f.key, f.status, single ? cur->serial : 0, out, taken);
 }

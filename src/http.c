@@ -29,11 +29,17 @@ enum { B_LEN = 1, B_CSIZE, B_CEXT, B_CSIZE_LF, B_CDATA, B_CDATA_CR, B_CDATA_LF,
 #define H_XR 1u
 #define H_CL 2u
 #define H_TE 4u
-#define H_TP 8u
+#define H_TP 8u   /* traceparent (REQCTX_TRACEPARENT=1) */
+#define H_UP 16u  /* Upgrade (requests) */
+#define H_SET 32u /* HTTP2-Settings (requests) */
+_Static_assert((H_XR | H_CL | H_TE | H_TP | H_UP | H_SET) <= UINT8_MAX,
+	       "rq_hdrs.match and .cur hold the H_* bits");
 
 static const char cl_name[] = "content-length";
 static const char te_name[] = "transfer-encoding";
 static const char tp_name[] = "traceparent";
+static const char up_name[] = "upgrade";
+static const char set_name[] = "http2-settings";
 
 static int is_tchar(unsigned char c)
 {
@@ -178,6 +184,7 @@ static void msg_reset(struct rq_hdrs *p)
 	p->te_seen = p->te_chunked = 0;
 	p->cl_seen = 0;
 	p->cl = 0;
+	p->up = 0;
 	p->method = 0;
 	p->status = 0;
 	p->xr_len = 0;
@@ -202,6 +209,11 @@ int rq_hdrs_dead(const struct rq_hdrs *p)
 	return p->st == S_DEAD;
 }
 
+int rq_req_at_start(const struct rq_req *r)
+{
+	return r->h.st == S_START;
+}
+
 int rq_resp_at_start(const struct rq_hdrs *p)
 {
 	return p->st == S_START && p->idx == 0;
@@ -218,7 +230,7 @@ static void name_start(struct rq_hdrs *p)
 	p->idx = 0;
 	if (p->lines < 255)
 		p->lines++;
-	p->match = H_XR | H_CL | H_TE | (rq_cfg.traceparent ? H_TP : 0);
+	p->match = H_XR | H_CL | H_TE | H_UP | H_SET | (rq_cfg.traceparent ? H_TP : 0);
 	p->cur = 0;
 }
 
@@ -238,6 +250,10 @@ static int name_byte(struct rq_hdrs *p, unsigned char c)
 			p->cur = H_TE;
 		else if ((p->match & H_TP) && i == sizeof(tp_name) - 1)
 			p->cur = H_TP;
+		else if ((p->match & H_UP) && i == sizeof(up_name) - 1)
+			p->cur = H_UP;
+		else if ((p->match & H_SET) && i == sizeof(set_name) - 1)
+			p->up |= RQ_UP_SETS;
 		p->st = S_VALUE;
 		if (p->cur == H_XR) {
 			p->xr_st = 0;
@@ -253,6 +269,10 @@ static int name_byte(struct rq_hdrs *p, unsigned char c)
 		} else if (p->cur == H_TE) {
 			p->te_seen = 1;
 			p->te_idx = 0;
+			p->te_ok = 1;
+			p->te_end = 0;
+		} else if (p->cur == H_UP) {
+			p->te_idx = 0; /* (a token being matched, as for Transfer-Encoding) */
 			p->te_ok = 1;
 			p->te_end = 0;
 		} else if (p->cur == H_TP) {
@@ -278,12 +298,26 @@ static int name_byte(struct rq_hdrs *p, unsigned char c)
 			p->match &= ~H_TE;
 		if ((p->match & H_TP) && (i >= sizeof(tp_name) - 1 || tp_name[i] != c))
 			p->match &= ~H_TP;
+		if ((p->match & H_UP) && (i >= sizeof(up_name) - 1 || up_name[i] != c))
+			p->match &= ~H_UP;
+		if ((p->match & H_SET) && (i >= sizeof(set_name) - 1 || set_name[i] != c))
+			p->match &= ~H_SET;
 	}
 	if (p->idx < 255)
 		p->idx++;
 	else
 		p->match = 0;
 	return 0;
+}
+
+/* The end of a token of an Upgrade value: h2c is noted. */
+static void up_token(struct rq_hdrs *p)
+{
+	if (p->te_ok && p->te_idx == 3)
+		p->up |= RQ_UP_H2C;
+	p->te_idx = 0;
+	p->te_ok = 1;
+	p->te_end = 0;
 }
 
 static int lhex(unsigned char c)
@@ -394,6 +428,19 @@ static void value_byte(struct rq_hdrs *p, char *xr, unsigned char c)
 			p->te_idx++;
 		}
 		break;
+	case H_UP:
+		if (c == ',') {
+			up_token(p);
+		} else if (ows) {
+			if (p->te_idx)
+				p->te_end = 1;
+		} else if (p->te_end || p->te_idx >= 3 || "h2c"[p->te_idx] != lower(c)) {
+			p->te_ok = 0;
+			p->te_idx = 4;
+		} else {
+			p->te_idx++;
+		}
+		break;
 	}
 }
 
@@ -417,6 +464,9 @@ static int value_end(struct rq_hdrs *p)
 		break;
 	case H_TE:
 		p->te_chunked = p->te_ok && p->te_idx == 7;
+		break;
+	case H_UP:
+		up_token(p);
 		break;
 	case H_TP:
 		if (p->tp_pos != 255 && p->tp_pos >= 55 && !(p->tp_st & RQ_TP_BAD) &&
@@ -519,6 +569,10 @@ size_t rq_req_feed(struct rq_req *r, const char *buf, size_t n, enum rq_ev *ev)
 		case S_BODY:
 			if (in_body(p, buf, n, &i) < 0)
 				return dead(p, n, ev);
+			if (p->st == S_START) {
+				*ev = RQ_EV_BODY;
+				return i;
+			}
 			continue;
 		case S_START:
 			if (c == '\r' || c == '\n')

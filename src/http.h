@@ -34,7 +34,9 @@ struct rq_hdrs {
 	uint8_t xr_bad;  /* the value being read is invalid */
 	uint8_t xr_have; /* a valid ID has been kept for this message */
 	uint8_t xr_seen; /* the header was present at all */
-	uint8_t xr_mine; /* the kept ID came from the header being read */
+	uint8_t xr_mine : 1; /* the kept ID came from the header being read */
+	uint8_t up : 2;      /* request: RQ_UP_* seen in this message (bit-fields: struct
+				rq_conn, which holds two of these, fits 1 KiB) */
 	uint8_t te_seen, te_chunked, te_idx, te_ok, te_end;
 	uint8_t cl_seen, cl_digits, cl_bad;
 	uint8_t method;  /* request: RQ_M_*; response: unused */
@@ -48,6 +50,7 @@ struct rq_hdrs {
 };
 
 _Static_assert(REQCTX_ID_MAX <= UINT8_MAX, "xr_len holds an ID's length");
+_Static_assert(sizeof(struct rq_hdrs) <= 56, "struct rq_conn holds two in its 1 KiB");
 
 /*
  * traceparent, read when REQCTX_TRACEPARENT=1 (src/trace.h has the rules):
@@ -80,16 +83,25 @@ enum rq_ev {
 	RQ_EV_STATUS, /* a response status line ended (response scanner) */
 	RQ_EV_BLANK,  /* the blank line ending a response head starts here */
 	RQ_EV_END,    /* a response head ended (response scanner) */
+	RQ_EV_BODY,   /* a request body ended (request scanner): a message may start next */
 	RQ_EV_DEAD,   /* not HTTP/1.x: the scanner stopped for good */
 };
 
 #define RQ_M_HEAD    1
 #define RQ_M_CONNECT 2
 
+/* A request asking for h2c (RFC 9113 3.2 of RFC 7540): both, in struct rq_hdrs.up. */
+#define RQ_UP_H2C  1u /* an Upgrade header lists the token h2c */
+#define RQ_UP_SETS 2u /* an HTTP2-Settings header is present */
+#define RQ_UP_ALL  (RQ_UP_H2C | RQ_UP_SETS)
+
 /*
  * Scans n bytes a server read. Stops after a request head (RQ_EV_HEAD: the ID
- * is in p->xr, p->h.xr_len, valid if p->h.xr_have) or when the stream turns out
- * not to be HTTP (RQ_EV_DEAD, once). Returns the bytes consumed.
+ * is in p->xr, p->h.xr_len, valid if p->h.xr_have), after a request body
+ * (RQ_EV_BODY), or when the stream turns out not to be HTTP (RQ_EV_DEAD,
+ * once). Returns the bytes consumed. A caller that knows where each message
+ * starts (rq_req_at_start before a call) finds its request line: the bytes
+ * from the first that is not CR or LF up to the next CR or LF.
  */
 size_t rq_req_feed(struct rq_req *p, const char *buf, size_t n, enum rq_ev *ev);
 
@@ -141,6 +153,9 @@ int rq_hdrs_dead(const struct rq_hdrs *p);
 
 /* 1 if the response scanner is right after a status line, before any header. */
 int rq_resp_after_status(const struct rq_hdrs *p);
+
+/* 1 if the request scanner is between messages (the next byte that is not CR or LF starts one). */
+int rq_req_at_start(const struct rq_req *r);
 
 /* 1 if the response scanner is between messages (the next byte starts a head). */
 int rq_resp_at_start(const struct rq_hdrs *p);

@@ -8,6 +8,7 @@
 #include "carry.h"
 #include "config.h"
 #include "conn.h"
+#include "correlate.h"
 #include "ctx.h"
 #include "handle.h"
 #include "id.h"
@@ -132,9 +133,22 @@ static void advance(struct cursor *c, const struct iovec *iov, int iovcnt, size_
 #define IOV_MAX 1024
 #endif
 
+/*
+ * Batched log correlation's decisions for one write (src/lines.h): on the
+ * stack for the first MEMO_N lines that get another request's ID, then in
+ * the pooled plan, which has room for POOL_MEMO_N of them. A plan whose
+ * memo is full ends before the next line to decide.
+ */
+#define MEMO_N        40
+#define MEMO_BUF      2048
+#define POOL_MEMO_N   2048
+#define POOL_MEMO_BUF (128u << 10)
+
 struct pool {
 	struct iovec iov[IOV_MAX];
 	char buf[POOL_BUF];
+	struct rq_cment ment[POOL_MEMO_N];
+	char mbuf[POOL_MEMO_BUF];
 };
 
 static struct pool pools[POOL_N];
@@ -294,6 +308,19 @@ static void room_after(size_t r, size_t planned)
 }
 
 /*
+ * The stack memo of correlation's decisions is full: moves it into the
+ * pooled plan, taking one if the plan has none yet. Returns 1, or 0 if it
+ * cannot grow (the plan then ends before the line to decide).
+ */
+static int memo_grow(struct lplan *pl, struct rq_cmemo *m)
+{
+	if ((pl->pool && m->e == pl->pool->ment) || (!pl->pool && upgrade(pl) < 0))
+		return 0;
+	rq_cmemo_move(m, pl->pool->ment, POOL_MEMO_N, pl->pool->mbuf, POOL_MEMO_BUF);
+	return 1;
+}
+
+/*
  * Plans one system call from the walk w: every piece that fits (in the plan,
  * and in plan_room). When the plan fills up it ends after the last line end
  * in it (with none, where it filled).
@@ -309,7 +336,12 @@ static void plan_log(struct lplan *pl, struct rq_walk *w)
 	pl->used = pl->bytes = pl->caller = 0;
 	pl->mid = w->mid;
 	pl->due_len = 0;
-	while (rq_walk_next(w, &s)) {
+	for (;;) {
+		if (!rq_walk_next(w, &s)) {
+			if (unlikely(w->cm && w->cm->full) && memo_grow(pl, w->cm))
+				continue;
+			return;
+		}
 		if ((room && pl->caller && s.len > room - (room < pl->bytes ? room : pl->bytes)) ||
 		    (lay(pl, &s) < 0 && (pl->buf || upgrade(pl) < 0 || lay(pl, &s) < 0))) {
 			if (have_line) {
@@ -493,8 +525,9 @@ static int log_bare(int fd, struct rq_fd *e, unsigned epoch, uint32_t st,
  * bytes out returns their count; one that got only inserted bytes out is
  * followed by another.
  */
-static ssize_t log_write(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
-			 const struct rq_call *k, size_t total)
+static __attribute__((noinline)) ssize_t
+log_write_with(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
+	       const struct rq_call *k, size_t total, struct rq_cmemo *cm)
 {
 	struct iovec stack[STACK_IOV];
 	char buf[RQ_TEXTS_MAX], rest[RQ_PFX_MAX];
@@ -515,7 +548,7 @@ static ssize_t log_write(int fd, struct rq_fd *e, const struct iovec *iov, int i
 		size_t skip, rlen = rq_ln_load(fd, e, &st, rest, &skip), c;
 		ssize_t r;
 
-		if (!held && !rlen && !done) {
+		if (!held && !rlen && !done && !cm) {
 			if (log_bare(fd, e, epoch, st, iov, iovcnt, k, total, tries++ < 4, &r) < 0)
 				continue;
 			return r;
@@ -524,6 +557,10 @@ static ssize_t log_write(int fd, struct rq_fd *e, const struct iovec *iov, int i
 			     held ? &tx : NULL);
 		w.i = cur.i;
 		w.off = cur.off;
+		if (cm) {
+			rq_cmemo_drop(cm, done);
+			w.cm = cm;
+		}
 		start = w;
 		plan_log(&pl, &w);
 		post = plan_post(fd, st, &pl);
@@ -541,6 +578,8 @@ static ssize_t log_write(int fd, struct rq_fd *e, const struct iovec *iov, int i
 		}
 		if (r <= 0) {
 			rq_ln_fix(e, epoch, post, st); /* nothing went out */
+			if (cm) /* the lines from here on are decided again by the next write */
+				rq_cmemo_release(cm, done, st != 0);
 			ret = done ? (ssize_t)done : r;
 			break;
 		}
@@ -549,6 +588,8 @@ static ssize_t log_write(int fd, struct rq_fd *e, const struct iovec *iov, int i
 		done += c;
 		advance(&cur, iov, iovcnt, c);
 		if (c) {
+			if (cm)
+				rq_cmemo_release(cm, done, now != 0);
 			ret = (ssize_t)done;
 			break;
 		}
@@ -561,6 +602,49 @@ static ssize_t log_write(int fd, struct rq_fd *e, const struct iovec *iov, int i
 	if (held)
 		rq_prefix_release(held);
 	return ret;
+}
+
+/*
+ * log_write with batched log correlation (src/correlate.h): each line that
+ * starts gets the ID of the completed request it names, if any. `first`,
+ * if not NULL, is the request the line at the call's start was already
+ * matched to (ring entry `taken`); with `decided` and no `first`, that line
+ * keeps the current ID.
+ */
+static __attribute__((noinline)) ssize_t log_write_corr(int fd, struct rq_fd *e,
+							const struct iovec *iov, int iovcnt,
+							const struct rq_call *k, size_t total,
+							const struct rq_ctx *first, uint64_t taken,
+							int decided)
+{
+	struct rq_cment ents[MEMO_N];
+	char txt[MEMO_BUF];
+	struct rq_cmemo cm;
+
+	rq_cmemo_init(&cm, total, ents, MEMO_N, txt, sizeof(txt), 1);
+	if (first) {
+		struct rq_texts t;
+
+		ents[0].at = 0;
+		ents[0].taken = taken;
+		ents[0].off = 0;
+		cm.used = rq_prefix_render_ctx(first, txt, &t);
+		ents[0].plen = (uint16_t)t.plen;
+		ents[0].olen = (uint16_t)t.olen;
+		cm.n = 1;
+	}
+	if (first || decided)
+		cm.high = 1;
+	return log_write_with(fd, e, iov, iovcnt, k, total, &cm);
+}
+
+/* A log write; `decided`: the one-line path matched its line already (it keeps the current ID). */
+static ssize_t log_write(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
+			 const struct rq_call *k, size_t total, int decided)
+{
+	if (unlikely(rq_corr_on()))
+		return log_write_corr(fd, e, iov, iovcnt, k, total, NULL, 0, decided);
+	return log_write_with(fd, e, iov, iovcnt, k, total, NULL);
 }
 
 /* ---- connections ---- */
@@ -578,7 +662,7 @@ static ssize_t conn_write(int fd, struct rq_conn *c, const struct iovec *iov, in
 	struct rq_wplan p;
 	struct rq_call again;
 	struct msghdr bare;
-	int saved = errno;
+	int saved = errno, retried = 0;
 
 	if (atomic_load_explicit(&c->xport, memory_order_acquire) != RQ_XP_PLAIN) {
 		if (atomic_load_explicit(&c->xport, memory_order_relaxed) == RQ_XP_TLS_WAIT)
@@ -610,10 +694,12 @@ static ssize_t conn_write(int fd, struct rq_conn *c, const struct iovec *iov, in
 			return (ssize_t)p.at.done;
 		}
 		rq_conn_commit(c, &p, iov, iovcnt, (size_t)r);
-		if (p.at.done == total || ((size_t)r < p.w.bytes && p.at.done)) {
+		if (p.at.done == total || ((size_t)r < p.w.bytes && p.at.done &&
+					   !(p.held && !retried++))) {
 			errno = saved;
 			return (ssize_t)p.at.done; /* all of it, or a short write */
 		}
+		/* (a held byte: once more at once, which a blocking socket waits for) */
 		if (k->how == RQ_SENDMSG && k->msg->msg_controllen) {
 			/* the ancillary data went with the first bytes; not again */
 			bare = *k->msg;
@@ -630,6 +716,10 @@ static ssize_t conn_write(int fd, struct rq_conn *c, const struct iovec *iov, in
 static __attribute__((noinline)) ssize_t write_general(int fd, struct rq_fd *e,
 						       const struct iovec *iov, int iovcnt,
 						       const struct rq_call *k, uint32_t fl);
+
+/* In write_general's flags: the one-line path matched the line, which keeps the current ID. */
+#define WG_DECIDED (1u << 31)
+_Static_assert(!(WG_DECIDED & (RQ_FD_LOG | RQ_FD_CONN | RQ_FD_CARRY)), "not an fd flag");
 
 /*
  * After a one-line write that the kernel cut short after r of its bytes: the
@@ -658,14 +748,15 @@ static __attribute__((noinline)) size_t line_cut(int fd, struct rq_fd *e, unsign
  */
 static inline __attribute__((always_inline)) ssize_t
 line_out(int fd, struct rq_fd *e, const struct iovec *iov, const struct rq_call *k, unsigned epoch,
-	 const char *h, const struct iovec *v, int cnt, const char *text, size_t tl, size_t at)
+	 const char *h, const struct iovec *v, int cnt, const char *text, size_t tl, size_t at,
+	 uint32_t gen, uint64_t taken)
 {
 	size_t n = iov[0].iov_len, c;
 	ssize_t r;
 
 	if (unlikely(rq_ln_epoch != epoch)) { /* a handler wrote meanwhile: plan from what it left */
 		rq_prefix_release(h);
-		return write_general(fd, e, iov, 1, k, RQ_FD_LOG);
+		return write_general(fd, e, iov, 1, k, gen);
 	}
 	/* writev leaves errno alone when it succeeds, and so does everything here */
 	r = rq_sys.writev(fd, v, cnt);
@@ -675,10 +766,13 @@ line_out(int fd, struct rq_fd *e, const struct iovec *iov, const struct rq_call 
 	}
 	c = r > 0 ? line_cut(fd, e, epoch, text, tl, at, (size_t)r) : 0;
 	rq_prefix_release(h);
-	if (r <= 0)
+	if (r <= 0) {
+		if (unlikely(taken)) /* the line's request is for the write that tries again */
+			RQ_SAVE_ERRNO(rq_corr_untake(&rq_corr_ring, taken));
 		return r;
+	}
 	if (!c) /* none of the line yet: the general path goes on */
-		return write_general(fd, e, iov, 1, k, RQ_FD_LOG);
+		return write_general(fd, e, iov, 1, k, gen);
 	return (ssize_t)c;
 }
 
@@ -686,7 +780,7 @@ line_out(int fd, struct rq_fd *e, const struct iovec *iov, const struct rq_call 
 static __attribute__((noinline)) ssize_t log_fields(int fd, struct rq_fd *e,
 						    const struct iovec *iov,
 						    const struct rq_call *k, unsigned epoch,
-						    const char *h)
+						    const char *h, uint32_t gen, uint64_t taken)
 {
 	const char *s = iov[0].iov_base, *text;
 	size_t n = iov[0].iov_len, tl, at;
@@ -696,13 +790,13 @@ static __attribute__((noinline)) ssize_t log_fields(int fd, struct rq_fd *e,
 	rq_prefix_texts(&t);
 	if (!(tl = rq_prefix_place_line(&t, s, n, &text, &at))) {
 		rq_prefix_release(h); /* it has its field (or prefix) already */
-		return write_general(fd, e, iov, 1, k, RQ_FD_LOG);
+		return write_general(fd, e, iov, 1, k, gen);
 	}
 	if (!at) {
 		v[0].iov_base = (void *)text;
 		v[0].iov_len = tl;
 		v[1] = iov[0];
-		return line_out(fd, e, iov, k, epoch, h, v, 2, text, tl, 0);
+		return line_out(fd, e, iov, k, epoch, h, v, 2, text, tl, 0, gen, taken);
 	}
 	v[0].iov_base = (void *)s; /* a JSON line: after its brace */
 	v[0].iov_len = at;
@@ -710,7 +804,33 @@ static __attribute__((noinline)) ssize_t log_fields(int fd, struct rq_fd *e,
 	v[1].iov_len = tl;
 	v[2].iov_base = (void *)(s + at);
 	v[2].iov_len = n - at;
-	return line_out(fd, e, iov, k, epoch, h, v, 3, text, tl, at);
+	return line_out(fd, e, iov, k, epoch, h, v, 3, text, tl, at, gen, taken);
+}
+
+#define NOT_MATCHED (-2) /* line_corr: the line keeps the current ID */
+
+/*
+ * The one-line path with batched log correlation: a line that names a
+ * completed request other than the current one (an access line written
+ * after the next request was read, or flushed alone by a buffered log) is
+ * written by the general path with that request's ID; any other goes on
+ * the one-line path, marked as decided (*gen) so that a fallback to the
+ * general path does not match it again.
+ */
+static __attribute__((noinline)) ssize_t line_corr(int fd, struct rq_fd *e,
+						   const struct iovec *iov,
+						   const struct rq_call *k, uint32_t *gen,
+						   uint64_t *taken)
+{
+	const struct rq_ctx *cur = rq_ctx_cur();
+	struct rq_ctx c;
+
+	if (!rq_corr_line(&rq_corr_ring, iov[0].iov_base, iov[0].iov_len - 1, cur, 1, &c, taken) ||
+	    c.serial == cur->serial) {
+		*gen |= WG_DECIDED;
+		return NOT_MATCHED;
+	}
+	return log_write_corr(fd, e, iov, 1, k, iov[0].iov_len, &c, *taken, 1);
 }
 
 /*
@@ -725,22 +845,37 @@ static ssize_t log_line(int fd, struct rq_fd *e, const struct iovec *iov, const 
 	const char *s = iov[0].iov_base, *h;
 	size_t n = iov[0].iov_len, tl;
 	unsigned epoch = rq_ln_begin();
+	uint32_t gen = RQ_FD_LOG;
+	uint64_t taken = 0;
 	struct iovec v[2];
 
 	if (!n || n > SSIZE_MAX || !plausible(s, n) || s[n - 1] != '\n' ||
-	    atomic_load_explicit(&e->line, memory_order_relaxed) || !rq_prefix_wanted() ||
-	    memchr(s, '\n', n - 1) || !(h = rq_prefix_take(&tl)))
-		return write_general(fd, e, iov, 1, k, RQ_FD_LOG); /* (or a handler's, cache busy) */
+	    atomic_load_explicit(&e->line, memory_order_relaxed))
+		return write_general(fd, e, iov, 1, k, RQ_FD_LOG);
+	if (unlikely(rq_corr_on())) {
+		int maybe;
+		ssize_t r;
+
+		if (rq_corr_line_end(s, n - 1, &maybe) != n - 1) /* more than one line */
+			return write_general(fd, e, iov, 1, k, RQ_FD_LOG);
+		gen |= WG_DECIDED; /* (a line that names no request line keeps the current ID) */
+		if (maybe && (r = line_corr(fd, e, iov, k, &gen, &taken)) != NOT_MATCHED)
+			return r;
+	} else if (memchr(s, '\n', n - 1)) {
+		return write_general(fd, e, iov, 1, k, RQ_FD_LOG);
+	}
+	if (!rq_prefix_wanted() || !(h = rq_prefix_take(&tl)))
+		return write_general(fd, e, iov, 1, k, gen); /* (or a handler's, cache busy) */
 	if (unlikely(rq_cfg.format != RQ_FMT_PREFIX))
-		return log_fields(fd, e, iov, k, epoch, h);
+		return log_fields(fd, e, iov, k, epoch, h, gen, taken);
 	if (unlikely((*s == *h && n >= tl && !memcmp(s, h, tl)) || rq_relaying())) {
 		rq_prefix_release(h); /* the line has its prefix already */
-		return write_general(fd, e, iov, 1, k, RQ_FD_LOG);
+		return write_general(fd, e, iov, 1, k, gen);
 	}
 	v[0].iov_base = (void *)h;
 	v[0].iov_len = tl;
 	v[1] = iov[0];
-	return line_out(fd, e, iov, k, epoch, h, v, 2, h, tl, 0);
+	return line_out(fd, e, iov, k, epoch, h, v, 2, h, tl, 0, gen, taken);
 }
 
 /* Everything but a carrier or a one-line log write: checks the call, then plans it. */
@@ -778,7 +913,7 @@ static __attribute__((noinline)) ssize_t write_general(int fd, struct rq_fd *e,
 		return r;
 	}
 	if ((fl & RQ_FD_LOG) && total)
-		return log_write(fd, e, iov, iovcnt, k, total);
+		return log_write(fd, e, iov, iovcnt, k, total, (fl & WG_DECIDED) != 0);
 	return rq_io_plain(fd, iov, iovcnt, k);
 }
 

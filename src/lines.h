@@ -32,6 +32,7 @@
 #include <sys/uio.h>
 
 #include "carry.h"
+#include "correlate.h"
 #include "fdtab.h"
 #include "prefix.h"
 
@@ -122,6 +123,62 @@ struct rq_seg {
 	int kind; /* RQ_SEG_*: PFX is a text placed now, REST the remainder of an owed one */
 };
 
+/*
+ * Batched log correlation (src/correlate.h): the decisions of one call about
+ * the lines that start in it, so that a walk made again over the same bytes
+ * (a plan made again, or the mapping of a short write) lays exactly what the
+ * first one did, and no request is taken twice. Only lines that took a
+ * completed request have an entry: with its ID's texts, or none when it was
+ * the current request's own; every other line start below `high` was
+ * decided to keep the current ID without taking anything.
+ */
+struct rq_cment {
+	size_t at;      /* caller offset of the line start, from the call's start */
+	uint64_t taken; /* the ring entry it took (0: none), given back if the line does not go out */
+	uint32_t off;   /* its texts at buf + off: the line-start text, then the JSON member */
+	uint16_t plen, olen; /* both 0: the line keeps the current ID (its own request's entry) */
+};
+
+struct rq_cmemo {
+	size_t total;      /* caller bytes of the whole call */
+	size_t high;       /* line starts below this caller offset are decided */
+	struct rq_cment *e;
+	int n, cap;
+	char *buf;
+	size_t used, size;
+	int replay;        /* the caller may walk these bytes again: decisions are kept */
+	int full;          /* the walk stopped at a line start with no room left to decide it */
+};
+
+/* A memo over the given room, for a call of `total` caller bytes. */
+static inline void rq_cmemo_init(struct rq_cmemo *m, size_t total, struct rq_cment *e, int cap,
+				 char *buf, size_t size, int replay)
+{
+	m->total = total;
+	m->high = 0;
+	m->e = e;
+	m->n = 0;
+	m->cap = cap;
+	m->buf = buf;
+	m->used = 0;
+	m->size = size;
+	m->replay = replay;
+	m->full = 0;
+}
+
+/* Forgets the decisions about line starts below caller offset `done` (their bytes are out). */
+void rq_cmemo_drop(struct rq_cmemo *m, size_t done);
+
+/*
+ * Gives back the requests taken for lines starting at caller offset `from`
+ * or later (with `after`, later only: the line at `from` has begun), which
+ * did not go out.
+ */
+void rq_cmemo_release(struct rq_cmemo *m, size_t from, int after);
+
+/* Moves the decisions into a bigger room (the texts laid out already stay where they are). */
+void rq_cmemo_move(struct rq_cmemo *m, struct rq_cment *e, int cap, char *buf, size_t size);
+
 /* A walk over the caller's bytes of one call, from some point on. */
 struct rq_walk {
 	const struct iovec *iov;
@@ -138,13 +195,51 @@ struct rq_walk {
 	const struct rq_texts *tx; /* what lines that start get (NULL: nothing) */
 	const char *pfx;   /* tx's line-start text, for the prefix format's inline path */
 	size_t plen;
+	struct rq_cmemo *cm; /* correlation's decisions (NULL: lines are not matched) */
 };
+
+#define RQ_WALK_KEEP (-1) /* rq_walk_corr: the line keeps the current ID */
+#define RQ_WALK_STOP (-2) /* rq_walk_corr: no room to decide the line; stop before it */
+
+/*
+ * At a line start with correlation on: decides (or recalls) whether the line
+ * gets another request's ID and, if it does, what and where. Returns 1 with
+ * s set (the text goes first), 0 (the line gets nothing now: it has it
+ * already, or its text is due later), RQ_WALK_KEEP or RQ_WALK_STOP.
+ */
+int rq_walk_corr(struct rq_walk *w, struct rq_seg *s);
+
+/*
+ * rq_walk_corr's quick answers, inline: a line whose bytes are all here and
+ * name no request line, or one decided before without taking anything,
+ * keeps the current ID.
+ */
+static inline int rq_walk_corr_quick(struct rq_walk *w, const char *p, struct rq_seg *s)
+{
+	struct rq_cmemo *m = w->cm;
+	size_t at = m->total - w->left, avail;
+	int maybe;
+
+	if (at < m->high) {
+		if (!m->n || at > m->e[m->n - 1].at)
+			return RQ_WALK_KEEP;
+	} else {
+		avail = w->iov[w->i].iov_len - w->off;
+		if (avail > w->left)
+			avail = w->left;
+		if ((rq_corr_line_end(p, avail, &maybe) < avail || avail == w->left) && !maybe) {
+			m->high = at + 1;
+			return RQ_WALK_KEEP;
+		}
+	}
+	return rq_walk_corr(w, s);
+}
 
 /*
  * Starts a walk over the `left` caller bytes of (iov, iovcnt) from iov[0] on
  * (set i and off to start further on), in line state `mid`, with `rest` owed
  * after `skip` caller bytes (rlen 0: none), and tx's texts placed in each
- * line that starts.
+ * line that starts. Set cm to match lines to the requests they name.
  */
 void rq_walk_init(struct rq_walk *w, const struct iovec *iov, int iovcnt, size_t left, int mid,
 		  const char *rest, size_t rlen, size_t skip, const struct rq_texts *tx);
@@ -187,6 +282,18 @@ static inline int rq_walk_next(struct rq_walk *w, struct rq_seg *s)
 	p = (const char *)w->iov[w->i].iov_base + w->off;
 	if (!w->mid) {
 		w->mid = 1;
+		if (unlikely(w->cm != NULL)) {
+			int r = rq_walk_corr_quick(w, p, s);
+
+			if (r > 0)
+				return 1;
+			if (r == RQ_WALK_STOP) {
+				w->mid = 0;
+				return 0;
+			}
+			if (r == 0)
+				goto bytes;
+		}
 		if (likely(w->fmt == RQ_FMT_PREFIX)) {
 			if (w->plen && !((*p == *w->pfx || unlikely(rq_relay_on)) && rq_walk_own(w))) {
 				s->p = w->pfx;
@@ -202,6 +309,7 @@ static inline int rq_walk_next(struct rq_walk *w, struct rq_seg *s)
 			return 1;
 		}
 	}
+bytes:
 	n = w->iov[w->i].iov_len - w->off;
 	if (unlikely(w->due_len) && n > w->due_at)
 		n = w->due_at;

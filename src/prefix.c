@@ -51,20 +51,38 @@ static size_t render_member(char *buf, const struct rq_ctx *c)
 	return n;
 }
 
-size_t rq_prefix_render(char buf[RQ_INS_MAX])
+static size_t render_start(char *buf, const struct rq_ctx *c)
 {
-	const struct rq_ctx *c = rq_ctx_cur();
-
 	return rq_cfg.format == RQ_FMT_LOGFMT ? render_logfmt(buf, c) : render_prefix(buf, c);
 }
 
-/* Renders every text of the current context into buf (RQ_TEXTS_MAX bytes). */
+size_t rq_prefix_render(char buf[RQ_INS_MAX])
+{
+	return render_start(buf, rq_ctx_cur());
+}
+
+/* Renders every text of context c into buf (RQ_TEXTS_MAX bytes). */
+static void render_of(const struct rq_ctx *c, char *buf, size_t *plen, size_t *olen)
+{
+	*plen = render_start(buf, c);
+	*olen = rq_cfg.format >= RQ_FMT_JSON ? render_member(buf + *plen, c) : 0;
+}
+
 static void render(char *buf, size_t *plen, size_t *olen)
 {
-	const struct rq_ctx *c = rq_ctx_cur();
+	render_of(rq_ctx_cur(), buf, plen, olen);
+}
 
-	*plen = rq_prefix_render(buf);
-	*olen = rq_cfg.format >= RQ_FMT_JSON ? render_member(buf + *plen, c) : 0;
+size_t rq_prefix_render_ctx(const struct rq_ctx *c, char buf[RQ_TEXTS_MAX], struct rq_texts *t)
+{
+	size_t plen, olen;
+
+	render_of(c, buf, &plen, &olen);
+	t->pfx = buf;
+	t->plen = plen;
+	t->obj = buf + plen;
+	t->olen = olen;
+	return plen + olen;
 }
 
 void rq_prefix_fill(struct rq_pfx_cache *p, uint64_t serial)

@@ -73,6 +73,13 @@ struct rq_line {
 size_t rq_prefix_render(char buf[RQ_INS_MAX]);
 
 /*
+ * Renders every text of context c (not the current one: a batched log line
+ * matched to its request, src/correlate.h) into buf and describes them in t.
+ * Returns the bytes of buf used.
+ */
+size_t rq_prefix_render_ctx(const struct rq_ctx *c, char buf[RQ_TEXTS_MAX], struct rq_texts *t);
+
+/*
  * The current context's texts, from the thread's cache (or rendered into buf
  * when the cache is in use by the code a signal interrupted). Returns a
  * handle to pass to rq_prefix_release (below) when done with them.

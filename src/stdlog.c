@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "correlate.h"
 #include "io.h"
 #include "lines.h"
 #include "prefix.h"
@@ -121,7 +122,9 @@ static int has_nl(const struct iovec *v, int nv)
  */
 static size_t put_buffered(FILE *f, struct rq_fd *e, const struct iovec *v, int nv, size_t total)
 {
-	char buf[RQ_TEXTS_MAX], rest[RQ_PFX_MAX];
+	char buf[RQ_TEXTS_MAX], rest[RQ_PFX_MAX], txt[2 * RQ_TEXTS_MAX];
+	struct rq_cment ents[4];
+	struct rq_cmemo cm;
 	const char *held = NULL;
 	size_t rlen, skip, ok = 0;
 	struct rq_texts tx;
@@ -153,6 +156,10 @@ static size_t put_buffered(FILE *f, struct rq_fd *e, const struct iovec *v, int 
 			break;
 	}
 	rq_walk_init(&w, v, nv, total, mid, rest, rlen, skip, held ? &tx : NULL);
+	if (unlikely(rq_corr_on())) { /* each text is copied into the FILE before the next line */
+		rq_cmemo_init(&cm, total, ents, 4, txt, sizeof(txt), 0);
+		w.cm = &cm;
+	}
 	while (rq_walk_next(&w, &s)) {
 		size_t put;
 

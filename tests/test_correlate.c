@@ -565,3 +565,699 @@ Test(correlate, concurrent_writers_and_readers_agree, .timeout = 120)
 		cr_assert_str_neq(seen[i - 1], seen[i], "%s was given to two lines", seen[i]);
 	free(seen);
 }
+
+/* ---- wired into the library: requests read and answered on connections, lines written to a log ---- */
+
+#include "common.h"
+#include "conn.h"
+#include "fdtab.h"
+#include "io.h"
+#include "lines.h"
+#include "stdlog.h"
+
+enum { LOG = 200, CONNS = 300 };
+
+static void wsetup_env(const char *const *env)
+{
+	test_config(env);
+	cr_assert_str_empty(test_report_buf, "%s", test_report_buf);
+	rq_fd_init();
+	rq_corr_init();
+	fake_install();
+	fake_reset(0);
+	cr_assert_eq(rq_fd_set_log(LOG), 0);
+	rq_ctx_clear();
+}
+
+static void wsetup(void)
+{
+	static const char *const env[] = { NULL };
+
+	wsetup_env(env);
+}
+
+static void wenv(const char *v)
+{
+	static const char *env[2];
+
+	env[0] = v;
+	env[1] = NULL;
+	wsetup_env(env);
+}
+
+TestSuite(wiring, .init = wsetup, .timeout = 60);
+
+static ssize_t wr(int fd, const char *s, size_t n)
+{
+	struct iovec v = { (void *)s, n };
+	struct rq_call k = { .how = RQ_WRITE };
+
+	return rq_io_write(fd, &v, 1, &k);
+}
+
+/* Writes all of s as a careful server does: again after short writes and EAGAIN. */
+static void write_all(int fd, const char *s, size_t n)
+{
+	size_t done = 0;
+
+	while (done < n) {
+		ssize_t r = wr(fd, s + done, n - done);
+
+		if (r < 0) {
+			cr_assert_eq(errno, EAGAIN);
+			continue;
+		}
+		cr_assert_gt(r, 0, "write returned 0 for %zu bytes", n - done);
+		done += (size_t)r;
+	}
+}
+
+/* Connection i of the test (an accepted socket, fresh). */
+static int conn(int i)
+{
+	cr_assert_eq(rq_fd_set_conn(CONNS + i), 0);
+	return CONNS + i;
+}
+
+/* The server reads n bytes from fd. */
+static void rd(int fd, const char *b, size_t n)
+{
+	struct iovec v = { (void *)b, n };
+
+	rq_conn_read(fd, &v, 1, (ssize_t)n);
+}
+
+/* The server reads a request with request line `line` and the client's ID `id` (NULL: none). */
+static void req(int fd, const char *line, const char *id)
+{
+	char b[512];
+	int n = snprintf(b, sizeof(b), "%s\r\nHost: h\r\n%s%s%s\r\n", line, id ? "X-Request-Id: " : "",
+			 id ? id : "", id ? "\r\n" : "");
+
+	rd(fd, b, (size_t)n);
+}
+
+/* Bytes written to a connection are not kept: fk.out holds only what the log got. */
+static void conn_write(int fd, const char *s)
+{
+	size_t keep = fk.len;
+
+	write_all(fd, s, strlen(s));
+	fk.len = keep;
+}
+
+/* The server answers fd's oldest request whole, with `status` and a body of 2 bytes. */
+static void resp(int fd, int status)
+{
+	char b[128];
+
+	snprintf(b, sizeof(b), "HTTP/1.1 %d X\r\nContent-Length: 2\r\n\r\nok", status);
+	conn_write(fd, b);
+}
+
+/* An access line as nginx's combined format writes it. */
+static int acc(char *b, size_t n, const char *rl, int status)
+{
+	return snprintf(b, n, "127.0.0.1 - - [24/Nov/2026:06:05:44 +0000] \"%s\" %d 2 \"-\" \"t\"\n", rl,
+			status);
+}
+
+static void wout_is(const char *want)
+{
+	size_t d = 0, wl = strlen(want);
+
+	fk.out[fk.len] = '\0';
+	while (d < fk.len && d < wl && fk.out[d] == want[d])
+		d++;
+	cr_assert(d == wl && d == fk.len,
+		  "got %zu bytes, want %zu; they differ at %zu:\n--- got ---\n%.400s\n--- want ---\n%.400s",
+		  fk.len, wl, d, fk.out + (d > 100 ? d - 100 : 0), want + (d > 100 ? d - 100 : 0));
+}
+
+/* A batch of access lines for (request line, status, ID the line must get); want gets the result. */
+struct bl {
+	const char *rl;
+	int status;
+	const char *id; /* NULL: a line that names no request */
+};
+
+static void batch(const struct bl *l, int n, const char *cur, char *in, size_t isz, char *want,
+		  size_t wsz)
+{
+	size_t i0 = 0, w0 = 0;
+
+	for (int k = 0; k < n; k++) {
+		char line[256];
+
+		if (l[k].rl)
+			acc(line, sizeof(line), l[k].rl, l[k].status);
+		else
+			snprintf(line, sizeof(line), "a line that names no request %d\n", k);
+		i0 += (size_t)snprintf(in + i0, isz - i0, "%s", line);
+		w0 += (size_t)snprintf(want + w0, wsz - w0, "[req:%s] %s", l[k].id ? l[k].id : cur, line);
+	}
+}
+
+/* Writes the batch in one write(2) and checks every line; returns the system calls it took. */
+static int batch_is(const struct bl *l, int n, const char *cur)
+{
+	static char in[1 << 16], want[1 << 17];
+	int calls;
+
+	batch(l, n, cur, in, sizeof(in), want, sizeof(want));
+	fk.len = 0;
+	calls = fk.calls;
+	cr_assert_eq(wr(LOG, in, strlen(in)), (ssize_t)strlen(in));
+	wout_is(want);
+	return fk.calls - calls;
+}
+
+Test(wiring, a_batch_flushed_in_another_request_gives_each_line_its_request)
+{
+	static const struct bl lines[] = {
+		{ "GET /a2 HTTP/1.1", 200, "id2" }, { "GET /a0 HTTP/1.1", 200, "id0" },
+		{ NULL, 0, NULL },                   { "GET /a1 HTTP/1.1", 404, "id1" },
+		{ "GET /a3 HTTP/1.1", 200, "id3" }, { "GET /nowhere HTTP/1.1", 200, NULL },
+	};
+	static const struct bl again[] = { { "GET /a2 HTTP/1.1", 200, NULL }, { "GET /a0 HTTP/1.1", 200, NULL } };
+
+	for (int i = 0; i < 4; i++) {
+		char rl[32], id[8];
+		int fd = conn(i);
+
+		snprintf(rl, sizeof(rl), "GET /a%d HTTP/1.1", i);
+		snprintf(id, sizeof(id), "id%d", i);
+		req(fd, rl, id);
+		resp(fd, i == 1 ? 404 : 200);
+	}
+	req(conn(4), "GET /z HTTP/1.1", "flusher"); /* the request whose turn flushes the batch */
+	cr_assert_eq(batch_is(lines, 6, "flusher"), 1, "one system call");
+	/* each request is matched once: lines naming them again keep today's rule */
+	cr_assert_eq(batch_is(again, 2, "flusher"), 1);
+}
+
+Test(wiring, identical_request_lines_go_to_their_requests_in_completion_order)
+{
+	static const struct bl lines[] = {
+		{ "GET / HTTP/1.1", 200, "d2" }, { "GET / HTTP/1.1", 200, "d3" },
+		{ "GET / HTTP/1.1", 200, "d1" }, { "GET / HTTP/1.1", 200, NULL },
+	};
+	int f[4];
+
+	for (int i = 0; i < 3; i++) {
+		char id[8];
+
+		snprintf(id, sizeof(id), "d%d", i + 1);
+		req(f[i] = conn(i), "GET / HTTP/1.1", id);
+	}
+	resp(f[1], 200);
+	resp(f[2], 200);
+	resp(f[0], 200);
+	req(f[3] = conn(3), "GET /other HTTP/1.1", "cur");
+	batch_is(lines, 4, "cur");
+}
+
+Test(wiring, the_status_tells_identical_request_lines_apart)
+{
+	static const struct bl lines[] = { { "GET /x HTTP/1.1", 200, "ok1" }, { "GET /x HTTP/1.1", 404, "nf" } };
+	int a = conn(0), b = conn(1);
+
+	req(a, "GET /x HTTP/1.1", "nf");
+	resp(a, 404);
+	req(b, "GET /x HTTP/1.1", "ok1");
+	resp(b, 200);
+	req(conn(2), "GET /c HTTP/1.1", "cur");
+	batch_is(lines, 2, "cur");
+}
+
+/*
+ * Every split of a request into two reads, and one read per byte, on one
+ * keep-alive connection: the request line hashes the same. The batch of all
+ * their lines (more than the stack holds decisions for) is one system call.
+ */
+Test(wiring, request_lines_split_across_reads_are_recognized)
+{
+	static struct bl lines[80];
+	static char rls[80][48], ids[80][16];
+	int fd = conn(0), n = 0;
+
+	for (int cut = 1;; cut++) {
+		char b[160];
+		int len;
+
+		snprintf(rls[n], sizeof(rls[n]), "GET /split%d HTTP/1.1", cut);
+		snprintf(ids[n], sizeof(ids[n]), "sp%d", cut);
+		len = snprintf(b, sizeof(b), "%s\r\nX-Request-Id: %s\r\n\r\n", rls[n], ids[n]);
+		if (cut >= len)
+			break;
+		rd(fd, b, (size_t)cut);
+		rd(fd, b + cut, (size_t)(len - cut));
+		resp(fd, 200);
+		lines[n] = (struct bl){ rls[n], 200, ids[n] };
+		n++;
+	}
+	{
+		static const char one[] = "GET /bytes HTTP/1.1\r\nX-Request-Id: bytes\r\n\r\n";
+
+		for (size_t i = 0; i < sizeof(one) - 1; i++)
+			rd(fd, one + i, 1);
+		resp(fd, 200);
+		lines[n++] = (struct bl){ "GET /bytes HTTP/1.1", 200, "bytes" };
+	}
+	req(conn(1), "GET /c HTTP/1.1", "cur");
+	cr_assert_gt(n, 40);
+	cr_assert_eq(batch_is(lines, n, "cur"), 1);
+}
+
+/* Requests with bodies (a length, chunks) and the requests after them in one read, answered in one write. */
+Test(wiring, request_lines_after_bodies_in_one_read_are_recognized)
+{
+	static const char in[] = "POST /p HTTP/1.1\r\nContent-Length: 5\r\nX-Request-Id: p1\r\n\r\nhello"
+				 "GET /after HTTP/1.1\r\nX-Request-Id: p2\r\n\r\n"
+				 "PUT /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\nX-Request-Id: p3\r\n\r\n"
+				 "3\r\nabc\r\n0\r\n\r\n"
+				 "\r\nDELETE /d HTTP/1.1\r\nX-Request-Id: p4\r\n\r\n";
+	static const struct bl lines[] = {
+		{ "DELETE /d HTTP/1.1", 200, "p4" }, { "PUT /c HTTP/1.1", 201, "p3" },
+		{ "GET /after HTTP/1.1", 200, "p2" }, { "POST /p HTTP/1.1", 200, "p1" },
+	};
+	int fd = conn(0);
+
+	rd(fd, in, sizeof(in) - 1);
+	conn_write(fd, "HTTP/1.1 200 X\r\nContent-Length: 2\r\n\r\nok"
+		       "HTTP/1.1 200 X\r\nContent-Length: 2\r\n\r\nok"
+		       "HTTP/1.1 201 X\r\nContent-Length: 2\r\n\r\nok"
+		       "HTTP/1.1 200 X\r\nContent-Length: 2\r\n\r\nok");
+	req(conn(1), "GET /c HTTP/1.1", "cur");
+	batch_is(lines, 4, "cur");
+}
+
+/* A request is recorded when its response's last byte goes out, the order servers log in. */
+Test(wiring, requests_complete_at_their_responses_last_byte)
+{
+	static const struct bl lines[] = { { "GET /same HTTP/1.1", 200, "b" }, { "GET /same HTTP/1.1", 200, "a" } };
+	int a = conn(0), b = conn(1);
+
+	req(a, "GET /same HTTP/1.1", "a");
+	conn_write(a, "HTTP/1.1 200 X\r\nContent-Length: 4\r\n\r\n");
+	req(b, "GET /same HTTP/1.1", "b");
+	resp(b, 200);
+	conn_write(a, "ab");
+	conn_write(a, "cd");
+	req(conn(2), "GET /c HTTP/1.1", "cur");
+	batch_is(lines, 2, "cur");
+}
+
+/* A HEAD, a 204 and a 304 have no body: their heads are their last bytes. */
+Test(wiring, responses_without_a_body_complete_with_their_head)
+{
+	static const struct bl lines[] = {
+		{ "GET /n HTTP/1.1", 304, "nm" }, { "HEAD /h HTTP/1.1", 200, "hd" }, { "DELETE /x HTTP/1.1", 204, "nc" },
+	};
+	int fd = conn(0);
+
+	req(fd, "HEAD /h HTTP/1.1", "hd");
+	conn_write(fd, "HTTP/1.1 200 X\r\nContent-Length: 99\r\n\r\n");
+	req(fd, "DELETE /x HTTP/1.1", "nc");
+	conn_write(fd, "HTTP/1.1 204 X\r\n\r\n");
+	req(fd, "GET /n HTTP/1.1", "nm");
+	conn_write(fd, "HTTP/1.1 304 X\r\n\r\n");
+	req(conn(1), "GET /c HTTP/1.1", "cur");
+	batch_is(lines, 3, "cur");
+}
+
+/* The ring remembers the last RQ_CORR_RING requests: the lines of older ones keep today's rule. */
+Test(wiring, the_ring_wraps_and_the_oldest_requests_are_forgotten)
+{
+	enum { N = RQ_CORR_RING + 104 };
+	static struct bl lines[16];
+	static char rls[16][32], ids[16][16];
+	int fd = conn(0), n = 0;
+
+	for (int i = 0; i < N; i++) {
+		char rl[32], id[16];
+
+		snprintf(rl, sizeof(rl), "GET /w%d HTTP/1.1", i);
+		snprintf(id, sizeof(id), "w%d", i);
+		req(fd, rl, id);
+		resp(fd, 200);
+	}
+	for (int i = 100; i < 108; i++, n++) { /* w0..w103 are gone */
+		snprintf(rls[n], sizeof(rls[n]), "GET /w%d HTTP/1.1", i);
+		snprintf(ids[n], sizeof(ids[n]), "w%d", i);
+		lines[n] = (struct bl){ rls[n], 200, i >= 104 ? ids[n] : NULL };
+	}
+	req(conn(1), "GET /c HTTP/1.1", "cur");
+	batch_is(lines, n, "cur");
+}
+
+/*
+ * A line is decided at its start, from the bytes of the write that starts
+ * it: one whose request line is in its first piece gets its request; one cut
+ * inside its request line keeps today's rule, and its request stays for the
+ * next line that names it.
+ */
+Test(wiring, lines_split_across_writes_and_a_batch_that_ends_mid_line)
+{
+	int fd = conn(0);
+	static const char *const w[] = {
+		"x \"GET /s1 HTTP/1.1\" 200 2 par", "t of it\n",
+		"y \"GET /s3 HTTP/1.1\" 200 2\nz \"GET /s2 HT", "TP/1.1\" 200 2\nw \"GET /s2 HTTP/1.1\" 200 2\n",
+	};
+
+	req(fd, "GET /s1 HTTP/1.1", "s1");
+	resp(fd, 200);
+	req(fd, "GET /s2 HTTP/1.1", "s2");
+	resp(fd, 200);
+	req(fd, "GET /s3 HTTP/1.1", "s3");
+	resp(fd, 200);
+	req(conn(1), "GET /c HTTP/1.1", "cur");
+	fk.len = 0;
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(wr(LOG, w[i], strlen(w[i])), (ssize_t)strlen(w[i]));
+	wout_is("[req:s1] x \"GET /s1 HTTP/1.1\" 200 2 part of it\n"
+		"[req:s3] y \"GET /s3 HTTP/1.1\" 200 2\n[req:cur] z \"GET /s2 HTTP/1.1\" 200 2\n"
+		"[req:s2] w \"GET /s2 HTTP/1.1\" 200 2\n");
+}
+
+/* Lines spread over the iovecs of one writev are searched across them. */
+Test(wiring, a_line_spread_over_iovecs_is_matched)
+{
+	static const char *const parts[] = { "1.2.3.4 \"GET /v", "ec HTTP/1", ".1\" 200 2\n", "nothing\n" };
+	struct iovec v[4];
+	struct rq_call k = { .how = RQ_WRITEV };
+	size_t n = 0;
+	int fd = conn(0);
+
+	req(fd, "GET /vec HTTP/1.1", "vec");
+	resp(fd, 200);
+	req(conn(1), "GET /c HTTP/1.1", "cur");
+	for (int i = 0; i < 4; i++) {
+		v[i].iov_base = (void *)parts[i];
+		n += v[i].iov_len = strlen(parts[i]);
+	}
+	fk.len = 0;
+	cr_assert_eq(rq_io_write(LOG, v, 4, &k), (ssize_t)n);
+	wout_is("[req:vec] 1.2.3.4 \"GET /vec HTTP/1.1\" 200 2\n[req:cur] nothing\n");
+}
+
+/* Each format puts the matched ID where it puts the current one. */
+static void formats_case(const char *env, const char *in, const char *want)
+{
+	int fd;
+
+	wenv(env);
+	fd = conn(0);
+	req(fd, "GET /j1 HTTP/1.1", "j1");
+	resp(fd, 200);
+	req(fd, "GET /j2 HTTP/1.1", "j2");
+	resp(fd, 200);
+	req(conn(1), "GET /c HTTP/1.1", "cur");
+	fk.len = 0;
+	cr_assert_eq(wr(LOG, in, strlen(in)), (ssize_t)strlen(in));
+	wout_is(want);
+}
+
+Test(wiring, every_format_puts_the_matched_id_where_it_goes)
+{
+	static const char json_in[] = "{\"req\":\"GET /j2 HTTP/1.1\",\"status\":200}\n"
+				      "plain \"GET /j1 HTTP/1.1\" 200 2\n{\"msg\":\"none\"}\n";
+
+	formats_case("REQCTX_FORMAT=json", json_in,
+		     "{\"request_id\":\"j2\",\"req\":\"GET /j2 HTTP/1.1\",\"status\":200}\n"
+		     "[req:j1] plain \"GET /j1 HTTP/1.1\" 200 2\n{\"request_id\":\"cur\",\"msg\":\"none\"}\n");
+	formats_case("REQCTX_FORMAT=auto", json_in,
+		     "{\"request_id\":\"j2\",\"req\":\"GET /j2 HTTP/1.1\",\"status\":200}\n"
+		     "[req:j1] plain \"GET /j1 HTTP/1.1\" 200 2\n{\"request_id\":\"cur\",\"msg\":\"none\"}\n");
+	formats_case("REQCTX_FORMAT=logfmt",
+		     "req=\"GET /j2 HTTP/1.1\" status=200\nts=1 GET /j1 HTTP/1.1 status=200\nmsg=none\n",
+		     "request_id=j2 req=\"GET /j2 HTTP/1.1\" status=200\n"
+		     "request_id=j1 ts=1 GET /j1 HTTP/1.1 status=200\nrequest_id=cur msg=none\n");
+	formats_case("REQCTX_PREFIX=<%s> ", "\"GET /j1 HTTP/1.1\" 200\n\"GET /j2 HTTP/1.1\" 200\n",
+		     "<j1> \"GET /j1 HTTP/1.1\" 200\n<j2> \"GET /j2 HTTP/1.1\" 200\n");
+	/* a line that carries the matched request's own prefix already gets no second one */
+	formats_case("REQCTX_FORMAT=prefix", "[req:j1] \"GET /j1 HTTP/1.1\" 200\n[req:cur] \"GET /j2 HTTP/1.1\" 200\n",
+		     "[req:j1] \"GET /j1 HTTP/1.1\" 200\n[req:j2] [req:cur] \"GET /j2 HTTP/1.1\" 200\n");
+}
+
+Test(wiring, with_correlate_0_every_line_keeps_the_current_id)
+{
+	static const struct bl lines[] = { { "GET /a HTTP/1.1", 200, NULL }, { "GET /b HTTP/1.1", 200, NULL } };
+	int fd;
+
+	wenv("REQCTX_CORRELATE=0");
+	fd = conn(0);
+	req(fd, "GET /a HTTP/1.1", "a");
+	resp(fd, 200);
+	req(fd, "GET /b HTTP/1.1", "b");
+	resp(fd, 200);
+	req(conn(1), "GET /c HTTP/1.1", "cur");
+	batch_is(lines, 2, "cur");
+}
+
+/* Outside any request with REQCTX_UNKNOWN=bare: matched lines get their request, the others nothing. */
+Test(wiring, a_batch_written_outside_requests_with_bare_unknown)
+{
+	static const char in[] = "\"GET /u HTTP/1.1\" 200 2\nboot line\n";
+	int fd;
+
+	wenv("REQCTX_UNKNOWN=bare");
+	fd = conn(0);
+	req(fd, "GET /u HTTP/1.1", "u1");
+	resp(fd, 200);
+	rq_ctx_clear();
+	fk.len = 0;
+	cr_assert_eq(wr(LOG, in, sizeof(in) - 1), (ssize_t)sizeof(in) - 1);
+	wout_is("[req:u1] \"GET /u HTTP/1.1\" 200 2\nboot line\n");
+}
+
+/*
+ * An error-log line (alone in its write, no status after the request line)
+ * naming the request in progress is about that request: it keeps the
+ * current ID and takes nothing, so the access lines find theirs.
+ */
+Test(wiring, an_error_line_about_the_request_in_progress_takes_nothing)
+{
+	static const char err[] = "2026/11/24 06:05:44 [error] 1#1: *1 open() \"/x\" failed, request: "
+				  "\"GET /e HTTP/1.1\", host: \"h\"\n";
+	static const struct bl lines[] = { { "GET /e HTTP/1.1", 200, "e0" }, { "GET /e HTTP/1.1", 200, "ea" } };
+	int a = conn(0), b = conn(1);
+
+	req(a, "GET /e HTTP/1.1", "e0");
+	resp(a, 200); /* completed; its line is still in a buffer */
+	req(b, "GET /e HTTP/1.1", "ea");
+	fk.len = 0;
+	cr_assert_eq(wr(LOG, err, sizeof(err) - 1), (ssize_t)sizeof(err) - 1);
+	{
+		char want[256];
+
+		snprintf(want, sizeof(want), "[req:ea] %s", err);
+		wout_is(want);
+	}
+	resp(b, 200);
+	req(conn(2), "GET /c HTTP/1.1", "cur");
+	batch_is(lines, 2, "cur");
+}
+
+/*
+ * On a keep-alive connection, the access line of a request written after
+ * the next request was read (in that request's context) gets its own
+ * request's ID, with identical request lines too; the next one's line,
+ * written after its response, gets the next one's.
+ */
+Test(wiring, an_access_line_written_after_the_next_request_was_read)
+{
+	static const char *const rls[] = { "GET /k HTTP/1.1", "GET /k HTTP/1.1", "GET /k3 HTTP/1.1", "GET /k4 HTTP/1.1" };
+	static const char *const ids[] = { "k1", "k2", "k3", "k4" };
+	int fd = conn(0);
+	char line[256], want[512];
+
+	for (int i = 0; i < 4; i += 2) {
+		req(fd, rls[i], ids[i]);
+		resp(fd, 200);
+		req(fd, rls[i + 1], ids[i + 1]); /* the context is now the next request's */
+		for (int j = i; j < i + 2; j++) {
+			acc(line, sizeof(line), rls[j], 200);
+			snprintf(want, sizeof(want), "[req:%s] %s", ids[j], line);
+			fk.len = 0;
+			cr_assert_eq(wr(LOG, line, strlen(line)), (ssize_t)strlen(line));
+			wout_is(want);
+			if (j == i)
+				resp(fd, 200);
+		}
+	}
+}
+
+/*
+ * A server that logs a request before its response goes out (Python's
+ * http.server logs in send_response): the line keeps the current ID, and the
+ * request, once complete, is recorded as matched, so that no later line
+ * takes it.
+ */
+Test(wiring, a_line_written_before_its_response_leaves_nothing_behind)
+{
+	static const struct bl late[] = { { "GET /py HTTP/1.1", 200, "py3" }, { "GET /py HTTP/1.1", 200, NULL } };
+	char line[256], want[512];
+
+	for (int i = 0; i < 2; i++) {
+		int fd = conn(i);
+		char id[8];
+
+		snprintf(id, sizeof(id), "py%d", i + 1);
+		req(fd, "GET /py HTTP/1.1", id);
+		acc(line, sizeof(line), "GET /py HTTP/1.1", 200);
+		snprintf(want, sizeof(want), "[req:%s] %s", id, line);
+		fk.len = 0;
+		cr_assert_eq(wr(LOG, line, strlen(line)), (ssize_t)strlen(line));
+		wout_is(want);
+		resp(fd, 200);
+	}
+	req(conn(2), "GET /py HTTP/1.1", "py3");
+	resp(2 + CONNS, 200); /* completed, its line not written yet */
+	req(conn(3), "GET /c HTTP/1.1", "cur");
+	batch_is(late, 2, "cur");
+}
+
+/* The batch of the short-write test: six matched lines, two that are not. */
+static void short_batch(int round, char *in, size_t isz, char *want, size_t wsz)
+{
+	static char rls[6][48], ids[6][24];
+	struct bl l[8];
+	int n = 0, fd = conn(0);
+
+	for (int j = 0; j < 6; j++) {
+		snprintf(rls[j], sizeof(rls[j]), "GET /c%d-%d HTTP/1.1", round, j);
+		snprintf(ids[j], sizeof(ids[j]), "id-%d-%d", round, j);
+		req(fd, rls[j], ids[j]);
+		resp(fd, 200);
+	}
+	req(conn(1), "GET /cur HTTP/1.1", "cur");
+	for (int j = 0; j < 6; j++) {
+		l[n++] = (struct bl){ rls[5 - j], 200, ids[5 - j] };
+		if (j == 2 || j == 4)
+			l[n++] = (struct bl){ NULL, 0, NULL };
+	}
+	batch(l, n, "cur", in, isz, want, wsz);
+}
+
+/*
+ * Under every short write (the kernel taking 1, 2, ... bytes per call) and
+ * a write that fails first with EAGAIN, a careful writer's batch comes out
+ * as one whole write does: a line that had not begun when a write stopped
+ * gives its request back, and the next write decides it again.
+ */
+Test(wiring, short_and_failed_writes_give_the_lines_their_requests_all_the_same, .timeout = 120)
+{
+	static char in[4096], want[8192];
+	size_t len;
+
+	short_batch(0, in, sizeof(in), want, sizeof(want));
+	len = strlen(want);
+	for (size_t cap = 1; cap <= len + 1; cap++) {
+		short_batch((int)cap, in, sizeof(in), want, sizeof(want));
+		fk.len = 0;
+		fk.cap = cap <= len ? cap : (size_t)-1;
+		if (cap > len) { /* the last round: the first call fails */
+			fk.fail_at = fk.calls + 1;
+			fk.fail_errno = EAGAIN;
+		}
+		write_all(LOG, in, strlen(in));
+		fk.cap = (size_t)-1;
+		fk.fail_at = 0;
+		fk.out[fk.len] = '\0';
+		cr_assert_str_eq(fk.out, want, "cap %zu", cap);
+	}
+}
+
+/*
+ * The one-line path: a line alone in its write, written in its own
+ * request's context after its response (an unbuffered access log), while an
+ * older identical request waits unlogged: a write that fails gives its own
+ * request back, and the retry takes it again, not the older one.
+ */
+Test(wiring, a_line_in_its_own_context_whose_write_fails_keeps_its_request)
+{
+	int a = conn(0), b = conn(1);
+	char line[256], want[512];
+
+	req(a, "GET /same HTTP/1.1", "stale");
+	resp(a, 200);
+	req(b, "GET /same HTTP/1.1", "own");
+	resp(b, 200);
+	acc(line, sizeof(line), "GET /same HTTP/1.1", 200);
+	snprintf(want, sizeof(want), "[req:own] %s", line);
+	fk.len = 0;
+	fk.fail_at = fk.calls + 1;
+	fk.fail_errno = EAGAIN;
+	write_all(LOG, line, strlen(line));
+	fk.fail_at = 0;
+	wout_is(want);
+	/* the older one is still there for the line that names it */
+	req(conn(2), "GET /c HTTP/1.1", "cur");
+	snprintf(want, sizeof(want), "[req:stale] %s", line);
+	fk.len = 0;
+	write_all(LOG, line, strlen(line));
+	wout_is(want);
+}
+
+/* The one-line path: a line alone in its write that names another request, cut or failing. */
+Test(wiring, a_line_alone_that_names_another_request_under_short_writes)
+{
+	int fd = conn(0);
+	char line[256], want[512];
+
+	for (size_t cap = 1; cap < 200; cap++) {
+		char rl[48], id[24];
+
+		snprintf(rl, sizeof(rl), "GET /one%zu HTTP/1.1", cap);
+		snprintf(id, sizeof(id), "one-%zu", cap);
+		req(fd, rl, id);
+		resp(fd, 200);
+		req(fd, "GET /next HTTP/1.1", "next"); /* in progress: the line is written in its turn */
+		acc(line, sizeof(line), rl, 200);
+		snprintf(want, sizeof(want), "[req:%s] %s", id, line);
+		if (cap >= strlen(want))
+			break;
+		fk.len = 0;
+		fk.cap = cap;
+		fk.fail_at = cap % 3 == 0 ? fk.calls + 1 : 0; /* every third round fails first */
+		fk.fail_errno = EAGAIN;
+		write_all(LOG, line, strlen(line));
+		fk.cap = (size_t)-1;
+		fk.fail_at = 0;
+		fk.out[fk.len] = '\0';
+		cr_assert_str_eq(fk.out, want, "cap %zu", cap);
+		resp(fd, 200);
+	}
+}
+
+/* A buffered stdio log: each line gets its request when it goes into the FILE. */
+Test(wiring, a_buffered_stdio_log_matches_each_line_as_it_is_produced)
+{
+	char path[] = "/tmp/reqctx-corr-XXXXXX", got[1024];
+	int tfd = mkstemp(path), fd = conn(0);
+	static const char in[] = "\"GET /f2 HTTP/1.1\" 200 2\nplain\n\"GET /f1 HTTP/1.1\" 200 2\n";
+	struct iovec v = { (void *)in, sizeof(in) - 1 };
+	FILE *f;
+	ssize_t n;
+
+	cr_assert_geq(tfd, 0);
+	unlink(path);
+	cr_assert_eq(rq_fd_set_log(tfd), 0);
+	f = fdopen(tfd, "w");
+	cr_assert_not_null(f);
+	req(fd, "GET /f1 HTTP/1.1", "f1");
+	resp(fd, 200);
+	req(fd, "GET /f2 HTTP/1.1", "f2");
+	resp(fd, 200);
+	req(conn(1), "GET /c HTTP/1.1", "cur");
+	flockfile(f);
+	cr_assert_eq(rq_stdio_put(f, rq_stdio_log(f), &v, 1), sizeof(in) - 1);
+	funlockfile(f);
+	cr_assert_eq(fflush(f), 0);
+	n = pread(tfd, got, sizeof(got) - 1, 0);
+	cr_assert_gt(n, 0);
+	got[n] = '\0';
+	cr_assert_str_eq(got, "[req:f2] \"GET /f2 HTTP/1.1\" 200 2\n[req:cur] plain\n[req:f1] \"GET /f1 HTTP/1.1\" 200 2\n");
+	fclose(f);
+}

@@ -1,10 +1,12 @@
 /*
  * Real servers under plain LD_PRELOAD, from Debian's packages and with their
  * stock logging: nginx (a master and two forked workers, access and error
- * logs, keep-alive, sendfile on and off, a slow proxied upstream) and
- * python3 -m http.server (a thread per connection, logging on stderr).
- * loadcheck drives each with thousands of requests over dozens of keep-alive
- * connections and checks every log line that names a request.
+ * logs, keep-alive, sendfile on and off, a slow proxied upstream, buffered
+ * access logs), python3 -m http.server (a thread per connection, logging on
+ * stderr), Apache's event MPM with BufferedLogs On and lighttpd's buffered
+ * mod_accesslog. loadcheck drives each with thousands of requests over
+ * dozens of keep-alive connections and checks every log line that names a
+ * request.
  *
  * The servers run under tests/servers.h's guard: nothing outlives the test.
  */
@@ -15,6 +17,8 @@
 #define NGINX "/usr/sbin/nginx"
 #define PYTHON "/usr/bin/python3"
 #define LIGHTTPD "/usr/sbin/lighttpd"
+#define APACHE "/usr/sbin/apache2"
+#define APACHE_MODS "/usr/lib/apache2/modules"
 
 /* Requests per loadcheck run. */
 #define REQUESTS 5000
@@ -35,6 +39,11 @@
 #define PORT_TRIES 5
 /* Requests to the CGI script per lighttpd run. */
 #define CGI_GETS 20
+/* Requests and keep-alive connections per run against a buffered access log. */
+#define BUF_REQUESTS 4000
+#define BUF_CONNS 16
+/* The same for the run with REQCTX_CORRELATE=0 that shows the log is written in batches. */
+#define CONTROL_REQUESTS 1000
 
 static const char *dir;
 static char html[128], logs[128];
@@ -56,10 +65,16 @@ static int upstream_start(void)
 /* ---- nginx ---------------------------------------------------------------- */
 
 static pid_t nginx_pid;
+/* The access_log directive after its path, and http-level directives before it. */
+static const char *ngx_access = "combined";
+static const char *ngx_http = "";
+/* More environment for nginx (NULL-terminated, or NULL). */
+static const char *const *ngx_env;
 
 /*
  * The config: two workers under a master in the foreground, every path under
- * the test's directory, the error log at info, the stock combined access log.
+ * the test's directory, the error log at info, the stock combined access log
+ * (or ngx_access, after ngx_http's directives).
  *   /t/...          missing files: nginx logs "open() ... failed" with the
  *                   request line at error level, then serves ok.txt (200);
  *   /p/...          proxied to the slow upstream, which sends more than its
@@ -81,7 +96,8 @@ static void nginx_write_conf(int port, int up_port)
 		     "events { worker_connections 1024; }\n"
 		     "http {\n"
 		     "  default_type application/octet-stream;\n"
-		     "  access_log %2$s/access.log combined;\n"
+		     "%6$s"
+		     "  access_log %2$s/access.log %7$s;\n"
 		     "  client_body_temp_path %1$s/tmp/body;\n"
 		     "  proxy_temp_path %1$s/tmp/proxy;\n"
 		     "  fastcgi_temp_path %1$s/tmp/fastcgi;\n"
@@ -99,7 +115,7 @@ static void nginx_write_conf(int port, int up_port)
 		     "    location /sendfile-off/ { sendfile off; alias %4$s/; }\n"
 		     "  }\n"
 		     "}\n",
-		     dir, logs, port, html, up_port);
+		     dir, logs, port, html, up_port, ngx_http, ngx_access);
 	cr_assert_lt(n, (int)sizeof(conf));
 	write_file(path_in(dir, "nginx.conf"), conf, (size_t)n);
 }
@@ -120,7 +136,7 @@ static int nginx_start(int up_port)
 		unlink(path_in(logs, "error.log"));
 		unlink(path_in(logs, "access.log"));
 		nginx_write_conf(port, up_port);
-		nginx_pid = spawn(argv, NULL, 1, -1, path_in(dir, "nginx.out"));
+		nginx_pid = spawn(argv, ngx_env, 1, -1, path_in(dir, "nginx.out"));
 		if (wait_listening(port, nginx_pid) == 0)
 			return port;
 		err = slurp(path_in(logs, "error.log"), NULL);
@@ -201,7 +217,13 @@ static const char cgi_script[] =
  * returns its port. Its stderr, where the CGI scripts' stderr goes, is
  * logs/lighttpd.err.
  */
-static int lighttpd_start(int preload)
+static pid_t lighttpd_pid;
+
+/*
+ * lighttpd_start with mod_accesslog writing logs/access.log in its default
+ * format (which buffers: lines go out many at a time), and env added.
+ */
+static int lighttpd_start_with(int preload, int accesslog, const char *const *env)
 {
 	require(LIGHTTPD, "lighttpd");
 	for (int t = 0; t < PORT_TRIES; t++) {
@@ -212,19 +234,85 @@ static int lighttpd_start(int preload)
 				 "server.document-root = \"%s\"\n"
 				 "server.bind = \"127.0.0.1\"\n"
 				 "server.port = %d\n"
-				 "server.modules = (\"mod_cgi\")\n"
+				 "server.modules = (\"mod_cgi\"%s)\n"
 				 "server.errorlog = \"%s/lighttpd-error.log\"\n"
-				 "cgi.assign = (\".cgi\" => \"\")\n",
-				 html, port, logs);
+				 "cgi.assign = (\".cgi\" => \"\")\n"
+				 "%s%s%s",
+				 html, port, accesslog ? ", \"mod_accesslog\"" : "", logs,
+				 accesslog ? "accesslog.filename = \"" : "", accesslog ? logs : "",
+				 accesslog ? "/access.log\"\n" : "");
 		pid_t pid;
 
 		cr_assert_lt(n, (int)sizeof(conf));
 		write_file(path_in(dir, "lighttpd.conf"), conf, (size_t)n);
-		pid = spawn(argv, NULL, preload, -1, path_in(logs, "lighttpd.err"));
-		if (wait_listening(port, pid) == 0)
+		pid = spawn(argv, env, preload, -1, path_in(logs, "lighttpd.err"));
+		if (wait_listening(port, pid) == 0) {
+			lighttpd_pid = pid;
 			return port;
+		}
 	}
 	cr_assert_fail("lighttpd found no free port in %d tries", PORT_TRIES);
+	return -1;
+}
+
+static int lighttpd_start(int preload)
+{
+	return lighttpd_start_with(preload, 0, NULL);
+}
+
+/* ---- Apache's event MPM ----------------------------------------------------- */
+
+static pid_t apache_pid;
+
+/*
+ * Starts Apache in the foreground under the library (env added): the event
+ * MPM, one child of 16 threads, keep-alive without a limit, the common log
+ * format with BufferedLogs On (lines go out when the buffer is full, or when
+ * the child exits). Returns its port.
+ */
+static int apache_start(const char *const *env)
+{
+	require(APACHE, "apache2-bin");
+	for (int t = 0; t < PORT_TRIES; t++) {
+		int port = free_port();
+		char conf[2048];
+		char *argv[] = { APACHE, "-f", (char *)path_in(dir, "httpd.conf"), "-DFOREGROUND", NULL };
+		int n = snprintf(conf, sizeof(conf),
+				 "ServerRoot %1$s\n"
+				 "Listen 127.0.0.1:%2$d\n"
+				 "PidFile %1$s/httpd.pid\n"
+				 "LoadModule mpm_event_module " APACHE_MODS "/mod_mpm_event.so\n"
+				 "LoadModule authz_core_module " APACHE_MODS "/mod_authz_core.so\n"
+				 "LoadModule mime_module " APACHE_MODS "/mod_mime.so\n"
+				 "TypesConfig /etc/mime.types\n"
+				 "User nobody\n"
+				 "Group nogroup\n"
+				 "ServerName localhost\n"
+				 "DocumentRoot %3$s\n"
+				 "<Directory %3$s>\n  Require all granted\n</Directory>\n"
+				 "ErrorLog %4$s/apache-error.log\n"
+				 "LogFormat \"%%h %%l %%u %%t \\\"%%r\\\" %%>s %%b\" common\n"
+				 "CustomLog %4$s/access.log common\n"
+				 "BufferedLogs On\n"
+				 "KeepAlive On\n"
+				 "MaxKeepAliveRequests 0\n"
+				 "StartServers 1\n"
+				 "ServerLimit 1\n"
+				 "ThreadsPerChild 16\n"
+				 "MaxRequestWorkers 16\n",
+				 dir, port, html, logs);
+		pid_t pid;
+
+		cr_assert_lt(n, (int)sizeof(conf));
+		write_file(path_in(dir, "httpd.conf"), conf, (size_t)n);
+		unlink(path_in(logs, "access.log"));
+		pid = spawn(argv, env, 1, -1, path_in(dir, "apache.out"));
+		if (wait_listening(port, pid) == 0) {
+			apache_pid = pid;
+			return port;
+		}
+	}
+	cr_assert_fail("apache found no free port in %d tries", PORT_TRIES);
 	return -1;
 }
 
@@ -368,6 +456,160 @@ static void teardown(void)
 TestSuite(nginx, .init = setup, .fini = teardown, .timeout = 150);
 TestSuite(lighttpd, .init = setup, .fini = teardown, .timeout = 150);
 TestSuite(python, .init = setup, .fini = teardown, .timeout = 150);
+TestSuite(apache, .init = setup, .fini = teardown, .timeout = 150);
+
+/* ---- buffered access logs ------------------------------------------------- */
+
+static const char *const no_correlation[] = { "REQCTX_CORRELATE=0", NULL };
+
+/* The count loadcheck's summary gives for key ("wrong", ...). */
+static long count_of(const char *out, const char *key)
+{
+	char k[32];
+	const char *at;
+
+	snprintf(k, sizeof(k), " %s=", key);
+	at = strstr(out, k);
+	cr_assert_not_null(at, "no %s in: %s", key, out);
+	return strtol(at + strlen(k), NULL, 10);
+}
+
+/*
+ * loadcheck against a server whose access log is buffered: requests over
+ * BUF_CONNS keep-alive connections, half with the client's own ID; then the
+ * server is stopped with `sig` (it writes what its buffer holds) and every
+ * line is checked. tkhdr: the tokens go in that header (one request line for
+ * all). Returns loadcheck's run.
+ */
+static struct run buffered_run(int port, pid_t pid, int sig, long requests, const char *path,
+			       const char *tkhdr, int lines, const char *const *logv)
+{
+	char stop[32];
+	const char *extra[] = { "--settle-ms", "1500", "--stop", stop, tkhdr ? "--token-header" : NULL, tkhdr,
+				NULL };
+
+	snprintf(stop, sizeof(stop), "%d:%d", (int)pid, sig);
+	return loadcheck_ext(port, requests, BUF_CONNS, "0.5", path, lines, path_in(dir, "ids"), logv, extra);
+}
+
+/*
+ * The same run without correlation (REQCTX_CORRELATE=0) gets lines wrong:
+ * the log really is written in batches, in other requests' turns.
+ */
+static void control_is_wrong(struct run *r, const char *what)
+{
+	long bad = count_of(r->out, "wrong") + count_of(r->out, "unknown");
+
+	cr_assert_gt(bad, 0, "%s with REQCTX_CORRELATE=0: no line was wrong, so none was batched: %s", what,
+		     r->out);
+	cr_assert_eq(count_of(r->out, "failed"), 0, "%s: %s%s", what, r->out, r->err);
+	cr_log_info("%s, REQCTX_CORRELATE=0: %.*s", what, (int)strcspn(r->out, "\n"), r->out);
+}
+
+/*
+ * nginx with a buffered access log: lines are written 16 KiB at a time, in
+ * the turn of the request that fills the buffer, by the one-second flush
+ * timer, or when the worker exits (SIGQUIT). Every access line carries the
+ * ID of the request it records, and so does every error-log line; every
+ * response echoes it. Without correlation, batched lines are wrong.
+ */
+static void nginx_buffered(const char *access, const char *http, const char *path, const char *tkhdr,
+			   int lines, const char *what)
+{
+	char al[256], el[256];
+	const char *const both[] = { al, el, NULL };
+	const char *const acc[] = { al, NULL };
+	struct run r;
+	int port;
+
+	snprintf(al, sizeof(al), "%s/access.log", logs); /* (path_in's buffers are reused) */
+	snprintf(el, sizeof(el), "%s/error.log", logs);
+	ngx_access = access;
+	ngx_http = http;
+	ngx_env = no_correlation;
+	port = nginx_start(free_port());
+	r = buffered_run(port, nginx_pid, SIGQUIT, CONTROL_REQUESTS, path, tkhdr, lines,
+			 lines == 2 ? both : acc);
+	control_is_wrong(&r, what);
+	ngx_env = NULL;
+	port = nginx_start(free_port());
+	r = buffered_run(port, nginx_pid, SIGQUIT, BUF_REQUESTS, path, tkhdr, lines, lines == 2 ? both : acc);
+	expect_clean(&r, BUF_REQUESTS, what, lines);
+	nginx_expect_no_alerts();
+}
+
+Test(nginx, buffered_access_log_lines_carry_the_ids_of_their_requests)
+{
+	nginx_buffered("combined buffer=16k flush=1s", "", "/t/", NULL, 2, "nginx, buffer=16k flush=1s");
+}
+
+/*
+ * A custom log_format with $request in the middle of the line, unquoted,
+ * and the status elsewhere; gzip off.
+ */
+Test(nginx, a_custom_format_with_the_request_line_in_the_middle)
+{
+	nginx_buffered("mid buffer=16k flush=1s",
+		       "  gzip off;\n"
+		       "  log_format mid 'ip=$remote_addr t=$msec $request s=$status b=$body_bytes_sent "
+		       "ua=\"$http_user_agent\"';\n",
+		       "/t/", NULL, 2, "nginx, $request in the middle");
+}
+
+/*
+ * Every request has the same request line ("GET /ok.txt HTTP/1.1"; the
+ * token is in a header the format logs): the lines go to their requests in
+ * the order their responses completed, which is the order nginx logs them.
+ */
+Test(nginx, identical_request_lines_each_get_their_own_request)
+{
+	nginx_buffered("tk buffer=16k flush=1s",
+		       "  log_format tk '$remote_addr \"$request\" $status $body_bytes_sent tk=$http_x_tk';\n",
+		       "/ok.txt", "X-Tk", 1, "nginx, identical request lines");
+}
+
+/*
+ * Apache's event MPM with BufferedLogs On: 16 threads append to the child's
+ * buffer, which goes out when full, in whichever thread fills it, and when
+ * the child exits (a graceful stop, SIGWINCH). Without correlation, every
+ * line the buffer held at the stop says "unknown".
+ */
+Test(apache, buffered_logs_lines_carry_the_ids_of_their_requests)
+{
+	char al[256];
+	const char *const lv[] = { al, NULL };
+	struct run r;
+	int port;
+
+	snprintf(al, sizeof(al), "%s/access.log", logs);
+	port = apache_start(no_correlation);
+	r = buffered_run(port, apache_pid, SIGWINCH, CONTROL_REQUESTS, "/ok.txt?", NULL, 1, lv);
+	control_is_wrong(&r, "apache, BufferedLogs On");
+	port = apache_start(NULL);
+	r = buffered_run(port, apache_pid, SIGWINCH, BUF_REQUESTS, "/ok.txt?", NULL, 1, lv);
+	expect_clean(&r, BUF_REQUESTS, "apache, BufferedLogs On", 1);
+}
+
+/*
+ * lighttpd's mod_accesslog buffers by default (lines go out about once a
+ * second, many at a time, and at exit): every line carries its request's ID.
+ */
+Test(lighttpd, accesslog_lines_carry_the_ids_of_their_requests)
+{
+	char al[256];
+	const char *const lv[] = { al, NULL };
+	struct run r;
+	int port;
+
+	snprintf(al, sizeof(al), "%s/access.log", logs);
+	port = lighttpd_start_with(1, 1, no_correlation);
+	r = buffered_run(port, lighttpd_pid, SIGTERM, CONTROL_REQUESTS, "/ok.txt?", NULL, 1, lv);
+	control_is_wrong(&r, "lighttpd, mod_accesslog");
+	unlink(al);
+	port = lighttpd_start_with(1, 1, NULL);
+	r = buffered_run(port, lighttpd_pid, SIGTERM, BUF_REQUESTS, "/ok.txt?", NULL, 1, lv);
+	expect_clean(&r, BUF_REQUESTS, "lighttpd, mod_accesslog", 1);
+}
 
 /* ---- nginx ---------------------------------------------------------------- */
 

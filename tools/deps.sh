@@ -12,7 +12,8 @@ want make
 want libc6-dev
 case "$what" in
 test)  want libcriterion-dev; want libunwind-dev; want curl; want python3; want nginx-light
-       want lighttpd; want postgresql-client; want jq; want pkg-config
+       want lighttpd; want apache2-bin; want media-types; want postgresql-client; want jq
+       want pkg-config
        want openjdk-17-jre-headless; want strace; want python3-h2; want python3-hpack; want php-fpm
        # The Python adapter's extension (python3-dev) and the asyncio servers of test_python.
        want python3-dev; want python3-aiohttp; want python3-uvicorn; want python3-uvloop
@@ -25,7 +26,7 @@ test)  want libcriterion-dev; want libunwind-dev; want curl; want python3; want 
 demo)  want curl ;;
 bench) want valgrind; want strace; want wrk; want nginx-light; want python3; want nodejs
        want python3-dev; want python3-aiohttp; want python3-uvloop
-       want libssl-dev; want openssl ;;
+       want libssl-dev; want openssl; want nghttp2-client ;;
 esac
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

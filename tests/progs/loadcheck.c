@@ -26,12 +26,22 @@
  * of its own, one per line in request order, so that a caller can check the
  * generated IDs (for instance that none repeats across a server's workers).
  *
+ * --token-header NAME sends each request's token in header NAME instead of
+ * its URL, which is then the --path-prefix alone: every request has the same
+ * request line, and the server's log names the token through that header.
+ *
+ * --stop PID:SIG sends signal SIG to PID once every request is answered and
+ * --settle-ms have passed, and waits (up to --timeout-ms) until PID has
+ * exited before reading the logs: a server that buffers its log writes what
+ * it holds when it stops.
+ *
  * --tls speaks HTTPS: each connection is an OpenSSL client (no certificate
  * check: the suites' servers use self-signed ones), keep-alive as over TCP.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <netdb.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -120,6 +130,9 @@ static struct {
 	bool tls;
 	int format;		/* 0 prefix, 1 json, 2 logfmt */
 	const char *field;
+	const char *token_header; /* the token goes in this header, not the URL */
+	long stop_pid;		/* stopped with stop_sig before the logs are read (0: none) */
+	int stop_sig;
 } opt = {
 	.field = "request_id",
 	.host = "127.0.0.1", .cid_share = 0.5, .path_prefix = "/t/", .timeout_ms = 20000, .settle_ms = 300,
@@ -222,8 +235,14 @@ static void build_request(struct conn *c, long i)
 	int n;
 
 	token(i, tk, sizeof(tk));
-	n = snprintf(c->out, sizeof(c->out), "GET %s%s HTTP/1.1\r\nHost: %s\r\nUser-Agent: loadcheck\r\n",
-		     opt.path_prefix, tk, host_hdr);
+	if (opt.token_header)
+		n = snprintf(c->out, sizeof(c->out),
+			     "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: loadcheck\r\n%s: %s\r\n",
+			     opt.path_prefix, host_hdr, opt.token_header, tk);
+	else
+		n = snprintf(c->out, sizeof(c->out),
+			     "GET %s%s HTTP/1.1\r\nHost: %s\r\nUser-Agent: loadcheck\r\n", opt.path_prefix,
+			     tk, host_hdr);
 	if (rqs[i].has_cid) {
 		client_id(i, cid, sizeof(cid));
 		n += snprintf(c->out + n, sizeof(c->out) - (size_t)n, "X-Request-Id: %s\r\n", cid);
@@ -1115,6 +1134,45 @@ static int dump_echo_ids(void)
 	return 0;
 }
 
+/* 1 while process pid exists and has not exited (a zombie has). */
+static bool alive(long pid)
+{
+	char path[64], buf[512], *p;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	if (!(f = fopen(path, "r")))
+		return false;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	p = strrchr(buf, ')'); /* the state follows the command name */
+	return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+}
+
+/* Stops the server (--stop) and waits until it has exited. Returns 0, or -1 if it did not. */
+static int stop_server(void)
+{
+	long end = now_ms() + opt.timeout_ms;
+
+	if (kill((pid_t)opt.stop_pid, opt.stop_sig) < 0 && errno != ESRCH) {
+		fprintf(stderr, "loadcheck: kill %ld: %s\n", opt.stop_pid, strerror(errno));
+		return -1;
+	}
+	while (alive(opt.stop_pid)) {
+		struct timespec ts = { 0, 10000000 };
+
+		if (now_ms() > end) {
+			fprintf(stderr, "loadcheck: %ld did not exit after signal %d\n", opt.stop_pid,
+				opt.stop_sig);
+			return -1;
+		}
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
 /* ---- start-up ----------------------------------------------------------- */
 
 static void usage(void)
@@ -1125,7 +1183,7 @@ static void usage(void)
 		"                 [--client-id-share 0.5] [--prefix '[req:%%s] ']\n"
 		"                 [--path-prefix /t/] [--timeout-ms 20000] [--settle-ms 300]\n"
 		"                 [--echo-ids FILE] [--format prefix|json|logfmt]\n"
-		"                 [--field request_id] [--tls]\n");
+		"                 [--field request_id] [--token-header NAME] [--stop PID:SIG] [--tls]\n");
 }
 
 static int num(const char *s, long lo, long hi, long *out)
@@ -1191,6 +1249,8 @@ static int parse_args(int argc, char **argv)
 		{ "tls", no_argument, NULL, 'T' },
 		{ "format", required_argument, NULL, 'f' },
 		{ "field", required_argument, NULL, 'F' },
+		{ "token-header", required_argument, NULL, 'K' },
+		{ "stop", required_argument, NULL, 'S' },
 		{ NULL, 0, NULL, 0 },
 	};
 	long port = -1;
@@ -1233,6 +1293,23 @@ static int parse_args(int argc, char **argv)
 			bad_arg = !opt.format && strcmp(optarg, "prefix");
 			break;
 		case 'F': opt.field = optarg; bad_arg = !*optarg; break;
+		case 'K':
+			opt.token_header = optarg;
+			bad_arg = !*optarg || strlen(optarg) > 64 || strpbrk(optarg, ": \r\n") != NULL;
+			break;
+		case 'S': {
+			long sig = 0;
+			char *colon = strchr(optarg, ':');
+
+			bad_arg = !colon;
+			if (colon) {
+				*colon = '\0';
+				bad_arg = num(optarg, 1, 4194304, &opt.stop_pid) < 0 ||
+					  num(colon + 1, 1, 64, &sig) < 0;
+				opt.stop_sig = (int)sig;
+			}
+			break;
+		}
 		default: return -1;
 		}
 		if (bad_arg) {
@@ -1320,6 +1397,8 @@ int main(int argc, char **argv)
 
 		nanosleep(&ts, NULL);
 	}
+	if (opt.stop_pid && stop_server() < 0)
+		rc = 2;
 	for (int i = 0; i < opt.nlogs; i++)
 		check_log(opt.logs[i]);
 	check_requests();

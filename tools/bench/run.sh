@@ -480,6 +480,7 @@ done
 . "$(dirname "$0")/lines.sh" # multi-line writes: syscalls and time (rows "lines"; BENCH_LINES=0 skips)
 . "$(dirname "$0")/formats.sh" # per-line cost in each REQCTX_FORMAT (rows "formats"; BENCH_FORMATS=0 skips)
 . "$(dirname "$0")/tls.sh" # nginx HTTPS req/s, preload / plain (row "tls"; BENCH_TLS=0 skips)
+. "$(dirname "$0")/h2srv.sh" # nginx h2c and h2 req/s, preload / plain (rows "h2c", "h2"; BENCH_H2=0 skips)
 
 say ""
 say "== summary (without = the alternative; with = under libreqctx.so)"
