@@ -90,7 +90,7 @@ enum rq_ev {
 #define RQ_M_HEAD    1
 #define RQ_M_CONNECT 2
 
-/* A request asking for h2c (RFC 9113 3.2 of RFC 7540): both, in struct rq_hdrs.up. */
+/* A request asking for h2c (RFC 7540 3.2; RFC 9113 dropped it): both, in struct rq_hdrs.up. */
 #define RQ_UP_H2C  1u /* an Upgrade header lists the token h2c */
 #define RQ_UP_SETS 2u /* an HTTP2-Settings header is present */
 #define RQ_UP_ALL  (RQ_UP_H2C | RQ_UP_SETS)
