@@ -176,10 +176,10 @@ static void init(struct rq_conn *c)
 
 	rq_hdrs_reset(&c->rp.h);
 	rq_hdrs_reset(&c->ws);
-	c->seen = 0;
-	c->fed = 0;
+	atomic_store_explicit(&c->seen, 0, memory_order_relaxed);
+	atomic_store_explicit(&c->fed, 0, memory_order_relaxed);
 	c->deep_used = 0;
-	c->proto = RQ_PR_HTTP1;
+	__atomic_store_n(&c->proto, RQ_PR_HTTP1, __ATOMIC_RELEASE);
 	atomic_store_explicit(&c->xport, RQ_XP_PLAIN, memory_order_relaxed);
 	atomic_store_explicit(&c->head, 0, memory_order_relaxed);
 	atomic_store_explicit(&c->tail, 0, memory_order_relaxed);
@@ -402,7 +402,7 @@ static int push(struct rq_conn *c, const char *id, uint32_t len, uint32_t flags)
 	uint32_t h, t;
 	int p;
 
-	c->seen = 1;
+	atomic_store_explicit(&c->seen, 1, memory_order_relaxed);
 	if (atomic_load_explicit(&c->echo, memory_order_relaxed)) {
 		h = atomic_load_explicit(&c->head, memory_order_acquire);
 		t = atomic_load_explicit(&c->tail, memory_order_relaxed);
@@ -433,7 +433,7 @@ static int push(struct rq_conn *c, const char *id, uint32_t len, uint32_t flags)
 /* The request stream turned out not to be HTTP: one ID for the connection's whole life. */
 static void req_dead(struct rq_conn *c)
 {
-	if (c->seen)
+	if (rq_conn_seen(c))
 		return;
 	atomic_store_explicit(&c->echo, 0, memory_order_relaxed); /* no response heads to look for */
 	push(c, NULL, 0, 0);
@@ -496,7 +496,7 @@ static void fcgi_start(struct rq_conn *c)
 	rq_fcgi_in_init(&st->in);
 	atomic_store_explicit(&c->used, 0, memory_order_relaxed);
 	atomic_store_explicit(&x->proto, st, memory_order_release);
-	c->proto = RQ_PR_FCGI_IN;
+	__atomic_store_n(&c->proto, RQ_PR_FCGI_IN, __ATOMIC_RELEASE);
 	atomic_store_explicit(&c->echo, 0, memory_order_relaxed);
 	rq_hdrs_kill(&c->ws);
 }
@@ -532,12 +532,13 @@ static void fcgi_feed(struct rq_conn *c, struct fcgi_st *st, const struct iovec 
 				atomic_fetch_and_explicit(&c->used, ~((uint64_t)1 << k),
 							  memory_order_relaxed);
 			} else if (ev == RQ_FCGI_EV_PARAMS && k >= 0) {
-				c->seen = 1;
+				atomic_store_explicit(&c->seen, 1, memory_order_relaxed);
 				fill(c, (uint32_t)k, in->xr[k], (uint32_t)rq_fcgi_in_id(in, k), 0);
 				atomic_fetch_or_explicit(&c->used, (uint64_t)1 << k, memory_order_relaxed);
 				set_cur(c, (uint32_t)k);
-			} else if (ev == RQ_FCGI_EV_DEAD && !c->seen) {
-				c->seen = 1; /* not FastCGI after all: one ID for the connection */
+			} else if (ev == RQ_FCGI_EV_DEAD && !rq_conn_seen(c)) {
+				/* not FastCGI after all: one ID for the connection */
+				atomic_store_explicit(&c->seen, 1, memory_order_relaxed);
 				fill(c, 0, NULL, 0, 0);
 				set_cur(c, 0);
 			}
@@ -609,7 +610,8 @@ static int feed_other(struct rq_conn *c, const struct iovec *iov, int iovcnt, si
 		return h2_feed(c, iov, iovcnt, n);
 	if (pr == RQ_PR_HTTP1) /* (a first read: FastCGI's version byte) */
 		fcgi_start(c);
-	c->fed |= n != 0;
+	if (n)
+		atomic_store_explicit(&c->fed, 1, memory_order_relaxed);
 	if (rq_conn_proto(c) == RQ_PR_FCGI_IN && (st = fcgi_of(c)))
 		fcgi_feed(c, st, iov, iovcnt, n);
 	return rq_conn_proto(c) != RQ_PR_HTTP1; /* (outbound: a reply, read in what was written) */
@@ -621,7 +623,7 @@ void rq_conn_feed(struct rq_conn *c, const struct iovec *iov, int iovcnt, size_t
 	unsigned char b0;
 
 	if (unlikely(rq_conn_proto(c) != RQ_PR_HTTP1 ||
-		     (!c->fed && n &&
+		     (!rq_conn_fed(c) && n &&
 		      ((b0 = first_of(iov, iovcnt, n)) == 'P' || rq_fcgi_first(b0)))) &&
 	    feed_other(c, iov, iovcnt, n)) {
 		rq_conn_enter(c);
@@ -629,7 +631,7 @@ void rq_conn_feed(struct rq_conn *c, const struct iovec *iov, int iovcnt, size_t
 		return;
 	}
 	if (n)
-		c->fed = 1;
+		atomic_store_explicit(&c->fed, 1, memory_order_relaxed);
 	h1_feed(c, iov, iovcnt, n);
 	rq_conn_enter(c);
 	errno = saved;
@@ -647,7 +649,7 @@ void rq_conn_feed_opaque(struct rq_conn *c, size_t n)
 	if (rq_conn_proto(c) == RQ_PR_FCGI_IN && n && (st = fcgi_of(c)))
 		st->in.s.st = 0xff; /* records it cannot see: the current request stays */
 	if (n && rq_conn_proto(c) == RQ_PR_HTTP1 && !rq_hdrs_dead(&c->rp.h)) {
-		c->fed = 1;
+		atomic_store_explicit(&c->fed, 1, memory_order_relaxed);
 		rq_hdrs_opaque(&c->rp.h, n);
 		if (rq_hdrs_dead(&c->rp.h))
 			req_dead(c);
@@ -658,7 +660,7 @@ void rq_conn_feed_opaque(struct rq_conn *c, size_t n)
 
 void rq_conn_tls_wait(struct rq_conn *c)
 {
-	c->fed = 1;
+	atomic_store_explicit(&c->fed, 1, memory_order_relaxed);
 	rq_hdrs_kill(&c->rp.h);
 	req_dead(c);
 	atomic_store_explicit(&c->xport, RQ_XP_TLS_WAIT, memory_order_release);
@@ -938,7 +940,7 @@ int rq_conn_plan(struct rq_conn *c, const struct iovec *iov, int iovcnt, size_t 
 	p->h2 = 0;
 	if (unlikely(rq_conn_outbound(c)))
 		return rq_out_plan(c, iov, iovcnt, total, p);
-	if (unlikely(!c->fed || rq_conn_proto(c) == RQ_PR_H2) &&
+	if (unlikely(!rq_conn_fed(c) || rq_conn_proto(c) == RQ_PR_H2) &&
 	    (st = h2_out(c, iov, iovcnt, &p->at))) {
 		p->h2 = 1;
 		return h2_plan(c, st, iov, iovcnt, total, p);
@@ -1132,7 +1134,7 @@ int rq_conn_write_begin(struct rq_conn *c)
 	}
 	conn_ctx(c);
 	/* (before any read: a server that speaks HTTP/2 first; see h2_out) */
-	return echo_on(c) || unlikely(!c->fed && !c->seen);
+	return echo_on(c) || unlikely(!rq_conn_fed(c) && !rq_conn_seen(c));
 }
 
 void rq_conn_out_opaque(struct rq_conn *c, size_t n)
@@ -1349,7 +1351,7 @@ static void h2_scan(struct rq_conn *c, struct h2_st *st, const char *b, size_t n
 
 		off += rq_h2_read(&st->h, b + off, n - off, &ev);
 		if (ev.type == RQ_H2_EV_REQ) {
-			c->seen = 1;
+			atomic_store_explicit(&c->seen, 1, memory_order_relaxed);
 			if (ev.slot < RQ_H2_STREAMS)
 				fill(c, ev.slot, ev.id, ev.id_len, 0);
 			else
@@ -1386,7 +1388,7 @@ static int h2_feed(struct rq_conn *c, const struct iovec *iov, int iovcnt, size_
 		return 0;
 	if (!n)
 		return 1; /* (EAGAIN, a peek, EOF: the context stays) */
-	c->fed = 1;
+	atomic_store_explicit(&c->fed, 1, memory_order_relaxed);
 	last = st->h.in.last;
 	st->h.in.last = RQ_H2_NONE; /* (only an output of the scanner: did this read name a stream?) */
 	if (st->pre < RQ_H2_PREFACE_LEN) {
@@ -1433,7 +1435,7 @@ static void h2_feed_opaque(struct rq_conn *c, size_t n)
 {
 	struct h2_st *st = h2_of(c);
 
-	c->fed = 1;
+	atomic_store_explicit(&c->fed, 1, memory_order_relaxed);
 	if (!st)
 		return;
 	if (st->pre < RQ_H2_PREFACE_LEN) { /* no preface can be told: HTTP/1's scanner judges */
@@ -1450,7 +1452,7 @@ static void h2_feed_opaque(struct rq_conn *c, size_t n)
 
 void rq_conn_alpn_h2(struct rq_conn *c)
 {
-	if (rq_conn_proto(c) == RQ_PR_HTTP1 && !c->fed && !c->seen)
+	if (rq_conn_proto(c) == RQ_PR_HTTP1 && !rq_conn_fed(c) && !rq_conn_seen(c))
 		h2_start(c, 0, 0);
 }
 
@@ -1523,7 +1525,7 @@ static struct h2_st *h2_out(struct rq_conn *c, const struct iovec *iov, int iovc
 
 	if (st && (st->pre == RQ_H2_PREFACE_LEN || st->h.out.fr.pos))
 		return st;
-	if (at->done || c->seen || (c->fed && !st) || !server_preface(iov, iovcnt))
+	if (at->done || rq_conn_seen(c) || (rq_conn_fed(c) && !st) || !server_preface(iov, iovcnt))
 		return NULL;
 	if (!st)
 		return rq_conn_proto(c) == RQ_PR_HTTP1 ? h2_start(c, 0, 0) : NULL;

@@ -42,7 +42,8 @@
  *
  * Concurrency contract:
  *   - The reader (the thread that reads the connection) owns the request
- *     scanner (rp), `seen`, `lost`, the ring's tail, and fills request slots;
+ *     scanner (rp), `seen` and `fed` (which the writer reads: relaxed atomics),
+ *     `lost`, the ring's tail, and fills request slots;
  *     it publishes a queued request by storing `tail` (release) after the
  *     slot and the ring entry are written, and `cur` (release) after that.
  *   - The writer (the thread that writes it) owns the response scanner (ws),
@@ -115,7 +116,7 @@ enum rq_proto {
 };
 
 /* Whether c is a connection the process opened (its writes are requests, its reads replies). */
-#define rq_conn_outbound(c) ((c)->proto >= RQ_PR_HTTP1_OUT)
+#define rq_conn_outbound(c) (__atomic_load_n(&(c)->proto, __ATOMIC_RELAXED) >= RQ_PR_HTTP1_OUT)
 
 /*
  * One accepted connection. See the concurrency contract above for who owns
@@ -127,7 +128,7 @@ struct rq_conn {
 	_Atomic uint32_t head;    /* next ring entry to answer */
 	_Atomic uint32_t tail;    /* next free ring entry */
 	_Atomic uint32_t cur;     /* slot of the connection's current request, or RQ_NO_CUR */
-	uint8_t seen;             /* a request head was completed */
+	_Atomic uint8_t seen;     /* a request head was completed (the writer reads it too) */
 	_Atomic uint8_t echo;     /* 1 while responses are scanned and the ring answered */
 	uint16_t ins_sent;        /* bytes already written of a cut header insertion */
 	uint8_t ins_state;        /* 0: no ID header out for the open response head,
@@ -138,7 +139,7 @@ struct rq_conn {
 	uint8_t deep_used;        /* the overflow area has been written */
 	_Atomic uint8_t xport;    /* enum rq_xport */
 	uint8_t proto;            /* enum rq_proto */
-	uint8_t fed;              /* the reader has fed the scanner a byte */
+	_Atomic uint8_t fed;      /* the reader has fed the scanner a byte (the writer reads it too) */
 	_Atomic uint64_t used;    /* slots holding queued requests, a bit each */
 	uint64_t done;            /* writer: serial of the last request answered */
 	uint32_t idx;             /* index in the pool (the overflow area and extension) */
@@ -223,7 +224,18 @@ void rq_conn_feed_opaque(struct rq_conn *c, size_t n);
  */
 static inline int rq_conn_fresh(const struct rq_conn *c)
 {
-	return !c->fed;
+	return !atomic_load_explicit(&c->fed, memory_order_relaxed);
+}
+
+/* The reader has fed c's scanner a byte; a request head was completed (either side may ask). */
+static inline int rq_conn_fed(const struct rq_conn *c)
+{
+	return atomic_load_explicit(&c->fed, memory_order_relaxed);
+}
+
+static inline int rq_conn_seen(const struct rq_conn *c)
+{
+	return atomic_load_explicit(&c->seen, memory_order_relaxed);
 }
 
 /*

@@ -288,7 +288,7 @@ struct rq_conn *rq_tls_conn(void *ssl, struct rq_tlsw **tls)
 	} else if (!rq_ssl.is_server(ssl) || !(c = mem_conn(ssl))) {
 		return NULL;
 	}
-	if (unlikely(!c->fed) && rq_ssl.alpn && rq_conn_proto(c) == RQ_PR_HTTP1)
+	if (unlikely(!rq_conn_fed(c)) && rq_ssl.alpn && rq_conn_proto(c) == RQ_PR_HTTP1)
 		alpn_check(c, ssl);
 	*tls = state_of(c, ssl);
 	return c;
