@@ -257,7 +257,7 @@ uninstall:
 # make bench: the library's cost beside the alternative, as ratios; never assertions.
 # Rows and sizes: BENCH_ROWS, BENCH_N, BENCH_ROUNDS, BENCH_SECS, BENCH_CONNS, BENCH_LOG_MB
 # (see tools/bench/run.sh).
-BENCH_BIN := $(addprefix $(B)/bench/bench_,calls conns genlog idgen h2cost reqs)
+BENCH_BIN := $(addprefix $(B)/bench/bench_,calls conns genlog idgen h2cost reqs corrwrite)
 
 $(B)/bench/bench_%: tools/bench/%.c
 	@mkdir -p $(dir $@)

@@ -102,6 +102,8 @@ static __attribute__((noinline)) int resolve(void)
 	rq_ssl.is_server = (int (*)(const void *))sym(lib, "SSL_is_server", NULL);
 	rq_ssl.client_random = (size_t (*)(const void *, unsigned char *, size_t))sym(
 		lib, "SSL_get_client_random", NULL);
+	rq_ssl.alpn = (void (*)(const void *, const unsigned char **, unsigned *))sym(
+		lib, "SSL_get0_alpn_selected", NULL);
 	if (lib)
 		dlclose(lib); /* (NOLOAD took a reference: libssl stays loaded for its user) */
 	if (!real.read || !real.write || !real.free)

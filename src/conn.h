@@ -42,7 +42,8 @@
  *
  * Concurrency contract:
  *   - The reader (the thread that reads the connection) owns the request
- *     scanner (rp), `seen`, `lost`, the ring's tail, and fills request slots;
+ *     scanner (rp), `seen` and `fed` (which the writer reads: relaxed atomics),
+ *     `lost`, the ring's tail, and fills request slots;
  *     it publishes a queued request by storing `tail` (release) after the
  *     slot and the ring entry are written, and `cur` (release) after that.
  *   - The writer (the thread that writes it) owns the response scanner (ws),
@@ -95,6 +96,8 @@
 #define RQ_SKIP_LOST  0x80  /* in a ring entry's skip: the framing before it is unknown */
 #define RQ_NO_CUR     0xffffffffu /* struct rq_conn.cur: no request yet */
 #define RQ_CONN_MAX   RQ_FD_MAX   /* connections at most: each has an fd, or an SSL object */
+#define RQ_H2_CONNS   4096        /* HTTP/2 connections tracked at once (README, Limits) */
+#define RQ_H2_WIN     64          /* caller iovecs one HTTP/2 plan looks at */
 
 /* How the connection's bytes travel. */
 enum rq_xport {
@@ -113,7 +116,7 @@ enum rq_proto {
 };
 
 /* Whether c is a connection the process opened (its writes are requests, its reads replies). */
-#define rq_conn_outbound(c) ((c)->proto >= RQ_PR_HTTP1_OUT)
+#define rq_conn_outbound(c) (__atomic_load_n(&(c)->proto, __ATOMIC_RELAXED) >= RQ_PR_HTTP1_OUT)
 
 /*
  * One accepted connection. See the concurrency contract above for who owns
@@ -125,7 +128,7 @@ struct rq_conn {
 	_Atomic uint32_t head;    /* next ring entry to answer */
 	_Atomic uint32_t tail;    /* next free ring entry */
 	_Atomic uint32_t cur;     /* slot of the connection's current request, or RQ_NO_CUR */
-	uint8_t seen;             /* a request head was completed */
+	_Atomic uint8_t seen;     /* a request head was completed (the writer reads it too) */
 	_Atomic uint8_t echo;     /* 1 while responses are scanned and the ring answered */
 	uint16_t ins_sent;        /* bytes already written of a cut header insertion */
 	uint8_t ins_state;        /* 0: no ID header out for the open response head,
@@ -136,7 +139,7 @@ struct rq_conn {
 	uint8_t deep_used;        /* the overflow area has been written */
 	_Atomic uint8_t xport;    /* enum rq_xport */
 	uint8_t proto;            /* enum rq_proto */
-	uint8_t fed;              /* the reader has fed the scanner a byte */
+	_Atomic uint8_t fed;      /* the reader has fed the scanner a byte (the writer reads it too) */
 	_Atomic uint64_t used;    /* slots holding queued requests, a bit each */
 	uint64_t done;            /* writer: serial of the last request answered */
 	uint32_t idx;             /* index in the pool (the overflow area and extension) */
@@ -221,7 +224,31 @@ void rq_conn_feed_opaque(struct rq_conn *c, size_t n);
  */
 static inline int rq_conn_fresh(const struct rq_conn *c)
 {
-	return !c->fed;
+	return !atomic_load_explicit(&c->fed, memory_order_relaxed);
+}
+
+/* The reader has fed c's scanner a byte; a request head was completed (either side may ask). */
+static inline int rq_conn_fed(const struct rq_conn *c)
+{
+	return atomic_load_explicit(&c->fed, memory_order_relaxed);
+}
+
+static inline int rq_conn_seen(const struct rq_conn *c)
+{
+	return atomic_load_explicit(&c->seen, memory_order_relaxed);
+}
+
+/*
+ * An SSL object of c negotiated ALPN "h2" before any plaintext was read:
+ * HTTP/2 from its first byte (src/h2.h). Past the cap of HTTP/2 connections
+ * it stays HTTP/1, whose scanner stops at the client preface (one ID).
+ */
+void rq_conn_alpn_h2(struct rq_conn *c);
+
+/* The protocol of c's bytes (enum rq_proto). */
+static inline int rq_conn_proto(const struct rq_conn *c)
+{
+	return __atomic_load_n(&c->proto, __ATOMIC_ACQUIRE);
 }
 
 /*
@@ -280,6 +307,7 @@ struct rq_h1_plan {
 	uint32_t h, hs;  /* the writer's ring position */
 	int state;       /* ins_state */
 	int whole;       /* s, h, hs and state are those at `stop` */
+	int up;          /* the plan stops after a 101 that starts h2c */
 	uint32_t slot[RQ_EDITS]; /* request whose ID each insertion carries */
 	uint16_t st[RQ_PIPE];    /* status of the response answering each ring entry (correlation) */
 	char text[RQ_EDITS][RQ_HDR_LINE];
@@ -322,8 +350,14 @@ struct rq_wplan {
 	int n;             /* edits */
 	struct rq_edit ed[RQ_EDITS];
 	struct rq_wire w;  /* the layout (w.n == 0 with n == 0: the caller's iovecs as they are) */
+	uint8_t h2;        /* planned as HTTP/2 */
+	uint8_t held;      /* after a commit: the last caller byte was held back (src/h2.h,
+			      `hold`); a write at once may finish what it owes */
 	union {
 		struct rq_h1_plan h1;
+		struct {
+			int win; /* caller iovecs the HTTP/2 plan (in the connection) looked at */
+		} h2;
 		struct rq_out_plan out;
 	} u;
 };

@@ -57,6 +57,7 @@ struct rq_slot {
 
 #define RQ_SLOT_HEAD 1u  /* the request's method was HEAD: its response has no body */
 #define RQ_SLOT_RELAY 2u /* a carrier's context read from a relayed line (carry.h) */
+#define RQ_SLOT_H2C  4u  /* it asked to upgrade to h2c: a 101 answering it starts HTTP/2 */
 
 static inline const struct rq_ctx *rq_ctx_cur(void)
 {

@@ -434,7 +434,7 @@ int rq_evq_ctl(rq_epoll_ctl_fn real, int epfd, int op, int fd, struct epoll_even
 	_Atomic int *l;
 	int r;
 
-	if (!in || fd < 0 || (set && (uintptr_t)ev < 4096) || (!set && op != EPOLL_CTL_DEL))
+	if (!in || fd < 0 || (set && (uintptr_t)ev < RQ_FIRST_PAGE) || (!set && op != EPOLL_CTL_DEL))
 		return real(epfd, op, fd, ev);
 	enc = set && !shared(in);
 	if ((unsigned)fd >= RQ_FD_MAX) {
@@ -818,7 +818,7 @@ int rq_evq_wait(int epfd, struct epoll_event *ev, int maxevents, const struct rq
 	int fresh, mode = RQ_LM_BATCH, n, saved = errno;
 
 	rq_evq_idle(); /* the last callback is over */
-	if (maxevents <= 0 || (uintptr_t)ev < 4096)
+	if (maxevents <= 0 || (uintptr_t)ev < RQ_FIRST_PAGE)
 		return k->wait(k, epfd, ev, maxevents);
 	if ((in = lookup(epfd, &idx, &ident))) {
 		mode = shared(in) ? RQ_LM_BATCH : rq_evq_mode(&in->learn);

@@ -1115,6 +1115,13 @@ int rq_h2_opaque(struct rq_h2 *h, uint64_t n)
 	return -EINVAL;
 }
 
+void rq_h2_in_kill(struct rq_h2 *h)
+{
+	h->in.fr.st = F_DEAD;
+	h->in.dead = 1;
+	atomic_store_explicit(&h->in_dead, 1, memory_order_release);
+}
+
 void rq_h2_out_kill(struct rq_h2 *h)
 {
 	h->out.nomore = 1;

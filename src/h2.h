@@ -351,6 +351,12 @@ size_t rq_h2_commit(struct rq_h2 *h, const struct rq_h2_plan *p, const struct io
 int rq_h2_opaque(struct rq_h2 *h, uint64_t n);
 
 /*
+ * Stops the inbound scanner for good, as invalid input does (bytes the
+ * server read without reqctx seeing them: one ID for the connection).
+ */
+void rq_h2_in_kill(struct rq_h2 *h);
+
+/*
  * Stops planning new edits for good. An edit already half out is still
  * finished; once none is, frames are no longer followed either.
  */

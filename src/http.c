@@ -32,15 +32,23 @@ enum { B_LEN = 1, B_CSIZE, B_CEXT, B_CSIZE_LF, B_CDATA, B_CDATA_CR, B_CDATA_LF,
 #define H_XR 1u
 #define H_CL 2u
 #define H_TE 4u
-#define H_TP 8u
+#define H_TP 8u   /* traceparent (REQCTX_TRACEPARENT=1) */
+#define H_UP 16u  /* Upgrade (requests) */
+#define H_SET 32u /* HTTP2-Settings (requests) */
+_Static_assert((H_XR | H_CL | H_TE | H_TP | H_UP | H_SET) <= UINT8_MAX,
+	       "rq_hdrs.match and .cur hold the H_* bits");
 
 /* Padded to 32 bytes: same_name reads 16 at a time. */
 static const char cl_name[32] = "content-length";
 static const char te_name[32] = "transfer-encoding";
 static const char tp_name[32] = "traceparent";
+static const char up_name[32] = "upgrade";
+static const char set_name[32] = "http2-settings";
 #define CL_LEN 14
 #define TE_LEN 17
 #define TP_LEN 11
+#define UP_LEN 7
+#define SET_LEN 14
 
 static int is_tchar(unsigned char c)
 {
@@ -292,6 +300,7 @@ static void msg_reset(struct rq_hdrs *p)
 	p->te_seen = p->te_chunked = 0;
 	p->cl_seen = 0;
 	p->cl = 0;
+	p->up = 0;
 	p->method = 0;
 	p->status = 0;
 	p->xr_len = 0;
@@ -337,7 +346,7 @@ static void name_start(struct rq_hdrs *p)
 	p->idx = 0;
 	if (p->lines < 255)
 		p->lines++;
-	p->match = H_XR | H_CL | H_TE | (rq_cfg.traceparent ? H_TP : 0);
+	p->match = H_XR | H_CL | H_TE | H_UP | H_SET | (rq_cfg.traceparent ? H_TP : 0);
 	p->cur = 0;
 }
 
@@ -359,6 +368,10 @@ static void value_start(struct rq_hdrs *p)
 	} else if (p->cur == H_TE) {
 		p->te_seen = 1;
 		p->te_idx = 0;
+		p->te_ok = 1;
+		p->te_end = 0;
+	} else if (p->cur == H_UP) {
+		p->te_idx = 0; /* (a token being matched, as for Transfer-Encoding) */
 		p->te_ok = 1;
 		p->te_end = 0;
 	} else if (p->cur == H_TP) {
@@ -388,6 +401,10 @@ static int name_byte(struct rq_hdrs *p, unsigned char c)
 			p->cur = H_TE;
 		else if ((p->match & H_TP) && i == TP_LEN)
 			p->cur = H_TP;
+		else if ((p->match & H_UP) && i == UP_LEN)
+			p->cur = H_UP;
+		else if ((p->match & H_SET) && i == SET_LEN)
+			p->up |= RQ_UP_SETS;
 		value_start(p);
 		return 0;
 	}
@@ -403,12 +420,26 @@ static int name_byte(struct rq_hdrs *p, unsigned char c)
 			p->match &= ~H_TE;
 		if ((p->match & H_TP) && (i >= TP_LEN || tp_name[i] != c))
 			p->match &= ~H_TP;
+		if ((p->match & H_UP) && (i >= UP_LEN || up_name[i] != c))
+			p->match &= ~H_UP;
+		if ((p->match & H_SET) && (i >= SET_LEN || set_name[i] != c))
+			p->match &= ~H_SET;
 	}
 	if (p->idx < 255)
 		p->idx++;
 	else
 		p->match = 0;
 	return 0;
+}
+
+/* The end of a token of an Upgrade value: h2c is noted. */
+static void up_token(struct rq_hdrs *p)
+{
+	if (p->te_ok && p->te_idx == 3)
+		p->up |= RQ_UP_H2C;
+	p->te_idx = 0;
+	p->te_ok = 1;
+	p->te_end = 0;
 }
 
 static int lhex(unsigned char c)
@@ -519,6 +550,19 @@ static void value_byte(struct rq_hdrs *p, char *xr, unsigned char c)
 			p->te_idx++;
 		}
 		break;
+	case H_UP:
+		if (c == ',') {
+			up_token(p);
+		} else if (ows) {
+			if (p->te_idx)
+				p->te_end = 1;
+		} else if (p->te_end || p->te_idx >= 3 || "h2c"[p->te_idx] != lower(c)) {
+			p->te_ok = 0;
+			p->te_idx = 4;
+		} else {
+			p->te_idx++;
+		}
+		break;
 	}
 }
 
@@ -542,6 +586,9 @@ static int value_end(struct rq_hdrs *p)
 		break;
 	case H_TE:
 		p->te_chunked = p->te_ok && p->te_idx == 7;
+		break;
+	case H_UP:
+		up_token(p);
 		break;
 	case H_TP:
 		if (p->tp_pos != 255 && p->tp_pos >= 55 && !(p->tp_st & RQ_TP_BAD) &&
@@ -640,6 +687,10 @@ static int whole_lines(struct rq_hdrs *p, char *xr, const unsigned char *b, size
 		else if (len == TP_LEN && c0 == 't' && rq_cfg.traceparent &&
 			 same_name(b + i, tp_name, len, n - i))
 			p->cur = H_TP;
+		else if (len == UP_LEN && c0 == 'u' && same_name(b + i, up_name, len, n - i))
+			p->cur = H_UP;
+		else if (len == SET_LEN && c0 == 'h' && same_name(b + i, set_name, len, n - i))
+			p->up |= RQ_UP_SETS;
 		if (p->lines < 255)
 			p->lines++;
 		i = end;

@@ -34,7 +34,9 @@ struct rq_hdrs {
 	uint8_t xr_bad;  /* the value being read is invalid */
 	uint8_t xr_have; /* a valid ID has been kept for this message */
 	uint8_t xr_seen; /* the header was present at all */
-	uint8_t xr_mine; /* the kept ID came from the header being read */
+	uint8_t xr_mine : 1; /* the kept ID came from the header being read */
+	uint8_t up : 2;      /* request: RQ_UP_* seen in this message (bit-fields: struct
+				rq_conn, which holds two of these, fits 1 KiB) */
 	uint8_t te_seen, te_chunked, te_idx, te_ok, te_end;
 	uint8_t cl_seen, cl_digits, cl_bad;
 	uint8_t method;  /* request: RQ_M_*; response: unused */
@@ -48,6 +50,7 @@ struct rq_hdrs {
 };
 
 _Static_assert(REQCTX_ID_MAX <= UINT8_MAX, "xr_len holds an ID's length");
+_Static_assert(sizeof(struct rq_hdrs) <= 56, "struct rq_conn holds two in its 1 KiB");
 
 /*
  * traceparent, read when REQCTX_TRACEPARENT=1 (src/trace.h has the rules):
@@ -86,6 +89,11 @@ enum rq_ev {
 
 #define RQ_M_HEAD    1
 #define RQ_M_CONNECT 2
+
+/* A request asking for h2c (RFC 7540 3.2; RFC 9113 dropped it): both, in struct rq_hdrs.up. */
+#define RQ_UP_H2C  1u /* an Upgrade header lists the token h2c */
+#define RQ_UP_SETS 2u /* an HTTP2-Settings header is present */
+#define RQ_UP_ALL  (RQ_UP_H2C | RQ_UP_SETS)
 
 /*
  * Scans n bytes a server read. Stops after a request head (RQ_EV_HEAD: the ID

@@ -662,7 +662,7 @@ static ssize_t conn_write(int fd, struct rq_conn *c, const struct iovec *iov, in
 	struct rq_wplan p;
 	struct rq_call again;
 	struct msghdr bare;
-	int saved = errno;
+	int saved = errno, retried = 0;
 
 	if (atomic_load_explicit(&c->xport, memory_order_acquire) != RQ_XP_PLAIN) {
 		if (atomic_load_explicit(&c->xport, memory_order_relaxed) == RQ_XP_TLS_WAIT)
@@ -694,10 +694,12 @@ static ssize_t conn_write(int fd, struct rq_conn *c, const struct iovec *iov, in
 			return (ssize_t)p.at.done;
 		}
 		rq_conn_commit(c, &p, iov, iovcnt, (size_t)r);
-		if (p.at.done == total || ((size_t)r < p.w.bytes && p.at.done)) {
+		if (p.at.done == total || ((size_t)r < p.w.bytes && p.at.done &&
+					   !(p.held && !retried++))) {
 			errno = saved;
 			return (ssize_t)p.at.done; /* all of it, or a short write */
 		}
+		/* (a held byte: once more at once, which a blocking socket waits for) */
 		if (k->how == RQ_SENDMSG && k->msg->msg_controllen) {
 			/* the ancillary data went with the first bytes; not again */
 			bare = *k->msg;
@@ -949,6 +951,27 @@ static inline __attribute__((always_inline)) ssize_t stalled(struct rq_fd *e, ss
  * writes among them) return through stalled(); connections and the rest go
  * to the general path.
  */
+/*
+ * A gzip member (1f 8b, deflate) starting a write at a line start: the
+ * stream is compressed (nginx's `access_log ... gzip`), not lines, and a
+ * prefix would break it. The fd stops being a log stream, and this write
+ * and every later one go out as they are.
+ */
+static int compressed(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt)
+{
+	const unsigned char *b;
+
+	if (iovcnt < 1 || !plausible(iov, sizeof(*iov)) || iov[0].iov_len < 3 ||
+	    !plausible(iov[0].iov_base, 3))
+		return 0;
+	b = iov[0].iov_base;
+	if (likely(b[0] != 0x1f) || b[1] != 0x8b || b[2] != 8 ||
+	    atomic_load_explicit(&e->line, memory_order_relaxed))
+		return 0;
+	rq_fd_forget(fd);
+	return 1;
+}
+
 ssize_t rq_io_write_slow(int fd, struct rq_fd *e, const struct iovec *iov, int iovcnt,
 			 const struct rq_call *k, uint32_t fl)
 {
@@ -957,6 +980,8 @@ ssize_t rq_io_write_slow(int fd, struct rq_fd *e, const struct iovec *iov, int i
 
 	if (fl != RQ_FD_LOG)
 		return write_general(fd, e, iov, iovcnt, k, fl);
+	if (unlikely(compressed(fd, e, iov, iovcnt)))
+		return rq_io_plain(fd, iov, iovcnt, k);
 	if (k->how == RQ_WRITE)
 		return stalled(e, log_line(fd, e, iov, k), iov[0].iov_len);
 	want = iov_total(iov, iovcnt, &bad);

@@ -76,7 +76,7 @@ int rq_out_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	o->pend_len = 0;
 	rq_fcgi_out_init(&o->fc);
 	rq_hdrs_reset(&c->ws);
-	c->proto = RQ_PR_HTTP1_OUT;
+	__atomic_store_n(&c->proto, RQ_PR_HTTP1_OUT, __ATOMIC_RELEASE);
 	c->ins_state = 0;
 	c->ins_sent = 0;
 	atomic_store_explicit(&c->echo, 0, memory_order_relaxed);
@@ -100,7 +100,7 @@ void rq_out_tls_claim(struct rq_conn *c)
 	rq_hdrs_reset(&c->ws); /* the handshake stopped it */
 	c->ins_state = 0;
 	c->ins_sent = 0;
-	c->proto = RQ_PR_HTTP1_OUT;
+	__atomic_store_n(&c->proto, RQ_PR_HTTP1_OUT, __ATOMIC_RELEASE);
 	if (o) {
 		o->started = 0;
 		o->pend_len = 0;
@@ -131,7 +131,7 @@ int rq_out_begin(struct rq_conn *c)
 		rq_slot_store(s, rq_ctx_cur());
 	if (!o)
 		return 0;
-	if (c->proto == RQ_PR_FCGI_OUT)
+	if (rq_conn_proto(c) == RQ_PR_FCGI_OUT)
 		return !rq_fcgi_dead(&o->fc.s);
 	return !rq_hdrs_dead(&c->ws);
 }
@@ -391,13 +391,13 @@ int rq_out_plan(struct rq_conn *c, const struct iovec *iov, int iovcnt, size_t t
 
 			if (iov[i].iov_len > skip) {
 				if (rq_fcgi_first(((const unsigned char *)iov[i].iov_base)[skip]))
-					c->proto = RQ_PR_FCGI_OUT;
+					__atomic_store_n(&c->proto, RQ_PR_FCGI_OUT, __ATOMIC_RELEASE);
 				o->started = 1;
 				break;
 			}
 		}
 	}
-	if (c->proto == RQ_PR_FCGI_OUT)
+	if (rq_conn_proto(c) == RQ_PR_FCGI_OUT)
 		fcgi_prescan(o, iov, iovcnt, p);
 	else
 		h1_prescan(c, o, iov, iovcnt, p);
@@ -415,7 +415,7 @@ size_t rq_out_commit(struct rq_conn *c, struct rq_wplan *p, const struct iovec *
 
 	if (!o)
 		caller = wire;
-	else if (c->proto == RQ_PR_FCGI_OUT)
+	else if (rq_conn_proto(c) == RQ_PR_FCGI_OUT)
 		caller = rq_fcgi_out_commit(&o->fc, p->u.out.sub, p->u.out.m, &p->u.out.fp, wire);
 	else
 		caller = h1_commit(c, o, p, iov, iovcnt, wire);
@@ -433,7 +433,7 @@ void rq_out_opaque(struct rq_conn *c, size_t n)
 	rq_slot_store(&c->slots[0], rq_ctx_cur());
 	if (n && o) {
 		o->started = 1;
-		if (c->proto == RQ_PR_FCGI_OUT)
+		if (rq_conn_proto(c) == RQ_PR_FCGI_OUT)
 			o->fc.s.st = 0xff; /* records it cannot see: it stops */
 		else
 			rq_hdrs_opaque(&c->ws, n);
@@ -456,7 +456,7 @@ void rq_out_seen(struct rq_conn *c, const struct iovec *iov, int iovcnt, size_t 
 		struct rq_out *o = state(c);
 		size_t before = p.at.done;
 
-		if (c->proto == RQ_PR_FCGI_OUT) {
+		if (rq_conn_proto(c) == RQ_PR_FCGI_OUT) {
 			struct rq_out_plan *pre = &p.u.out;
 			size_t take;
 
@@ -494,7 +494,7 @@ size_t rq_out_cut(struct rq_conn *c, char text[RQ_OUT_LINE], const char **rest)
 	(void)text;
 	if (!o)
 		return 0;
-	if (c->proto == RQ_PR_FCGI_OUT) {
+	if (rq_conn_proto(c) == RQ_PR_FCGI_OUT) {
 		if (!o->fc.pend_len || o->fc.pend_sent >= o->fc.pend_len)
 			return 0;
 		*rest = o->fc.pend + o->fc.pend_sent;
@@ -516,7 +516,7 @@ void rq_out_cut_sent(struct rq_conn *c, size_t n)
 		return;
 	if (n > left)
 		n = left;
-	if (c->proto == RQ_PR_FCGI_OUT) {
+	if (rq_conn_proto(c) == RQ_PR_FCGI_OUT) {
 		o->fc.pend_sent = (uint16_t)(o->fc.pend_sent + n);
 		if (o->fc.pend_sent == o->fc.pend_len)
 			o->fc.pend_len = o->fc.pend_sent = 0;

@@ -246,6 +246,21 @@ void rq_tls_put(struct rq_tlsw *t)
 	rq_pool_give(&states, t->idx);
 }
 
+/*
+ * Before any plaintext is read: a handshake that selected ALPN "h2" makes
+ * the connection HTTP/2 from its first byte (its server may write its
+ * SETTINGS before it reads the client's preface).
+ */
+static __attribute__((noinline)) void alpn_check(struct rq_conn *c, void *ssl)
+{
+	const unsigned char *d = NULL;
+	unsigned len = 0;
+
+	rq_ssl.alpn(ssl, &d, &len);
+	if (len == 2 && d && d[0] == 'h' && d[1] == '2')
+		rq_conn_alpn_h2(c);
+}
+
 struct rq_conn *rq_tls_conn(void *ssl, struct rq_tlsw **tls)
 {
 	int fd = rq_ssl.get_fd(ssl);
@@ -273,6 +288,8 @@ struct rq_conn *rq_tls_conn(void *ssl, struct rq_tlsw **tls)
 	} else if (!rq_ssl.is_server(ssl) || !(c = mem_conn(ssl))) {
 		return NULL;
 	}
+	if (unlikely(!rq_conn_fed(c)) && rq_ssl.alpn && rq_conn_proto(c) == RQ_PR_HTTP1)
+		alpn_check(c, ssl);
 	*tls = state_of(c, ssl);
 	return c;
 }

@@ -47,6 +47,7 @@
 #include <sys/types.h>
 
 #include "conn.h"
+#include "h2.h"
 
 /* OpenSSL's ABI, stable since 1.1.1 (reqctx does not need its headers). */
 #define RQ_SSL_ERROR_WANT_READ       2
@@ -60,6 +61,8 @@
 #define RQ_TLS_MEM_MAX    4096  /* server-side SSL objects without an fd tracked at once */
 #define RQ_TLS_BOUNCE     16384 /* bytes gathered into one write: one TLS record */
 #define RQ_TLS_BOUNCE_MAX 1024  /* bounce buffers at once (writes in progress with a header) */
+/* An edit's text written on its own: an HTTP/1 header line, or an HTTP/2 insertion. */
+#define RQ_TLS_TEXT (RQ_HDR_LINE > RQ_H2_INS_MAX ? RQ_HDR_LINE : RQ_H2_INS_MAX)
 
 /*
  * The OpenSSL functions reqctx calls itself: the real ones (preload/ssl.c
@@ -73,6 +76,7 @@ struct rq_ssl_fns {
 	int (*get_fd)(const void *ssl);
 	int (*is_server)(const void *ssl);
 	size_t (*client_random)(const void *ssl, unsigned char *out, size_t n);
+	void (*alpn)(const void *ssl, const unsigned char **data, unsigned *len);
 };
 
 extern struct rq_ssl_fns rq_ssl;
@@ -88,7 +92,7 @@ struct rq_tlsw {
 	size_t owe_off;   /* the owed piece: caller offset (OWE_CALLER), */
 	size_t owe_len;   /* and its length */
 	uint8_t owe;      /* 0: none; 1: caller bytes; 2: this state's text; 3: the bounce */
-	char text[RQ_HDR_LINE];
+	char text[RQ_TLS_TEXT];
 };
 
 /*

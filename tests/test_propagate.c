@@ -86,8 +86,8 @@ static int front_start(int bport, int reuse, const char *const *env)
 
 /*
  * Sends req (n bytes) on a new connection to port and reads until the server
- * closes it (the request says Connection: close). Returns the bytes, *len
- * their count.
+ * closes it (the request says Connection: close). Returns the bytes with a
+ * NUL after them (bodies are compared as strings), *len their count.
  */
 static char *exchange(int port, const char *req, size_t n, size_t *len)
 {
@@ -104,9 +104,9 @@ static char *exchange(int port, const char *req, size_t n, size_t *len)
 	for (;;) {
 		ssize_t r;
 
-		if (have == cap)
+		if (have + 1 >= cap)
 			out = realloc(out, cap *= 2);
-		r = read(fd, out + have, cap - have);
+		r = read(fd, out + have, cap - have - 1);
 		if (r < 0)
 			cr_log_error("back.err:\n%s", tail_of(path_in(logs, "back.err")));
 		cr_assert_geq(r, 0, "read: %s; front.err:\n%s", strerror(errno), tail_of(path_in(logs, "front.err")));
@@ -115,6 +115,7 @@ static char *exchange(int port, const char *req, size_t n, size_t *len)
 		have += (size_t)r;
 	}
 	close(fd);
+	out[have] = '\0';
 	*len = have;
 	return out;
 }

@@ -544,6 +544,42 @@ Test(nginx, buffered_access_log_lines_carry_the_ids_of_their_requests)
 }
 
 /*
+ * An access log written gzip-compressed (`gzip flush=1s`): nginx writes
+ * gzip members, which reqctx leaves exactly as they are (a prefix would
+ * break the stream). The log decompresses whole, one line per request and
+ * none prefixed; the error log still carries every request's ID.
+ */
+Test(nginx, a_gzip_access_log_is_left_a_valid_gzip_stream)
+{
+	char al[256], el[256], cmd[600], line[1024];
+	const char *const elv[] = { el, NULL };
+	struct run r;
+	long lines = 0, named = 0;
+	FILE *p;
+	int port;
+
+	snprintf(al, sizeof(al), "%s/access.log", logs);
+	snprintf(el, sizeof(el), "%s/error.log", logs);
+	ngx_access = "combined gzip flush=1s";
+	port = nginx_start(free_port());
+	r = buffered_run(port, nginx_pid, SIGQUIT, BUF_REQUESTS, "/t/", NULL, 1, elv);
+	expect_clean(&r, BUF_REQUESTS, "nginx, gzip access log: the error log", 1);
+	snprintf(cmd, sizeof(cmd), "gzip -dc '%s' 2>&1", al);
+	p = popen(cmd, "r");
+	cr_assert_not_null(p);
+	while (fgets(line, sizeof(line), p)) {
+		lines++;
+		cr_assert_neq(strncmp(line, "[req:", 5), 0, "a prefixed line in the gzip log: %s", line);
+		if (strstr(line, "\"GET /t/") && strstr(line, " HTTP/1.1\" 200 "))
+			named++;
+	}
+	cr_assert_eq(pclose(p), 0, "gzip -dc failed: the stream is not valid (%ld lines read)", lines);
+	cr_assert_eq(lines, BUF_REQUESTS);
+	cr_assert_eq(named, BUF_REQUESTS);
+	nginx_expect_no_alerts();
+}
+
+/*
  * A custom log_format with $request in the middle of the line, unquoted,
  * and the status elsewhere; gzip off.
  */

@@ -135,6 +135,42 @@ Test(logs, nul_bytes_pass_unchanged)
 	cr_assert_eq(memcmp(fk.out, "[req:n] a\0b\n[req:n] c\0\n", fk.len), 0);
 }
 
+/*
+ * A gzip member written at a line start (nginx's access_log ... gzip): the
+ * stream is compressed, so that write and every later one go out as they
+ * are, a newline byte inside them or not, in one call each.
+ */
+Test(logs, a_gzip_stream_is_left_exactly_as_written)
+{
+	static const char gz[] = "\x1f\x8b\x08\0\0\0\0\0\0\x03\n\x4b\x04\0";
+	static const char more[] = "\x1f\x8b\x08\0\x01\n\x02";
+
+	in_request("z");
+	cr_assert_eq(wr(LOG, gz, sizeof(gz) - 1), (ssize_t)sizeof(gz) - 1);
+	cr_assert_eq(wr(LOG, more, sizeof(more) - 1), (ssize_t)sizeof(more) - 1);
+	cr_assert_eq(wrs(LOG, "text\n"), 5);
+	cr_assert_eq(fk.calls, 3);
+	cr_assert_eq(fk.len, sizeof(gz) - 1 + sizeof(more) - 1 + 5);
+	cr_assert_eq(memcmp(fk.out, gz, sizeof(gz) - 1), 0);
+	cr_assert_eq(memcmp(fk.out + sizeof(gz) - 1, more, sizeof(more) - 1), 0);
+	cr_assert_eq(memcmp(fk.out + sizeof(gz) - 1 + sizeof(more) - 1, "text\n", 5), 0);
+	cr_assert_eq(rq_fd_flags(rq_fd_peek(LOG)), 0, "the fd is a log stream still");
+}
+
+/* The same bytes in the middle of a line, or without gzip's method byte, are text. */
+Test(logs, gzip_magic_after_a_line_start_is_text)
+{
+	static const char mid[] = "x\x1f\x8b\x08\n";
+	static const char nodeflate[] = "\x1f\x8b\x07\n";
+
+	in_request("t");
+	cr_assert_eq(wrs(LOG, "a"), 1);
+	cr_assert_eq(wr(LOG, mid, sizeof(mid) - 1), (ssize_t)sizeof(mid) - 1);
+	cr_assert_eq(wr(LOG, nodeflate, sizeof(nodeflate) - 1), (ssize_t)sizeof(nodeflate) - 1);
+	out_is("[req:t] ax\x1f\x8b\x08\n[req:t] \x1f\x8b\x07\n");
+	cr_assert_eq(rq_fd_flags(rq_fd_peek(LOG)), RQ_FD_LOG);
+}
+
 Test(logs, long_line_gets_one_prefix)
 {
 	static char line[50001];

@@ -26,7 +26,7 @@ test)  want libcriterion-dev; want libunwind-dev; want curl; want python3; want 
 demo)  want curl ;;
 bench) want valgrind; want strace; want wrk; want nginx-light; want python3; want nodejs
        want python3-dev; want python3-aiohttp; want python3-uvloop
-       want libssl-dev; want openssl ;;
+       want libssl-dev; want openssl; want nghttp2-client ;;
 esac
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

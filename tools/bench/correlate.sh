@@ -1,13 +1,17 @@
 #!/bin/sh
-# Row 8 of make bench: what batched log correlation (issue 13) costs per log
-# line, counted with callgrind. Sourced by tools/bench/run.sh (its helpers and
-# variables), or run alone: B=$PWD/build sh tools/bench/correlate.sh
+# Rows "corr" of make bench: what batched log correlation (issue 13) costs per
+# log line, counted with callgrind. Sourced by tools/bench/run.sh (its helpers
+# and variables), or run alone: B=$PWD/build sh tools/bench/correlate.sh
 #
-# Today's per-line cost is the prefix on an 80-byte write(2) line to stderr
-# (bench_calls stderr, with and without the library). Correlation adds the
-# matcher to each line start; a line that names no request line must cost
-# at most twice today's. The matcher is src/correlate.c linked directly into
-# bench_correlate (built here), until the write path calls it.
+# Two measures:
+# - the write path itself (bench_corrwrite under the library, callgrind
+#   toggled on its write(2) calls): plain, REQCTX_CORRELATE=0 (today's
+#   per-line cost) and REQCTX_CORRELATE=1, for an 80-byte line that names no
+#   request line written alone and in batches of 100, and for batches of 100
+#   nginx combined lines each naming a request just served. A line that
+#   names no request line must cost at most twice today's;
+# - the matcher alone (src/correlate.c linked into bench_correlate): a line
+#   that names none, a combined line matched, 100 identical request lines.
 
 B=${B:-$PWD/build}
 N=${BENCH_N:-100000}
@@ -34,8 +38,8 @@ cg() {
 	sed -n 's/^summary: *//p' "$out"
 }
 
-row8() {
-	c8_say "== 8. batched log correlation: instructions per log line (callgrind, $N lines)"
+rowmatch() {
+	c8_say "== corr. batched log correlation: the matcher alone, instructions per line (callgrind, $N lines)"
 	if ! command -v valgrind >/dev/null 2>&1; then
 		c8_say "  skipped: valgrind missing (apt-get install -y valgrind)"
 		return
@@ -46,12 +50,6 @@ row8() {
 		c8_say "  could not build bench_correlate"
 		return
 	}
-	today=""
-	if [ -x "$BIN/bench_calls" ] && [ -f "$LIB" ]; then
-		a=$( (cd "$W" && cg "$W/cg8.stderr.without" loop "" "$BIN/bench_calls" stderr "$N") )
-		b=$( (cd "$W" && cg "$W/cg8.stderr.with" loop "$LIB" "$BIN/bench_calls" stderr "$N") )
-		[ -n "$a" ] && [ -n "$b" ] && today=$(c8_calc "($b - $a) / $N")
-	fi
 	miss=$(cg "$W/cg8.miss" rq_corr_match "" "$BIN/bench_correlate" miss "$N") || { c8_say "  callgrind failed"; return; }
 	miss=$(c8_calc "$miss / $N")
 	for m in combined same; do
@@ -69,24 +67,45 @@ row8() {
 		"recording: $(c8_fmt "$done_same" %.1f) Ir"
 	c8_cmd "valgrind --tool=callgrind --toggle-collect=rq_corr_match --callgrind-out-file=cg.out" \
 		"$BIN/bench_correlate miss|combined|same $N; grep summary cg.out   # / $N; rq_corr_done: recording"
-	if [ -n "$today" ]; then
-		with=$(c8_calc "$today + $miss")
-		ratio=$(c8_calc "$with / $today")
-		c8_say "  per 80-byte write(2) line to stderr: today +$(c8_fmt "$today" %.1f) Ir;" \
-			"with correlation +$(c8_fmt "$with" %.1f) Ir ($(c8_fmt "$ratio" %.2f)x)"
-		c8_cmd "cd $W && [LD_PRELOAD=$LIB] valgrind --tool=callgrind --toggle-collect=loop" \
-			"--callgrind-out-file=cg.out $BIN/bench_calls stderr $N; grep summary cg.out"
-		c8_row 8 "line without a request line: prefix+matcher" "+$(c8_fmt "$today" %.1f) Ir" \
-			"+$(c8_fmt "$with" %.1f) Ir" "$(c8_fmt "$ratio" %.2f)x" "<= 2x" \
-			"$(awk -v x="$ratio" 'BEGIN { print (x <= 2) ? "met" : "MISSED" }')"
-	else
-		c8_say "  (today's per-line cost needs make bench's bench_calls and libreqctx.so)"
-		c8_row 8 "matcher, line without a request line" "" "+$(c8_fmt "$miss" %.1f) Ir" "" "" info
-	fi
-	c8_row 8 "matcher, combined line matched (batch)" "" "$(c8_fmt "$hit_combined" %.1f) Ir" "" "" info
-	c8_row 8 "matcher, 100 identical lines (batch)" "" "$(c8_fmt "$hit_same" %.1f) Ir" "" "" info
+	c8_row corr "matcher, line without a request line" "" "+$(c8_fmt "$miss" %.1f) Ir" "" "" info
+	c8_row corr "matcher, combined line matched (batch)" "" "$(c8_fmt "$hit_combined" %.1f) Ir" "" "" info
+	c8_row corr "matcher, 100 identical lines (batch)" "" "$(c8_fmt "$hit_same" %.1f) Ir" "" "" info
 }
 
-case " ${BENCH_ROWS:-8} " in
-*" 8 "*) row8 ;;
+# cw MODE PRELOAD CORRELATE: Ir per line of bench_corrwrite MODE under callgrind.
+cw() {
+	t=$(cd "$W" && export REQCTX_CORRELATE="$3" && cg "$W/cgw.$1.$3${2:+.pre}" emit "$2" \
+		"$BIN/bench_corrwrite" "$1" "$N") || return 1
+	c8_calc "$t / $N"
+}
+
+rowcw() {
+	c8_say "== corr. batched log correlation on the write path: instructions per log line (callgrind, $N lines)"
+	if ! command -v valgrind >/dev/null 2>&1 || ! [ -x "$BIN/bench_corrwrite" ] || ! [ -f "$LIB" ]; then
+		c8_say "  skipped: needs valgrind, make bench's bench_corrwrite and libreqctx.so"
+		return
+	fi
+	for m in line batch-miss batch; do
+		p=$(cw $m "" 1) && t=$(cw $m "$LIB" 0) && c=$(cw $m "$LIB" 1) || {
+			c8_say "  callgrind failed ($m): $(tail -n 2 "$W"/cgw.$m.*.err 2>/dev/null)"
+			return
+		}
+		today=$(c8_calc "$t - $p") with=$(c8_calc "$c - $p")
+		ratio=$(c8_calc "$with / $today")
+		c8_say "  $m: plain $(c8_fmt "$p" %.1f) Ir; the library +$(c8_fmt "$today" %.1f) Ir today" \
+			"(REQCTX_CORRELATE=0), +$(c8_fmt "$with" %.1f) Ir with correlation ($(c8_fmt "$ratio" %.2f)x)"
+		case $m in
+		batch) c8_row corr "write path, combined lines matched in batches of 100" \
+			"+$(c8_fmt "$today" %.1f) Ir" "+$(c8_fmt "$with" %.1f) Ir" "$(c8_fmt "$ratio" %.2f)x" "" info ;;
+		*) c8_row corr "write path, $m, no request line" "+$(c8_fmt "$today" %.1f) Ir" \
+			"+$(c8_fmt "$with" %.1f) Ir" "$(c8_fmt "$ratio" %.2f)x" "<= 2x" \
+			"$(awk -v x="$ratio" 'BEGIN { print (x <= 2) ? "met" : "MISSED" }')" ;;
+		esac
+	done
+	c8_cmd "cd $W && REQCTX_CORRELATE=0|1 [LD_PRELOAD=$LIB] valgrind --tool=callgrind --toggle-collect=emit" \
+		"--callgrind-out-file=cg.out $BIN/bench_corrwrite line|batch-miss|batch $N; grep summary cg.out   # / $N"
+}
+
+case " ${BENCH_ROWS:-corr} " in
+*" corr "*) rowcw; rowmatch ;;
 esac

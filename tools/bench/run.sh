@@ -479,11 +479,12 @@ for r in $ROWS; do
 done
 . "$(dirname "$0")/loop.sh" # event-loop iterations per request (rows "loop"; BENCH_LOOP=0 skips)
 
-. "$(dirname "$0")/correlate.sh" # row 8: batched log correlation (BENCH_ROWS unset, or with 8)
+. "$(dirname "$0")/correlate.sh" # batched log correlation (rows "corr"; BENCH_ROWS unset, or with corr)
 . "$(dirname "$0")/lines.sh" # multi-line writes: syscalls and time (rows "lines"; BENCH_LINES=0 skips)
 . "$(dirname "$0")/ngxcost.sh" # row 11: nginx instructions per request, and where they go (BENCH_ROWS unset, or with 11)
 . "$(dirname "$0")/formats.sh" # per-line cost in each REQCTX_FORMAT (rows "formats"; BENCH_FORMATS=0 skips)
 . "$(dirname "$0")/tls.sh" # nginx HTTPS req/s, preload / plain (row "tls"; BENCH_TLS=0 skips)
+. "$(dirname "$0")/h2srv.sh" # nginx h2c and h2 req/s, preload / plain (rows "h2c", "h2"; BENCH_H2=0 skips)
 
 say ""
 say "== summary (without = the alternative; with = under libreqctx.so)"
