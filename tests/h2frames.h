@@ -10,6 +10,7 @@
 #ifndef RQ_TEST_H2FRAMES_H
 #define RQ_TEST_H2FRAMES_H
 
+#include <criterion/criterion.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

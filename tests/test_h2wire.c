@@ -14,11 +14,13 @@
 
 #define H2_BUF_CAP (1 << 15)
 #define H2_REF_TMP "/tmp/rq_h2wire.XXXXXX"
+#define FK_OUT_CAP (1 << 15)
 
 #include "common.h"
 #include "conn.h"
 #include "correlate.h"
 #include "ctx.h"
+#include "fakessl.h"
 #include "fdtab.h"
 #include "h2.h"
 #include "h2frames.h"
@@ -658,110 +660,13 @@ Test(h2wire, beyond_the_cap_of_http2_connections_each_keeps_one_id, .timeout = 3
 
 /* ---- the TLS transport ---- */
 
-#define MOVING 0x2L /* SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER */
-
-/* A fake OpenSSL as in test_tls.c: records of `rec` bytes, WANT_WRITE at record want_at. */
-struct fk_ssl {
-	int fd;
-	long mode;
-	size_t rec;
-	char out[1 << 15];
-	size_t len;
-	int pending;
-	const char *pbuf;
-	size_t plen, wnum;
-	long records, want_at;
-	int err, violations;
-	const char *alpn;
-};
-
+/* tests/fakessl.h's OpenSSL: each test makes fs a server's SSL object (fs.server), with ALPN. */
 static struct fk_ssl fs;
-
-static int fk_write_ex(void *ssl, const void *buf, size_t n, size_t *w)
-{
-	struct fk_ssl *s = ssl;
-	const char *b = buf;
-	size_t off = 0;
-
-	*w = 0;
-	if (s->pending) {
-		if ((!(s->mode & MOVING) && b != s->pbuf) || n < s->plen) {
-			s->violations++;
-			s->err = 1;
-			return 0;
-		}
-		s->pending = 0;
-		off = s->wnum;
-		if ((s->mode & RQ_SSL_MODE_PARTIAL_WRITE) || off == n) {
-			*w = off;
-			return 1;
-		}
-	}
-	while (off < n) {
-		size_t take = n - off < s->rec ? n - off : s->rec;
-
-		cr_assert_leq(s->len + take, sizeof(s->out));
-		memcpy(s->out + s->len, b + off, take);
-		s->len += take;
-		off += take;
-		if (++s->records == s->want_at) {
-			s->pending = 1;
-			s->pbuf = b;
-			s->plen = n;
-			s->wnum = off;
-			s->err = RQ_SSL_ERROR_WANT_WRITE;
-			return 0;
-		}
-		if (s->mode & RQ_SSL_MODE_PARTIAL_WRITE)
-			break;
-	}
-	*w = off;
-	return 1;
-}
-
-static int fk_write(void *ssl, const void *buf, int n)
-{
-	size_t w;
-
-	return fk_write_ex(ssl, buf, (size_t)n, &w) > 0 ? (int)w : -1;
-}
-
-static int fk_get_error(const void *ssl, int ret)
-{
-	return ret > 0 ? 0 : ((const struct fk_ssl *)ssl)->err;
-}
-
-static long fk_ctrl(void *ssl, int cmd, long larg, void *parg)
-{
-	(void)larg;
-	(void)parg;
-	return cmd == RQ_SSL_CTRL_MODE ? ((struct fk_ssl *)ssl)->mode : 0;
-}
-
-static int fk_get_fd(const void *ssl)
-{
-	return ((const struct fk_ssl *)ssl)->fd;
-}
-
-static int fk_is_server(const void *ssl)
-{
-	(void)ssl;
-	return 1;
-}
-
-static void fk_alpn(const void *ssl, const unsigned char **d, unsigned *len)
-{
-	const char *a = ((const struct fk_ssl *)ssl)->alpn;
-
-	*d = (const unsigned char *)a;
-	*len = a ? (unsigned)strlen(a) : 0;
-}
 
 static void tls_setup(void)
 {
-	rq_ssl = (struct rq_ssl_fns){ .write = fk_write, .write_ex = fk_write_ex,
-				      .get_error = fk_get_error, .ctrl = fk_ctrl, .get_fd = fk_get_fd,
-				      .is_server = fk_is_server, .alpn = fk_alpn };
+	rq_ssl = fk_fns();
+	rq_ssl.alpn = fk_alpn;
 }
 
 /* Writes n bytes as a careful host: the same call after WANT_WRITE, on after a partial count. */
@@ -816,6 +721,7 @@ Test(h2wire, h2_over_tls_is_exact_with_want_write_at_every_record, .timeout = 60
 					char what[96];
 
 					memset(&fs, 0, sizeof(fs));
+					fs.server = 1;
 					fs.fd = TFD;
 					fs.rec = 1 << 20;
 					fs.alpn = "h2";
@@ -852,6 +758,7 @@ Test(h2wire, without_alpn_h2_a_tls_connection_is_http1_until_its_preface)
 
 	tls_setup();
 	memset(&fs, 0, sizeof(fs));
+	fs.server = 1;
 	fs.fd = TFD;
 	fs.rec = 1 << 20;
 	fs.alpn = "http/1.1";
