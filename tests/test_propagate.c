@@ -354,7 +354,11 @@ Test(settings, traceparent_off_by_default)
 
 /*
  * nginx (two workers) with a keep-alive upstream pool: /t/ is proxied to the
- * backend at up_port over HTTP/1.1, .php goes to php-fpm at fpm_port.
+ * backend at up_port over HTTP/1.1, .php goes to php-fpm at fpm_port. Each
+ * worker keeps up to CONNS idle upstream connections, as many as the load's
+ * client connections (one worker may get them all): with fewer, a burst
+ * closes the surplus and the next opens new ones, and the pool's connection
+ * count depends on the machine's load.
  */
 static void nginx_conf(int port, int up_port, int fpm_port)
 {
@@ -370,7 +374,7 @@ static void nginx_conf(int port, int up_port, int fpm_port)
 			 "  access_log %2$s/access.log combined;\n"
 			 SRV_NGINX_TEMPS
 			 "  keepalive_requests 100000;\n"
-			 "  upstream back { server 127.0.0.1:%4$d; keepalive 8; }\n"
+			 "  upstream back { server 127.0.0.1:%4$d; keepalive %7$d; }\n"
 
 			 "  server {\n"
 			 "    listen 127.0.0.1:%3$d;\n"
@@ -382,7 +386,7 @@ static void nginx_conf(int port, int up_port, int fpm_port)
 			 "      fastcgi_pass 127.0.0.1:%5$d; fastcgi_keep_conn on; }\n"
 			 "  }\n"
 			 "}\n",
-			 dir, logs, port, up_port, fpm_port, www);
+			 dir, logs, port, up_port, fpm_port, www, CONNS);
 
 	cr_assert_lt(n, (int)sizeof(conf));
 	write_file(path_in(dir, "nginx.conf"), conf, (size_t)n);
