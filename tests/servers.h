@@ -21,6 +21,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
@@ -289,6 +290,131 @@ static inline int spawn_and_read_port(char *const argv[], const char *const *env
 	cr_assert_gt(port, 0, "%s said: %s", argv[0], buf);
 	cr_assert_eq(wait_listening(port, pid), 0, "%s exited; stderr:\n%s", argv[0], tail_of(err));
 	return port;
+}
+
+/* ---- nginx, TLS and the static files ------------------------------------- */
+
+#define SRV_NGINX "/usr/sbin/nginx"
+#define SRV_OPENSSL "/usr/bin/openssl"
+
+/*
+ * The start of an nginx config, for snprintf with %1$s the test's directory
+ * and %2$s its logs directory: two workers under a master in the foreground,
+ * the pid and lock files, the error log at info, the start of http {} with
+ * the default type; then SRV_NGINX_TEMPS, http {}'s temporary paths.
+ */
+#define SRV_NGINX_MAIN                                  \
+	"worker_processes 2;\n"                         \
+	"daemon off;\n"                                 \
+	"master_process on;\n"                          \
+	"pid %1$s/nginx.pid;\n"                         \
+	"lock_file %1$s/nginx.lock;\n"                  \
+	"error_log %2$s/error.log info;\n"              \
+	"events { worker_connections 1024; }\n"         \
+	"http {\n"                                      \
+	"  default_type application/octet-stream;\n"
+#define SRV_NGINX_TEMPS                                 \
+	"  client_body_temp_path %1$s/tmp/body;\n"      \
+	"  proxy_temp_path %1$s/tmp/proxy;\n"           \
+	"  fastcgi_temp_path %1$s/tmp/fastcgi;\n"       \
+	"  uwsgi_temp_path %1$s/tmp/uwsgi;\n"           \
+	"  scgi_temp_path %1$s/tmp/scgi;\n"
+
+/*
+ * Starts nginx on dir/nginx.conf (written by the caller; -p dir, its error
+ * log logs/error.log) with env, under the library if preload, after removing
+ * logs/error.log and logs/access.log. Returns its pid once it listens on each
+ * of the nports ports, or -1 when it exited because one of them was taken
+ * meanwhile (its error log says "Address already in use"; the caller tries
+ * other ports). Any other failure fails the test.
+ */
+static inline pid_t srv_nginx(const char *dir, const char *logs, const char *const *env, int preload,
+			      const int *ports, int nports)
+{
+	char *argv[] = { SRV_NGINX, "-p", (char *)dir, "-c", (char *)path_in(dir, "nginx.conf"), "-e",
+			 (char *)path_in(logs, "error.log"), NULL };
+	pid_t pid;
+	char *err;
+	int i = 0;
+
+	unlink(path_in(logs, "error.log"));
+	unlink(path_in(logs, "access.log"));
+	pid = spawn(argv, env, preload, -1, path_in(dir, "nginx.out"));
+	while (i < nports && wait_listening(ports[i], pid) == 0)
+		i++;
+	if (i == nports)
+		return pid;
+	/* wait_listening saw it exit: it is reaped and forgotten */
+	err = slurp(path_in(logs, "error.log"), NULL);
+	cr_assert(strstr(err, "Address already in use"), "nginx did not start:\n%s\n%s", err,
+		  tail_of(path_in(dir, "nginx.out")));
+	free(err);
+	return -1;
+}
+
+/* A self-signed certificate for 127.0.0.1, made with openssl: cert.pem and key.pem in dir. */
+static inline void srv_make_cert(const char *dir)
+{
+	char *argv[] = { SRV_OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+			 "-subj", "/CN=127.0.0.1", "-keyout", (char *)path_in(dir, "key.pem"),
+			 "-out", (char *)path_in(dir, "cert.pem"), NULL };
+
+	require(SRV_OPENSSL, "openssl");
+	cr_assert_eq(proc_run(argv, NULL, 0, NULL, path_in(dir, "openssl.err")), 0,
+		     "openssl: %s", tail_of(path_in(dir, "openssl.err")));
+}
+
+/*
+ * The static site under srv_dir: html/ (mode 0755, for servers that drop
+ * root) with ok.txt ("ok\n"), logs/ and tmp/. Their paths go to html and
+ * logs, size bytes each.
+ */
+static inline void srv_site(char *html, char *logs, size_t size)
+{
+	snprintf(html, size, "%s/html", srv_dir);
+	snprintf(logs, size, "%s/logs", srv_dir);
+	cr_assert_eq(mkdir(html, 0755), 0);
+	cr_assert_eq(mkdir(logs, 0755), 0);
+	cr_assert_eq(mkdir(path_in(srv_dir, "tmp"), 0755), 0);
+	write_file(path_in(html, "ok.txt"), "ok\n", 3);
+}
+
+/* Fills p with n random bytes (getrandom). */
+static inline void srv_random(void *p, size_t n)
+{
+	size_t got = 0;
+
+	while (got < n) {
+		ssize_t k = getrandom((unsigned char *)p + got, n - got, 0);
+
+		cr_assert_gt(k, 0);
+		got += (size_t)k;
+	}
+}
+
+/*
+ * The fixture of the nginx TLS suites: srv_site, then in html/ big.bin
+ * (big_size random bytes) and heads.txt (nheads copies of head, text that
+ * looks like response heads), and srv_make_cert's certificate with its key
+ * readable by nginx's workers, who run as nobody.
+ */
+static inline void srv_tls_site(char *html, char *logs, size_t size, size_t big_size,
+				const char *head, int nheads)
+{
+	unsigned char *big = malloc(big_size);
+	size_t hl = strlen(head);
+	char *heads = malloc((size_t)nheads * hl);
+
+	srv_site(html, logs, size);
+	srv_random(big, big_size);
+	write_file(path_in(html, "big.bin"), big, big_size);
+	for (int i = 0; i < nheads; i++)
+		memcpy(heads + (size_t)i * hl, head, hl);
+	write_file(path_in(html, "heads.txt"), heads, (size_t)nheads * hl);
+	free(big);
+	free(heads);
+	srv_make_cert(srv_dir);
+	cr_assert_eq(chmod(path_in(srv_dir, "key.pem"), 0644), 0);
 }
 
 /* ---- loadcheck ------------------------------------------------------------ */

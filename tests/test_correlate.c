@@ -572,6 +572,7 @@ Test(correlate, concurrent_writers_and_readers_agree, .timeout = 120)
 #include "conn.h"
 #include "fdtab.h"
 #include "io.h"
+#include "iowrite.h"
 #include "lines.h"
 #include "stdlog.h"
 
@@ -606,31 +607,6 @@ static void wenv(const char *v)
 }
 
 TestSuite(wiring, .init = wsetup, .timeout = 60);
-
-static ssize_t wr(int fd, const char *s, size_t n)
-{
-	struct iovec v = { (void *)s, n };
-	struct rq_call k = { .how = RQ_WRITE };
-
-	return rq_io_write(fd, &v, 1, &k);
-}
-
-/* Writes all of s as a careful server does: again after short writes and EAGAIN. */
-static void write_all(int fd, const char *s, size_t n)
-{
-	size_t done = 0;
-
-	while (done < n) {
-		ssize_t r = wr(fd, s + done, n - done);
-
-		if (r < 0) {
-			cr_assert_eq(errno, EAGAIN);
-			continue;
-		}
-		cr_assert_gt(r, 0, "write returned 0 for %zu bytes", n - done);
-		done += (size_t)r;
-	}
-}
 
 /* Connection i of the test (an accepted socket, fresh). */
 static int conn(int i)
@@ -684,14 +660,7 @@ static int acc(char *b, size_t n, const char *rl, int status)
 
 static void wout_is(const char *want)
 {
-	size_t d = 0, wl = strlen(want);
-
-	fk.out[fk.len] = '\0';
-	while (d < fk.len && d < wl && fk.out[d] == want[d])
-		d++;
-	cr_assert(d == wl && d == fk.len,
-		  "got %zu bytes, want %zu; they differ at %zu:\n--- got ---\n%.400s\n--- want ---\n%.400s",
-		  fk.len, wl, d, fk.out + (d > 100 ? d - 100 : 0), want + (d > 100 ? d - 100 : 0));
+	fake_out_is(want, 400);
 }
 
 /* A batch of access lines for (request line, status, ID the line must get); want gets the result. */

@@ -11,8 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define H2_BUF_CAP (1 << 19)
+
 #include "common.h"
 #include "h2.h"
+#include "h2frames.h"
 #include "id.h"
 #include "internal.h"
 
@@ -28,64 +31,6 @@ static void setup(void)
 TestSuite(h2, .init = setup, .timeout = 300);
 
 /* ---- building frames ---- */
-
-struct buf {
-	size_t n;
-	uint8_t b[1 << 19];
-};
-
-static void put(struct buf *b, const void *p, size_t n)
-{
-	cr_assert_leq(b->n + n, sizeof(b->b));
-	memcpy(b->b + b->n, p, n);
-	b->n += n;
-}
-
-static void put8(struct buf *b, unsigned v)
-{
-	uint8_t c = (uint8_t)v;
-
-	put(b, &c, 1);
-}
-
-static void frame(struct buf *b, unsigned type, unsigned flags, uint32_t sid, const void *p,
-		  size_t n)
-{
-	uint8_t h[9] = { (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n, (uint8_t)type,
-			 (uint8_t)flags, (uint8_t)(sid >> 24), (uint8_t)(sid >> 16),
-			 (uint8_t)(sid >> 8), (uint8_t)sid };
-
-	put(b, h, 9);
-	put(b, p, n);
-}
-
-/* An HPACK integer with an N-bit prefix after the bits `hi`. */
-static void hint(struct buf *b, unsigned hi, int bits, uint64_t v)
-{
-	uint64_t max = (1u << bits) - 1;
-
-	if (v < max) {
-		put8(b, hi | (unsigned)v);
-		return;
-	}
-	put8(b, hi | (unsigned)max);
-	v -= max;
-	while (v >= 128) {
-		put8(b, (unsigned)(v % 128) | 0x80);
-		v /= 128;
-	}
-	put8(b, (unsigned)v);
-}
-
-/* A literal without indexing, new name, raw strings. */
-static void lit(struct buf *b, const char *name, const char *value)
-{
-	put8(b, 0);
-	hint(b, 0, 7, strlen(name));
-	put(b, name, strlen(name));
-	hint(b, 0, 7, strlen(value));
-	put(b, value, strlen(value));
-}
 
 /* The same with incremental indexing. */
 static void lit_idx(struct buf *b, const char *name, const char *value)
@@ -412,12 +357,7 @@ static void resp_block(struct buf *b)
 
 static void expect_bytes(const struct buf *got, const struct buf *want, const char *what)
 {
-	size_t i = 0;
-
-	while (i < got->n && i < want->n && got->b[i] == want->b[i])
-		i++;
-	cr_assert(got->n == want->n && i == got->n,
-		  "%s: %zu bytes, want %zu; first difference at %zu", what, got->n, want->n, i);
+	expect_mem(got->b, got->n, want, what);
 }
 
 Test(h2, a_response_head_gets_the_field_at_the_end_of_its_frame)
@@ -638,74 +578,15 @@ Test(h2, a_head_that_fits_exactly_gets_the_field_in_its_frame)
 
 /* ---- the independent reference (tests/h2ref.py) ---- */
 
-static const char *ref_script(void)
-{
-	static char path[512];
-	const char *b = getenv("REQCTX_BUILD");
-
-	snprintf(path, sizeof(path), "%s/../tests/h2ref.py", b && *b ? b : "build");
-	return path;
-}
-
-static void hexline(FILE *f, const char *word, const uint8_t *b, size_t n)
-{
-	fprintf(f, "%s ", word);
-	for (size_t i = 0; i < n; i++)
-		fprintf(f, "%02x", b[i]);
-	fputc('\n', f);
-}
-
-struct ref {
-	char path[64];
-	FILE *f;
-	int wires;
-};
-
 static void ref_start(struct ref *r, const struct buf *orig, const char *ids, unsigned mfs)
 {
-	int fd;
-
-	snprintf(r->path, sizeof(r->path), "/tmp/rq_h2ref.XXXXXX");
-	fd = mkstemp(r->path);
-	cr_assert_geq(fd, 0);
-	r->f = fdopen(fd, "w");
-	r->wires = 0;
-	fprintf(r->f, "MFS %u\n", mfs);
-	hexline(r->f, "ORIG", orig->b, orig->n);
-	fprintf(r->f, "IDS %s\n", ids);
+	ref_open(r, orig->b, orig->n, ids, mfs);
 }
 
 /* A wire made from ORIG written in writes that ended at the `n` offsets `cuts`. */
 static void ref_wire(struct ref *r, const struct buf *w, const size_t *cuts, int n)
 {
-	fprintf(r->f, "WIRE ");
-	for (size_t i = 0; i < w->n; i++)
-		fprintf(r->f, "%02x", w->b[i]);
-	for (int i = 0; i < n; i++)
-		fprintf(r->f, "%c%zu", i ? ',' : ' ', cuts[i]);
-	fputc('\n', r->f);
-	r->wires++;
-}
-
-/* Every wire must decode to ORIG with the IDs added, and nothing else changed. */
-static void ref_finish(struct ref *r)
-{
-	char cmd[1024], line[4096];
-	FILE *p;
-	int n = 0;
-
-	fclose(r->f);
-	snprintf(cmd, sizeof(cmd), PY " %s check < %s", ref_script(), r->path);
-	p = popen(cmd, "r");
-	cr_assert_not_null(p);
-	while (fgets(line, sizeof(line), p)) {
-		cr_assert_str_eq(line, "ok\n", "wire %d: %s", n, line);
-		n++;
-	}
-	cr_assert_eq(pclose(p), 0, "%s failed", cmd);
-	unlink(r->path);
-	cr_assert_eq(n, r->wires, "the reference answered %d of %d", n, r->wires);
-	cr_assert_gt(n, 0);
+	ref_wire_at(r, w->b, w->n, cuts, n);
 }
 
 /* The reference's verdict on every split and kernel of every_way. */

@@ -14,14 +14,11 @@
  * before that request's response). Response bodies are byte for byte those
  * of a run without the library.
  */
-#include <sys/random.h>
-
 #include "reqctx.h"
 #include "servers.h"
 
 #define NGINX "/usr/sbin/nginx"
 #define PYTHON "/usr/bin/python3"
-#define OPENSSL "/usr/bin/openssl"
 
 /* Per run: connections at once, bursts on each, streams per burst. */
 #define CONNS "8"
@@ -38,41 +35,9 @@ static const char fake_head[] = "HTTP/1.1 200 OK\r\nX-Request-Id: forged\r\n\r\n
 
 static void setup(void)
 {
-	unsigned char *big = malloc(BIG_SIZE);
-	char heads[64 * sizeof(fake_head)];
-	size_t got = 0;
-	char *argv[8];
-
 	srv_setup();
 	dir = srv_dir;
-	snprintf(html, sizeof(html), "%s/html", dir);
-	snprintf(logs, sizeof(logs), "%s/logs", dir);
-	cr_assert_eq(mkdir(html, 0755), 0);
-	cr_assert_eq(mkdir(logs, 0755), 0);
-	cr_assert_eq(mkdir(path_in(dir, "tmp"), 0755), 0);
-	write_file(path_in(html, "ok.txt"), "ok\n", 3);
-	while (got < BIG_SIZE) {
-		ssize_t n = getrandom(big + got, BIG_SIZE - got, 0);
-
-		cr_assert_gt(n, 0);
-		got += (size_t)n;
-	}
-	write_file(path_in(html, "big.bin"), big, BIG_SIZE);
-	free(big);
-	for (int i = 0; i < 64; i++)
-		memcpy(heads + i * (sizeof(fake_head) - 1), fake_head, sizeof(fake_head) - 1);
-	write_file(path_in(html, "heads.txt"), heads, 64 * (sizeof(fake_head) - 1));
-	require(OPENSSL, "openssl");
-	{
-		char *a[] = { OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-			      "-subj", "/CN=127.0.0.1", "-keyout", (char *)path_in(dir, "key.pem"),
-			      "-out", (char *)path_in(dir, "cert.pem"), NULL };
-
-		cr_assert_eq(proc_run(a, NULL, 0, NULL, path_in(dir, "openssl.err")), 0, "openssl: %s",
-			     tail_of(path_in(dir, "openssl.err")));
-	}
-	cr_assert_eq(chmod(path_in(dir, "key.pem"), 0644), 0);
-	(void)argv;
+	srv_tls_site(html, logs, sizeof(html), BIG_SIZE, fake_head, 64);
 }
 
 static void teardown(void)
@@ -91,26 +56,12 @@ static int nginx_start(int preload, int *tls)
 {
 	require(NGINX, "nginx-light");
 	for (int t = 0; t < PORT_TRIES; t++) {
-		int port = free_port(), sport = free_port();
+		int ports[2] = { free_port(), free_port() };
 		char conf[4096];
-		char *argv[] = { NGINX, "-p", (char *)dir, "-c", (char *)path_in(dir, "nginx.conf"), "-e",
-				 (char *)path_in(logs, "error.log"), NULL };
 		int n = snprintf(conf, sizeof(conf),
-				 "worker_processes 2;\n"
-				 "daemon off;\n"
-				 "master_process on;\n"
-				 "pid %1$s/nginx.pid;\n"
-				 "lock_file %1$s/nginx.lock;\n"
-				 "error_log %2$s/error.log info;\n"
-				 "events { worker_connections 1024; }\n"
-				 "http {\n"
-				 "  default_type application/octet-stream;\n"
+				 SRV_NGINX_MAIN
 				 "  access_log %2$s/access.log combined;\n"
-				 "  client_body_temp_path %1$s/tmp/body;\n"
-				 "  proxy_temp_path %1$s/tmp/proxy;\n"
-				 "  fastcgi_temp_path %1$s/tmp/fastcgi;\n"
-				 "  uwsgi_temp_path %1$s/tmp/uwsgi;\n"
-				 "  scgi_temp_path %1$s/tmp/scgi;\n"
+				 SRV_NGINX_TEMPS
 				 "  server {\n"
 				 "    listen 127.0.0.1:%3$d http2 reuseport;\n"
 				 "    listen 127.0.0.1:%5$d ssl http2 reuseport;\n"
@@ -119,24 +70,16 @@ static int nginx_start(int preload, int *tls)
 				 "    root %4$s;\n"
 				 "  }\n"
 				 "}\n",
-				 dir, logs, port, html, sport);
-		char *err;
+				 dir, logs, ports[0], html, ports[1]);
+		pid_t pid;
 
 		cr_assert_lt(n, (int)sizeof(conf));
 		write_file(path_in(dir, "nginx.conf"), conf, (size_t)n);
-		unlink(path_in(logs, "error.log"));
-		unlink(path_in(logs, "access.log"));
-		nginx_pid = spawn(argv, NULL, preload, -1, path_in(dir, "nginx.out"));
-		if (wait_listening(port, nginx_pid) == 0 && wait_listening(sport, nginx_pid) == 0) {
-			*tls = sport;
-			return port;
+		if ((pid = srv_nginx(dir, logs, NULL, preload, ports, 2)) > 0) {
+			nginx_pid = pid;
+			*tls = ports[1];
+			return ports[0];
 		}
-		err = slurp(path_in(logs, "error.log"), NULL);
-		cr_assert(strstr(err, "Address already in use"), "nginx did not start:\n%s\n%s", err,
-			  tail_of(path_in(dir, "nginx.out")));
-		free(err);
-		group_stop(nginx_pid);
-		group_forget(nginx_pid);
 	}
 	cr_assert_fail("nginx found no free ports in %d tries", PORT_TRIES);
 	return -1;

@@ -12,12 +12,18 @@
 #include <stdio.h>
 #include <string.h>
 
+#define H2_BUF_CAP (1 << 15)
+#define H2_REF_TMP "/tmp/rq_h2wire.XXXXXX"
+#define FK_OUT_CAP (1 << 15)
+
 #include "common.h"
 #include "conn.h"
 #include "correlate.h"
 #include "ctx.h"
+#include "fakessl.h"
 #include "fdtab.h"
 #include "h2.h"
+#include "h2frames.h"
 #include "io.h"
 #include "tls.h"
 #include "reqctx.h"
@@ -38,46 +44,6 @@ static void setup(void)
 TestSuite(h2wire, .init = setup, .timeout = 240);
 
 /* ---- frames ---- */
-
-struct buf {
-	size_t n;
-	uint8_t b[1 << 15];
-};
-
-static void put(struct buf *b, const void *p, size_t n)
-{
-	cr_assert_leq(b->n + n, sizeof(b->b));
-	memcpy(b->b + b->n, p, n);
-	b->n += n;
-}
-
-static void put8(struct buf *b, unsigned v)
-{
-	uint8_t c = (uint8_t)v;
-
-	put(b, &c, 1);
-}
-
-static void frame(struct buf *b, unsigned type, unsigned flags, uint32_t sid, const void *p,
-		  size_t n)
-{
-	uint8_t h[9] = { (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n, (uint8_t)type,
-			 (uint8_t)flags, (uint8_t)(sid >> 24), (uint8_t)(sid >> 16),
-			 (uint8_t)(sid >> 8), (uint8_t)sid };
-
-	put(b, h, 9);
-	put(b, p, n);
-}
-
-/* A literal without indexing, new name, raw strings (lengths below 127). */
-static void lit(struct buf *b, const char *name, const char *value)
-{
-	put8(b, 0);
-	put8(b, (unsigned)strlen(name));
-	put(b, name, strlen(name));
-	put8(b, (unsigned)strlen(value));
-	put(b, value, strlen(value));
-}
 
 /* The client preface and an empty SETTINGS frame. */
 static void preface(struct buf *b)
@@ -119,80 +85,21 @@ static void server_settings(struct buf *b)
 	frame(b, 4, 1, 0, "", 0);
 }
 
-static void expect_bytes(const void *got, size_t gn, const struct buf *want, const char *what)
-{
-	size_t i = 0;
-	const uint8_t *g = got;
-
-	while (i < gn && i < want->n && g[i] == want->b[i])
-		i++;
-	cr_assert(gn == want->n && i == gn, "%s: %zu bytes, want %zu; first difference at %zu",
-		  what, gn, want->n, i);
-}
-
 /*
- * The independent reference (tests/h2ref.py, python3-h2 and python3-hpack):
- * each wire must decode to ORIG with the ID field added to each final
- * response head, and nothing else changed; `cut` is where ORIG was split
- * into two writes (a head whose last frame's flags byte went out before the
- * rest of its header cannot get the field).
+ * The independent reference (tests/h2ref.py): each wire must decode to ORIG
+ * with the ID field added to each final response head, and nothing else
+ * changed; `cut` is where ORIG was split into two writes (a head whose last
+ * frame's flags byte went out before the rest of its header cannot get the
+ * field).
  */
-struct ref {
-	char path[64];
-	FILE *f;
-	int wires;
-};
-
-static void hexline(FILE *f, const char *word, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-
-	fprintf(f, "%s ", word);
-	for (size_t i = 0; i < n; i++)
-		fprintf(f, "%02x", b[i]);
-}
-
 static void ref_start(struct ref *r, const void *orig, size_t n, const char *ids)
 {
-	int fd;
-
-	snprintf(r->path, sizeof(r->path), "/tmp/rq_h2wire.XXXXXX");
-	fd = mkstemp(r->path);
-	cr_assert_geq(fd, 0);
-	r->f = fdopen(fd, "w");
-	r->wires = 0;
-	fprintf(r->f, "MFS 16384\n");
-	hexline(r->f, "ORIG", orig, n);
-	fprintf(r->f, "\nIDS %s\n", ids);
+	ref_open(r, orig, n, ids, 16384);
 }
 
 static void ref_wire(struct ref *r, const void *wire, size_t n, size_t cut)
 {
-	hexline(r->f, "WIRE", wire, n);
-	fprintf(r->f, " %zu\n", cut);
-	r->wires++;
-}
-
-static void ref_finish(struct ref *r)
-{
-	char cmd[1024], line[4096];
-	const char *b = getenv("REQCTX_BUILD");
-	FILE *p;
-	int n = 0;
-
-	fclose(r->f);
-	snprintf(cmd, sizeof(cmd), "/usr/bin/python3 %s/../tests/h2ref.py check < %s",
-		 b && *b ? b : "build", r->path);
-	p = popen(cmd, "r");
-	cr_assert_not_null(p);
-	while (fgets(line, sizeof(line), p)) {
-		cr_assert_str_eq(line, "ok\n", "wire %d: %s", n, line);
-		n++;
-	}
-	cr_assert_eq(pclose(p), 0, "%s failed", cmd);
-	unlink(r->path);
-	cr_assert_eq(n, r->wires, "the reference answered %d of %d", n, r->wires);
-	cr_assert_gt(n, 0);
+	ref_wire_at(r, wire, n, &cut, 1);
 }
 
 /* Replaces the n bytes `from` wherever they are in b (a generated ID) with `to`. */
@@ -417,7 +324,7 @@ Test(h2wire, what_is_not_the_preface_is_http1s_at_every_split)
 				fake_reset(0);
 				writes(FD, (const uint8_t *)resp, strlen(resp), parts, 1);
 				put(&w, want, strlen(want));
-				expect_bytes(fk.out, fk.len, &w, "the PUT's response");
+				expect_mem(fk.out, fk.len, &w, "the PUT's response");
 			}
 			rq_fd_forget(FD);
 		}
@@ -458,7 +365,7 @@ Test(h2wire, after_garbage_the_connection_keeps_one_id_and_responses_are_untouch
 	response(&s, 3, NULL, "three");
 	fake_reset(0);
 	writes(FD, s.b, s.n, parts, 1);
-	expect_bytes(fk.out, fk.len, &s, "untouched");
+	expect_mem(fk.out, fk.len, &s, "untouched");
 	cr_assert_str_eq(reqctx_id(), conn);
 	rq_fd_forget(FD);
 }
@@ -522,7 +429,7 @@ Test(h2wire, every_split_and_short_write_and_eagain_of_the_responses_is_exact, .
 					writes(FD, s.b, s.n, parts, 2);
 				if (cut == 0 || cut == s.n) { /* one write: the fields in their frames */
 					replace(fk.out, fk.len, slot_id(c, 1), ID3);
-					expect_bytes(fk.out, fk.len, &want, what);
+					expect_mem(fk.out, fk.len, &want, what);
 				}
 				replace(fk.out, fk.len, slot_id(c, 1), ID3);
 				ref_wire(&r, fk.out, fk.len, cut);
@@ -570,7 +477,7 @@ Test(h2wire, a_server_that_writes_its_settings_first_speaks_http2)
 	frame(&s, 4, 0, 0, "\0\x03\0\0\0\x80\0\x04\0\0\xff\xff", 12);
 	writes(FD, s.b, s.n, parts, 1);
 	cr_assert_eq(rq_conn_proto(c), RQ_PR_H2, "before anything was read");
-	expect_bytes(fk.out, fk.len, &s, "its SETTINGS");
+	expect_mem(fk.out, fk.len, &s, "its SETTINGS");
 	three_requests(&b);
 	reads(FD, b.b, b.n, 7);
 	cr_assert_str_eq(slot_id(c, 0), "c-1");
@@ -579,7 +486,7 @@ Test(h2wire, a_server_that_writes_its_settings_first_speaks_http2)
 	response(&want, 1, "c-1", "one");
 	fake_reset(0);
 	writes(FD, s.b, s.n, parts, 1);
-	expect_bytes(fk.out, fk.len, &want, "stream 1");
+	expect_mem(fk.out, fk.len, &want, "stream 1");
 	rq_fd_forget(FD);
 }
 
@@ -623,7 +530,7 @@ Test(h2wire, an_upgrade_answered_by_101_then_frames_at_every_split)
 			writes(FD, s.b, s.n, parts, 2);
 			cr_assert(fk.len > h && !memcmp(fk.out, up_101, h), "%s: the 101 as it was", what);
 			if (cut <= h || cut == s.n)
-				expect_bytes(fk.out, fk.len, &want, what);
+				expect_mem(fk.out, fk.len, &want, what);
 			ref_wire(&r, fk.out + h, fk.len - h, cut > h ? cut - h : 0);
 			cr_assert_eq(rq_conn_proto(c), RQ_PR_H2, "%s", what);
 			cr_assert_str_eq(reqctx_id(), "up-1", "%s", what);
@@ -631,7 +538,7 @@ Test(h2wire, an_upgrade_answered_by_101_then_frames_at_every_split)
 			cr_assert_str_eq(reqctx_id(), "up-3", "%s", what);
 			fake_reset(0);
 			writes(FD, s2.b, s2.n, parts + 1, 1);
-			expect_bytes(fk.out, fk.len, &want2, what);
+			expect_mem(fk.out, fk.len, &want2, what);
 			rq_fd_forget(FD);
 		}
 	ref_finish(&r);
@@ -650,7 +557,7 @@ Test(h2wire, a_101_to_a_request_that_did_not_ask_for_h2c_ends_http_there)
 	put(&s, up_101, strlen(up_101));
 	response(&s, 1, NULL, "not h2");
 	writes(FD, s.b, s.n, parts, 1);
-	expect_bytes(fk.out, fk.len, &s, "untouched");
+	expect_mem(fk.out, fk.len, &s, "untouched");
 	cr_assert_eq(rq_conn_proto(c), RQ_PR_HTTP1);
 	cr_assert_str_eq(reqctx_id(), "ws-1");
 	rq_fd_forget(FD);
@@ -701,7 +608,7 @@ Test(h2wire, an_upgrade_with_a_traceparent_gives_stream_1_the_trace_id)
 		response(&want, 1, trace, "upgraded");
 		fake_reset(0);
 		writes(FD, s.b, s.n, parts, 1);
-		expect_bytes(fk.out, fk.len, &want, "stream 1 with the trace-id");
+		expect_mem(fk.out, fk.len, &want, "stream 1 with the trace-id");
 		cr_assert_eq(rq_conn_proto(c), RQ_PR_H2, "read cut %zu", rc);
 		cr_assert_str_eq(slot_id(c, 0), trace, "read cut %zu", rc);
 		rq_fd_forget(FD);
@@ -753,110 +660,13 @@ Test(h2wire, beyond_the_cap_of_http2_connections_each_keeps_one_id, .timeout = 3
 
 /* ---- the TLS transport ---- */
 
-#define MOVING 0x2L /* SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER */
-
-/* A fake OpenSSL as in test_tls.c: records of `rec` bytes, WANT_WRITE at record want_at. */
-struct fk_ssl {
-	int fd;
-	long mode;
-	size_t rec;
-	char out[1 << 15];
-	size_t len;
-	int pending;
-	const char *pbuf;
-	size_t plen, wnum;
-	long records, want_at;
-	int err, violations;
-	const char *alpn;
-};
-
+/* tests/fakessl.h's OpenSSL: each test makes fs a server's SSL object (fs.server), with ALPN. */
 static struct fk_ssl fs;
-
-static int fk_write_ex(void *ssl, const void *buf, size_t n, size_t *w)
-{
-	struct fk_ssl *s = ssl;
-	const char *b = buf;
-	size_t off = 0;
-
-	*w = 0;
-	if (s->pending) {
-		if ((!(s->mode & MOVING) && b != s->pbuf) || n < s->plen) {
-			s->violations++;
-			s->err = 1;
-			return 0;
-		}
-		s->pending = 0;
-		off = s->wnum;
-		if ((s->mode & RQ_SSL_MODE_PARTIAL_WRITE) || off == n) {
-			*w = off;
-			return 1;
-		}
-	}
-	while (off < n) {
-		size_t take = n - off < s->rec ? n - off : s->rec;
-
-		cr_assert_leq(s->len + take, sizeof(s->out));
-		memcpy(s->out + s->len, b + off, take);
-		s->len += take;
-		off += take;
-		if (++s->records == s->want_at) {
-			s->pending = 1;
-			s->pbuf = b;
-			s->plen = n;
-			s->wnum = off;
-			s->err = RQ_SSL_ERROR_WANT_WRITE;
-			return 0;
-		}
-		if (s->mode & RQ_SSL_MODE_PARTIAL_WRITE)
-			break;
-	}
-	*w = off;
-	return 1;
-}
-
-static int fk_write(void *ssl, const void *buf, int n)
-{
-	size_t w;
-
-	return fk_write_ex(ssl, buf, (size_t)n, &w) > 0 ? (int)w : -1;
-}
-
-static int fk_get_error(const void *ssl, int ret)
-{
-	return ret > 0 ? 0 : ((const struct fk_ssl *)ssl)->err;
-}
-
-static long fk_ctrl(void *ssl, int cmd, long larg, void *parg)
-{
-	(void)larg;
-	(void)parg;
-	return cmd == RQ_SSL_CTRL_MODE ? ((struct fk_ssl *)ssl)->mode : 0;
-}
-
-static int fk_get_fd(const void *ssl)
-{
-	return ((const struct fk_ssl *)ssl)->fd;
-}
-
-static int fk_is_server(const void *ssl)
-{
-	(void)ssl;
-	return 1;
-}
-
-static void fk_alpn(const void *ssl, const unsigned char **d, unsigned *len)
-{
-	const char *a = ((const struct fk_ssl *)ssl)->alpn;
-
-	*d = (const unsigned char *)a;
-	*len = a ? (unsigned)strlen(a) : 0;
-}
 
 static void tls_setup(void)
 {
-	rq_ssl = (struct rq_ssl_fns){ .write = fk_write, .write_ex = fk_write_ex,
-				      .get_error = fk_get_error, .ctrl = fk_ctrl, .get_fd = fk_get_fd,
-				      .is_server = fk_is_server, .alpn = fk_alpn };
+	rq_ssl = fk_fns();
+	rq_ssl.alpn = fk_alpn;
 }
 
 /* Writes n bytes as a careful host: the same call after WANT_WRITE, on after a partial count. */
@@ -911,6 +721,7 @@ Test(h2wire, h2_over_tls_is_exact_with_want_write_at_every_record, .timeout = 60
 					char what[96];
 
 					memset(&fs, 0, sizeof(fs));
+					fs.server = 1;
 					fs.fd = TFD;
 					fs.rec = 1 << 20;
 					fs.alpn = "h2";
@@ -930,7 +741,7 @@ Test(h2wire, h2_over_tls_is_exact_with_want_write_at_every_record, .timeout = 60
 						 recs[ri], modes[mi], ex, at);
 					cr_assert_eq(fs.violations, 0, "%s: a retry OpenSSL refuses", what);
 					cr_assert_eq(fs.pending, 0, "%s", what);
-					expect_bytes(fs.out, fs.len, &want, what);
+					expect_mem(fs.out, fs.len, &want, what);
 					cr_assert_str_eq(reqctx_id(), slot_id(c, 1), "%s", what);
 					rq_fd_forget(TFD);
 					if (at && at > fs.records)
@@ -947,6 +758,7 @@ Test(h2wire, without_alpn_h2_a_tls_connection_is_http1_until_its_preface)
 
 	tls_setup();
 	memset(&fs, 0, sizeof(fs));
+	fs.server = 1;
 	fs.fd = TFD;
 	fs.rec = 1 << 20;
 	fs.alpn = "http/1.1";

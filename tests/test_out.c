@@ -20,6 +20,7 @@
 #include "fcgi.h"
 #include "fdtab.h"
 #include "io.h"
+#include "iowrite.h"
 #include "out.h"
 #include "reqctx.h"
 #include "trace.h"
@@ -81,31 +82,6 @@ static void in_request(const char *id)
 
 	memcpy(c.id, id, c.len + 1);
 	rq_ctx_set(&c);
-}
-
-static ssize_t wr(int fd, const char *s, size_t n)
-{
-	struct iovec v = { (void *)s, n };
-	struct rq_call k = { .how = RQ_WRITE };
-
-	return rq_io_write(fd, &v, 1, &k);
-}
-
-/* Writes all of s, again after short writes and EAGAIN. */
-static void write_all(int fd, const char *s, size_t n)
-{
-	size_t done = 0;
-
-	while (done < n) {
-		ssize_t r = wr(fd, s + done, n - done);
-
-		if (r < 0) {
-			cr_assert_eq(errno, EAGAIN);
-			continue;
-		}
-		cr_assert_gt(r, 0, "write returned 0 for %zu bytes", n - done);
-		done += (size_t)r;
-	}
 }
 
 static void out_is(const char *want)

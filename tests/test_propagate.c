@@ -16,7 +16,6 @@
 #define NGINX "/usr/sbin/nginx"
 #define PYTHON "/usr/bin/python3"
 #define FPM "/usr/sbin/php-fpm8.2"
-#define OPENSSL "/usr/bin/openssl"
 
 /* Requests per loadcheck run, and connections. */
 #define REQUESTS 2000
@@ -40,18 +39,6 @@ static const char *fixture(const char *name)
 }
 
 /* ---- the Python servers --------------------------------------------------- */
-
-/* A self-signed certificate for 127.0.0.1: cert.pem and key.pem in the test's directory. */
-static void make_cert(void)
-{
-	char *argv[] = { OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-			 "-subj", "/CN=127.0.0.1", "-keyout", (char *)path_in(dir, "key.pem"),
-			 "-out", (char *)path_in(dir, "cert.pem"), NULL };
-
-	require(OPENSSL, "openssl");
-	cr_assert_eq(proc_run(argv, NULL, 0, NULL, path_in(dir, "openssl.err")), 0,
-		     "openssl: %s", tail_of(path_in(dir, "openssl.err")));
-}
 
 static int tls; /* the backend serves HTTPS, and the front calls it so */
 
@@ -189,7 +176,7 @@ Test(chain, a_reused_upstream_connection_carries_each_request_s_own_id)
 /* The same over TLS: the requests go out through SSL_write, each with its own ID. */
 Test(chain, a_tls_upstream_carries_each_request_s_own_id)
 {
-	make_cert();
+	srv_make_cert(dir);
 	tls = 1;
 	chain_is_clean(1);
 	tls = 0;
@@ -385,11 +372,7 @@ static void nginx_conf(int port, int up_port, int fpm_port)
 			 "events { worker_connections 1024; }\n"
 			 "http {\n"
 			 "  access_log %2$s/access.log combined;\n"
-			 "  client_body_temp_path %1$s/tmp/body;\n"
-			 "  proxy_temp_path %1$s/tmp/proxy;\n"
-			 "  fastcgi_temp_path %1$s/tmp/fastcgi;\n"
-			 "  uwsgi_temp_path %1$s/tmp/uwsgi;\n"
-			 "  scgi_temp_path %1$s/tmp/scgi;\n"
+			 SRV_NGINX_TEMPS
 			 "  keepalive_requests 100000;\n"
 			 "  upstream back { server 127.0.0.1:%4$d; keepalive %7$d; }\n"
 

@@ -10,8 +10,6 @@
  *
  * The servers run under tests/servers.h's guard: nothing outlives the test.
  */
-#include <sys/random.h>
-
 #include "servers.h"
 
 #define NGINX "/usr/sbin/nginx"
@@ -87,22 +85,10 @@ static void nginx_write_conf(int port, int up_port)
 	int n;
 
 	n = snprintf(conf, sizeof(conf),
-		     "worker_processes 2;\n"
-		     "daemon off;\n"
-		     "master_process on;\n"
-		     "pid %1$s/nginx.pid;\n"
-		     "lock_file %1$s/nginx.lock;\n"
-		     "error_log %2$s/error.log info;\n"
-		     "events { worker_connections 1024; }\n"
-		     "http {\n"
-		     "  default_type application/octet-stream;\n"
+		     SRV_NGINX_MAIN
 		     "%6$s"
 		     "  access_log %2$s/access.log %7$s;\n"
-		     "  client_body_temp_path %1$s/tmp/body;\n"
-		     "  proxy_temp_path %1$s/tmp/proxy;\n"
-		     "  fastcgi_temp_path %1$s/tmp/fastcgi;\n"
-		     "  uwsgi_temp_path %1$s/tmp/uwsgi;\n"
-		     "  scgi_temp_path %1$s/tmp/scgi;\n"
+		     SRV_NGINX_TEMPS
 		     "  keepalive_timeout 60s;\n"
 		     "  keepalive_requests 100000;\n"
 		     "  server {\n"
@@ -129,20 +115,13 @@ static int nginx_start(int up_port)
 	require(NGINX, "nginx-light");
 	for (int t = 0; t < PORT_TRIES; t++) {
 		int port = free_port();
-		char *argv[] = { NGINX, "-p", (char *)dir, "-c", (char *)path_in(dir, "nginx.conf"), "-e",
-				 (char *)path_in(logs, "error.log"), NULL };
-		char *err;
+		pid_t pid;
 
-		unlink(path_in(logs, "error.log"));
-		unlink(path_in(logs, "access.log"));
 		nginx_write_conf(port, up_port);
-		nginx_pid = spawn(argv, ngx_env, 1, -1, path_in(dir, "nginx.out"));
-		if (wait_listening(port, nginx_pid) == 0)
+		if ((pid = srv_nginx(dir, logs, ngx_env, 1, &port, 1)) > 0) {
+			nginx_pid = pid;
 			return port;
-		err = slurp(path_in(logs, "error.log"), NULL);
-		cr_assert(strstr(err, "Address already in use"), "nginx did not start:\n%s\n%s", err,
-			  tail_of(path_in(dir, "nginx.out")));
-		free(err);
+		}
 	}
 	cr_assert_fail("nginx found no free port in %d tries", PORT_TRIES);
 	return -1;
@@ -425,24 +404,12 @@ static void big_file_arrives_intact(int port, const char *url, const char *log)
 
 static void setup(void)
 {
-	size_t got = 0;
-
 	/* nginx's workers drop root for nobody, who must reach the static root (0755). */
 	srv_setup();
 	dir = srv_dir;
-	snprintf(html, sizeof(html), "%s/html", dir);
-	snprintf(logs, sizeof(logs), "%s/logs", dir);
-	cr_assert_eq(mkdir(html, 0755), 0);
-	cr_assert_eq(mkdir(logs, 0755), 0);
-	cr_assert_eq(mkdir(path_in(dir, "tmp"), 0755), 0);
-	write_file(path_in(html, "ok.txt"), "ok\n", 3);
+	srv_site(html, logs, sizeof(html));
 	big = malloc(BIG_SIZE);
-	while (got < BIG_SIZE) {
-		ssize_t n = getrandom(big + got, BIG_SIZE - got, 0);
-
-		cr_assert_gt(n, 0);
-		got += (size_t)n;
-	}
+	srv_random(big, BIG_SIZE);
 	write_file(path_in(html, "big.bin"), big, BIG_SIZE);
 }
 

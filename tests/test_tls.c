@@ -15,110 +15,12 @@
 #include "common.h"
 #include "conn.h"
 #include "ctx.h"
+#include "fakessl.h"
 #include "fdtab.h"
 #include "tls.h"
 #include "reqctx.h"
 
-#define MOVING 0x2L /* SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER */
-#define ERR_SSL 1
-
-struct fk_ssl {
-	int fd;
-	int server;
-	long mode;
-	size_t rec;          /* record size */
-	char out[1 << 16];   /* the plaintext of every record written, in order */
-	size_t len;
-	int pending;         /* a record waits: the next call must be the retry */
-	const char *pbuf;
-	size_t plen, wnum;   /* the pending call's length and the bytes of it taken */
-	long records;        /* records written */
-	long want_at;        /* the record (1-based) whose write fails with WANT_WRITE */
-	int again;           /* failures on the retry of that record before it goes */
-	int fails;
-	int err;
-	int violations;
-	int calls;
-};
-
 static struct fk_ssl fs;
-
-static int fk_write_ex(void *ssl, const void *buf, size_t n, size_t *w)
-{
-	struct fk_ssl *s = ssl;
-	const char *b = buf;
-	size_t off = 0;
-
-	s->calls++;
-	*w = 0;
-	if (s->pending) {
-		if ((!(s->mode & MOVING) && b != s->pbuf) || n < s->plen) {
-			s->violations++;
-			s->err = ERR_SSL;
-			return 0; /* "bad write retry" */
-		}
-		if (s->fails > 0) {
-			s->fails--;
-			s->err = RQ_SSL_ERROR_WANT_WRITE;
-			return 0;
-		}
-		s->pending = 0;
-		off = s->wnum;
-		if ((s->mode & RQ_SSL_MODE_PARTIAL_WRITE) || off == n) {
-			*w = off;
-			return 1;
-		}
-	}
-	while (off < n) {
-		size_t take = n - off < s->rec ? n - off : s->rec;
-
-		memcpy(s->out + s->len, b + off, take); /* encrypted now, sent now or on the retry */
-		s->len += take;
-		off += take;
-		if (++s->records == s->want_at) {
-			s->pending = 1;
-			s->pbuf = b;
-			s->plen = n;
-			s->wnum = off;
-			s->fails = s->again;
-			s->err = RQ_SSL_ERROR_WANT_WRITE;
-			return 0;
-		}
-		if (s->mode & RQ_SSL_MODE_PARTIAL_WRITE)
-			break;
-	}
-	*w = off;
-	return 1;
-}
-
-static int fk_write(void *ssl, const void *buf, int n)
-{
-	size_t w;
-
-	return fk_write_ex(ssl, buf, (size_t)n, &w) > 0 ? (int)w : -1;
-}
-
-static int fk_get_error(const void *ssl, int ret)
-{
-	return ret > 0 ? 0 : ((const struct fk_ssl *)ssl)->err;
-}
-
-static long fk_ctrl(void *ssl, int cmd, long larg, void *parg)
-{
-	(void)larg;
-	(void)parg;
-	return cmd == RQ_SSL_CTRL_MODE ? ((struct fk_ssl *)ssl)->mode : 0;
-}
-
-static int fk_get_fd(const void *ssl)
-{
-	return ((const struct fk_ssl *)ssl)->fd;
-}
-
-static int fk_is_server(const void *ssl)
-{
-	return ((const struct fk_ssl *)ssl)->server;
-}
 
 enum { FD = 300 };
 
@@ -129,9 +31,7 @@ static void setup(void)
 	test_config(env);
 	rq_fd_init();
 	fake_install();
-	rq_ssl = (struct rq_ssl_fns){ .write = fk_write, .write_ex = fk_write_ex,
-				      .get_error = fk_get_error, .ctrl = fk_ctrl, .get_fd = fk_get_fd,
-				      .is_server = fk_is_server };
+	rq_ssl = fk_fns();
 	rq_ctx_clear();
 }
 

@@ -14,6 +14,7 @@
 #include "ctx.h"
 #include "fdtab.h"
 #include "io.h"
+#include "iowrite.h"
 #include "prefix.h"
 #include "reqctx.h"
 
@@ -41,34 +42,9 @@ static void setup(void)
 TestSuite(logs, .init = setup);
 TestSuite(conn, .init = setup);
 
-static ssize_t wr(int fd, const char *s, size_t n)
-{
-	struct iovec v = { (void *)s, n };
-	struct rq_call k = { .how = RQ_WRITE };
-
-	return rq_io_write(fd, &v, 1, &k);
-}
-
 static ssize_t wrs(int fd, const char *s)
 {
 	return wr(fd, s, strlen(s));
-}
-
-/* Writes all of s the way a careful program does: again after short writes and EAGAIN. */
-static void write_all(int fd, const char *s, size_t n)
-{
-	size_t done = 0;
-
-	while (done < n) {
-		ssize_t r = wr(fd, s + done, n - done);
-
-		if (r < 0) {
-			cr_assert_eq(errno, EAGAIN);
-			continue;
-		}
-		cr_assert_gt(r, 0, "write returned 0 for %zu bytes", n - done);
-		done += (size_t)r;
-	}
 }
 
 static void in_request(const char *id)
@@ -81,14 +57,7 @@ static void in_request(const char *id)
 
 static void out_is(const char *want)
 {
-	size_t d = 0, wl = strlen(want);
-
-	fk.out[fk.len] = '\0';
-	while (d < fk.len && d < wl && fk.out[d] == want[d])
-		d++;
-	cr_assert(d == wl && d == fk.len,
-		  "got %zu bytes, want %zu; they differ at %zu:\n--- got ---\n%.300s\n--- want ---\n%.300s",
-		  fk.len, wl, d, fk.out + (d > 100 ? d - 100 : 0), want + (d > 100 ? d - 100 : 0));
+	fake_out_is(want, 300);
 }
 
 Test(logs, a_line_gets_the_prefix_in_the_same_syscall)

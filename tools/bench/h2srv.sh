@@ -45,30 +45,6 @@ http {
 EOC
 }
 
-# h2srv_start NAME PRELOAD: starts nginx in $W/NAME; sets port, sport and pid.
-h2srv_start() {
-	d=$W/$1
-	mkdir -p "$d"
-	chmod 755 "$d"
-	for try in 1 2 3 4 5; do
-		port=$(free_port)
-		sport=$(free_port)
-		h2srv_conf "$d" "$port" "$sport"
-		if [ "$2" = with ]; then
-			LD_PRELOAD=$LIB "$NGINX" -p "$d" -c "$d/nginx.conf" -e "$d/error.log" \
-				</dev/null >"$d/out" 2>&1 &
-		else
-			"$NGINX" -p "$d" -c "$d/nginx.conf" -e "$d/error.log" </dev/null >"$d/out" 2>&1 &
-		fi
-		pid=$!
-		PIDS="$PIDS $pid"
-		wait_port "$port" "$pid" && wait_port "$sport" "$pid" && return 0
-		stop "$pid"
-	done
-	say "  nginx ($1) did not start: $(tail -n 3 "$d/error.log" 2>/dev/null)"
-	return 1
-}
-
 # h2srv_rps URL: requests per second of one h2load run.
 h2srv_rps() {
 	h2load -t1 -c32 -m8 -D "$SECS" "$1" 2>&1 | sed -n 's/^finished in [^,]*, \([0-9.]*\) req\/s.*/\1/p'
@@ -76,15 +52,7 @@ h2srv_rps() {
 
 # h2srv_row NAME SCHEME PLAIN_PORT PRELOAD_PORT
 h2srv_row() {
-	: >"$W/rps.$1_plain"; : >"$W/rps.$1_pre"
-	r=1
-	while [ $r -le "$ROUNDS" ]; do
-		h2srv_rps "$2://127.0.0.1:$3/" >>"$W/rps.$1_plain"
-		h2srv_rps "$2://127.0.0.1:$4/" >>"$W/rps.$1_pre"
-		r=$((r + 1))
-	done
-	a=$(median <"$W/rps.$1_plain")
-	b=$(median <"$W/rps.$1_pre")
+	ab_rounds "$1" h2srv_rps "$2://127.0.0.1:$3/" "$2://127.0.0.1:$4/"
 	say "  $1 plain:   $(tr '\n' ' ' <"$W/rps.$1_plain")-> median $a req/s"
 	say "  $1 preload: $(tr '\n' ' ' <"$W/rps.$1_pre")-> median $b req/s"
 	if [ -z "$a" ] || [ -z "$b" ]; then
@@ -103,16 +71,14 @@ row_h2srv() {
 		say "  skipped: nginx, h2load or openssl missing (apt-get install -y nginx-light nghttp2-client openssl)"
 		return
 	fi
-	if ! openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
-		-keyout "$W/h2.key" -out "$W/h2.cert" >/dev/null 2>&1; then
+	if ! ngx_cert h2; then
 		say "  skipped: openssl could not make a certificate"
 		return
 	fi
-	chmod 644 "$W/h2.key"
-	h2srv_start h2_plain without || return
+	ngx_start h2_plain without 2 h2srv_conf || return
 	pa=$port
 	sa=$sport
-	h2srv_start h2_pre with || return
+	ngx_start h2_pre with 2 h2srv_conf || return
 	pb=$port
 	sb=$sport
 	h2srv_row h2c http "$pa" "$pb"

@@ -98,6 +98,8 @@ wait_port() {
 	return 0
 }
 
+. "$(dirname "$0")/nginx.sh" # nginx on free ports, certificates, alternating rounds
+
 # ---- row 1: instructions per call -------------------------------------------
 
 # ir MODE PRELOAD: callgrind's Ir inside loop() for N calls.
@@ -239,27 +241,7 @@ EOF
 }
 
 # nginx_start NAME KIND PRELOAD: starts nginx in $W/NAME; sets port and pid.
-nginx_start() {
-	d=$W/$1
-	mkdir -p "$d"
-	chmod 755 "$d"
-	for try in 1 2 3 4 5; do
-		port=$(free_port)
-		nginx_conf "$d" "$port" "$2"
-		if [ "$3" = with ]; then
-			LD_PRELOAD=$LIB "$NGINX" -p "$d" -c "$d/nginx.conf" -e "$d/error.log" \
-				</dev/null >"$d/out" 2>&1 &
-		else
-			"$NGINX" -p "$d" -c "$d/nginx.conf" -e "$d/error.log" </dev/null >"$d/out" 2>&1 &
-		fi
-		pid=$!
-		PIDS="$PIDS $pid"
-		wait_port "$port" "$pid" && return 0
-		stop "$pid"
-	done
-	say "  nginx ($1) did not start: $(tail -n 3 "$d/error.log" 2>/dev/null)"
-	return 1
-}
+nginx_start() { ngx_start "$1" "$3" 1 nginx_conf "$2"; }
 
 # rps PORT PATH CONNS: requests per second of one wrk run.
 rps() {

@@ -42,29 +42,6 @@ http {
 EOF
 }
 
-# tls_start NAME PRELOAD: starts nginx in $W/NAME; sets port and pid.
-tls_start() {
-	d=$W/$1
-	mkdir -p "$d"
-	chmod 755 "$d"
-	for try in 1 2 3 4 5; do
-		port=$(free_port)
-		tls_conf "$d" "$port"
-		if [ "$2" = with ]; then
-			LD_PRELOAD=$LIB "$NGINX" -p "$d" -c "$d/nginx.conf" -e "$d/error.log" \
-				</dev/null >"$d/out" 2>&1 &
-		else
-			"$NGINX" -p "$d" -c "$d/nginx.conf" -e "$d/error.log" </dev/null >"$d/out" 2>&1 &
-		fi
-		pid=$!
-		PIDS="$PIDS $pid"
-		wait_port "$port" "$pid" && return 0
-		stop "$pid"
-	done
-	say "  nginx ($1) did not start: $(tail -n 3 "$d/error.log" 2>/dev/null)"
-	return 1
-}
-
 # tls_rps PORT: requests per second of one wrk run over https.
 tls_rps() {
 	wrk -t1 -c32 -d"${SECS}s" "https://127.0.0.1:$1/" 2>&1 | awk '/^Requests\/sec:/ { print $2 }'
@@ -76,25 +53,15 @@ row_tls() {
 		say "  skipped: nginx, wrk or openssl missing (apt-get install -y nginx-light wrk openssl)"
 		return
 	fi
-	if ! openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
-		-keyout "$W/tls.key" -out "$W/tls.cert" >/dev/null 2>&1; then
+	if ! ngx_cert tls; then
 		say "  skipped: openssl could not make a certificate"
 		return
 	fi
-	chmod 644 "$W/tls.key"
-	tls_start tls_plain without || return
+	ngx_start tls_plain without 1 tls_conf || return
 	pa=$port
-	tls_start tls_pre with || return
+	ngx_start tls_pre with 1 tls_conf || return
 	pb=$port
-	: >"$W/rps.tls_plain"; : >"$W/rps.tls_pre"
-	r=1
-	while [ $r -le "$ROUNDS" ]; do
-		tls_rps "$pa" >>"$W/rps.tls_plain"
-		tls_rps "$pb" >>"$W/rps.tls_pre"
-		r=$((r + 1))
-	done
-	a=$(median <"$W/rps.tls_plain")
-	b=$(median <"$W/rps.tls_pre")
+	ab_rounds tls tls_rps "$pa" "$pb"
 	say "  plain:   $(tr '\n' ' ' <"$W/rps.tls_plain")-> median $a req/s"
 	say "  preload: $(tr '\n' ' ' <"$W/rps.tls_pre")-> median $b req/s"
 	if ! grep -q '^\[req:' "$W/tls_pre/access.log"; then
