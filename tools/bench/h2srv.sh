@@ -33,7 +33,7 @@ http {
   uwsgi_temp_path $1/tmp/uwsgi;
   scgi_temp_path $1/tmp/scgi;
   keepalive_timeout 300s;
-  http2_max_requests 10000000;
+  keepalive_requests 10000000; # (nginx 1.19.7 on: it bounds HTTP/2 requests per connection too)
   server {
     listen 127.0.0.1:$2 http2;
     listen 127.0.0.1:$3 ssl http2;
