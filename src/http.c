@@ -853,9 +853,32 @@ static int status_line(struct rq_hdrs *p, const unsigned char *b, size_t n, size
 	return 1;
 }
 
+static int req_line(struct rq_hdrs *p, const char *buf, size_t n, size_t *pi);
+
+/*
+ * A request head ended (read or written): what follows it. CONNECT: a
+ * tunnel; Transfer-Encoding: a chunked body, or none that can be delimited
+ * if chunked is not last (the scanner stops); Content-Length: that many
+ * bytes; else the next request.
+ */
+static void req_framed(struct rq_hdrs *p)
+{
+	if (p->method == RQ_M_CONNECT) {
+		p->st = S_DEAD;
+	} else if (p->te_seen) {
+		p->st = p->te_chunked ? S_BODY : S_DEAD;
+		p->body = (struct rq_body){ .st = B_CSIZE };
+	} else if (p->cl) {
+		p->st = S_BODY;
+		p->body = (struct rq_body){ .st = B_LEN, .left = p->cl };
+	} else {
+		p->st = S_START;
+		p->idx = 0;
+	}
+}
+
 size_t rq_req_feed(struct rq_req *r, const char *buf, size_t n, enum rq_ev *ev)
 {
-	static const char version[] = "HTTP/1.";
 	const unsigned char *b = (const unsigned char *)buf;
 	struct rq_hdrs *p = &r->h;
 	size_t i = 0;
@@ -883,66 +906,14 @@ size_t rq_req_feed(struct rq_req *r, const char *buf, size_t n, enum rq_ev *ev)
 				return dead(p, n, ev);
 			if (request_line(p, b, n, &i))
 				continue;
-			msg_reset(p);
-			p->st = S_METHOD;
-			p->idx = 1;
-			p->method = c == 'H' ? RQ_M_HEAD : c == 'C' ? RQ_M_CONNECT : 0;
-			break;
+			/* the byte-wise path from this byte */
+			/* fall through */
 		case S_METHOD:
-			if (c == ' ') {
-				if ((p->method == RQ_M_HEAD && p->idx != 4) ||
-				    (p->method == RQ_M_CONNECT && p->idx != 7))
-					p->method = 0;
-				p->st = S_TARGET;
-				p->idx = 0;
-				break;
-			}
-			if (!((c >= 'A' && c <= 'Z') || c == '-' || c == '_') || p->idx >= 32)
-				return dead(p, n, ev);
-			if ((p->method == RQ_M_HEAD && (p->idx >= 4 || "HEAD"[p->idx] != c)) ||
-			    (p->method == RQ_M_CONNECT && (p->idx >= 7 || "CONNECT"[p->idx] != c)))
-				p->method = 0;
-			p->idx++;
-			break;
 		case S_TARGET:
-			while (c > 0x20 && c != 0x7f && i + 1 < n) { /* the common bytes, quickly */
-				p->idx = 1;
-				c = (unsigned char)buf[++i];
-			}
-			if (c == ' ') {
-				if (!p->idx)
-					return dead(p, n, ev);
-				p->st = S_VERSION;
-				p->idx = 0;
-			} else if (c <= 0x20 || c == 0x7f) {
-				return dead(p, n, ev);
-			} else {
-				p->idx = 1;
-			}
-			break;
 		case S_VERSION:
-			if (p->idx < 7) {
-				if (c != (unsigned char)version[p->idx])
-					return dead(p, n, ev);
-			} else if (p->idx == 7) {
-				if (c < '0' || c > '9')
-					return dead(p, n, ev);
-			} else if (c == '\r') {
-				p->st = S_RL_LF;
-				break;
-			} else if (c == '\n') {
-				p->st = S_LINE;
-				break;
-			} else {
-				return dead(p, n, ev);
-			}
-			p->idx++;
-			break;
 		case S_RL_LF:
-			if (c != '\n')
+			if (req_line(p, buf, n, &i) < 0)
 				return dead(p, n, ev);
-			p->st = S_LINE;
-			p->cur = 0;
 			break;
 		case S_LINE:
 			if (c == '\r') {
@@ -970,18 +941,7 @@ size_t rq_req_feed(struct rq_req *r, const char *buf, size_t n, enum rq_ev *ev)
 				return dead(p, n, ev);
 		head_end:
 			*ev = RQ_EV_HEAD;
-			if (p->method == RQ_M_CONNECT) {
-				p->st = S_DEAD; /* a tunnel follows */
-			} else if (p->te_seen) {
-				/* a body not chunked last cannot be delimited: stop after this head */
-				p->st = p->te_chunked ? S_BODY : S_DEAD;
-				p->body = (struct rq_body){ .st = B_CSIZE };
-			} else if (p->cl) {
-				p->st = S_BODY;
-				p->body = (struct rq_body){ .st = B_LEN, .left = p->cl };
-			} else {
-				p->st = S_START;
-			}
+			req_framed(p);
 			return i + 1;
 		}
 		i++;
@@ -1244,18 +1204,7 @@ size_t rq_oreq_feed(struct rq_hdrs *p, const char *buf, size_t n, enum rq_ev *ev
 				return dead(p, n, ev);
 		head_end:
 			*ev = RQ_EV_END;
-			if (p->method == RQ_M_CONNECT) {
-				p->st = S_DEAD; /* a tunnel follows */
-			} else if (p->te_seen) {
-				p->st = p->te_chunked ? S_BODY : S_DEAD;
-				p->body = (struct rq_body){ .st = B_CSIZE };
-			} else if (p->cl) {
-				p->st = S_BODY;
-				p->body = (struct rq_body){ .st = B_LEN, .left = p->cl };
-			} else {
-				p->st = S_START;
-				p->idx = 0;
-			}
+			req_framed(p);
 			return i + 1;
 		}
 		i++;
